@@ -1,0 +1,313 @@
+"""The experiment file: a typed schema, validated with errors that name the file, key path and fix.
+
+Every key documented in README.md lives here, with its default. ``load_experiment`` reads TOML,
+applies ``--set key.path=value`` overrides and returns an ``Experiment``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from registry.errors import did_you_mean
+
+from .errors import ConfigError
+
+
+@dataclass
+class SyntheticConfig:
+    """How the labelled synthetic stand-in is generated when the real data is absent."""
+
+    n: int = 400
+    seed: int = 0
+    root: str = "data/synthetic"
+    ambiguous_fraction: float = 0.2
+    label_noise: float = 3.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "echonet_pediatric"
+    root: str = "data/echonet-pediatric"
+    view: str = "A4C"
+    protocol: str = "fold"
+    fold: int = 0
+    synthetic_if_missing: bool = True
+    strict: bool = False
+    tabular: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClipsConfig:
+    mode: Literal["mcsdr", "echonet"] = "mcsdr"
+    frames: int = 16
+    size: int = 112
+    frequency: int = 1
+    period: int = 2
+    test_clips: int = 1
+    augment: bool = True
+    normalise: Literal["encoder", "dataset", "none"] = "encoder"
+
+
+@dataclass
+class PretrainConfig:
+    """Stage 1: the shared encoder training, once per seed, before the encoder is frozen."""
+
+    objective: Literal["none", "l1", "mse", "rnc"] = "l1"
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 16
+    rnc_weight: float = 1.0
+    temperature: float = 2.0
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "tiny3d"
+    weights: str = ""
+    strict_weights: bool = True
+    finetune: bool = False
+    lr_mult: float = 0.1
+    params: dict[str, Any] = field(default_factory=dict)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+@dataclass
+class ModelConfig:
+    head: str = ""
+    fusion: str = "concat"
+    label: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    fusion_params: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.label or f"{self.head}+{self.fusion}"
+
+
+@dataclass
+class TuneConfig:
+    trials: int = 0
+    timeout: float = 0.0
+    metric: str = "CRPS"
+    storage: str = ""
+    epochs: int = 0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 3e-4
+    weight_decay: float = 1e-5
+    patience: int = 10
+    grad_clip: float = 1.0
+    device: str = "auto"
+    amp: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class EvaluateConfig:
+    samples: int = 40
+    point: Literal["mean", "median"] = "mean"
+    bootstrap: int = 1000
+    metrics: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Experiment:
+    name: str = ""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    plugins: list[str] = field(default_factory=list)
+    baseline: str = ""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    clips: ClipsConfig = field(default_factory=ClipsConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    models: list[ModelConfig] = field(default_factory=list)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    source: str = field(default="", metadata={"internal": True})  # the file it came from
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        return data
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source).parent if self.source else Path.cwd()
+
+    def model(self, key: str) -> ModelConfig:
+        for model in self.models:
+            if model.key == key:
+                return model
+        raise ConfigError(f"no model {key!r};{did_you_mean(key, [m.key for m in self.models])} "
+                          f"models: {', '.join(m.key for m in self.models)}")
+
+
+def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read experiment file {path}: {error.strerror or error}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}. Fix the syntax at that line.") from None
+    for override in overrides:
+        apply_override(raw, override, str(path))
+    return from_dict(raw, str(path))
+
+
+def from_dict(raw: dict[str, Any], source: str = "<dict>") -> Experiment:
+    experiment = _convert(Experiment, raw, "", source)
+    experiment.source = source
+    _check_semantics(experiment, source)
+    return experiment
+
+
+def apply_override(raw: dict[str, Any], override: str, source: str) -> None:
+    """Apply ``key.path=value`` (value in TOML syntax, bare words taken as strings) to ``raw``."""
+    if "=" not in override:
+        raise ConfigError(f"--set {override!r}: expected key.path=value, e.g. --set train.epochs=5")
+    key_path, text = (part.strip() for part in override.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    parts = key_path.split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _list_element(node, part, ".".join(parts[: depth + 1]), source)
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(f"--set {override!r}: {'.'.join(parts[:depth + 1])} is not a table")
+    if isinstance(node, list):
+        index = _list_index(node, parts[-1], key_path, source)
+        node[index] = value
+    else:
+        node[parts[-1]] = value
+
+
+def _list_index(node: list, part: str, key_path: str, source: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {key_path}: {part!r} is not an index of a list of {len(node)} in {source}")
+    return int(part)
+
+
+def _list_element(node: list, part: str, key_path: str, source: str) -> Any:
+    return node[_list_index(node, part, key_path, source)]
+
+
+# --------------------------------------------------------------------------- type checking
+def _convert(annotation: Any, value: Any, key_path: str, source: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        return _convert_table(annotation, value, key_path, source)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [option for option in options if option is not type(None)]
+        return _convert(inner, value, key_path, source)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            hint = did_you_mean(str(value), [str(c) for c in choices])
+            _fail(source, key_path, f"must be one of {', '.join(map(repr, choices))}, got {value!r}.{hint}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            _fail(source, key_path, f"expected a list, got {_kind(value)} {value!r}")
+        (inner,) = typing.get_args(annotation)
+        return [_convert(inner, element, f"{key_path}[{i}]", source) for i, element in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            _fail(source, key_path, f"expected a table, got {_kind(value)} {value!r}")
+        return dict(value)
+    if annotation is Any:
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (str, int, float, bool) and (
+        not isinstance(value, annotation) or (annotation is int and isinstance(value, bool))
+    ):
+        _fail(source, key_path, f"expected {annotation.__name__}, got {_kind(value)} {value!r}")
+    return value
+
+
+def _convert_table(cls: type, value: Any, key_path: str, source: str) -> Any:
+    if not isinstance(value, dict):
+        _fail(source, key_path or "<top level>", f"expected a table, got {_kind(value)} {value!r}")
+    hints = typing.get_type_hints(cls)
+    public = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+    kwargs = {}
+    for key, element in value.items():
+        child = f"{key_path}.{key}" if key_path else key
+        if key not in public:
+            hint = did_you_mean(key, public)
+            siblings = f" Keys of {'[' + key_path + ']' if key_path else 'the top level'}: {', '.join(public)}."
+            _fail(source, child, f"is not a known key.{hint}{siblings}")
+        kwargs[key] = _convert(hints[key], element, child, source)
+    return cls(**kwargs)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a float"}.get(type(value), type(value).__name__)
+
+
+def _fail(source: str, key_path: str, message: str) -> typing.NoReturn:
+    raise ConfigError(f"{source}: `{key_path}` {message}")
+
+
+def _check_semantics(experiment: Experiment, source: str) -> None:
+    checks = [
+        (not experiment.name, "name", "must be set: it names the run directory, e.g. name = \"pediatric\""),
+        (not experiment.seeds, "seeds", "must list at least one seed, e.g. seeds = [0, 1, 2]"),
+        (len(set(experiment.seeds)) != len(experiment.seeds), "seeds", f"has duplicates: {experiment.seeds}"),
+        (not experiment.models, "models", "needs at least one [[models]] table with a head"),
+        (experiment.clips.frames < 1, "clips.frames", "must be at least 1"),
+        (experiment.clips.size < 8, "clips.size", "must be at least 8 pixels"),
+        (experiment.clips.frequency < 1, "clips.frequency", "must be at least 1"),
+        (experiment.clips.period < 1, "clips.period", "must be at least 1"),
+        (experiment.clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
+        (experiment.evaluate.samples < 1, "evaluate.samples", "must be at least 1"),
+        (experiment.train.epochs < 1, "train.epochs", "must be at least 1"),
+        (experiment.train.batch_size < 1, "train.batch_size", "must be at least 1"),
+        (experiment.train.lr <= 0, "train.lr", "must be positive"),
+        (experiment.tune.trials < 0, "tune.trials", "must be 0 (no tuning) or more"),
+        (experiment.synthetic.n < 10, "synthetic.n", "must be at least 10 videos"),
+        (not 0 <= experiment.synthetic.ambiguous_fraction <= 1, "synthetic.ambiguous_fraction",
+         "must be between 0 and 1"),
+    ]
+    for failed, key_path, message in checks:
+        if failed:
+            _fail(source, key_path, message)
+    for index, model in enumerate(experiment.models):
+        if not model.head:
+            _fail(source, f"models[{index}].head", "must name a head, e.g. head = \"mcsdr\"")
+    keys = [model.key for model in experiment.models]
+    duplicated = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicated:
+        _fail(source, "models", f"has two models called {duplicated[0]!r}: give one a distinct `label`")
+    if experiment.baseline and experiment.baseline not in keys:
+        _fail(source, "baseline", f"names no model.{did_you_mean(experiment.baseline, keys)} Models: {', '.join(keys)}")

@@ -1,0 +1,160 @@
+"""The typed records and protocols that components exchange with the engine.
+
+Datasets produce ``Item`` records and ``Split`` assignments; encoders, fusions and heads are
+``torch.nn.Module`` objects with the attributes below; metrics read a ``Predictive``. Plugin authors
+implement these; the engine relies on nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+Role = Literal["train", "val", "test"]
+ROLES: tuple[Role, ...] = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One video with its label. ``id`` is unique and stable across runs (EchoNet: the FileName)."""
+
+    id: str
+    patient: str
+    ef: float
+    video: Path
+    fold: str  # the dataset's own split label as written on disk ("TRAIN", "3", "training", ...)
+    tabular: Mapping[str, float | str | None] = field(default_factory=dict)
+    subgroups: Mapping[str, str] = field(default_factory=dict)  # e.g. sex, age_bin, quality, view
+    visit: str = ""  # predictions are pooled per visit where a protocol says so; "" = per video
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """An item left out of the benchmark, and why. Written to ``excluded.csv``; never silent."""
+
+    id: str
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """What a dataset found on disk."""
+
+    items: tuple[Item, ...]
+    excluded: tuple[Exclusion, ...] = ()
+    tabular_columns: Mapping[str, Literal["numeric", "categorical"]] = field(default_factory=dict)
+    synthetic: bool = False  # True for generated stand-ins: every output says so
+    oracle_path: Path | None = None  # sidecar with exact posteriors (synthetic data only)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One assignment of item ids to roles. Protocols with folds return several (``cv10``: ten)."""
+
+    name: str
+    roles: Mapping[str, Role]
+
+    def ids(self, role: Role) -> list[str]:
+        return sorted(item_id for item_id, r in self.roles.items() if r == role)
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """Built by ``registry.build("dataset", name, root=..., **params)``."""
+
+    protocols: Sequence[str]
+
+    def load(self) -> DatasetIndex: ...
+
+    def splits(self, index: DatasetIndex, protocol: str, **options: Any) -> list[Split]: ...
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The clip an encoder expects. ``mean``/``std`` are per channel on the 0-255 scale;
+    ``None`` means: normalise with training-split statistics."""
+
+    frames: int | None
+    size: int
+    channels: int = 3
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What loading a weight file matched. ``ok`` is False when anything did not match."""
+
+    source: str
+    loaded: int
+    missing: tuple[str, ...] = ()
+    unexpected: tuple[str, ...] = ()
+    mismatched: tuple[str, ...] = ()  # "key: checkpoint (a, b) vs model (c, d)"
+    dropped: tuple[str, ...] = ()  # keys removed on purpose, e.g. a classification head
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        lines = [f"{self.source}: loaded {self.loaded} tensors"]
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected),
+                            ("shape mismatch", self.mismatched), ("dropped", self.dropped)):
+            if keys:
+                lines.append(f"  {label} ({len(keys)}): " + ", ".join(keys))
+        return "\n".join(lines)
+
+
+class Encoder(Protocol):
+    """``nn.Module``: float clip batch (B, C, T, H, W) -> (B, feature_dim)."""
+
+    feature_dim: int
+    input_spec: InputSpec
+
+    def load_weights(self, path: str | Path, strict: bool = True) -> LoadReport: ...
+
+
+class Fusion(Protocol):
+    """``nn.Module`` built with ``feature_dim`` and ``tabular_dim`` (0 = no tabular input):
+    (feature (B, D), tabular (B, P) or None) -> condition (B, out_dim)."""
+
+    out_dim: int
+
+
+class Head(Protocol):
+    """``nn.Module`` built with ``condition_dim``. Works on standardised targets.
+
+    Required: ``loss(condition (B, D), target (B,)) -> scalar`` and ``sample(condition, n) -> (B, n)``.
+    Optional closed forms, used by metrics when present: ``mean(condition) -> (B,)``,
+    ``std(condition) -> (B,)``, ``log_prob(condition, y) -> (B,)``, ``cdf(condition, y) -> (B,)``.
+    """
+
+    def loss(self, condition, target): ...
+
+    def sample(self, condition, n: int): ...
+
+
+@dataclass
+class Predictive:
+    """A head's predictive distribution for N items in EF units.
+
+    ``samples`` (N, K) always; ``mean``/``std`` (N,) and ``log_prob``/``cdf`` (callables of y (N,))
+    when the head has a closed form. ``point`` is the point estimate used for MAE/RMSE/R2.
+    """
+
+    samples: np.ndarray
+    point: np.ndarray
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    log_prob: Callable[[np.ndarray], np.ndarray] | None = None
+    cdf: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+class Metric(Protocol):
+    """A function ``(y (N,), Predictive) -> float``; the record's metadata holds ``direction``
+    ("min" or "max") and ``label`` (how the leaderboard names it)."""
+
+    def __call__(self, y: np.ndarray, predictive: Predictive) -> float: ...

@@ -1,0 +1,59 @@
+"""Check an experiment against the components that are actually registered.
+
+Shared by ``validate`` and ``run`` so both reject the same mistakes before any work starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from registry import Registry, RegistryError, UnknownComponentError, load_registry
+
+from .config import Experiment
+from .errors import ConfigError
+
+
+@dataclass
+class Resolved:
+    experiment: Experiment
+    registry: Registry
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve(experiment: Experiment) -> Resolved:
+    try:
+        registry = load_registry(experiment.plugins, base_dir=experiment.base_dir)
+    except RegistryError as error:
+        raise ConfigError(f"{experiment.source}: `plugins`: {error}") from None
+    warnings = [f"{failure} (ignored: the experiment does not name it)" for failure in registry.failures]
+
+    def check(kind: str, name: str, key_path: str) -> None:
+        try:
+            registry.describe(kind, name)
+        except RegistryError as error:
+            raise ConfigError(f"{experiment.source}: `{key_path}`: {error}") from None
+
+    check("dataset", experiment.dataset.name, "dataset.name")
+    check("encoder", experiment.encoder.name, "encoder.name")
+    dataset_tabular = registry.describe("dataset", experiment.dataset.name).metadata.get("tabular")
+    for index, model in enumerate(experiment.models):
+        check("head", model.head, f"models[{index}].head")
+        check("fusion", model.fusion, f"models[{index}].fusion")
+        fusion = registry.describe("fusion", model.fusion)
+        if fusion.metadata.get("needs_tabular") and dataset_tabular is not None and not dataset_tabular:
+            raise ConfigError(
+                f"{experiment.source}: `models[{index}].fusion`: {model.fusion!r} combines tabular "
+                f"attributes, but dataset {experiment.dataset.name!r} has none. Use fusion = \"none\"."
+            )
+    for index, metric in enumerate(experiment.evaluate.metrics):
+        check("metric", metric, f"evaluate.metrics[{index}]")
+    if experiment.tune.trials:
+        find_metric(registry, experiment.tune.metric, f"{experiment.source}: `tune.metric`")
+    return Resolved(experiment, registry, warnings)
+
+
+def find_metric(registry: Registry, name: str, where: str) -> str:
+    """The registered metric called ``name`` or labelled so (case-insensitive)."""
+    for record in registry.records("metric"):
+        if name.lower() in (record.name.lower(), str(record.metadata.get("label", "")).lower()):
+            return record.name
+    raise ConfigError(f"{where}: {UnknownComponentError('metric', name, registry.names('metric'))}")

@@ -1,0 +1,87 @@
+"""Atomic file writes and the run directory layout.
+
+Every file the benchmark produces is written to a temporary sibling, flushed to disk and renamed into
+place, so a crash (even kill -9) leaves either the old file or the complete new one, never half of one.
+A job counts as finished only when its ``result.json`` exists, and that file is written last.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import StoreError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise StoreError(f"cannot write {path}: {error.strerror or error}. Check that the output "
+                         "directory is writable (or choose another with --out).") from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {error.strerror or error}. Nothing partial was kept; "
+                         "free space or fix permissions and rerun (finished work is kept).") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise StoreError(f"{path} is not valid JSON ({error}); delete it to recompute that step") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")
+
+
+class RunDir:
+    """Paths of one run directory (``runs/<experiment>/`` by default)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    manifest = property(lambda self: self.root / "manifest.json")
+    splits = property(lambda self: self.root / "splits.csv")
+    excluded = property(lambda self: self.root / "excluded.csv")
+    jobs = property(lambda self: self.root / "jobs")
+    plots = property(lambda self: self.root / "plots")
+    cache = property(lambda self: self.root / "cache")
+    optuna_storage = property(lambda self: f"sqlite:///{(self.root / 'optuna.db').resolve()}")
+
+    def job(self, job_id: str) -> Path:
+        return self.jobs / job_id
+
+    def result(self, job_id: str) -> Path:
+        return self.job(job_id) / "result.json"
+
+    def is_done(self, job_id: str) -> bool:
+        return self.result(job_id).is_file()

@@ -1,0 +1,40 @@
+"""Errors raised while discovering, validating or building components."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class RegistryError(Exception):
+    """A problem with plugins or component names; the CLI maps it to exit code 2."""
+
+    exit_code = 2
+
+
+class UnknownComponentError(RegistryError, KeyError):
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        hint = did_you_mean(name, known)
+        listing = ", ".join(known) if known else "none are registered"
+        super().__init__(f"unknown {kind} {name!r}.{hint} Registered {kind}s: {listing}.")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class DuplicateComponentError(RegistryError):
+    def __init__(self, kind: str, name: str, first_origin: str, second_origin: str):
+        super().__init__(
+            f"{kind} {name!r} is provided twice: by {first_origin} and by {second_origin}. "
+            "Rename one of them or leave one plugin out."
+        )
+
+
+class PluginLoadError(RegistryError):
+    """A plugin the experiment asked for could not be loaded."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """' Did you mean 'x'?' for the closest candidate, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""

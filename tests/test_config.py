@@ -1,0 +1,88 @@
+import pytest
+
+from benchmark.config import Experiment, load_experiment
+from benchmark.errors import ConfigError
+
+MINIMAL = '''
+name = "t"
+seeds = [0, 1]
+[dataset]
+name = "echonet_pediatric"
+[[models]]
+head = "mse"
+'''
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_experiment_gets_documented_defaults(tmp_path):
+    experiment = load_experiment(write(tmp_path, MINIMAL))
+    assert isinstance(experiment, Experiment)
+    assert experiment.seeds == [0, 1]
+    assert experiment.models[0].key == "mse+concat"
+    assert experiment.clips.frames == 16 and experiment.evaluate.samples == 40
+    assert experiment.train.device == "auto"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (MINIMAL + "[tune]\ntrails = 3\n", "`tune.trails` is not a known key. Did you mean 'trials'?"),
+    (MINIMAL + "[train]\nepochs = \"ten\"\n", "`train.epochs` expected int, got a string 'ten'"),
+    (MINIMAL + "[train]\nlr = true\n", "`train.lr` expected float, got a boolean True"),
+    (MINIMAL.replace("seeds = [0, 1]", "seeds = [0, \"a\"]"), "`seeds[1]` expected int"),
+    (MINIMAL + "[clips]\nmode = \"mcsd\"\n", "`clips.mode` must be one of 'mcsdr', 'echonet', got 'mcsd'. "
+                                           "Did you mean 'mcsdr'?"),
+    (MINIMAL + "[[models]]\nhead = \"mse\"\n", "two models called 'mse+concat'"),
+    (MINIMAL.replace("seeds = [0, 1]", "seeds = []"), "`seeds` must list at least one seed"),
+    ("baseline = \"mse+concta\"\n" + MINIMAL, "Did you mean 'mse+concat'?"),
+    ("name = \"t\"\n", "`models` needs at least one"),
+    ("dataset = 3\n", "`dataset` expected a table"),
+])
+def test_config_errors_name_file_key_and_fix(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_experiment(path)
+    assert str(path) in str(error.value)
+    assert fragment in str(error.value)
+
+
+def test_malformed_toml_names_the_line(tmp_path):
+    path = write(tmp_path, "name = \n")
+    with pytest.raises(ConfigError, match=r"not valid TOML.*line 1"):
+        load_experiment(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read experiment file"):
+        load_experiment(tmp_path / "absent.toml")
+
+
+def test_overrides_set_any_key_with_toml_values(tmp_path):
+    experiment = load_experiment(write(tmp_path, MINIMAL), [
+        "train.epochs=3", "dataset.root=/data/x", "models.0.head=gaussian", "tune.metric=MAE",
+        "seeds=[4, 5]", "train.lr=1e-3",
+    ])
+    assert experiment.train.epochs == 3
+    assert experiment.dataset.root == "/data/x"
+    assert experiment.models[0].head == "gaussian"
+    assert experiment.seeds == [4, 5] and experiment.train.lr == 1e-3
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("train.epochs", "expected key.path=value"),
+    ("models.3.head=x", "not an index"),
+    ("train.epoch=3", "Did you mean 'epochs'"),
+])
+def test_bad_overrides(tmp_path, override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_experiment(write(tmp_path, MINIMAL), [override])
+
+
+def test_hash_changes_with_content_only(tmp_path):
+    a = load_experiment(write(tmp_path, MINIMAL))
+    b = load_experiment(write(tmp_path, MINIMAL))
+    c = load_experiment(write(tmp_path, MINIMAL), ["train.epochs=2"])
+    assert a.hash() == b.hash() != c.hash()
