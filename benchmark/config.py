@@ -55,6 +55,8 @@ class ClipsConfig:
     test_clips: int = 1
     augment: bool = True
     normalise: Literal["encoder", "dataset", "none"] = "encoder"
+    intensity_jitter: float = 0.0  # training gain jitter: frames scaled by 1 +- up to this fraction
+    speckle: float = 0.0  # training multiplicative gamma noise with this std (0 = off)
 
 
 @dataclass
@@ -110,6 +112,7 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 1e-5
     patience: int = 10
+    monitor: Literal["loss", "mae"] = "loss"  # early stopping on validation loss or MAE
     grad_clip: float = 1.0
     device: str = "auto"
     amp: bool = False

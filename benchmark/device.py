@@ -1,0 +1,69 @@
+"""Where training runs, mixed precision, and reproducible seeding.
+
+``resolve_device`` turns the experiment's ``train.device`` into a ``torch.device``; ``autocast`` gives
+the mixed-precision context (CUDA only: on CPU it would change results for no speed-up);
+``seed_everything`` makes a job repeatable.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device = {spec!r} but this machine has no usable CUDA device. "
+                              "Use device = \"auto\" or \"cpu\".")
+        device = torch.device(spec)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"train.device = {spec!r} but only {torch.cuda.device_count()} CUDA "
+                              f"device(s) exist (cuda:0 .. cuda:{torch.cuda.device_count() - 1}).")
+        return device
+    raise ConfigError(f"train.device = {spec!r} is not a device; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\".")
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The autocast dtype, or None when mixed precision is off (always off on CPU).
+
+    bfloat16 where the GPU supports it, since it needs no loss scaling; float16 otherwise.
+    """
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    dtype = amp_dtype(device, enabled)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def grad_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler:
+    """A loss scaler that is active only for float16 autocast (bfloat16 has float32's range)."""
+    return torch.amp.GradScaler("cuda", enabled=amp_dtype(device, enabled) == torch.float16)
+
+
+def seed_everything(seed: int, device: torch.device | None = None) -> None:
+    """Seed Python, NumPy and torch. On CPU also ask torch for deterministic kernels.
+
+    Deterministic CUDA kernels need ``CUBLAS_WORKSPACE_CONFIG`` set before CUDA starts and slow
+    training down, so on GPU only the seeds are fixed (results agree to rounding, not bitwise).
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if device is None or device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,0 +1,120 @@
+"""train_model: learning a known relation, early stopping, seeding, NaN losses, pruning."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import registry
+from benchmark.config import TrainConfig
+from benchmark.device import seed_everything
+from benchmark.engine import HeadError, TargetScaler, train_model
+from test_engine_helpers import NOISE, ConcatFusion, GaussianTestHead, linear_features, single_thread  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+FAST = TrainConfig(epochs=40, batch_size=64, lr=2e-2, weight_decay=0.0, patience=40, device="cpu")
+
+
+def fit(head_factory=GaussianTestHead, seed=0, settings=FAST, train=None, val=None, **kwargs):
+    train = train if train is not None else linear_features(256, seed=1)
+    val = val if val is not None else linear_features(64, seed=2, prefix="val")
+    seed_everything(seed)  # before building: initial weights belong to the seed
+    fusion = ConcatFusion(train.feature_dim)
+    return train_model(fusion, head_factory(fusion.out_dim), train, val, settings, seed=seed, quiet=True, **kwargs)
+
+
+def test_learns_the_linear_relation_with_calibrated_spread():
+    test = linear_features(128, seed=3, prefix="test")
+    predictive = fit().predict(test, samples=20, seed=0)
+
+    assert predictive.samples.shape == (128, 20)
+    error = np.abs(predictive.point - test.ef).mean()
+    assert error < 1.5 * NOISE, error  # predicting the mean EF would err by about 8
+    assert 0.6 * NOISE < np.median(predictive.std) < 1.6 * NOISE
+
+
+@pytest.mark.skipif("mse" not in registry.names("head"), reason="the built-in mse head is not written yet")
+def test_registered_mse_head_learns_the_relation():
+    test = linear_features(128, seed=3, prefix="test")
+    model = fit(lambda dim: registry.build("head", "mse", condition_dim=dim))
+    assert np.abs(model.predict(test, samples=4).point - test.ef).mean() < 2 * NOISE
+
+
+def test_early_stopping_restores_the_best_epoch():
+    # Validation labels unrelated to the features: fitting the training set soon hurts validation.
+    train = linear_features(32, seed=1)
+    val = linear_features(64, seed=2, prefix="val")
+    val.ef = np.random.default_rng(0).permutation(val.ef)
+    settings = TrainConfig(epochs=200, batch_size=8, lr=3e-2, weight_decay=0.0, patience=5, device="cpu")
+    seen: list[float] = []
+    model = fit(lambda dim: GaussianTestHead(dim, width=64), settings=settings, train=train, val=val,
+                on_epoch=lambda epoch, logs: seen.append(logs["val_loss"]))
+
+    assert len(seen) == len(model.history) < settings.epochs
+    assert model.best_epoch == int(np.argmin(seen)) + 1
+    assert len(seen) == model.best_epoch + settings.patience
+    with torch.no_grad():
+        condition = model.fusion(torch.from_numpy(val.features), None)
+        target = torch.as_tensor(model.scaler.standardise(val.ef), dtype=torch.float32)
+        restored = float(model.head.loss(condition, target))
+    assert restored == pytest.approx(min(seen), rel=1e-5)
+
+
+def test_early_stopping_on_mae_logs_it_in_ef_units():
+    settings = TrainConfig(epochs=3, batch_size=64, lr=1e-2, monitor="mae", device="cpu")
+    model = fit(settings=settings)
+    assert all(0 < logs["val_mae"] < 20 for logs in model.history)
+
+
+def test_same_seed_gives_identical_predictions_and_another_seed_does_not():
+    test = linear_features(32, seed=3, prefix="test")
+    settings = TrainConfig(epochs=3, batch_size=64, lr=1e-2, device="cpu")
+    first = fit(seed=7, settings=settings).predict(test, samples=8, seed=1)
+    second = fit(seed=7, settings=settings).predict(test, samples=8, seed=1)
+    other = fit(seed=8, settings=settings).predict(test, samples=8, seed=1)
+
+    np.testing.assert_array_equal(first.samples, second.samples)
+    np.testing.assert_array_equal(first.point, second.point)
+    assert not np.array_equal(first.point, other.point)
+
+
+class NaNHead(GaussianTestHead):
+    def loss(self, condition, target):
+        return super().loss(condition, target) * float("nan")
+
+
+def test_nan_loss_raises_naming_the_head():
+    with pytest.raises(HeadError, match=r"head 'broken'.*NaN|head 'broken'.*nan"):
+        fit(NaNHead, settings=TrainConfig(epochs=2, device="cpu"), name="broken")
+
+
+class RawHead(GaussianTestHead):
+    target_scale = "raw"
+
+
+def test_targets_are_standardised_with_training_statistics_unless_the_head_wants_raw_ef():
+    train = linear_features(64, seed=1)
+    settings = TrainConfig(epochs=1, device="cpu")
+    standard = fit(settings=settings, train=train)
+    assert standard.scaler == TargetScaler(float(np.mean(train.ef)), float(np.std(train.ef)))
+    assert fit(RawHead, settings=settings, train=train).scaler == TargetScaler(0.0, 1.0)
+
+
+class PruneAtOnce:
+    def __init__(self):
+        self.reports = []
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+
+    def should_prune(self):
+        return True
+
+
+def test_an_optuna_trial_is_told_the_validation_value_and_can_prune():
+    optuna = pytest.importorskip("optuna")
+    trial = PruneAtOnce()
+    with pytest.raises(optuna.TrialPruned):
+        fit(settings=TrainConfig(epochs=5, device="cpu"), trial=trial)
+    assert [step for step, _ in trial.reports] == [1]
