@@ -143,6 +143,10 @@ class Predictive:
 
     ``samples`` (N, K) always; ``mean``/``std`` (N,) and ``log_prob``/``cdf`` (callables of y (N,))
     when the head has a closed form. ``point`` is the point estimate used for MAE/RMSE/R2.
+    ``crps`` (callable of y (N,) -> per-item CRPS) only when the head's distribution has an exact
+    closed form; otherwise the fair ensemble estimator on ``samples`` is used. Mean and std alone never
+    imply a Gaussian: ``benchmark.scoring.mixture_predictive`` builds a Predictive with every exact
+    closed form of a Gaussian or Gaussian mixture.
     """
 
     samples: np.ndarray
@@ -151,6 +155,7 @@ class Predictive:
     std: np.ndarray | None = None
     log_prob: Callable[[np.ndarray], np.ndarray] | None = None
     cdf: Callable[[np.ndarray], np.ndarray] | None = None
+    crps: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 class Metric(Protocol):

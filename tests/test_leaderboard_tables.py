@@ -1,0 +1,170 @@
+"""Leaderboard, subgroup and paired-test tables and the files that carry them."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.contracts import Predictive
+from benchmark.leaderboard import (JobResult, MetricSpec, build_leaderboard, build_subgroups, item_frame,
+                                   metric_specs, read_predictions, write_predictions, write_tables)
+from benchmark.scoring import item_scores
+
+N, K = 60, 20
+PROTOCOL = {"split_hash": "3f2a9c", "clips": 1, "K": K, "seeds": [0, 1], "synthetic": True}
+
+
+def job(model, seed, noise, spread, head=None, status="ok", error=""):
+    if status != "ok":
+        return JobResult("synthetic", "tiny3d", "concat", head or model, model, seed, status=status, error=error)
+    rng = np.random.default_rng(100 + seed)
+    y = rng.uniform(25, 75, N)
+    center = y + np.random.default_rng(seed).normal(0, noise, N)
+    samples = center[:, None] + spread * np.random.default_rng(seed + 7).standard_normal((N, K))
+    scores = item_scores(y, Predictive(samples, samples.mean(axis=1)))
+    subgroups = {"sex": np.where(np.arange(N) % 2, "F", "M"), "ambiguous": np.arange(N) < 15,
+                 "view": ["A4C"] * N}
+    items = item_frame([f"video{i:03d}" for i in range(N)], [f"patient{i // 2}" for i in range(N)], scores,
+                       subgroups)
+    return JobResult("synthetic", "tiny3d", "concat", head or model, model, seed, items=items, notes=scores.notes)
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return metric_specs()
+
+
+@pytest.fixture(scope="module")
+def results():
+    return [job("mcsdr", seed, noise=3, spread=3) for seed in (0, 1)] + \
+           [job("mse", seed, noise=5, spread=0) for seed in (0, 1)] + \
+           [job("mdn", 0, 0, 0, status="failed", error="ValueError: NaN loss at epoch 3"),
+            job("mdn", 1, 0, 0, status="failed", error="ValueError: NaN loss at epoch 2")] + \
+           [job("gaussian", 0, noise=4, spread=4), job("gaussian", 1, 0, 0, status="failed", error="killed")]
+
+
+def test_csv_and_json_start_with_the_contract_columns(tmp_path, results, specs):
+    write_tables(tmp_path, results, PROTOCOL, baseline="mse", specs=specs, n_boot=50)
+    csv = pd.read_csv(tmp_path / "leaderboard.csv")
+    contract = ["dataset", "encoder", "fusion", "head", "n_seeds"] + \
+               [column for spec in specs for column in (spec.name, f"{spec.name}_std")]
+    assert list(csv.columns[:len(contract)]) == contract
+    assert contract[5:9] == ["mae", "mae_std", "rmse", "rmse_std"]
+    rows = json.loads((tmp_path / "leaderboard.json").read_text())
+    assert list(rows[0])[:len(contract)] == contract
+    assert list(csv["head"]) == ["mcsdr", "mse", "mdn", "gaussian"]
+
+
+def test_values_are_means_and_stds_over_seeds_of_the_per_item_metric(results, specs):
+    board = build_leaderboard(results, specs, n_boot=50).set_index("model")
+    per_seed = [r.items["abs_error"].mean() for r in results if r.model == "mcsdr"]
+    assert board.loc["mcsdr", "mae"] == pytest.approx(np.mean(per_seed))
+    assert board.loc["mcsdr", "mae_std"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert board.loc["mcsdr", "mae_ci_low"] < board.loc["mcsdr", "mae"] < board.loc["mcsdr", "mae_ci_high"]
+
+
+def test_failed_jobs_are_listed_as_failed_never_as_numbers(tmp_path, results, specs):
+    write_tables(tmp_path, results, PROTOCOL, specs=specs, n_boot=20)
+    board = pd.read_csv(tmp_path / "leaderboard.csv").set_index("model")
+    assert board.loc["mdn", "status"] == "failed" and board.loc["mdn", "n_seeds"] == 0
+    assert board.loc["mdn", [spec.name for spec in specs]].isna().all()
+    assert "NaN loss at epoch 3" in board.loc["mdn", "error"]
+    assert board.loc["gaussian", "status"] == "partial" and board.loc["gaussian", "n_seeds"] == 1
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    mdn_row = next(line for line in markdown.splitlines() if "| mdn " in line)
+    assert mdn_row.count("failed") == len(specs) and not any(ch.isdigit() for ch in mdn_row.split("|", 7)[-1])
+    assert "- mdn: seed 0: ValueError: NaN loss at epoch 3; seed 1" in markdown
+    assert "- gaussian: seed 1: killed" in markdown
+
+
+def test_markdown_bolds_the_best_value_by_direction_with_the_protocol_line(tmp_path, results, specs):
+    write_tables(tmp_path, results, PROTOCOL, specs=specs, n_boot=20)
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "split hash: 3f2a9c; clips: 1; K: 20; seeds: 0, 1; synthetic: yes" in markdown
+    assert "Synthetic data" in markdown
+    lines = markdown.splitlines()
+    header = next(line for line in lines if line.startswith("| dataset"))
+    labels = [cell.strip() for cell in header.strip("|").split("|")]
+    cells = {line.split("|")[5].strip(): [c.strip() for c in line.strip("|").split("|")]
+             for line in lines if line.startswith("| synthetic")}
+    board = build_leaderboard(results, specs, n_boot=0).set_index("model")
+    for spec in specs:
+        column = labels.index(spec.label)
+        bold = {model for model, row in cells.items() if row[column].startswith("**")}
+        values = board.loc[["mcsdr", "mse", "gaussian"], spec.name]
+        if not spec.ranked or values.isna().all():
+            assert not bold, spec.name
+            continue
+        finite = values.dropna()
+        key = {"min": finite, "max": -finite}.get(spec.direction, (finite - (spec.target or 0)).abs())
+        assert bold == {key.idxmin()}, spec.name
+    assert cells["mse"][labels.index("MAE")].count("**") == 0  # mse has the largest point error here
+
+
+def test_best_respects_min_max_target_and_unranked():
+    values = np.array([0.80, 0.97, np.nan, 0.88])
+    assert list(MetricSpec("mae", "MAE", "min").best(values)) == [True, False, False, False]
+    assert list(MetricSpec("r2", "R2", "max").best(values)) == [False, True, False, False]
+    assert list(MetricSpec("picp90", "PICP90", "target", target=0.9).best(values)) == [False, False, False, True]
+    assert not MetricSpec("width90", "Width90", "min", ranked=False).best(values).any()
+
+
+def test_subgroup_rows_per_model_subgroup_and_group(tmp_path, results, specs):
+    write_tables(tmp_path, results, PROTOCOL, specs=specs, n_boot=10)
+    table = pd.read_csv(tmp_path / "subgroups.csv", dtype={"group": str})
+    assert list(table.columns[:6]) == ["dataset", "encoder", "fusion", "head", "subgroup", "group"]
+    assert list(table.columns[6:8]) == ["mae", "mae_std"]
+    mcsdr = table[table["model"] == "mcsdr"]
+    assert set(zip(mcsdr["subgroup"], mcsdr["group"])) == {("sex", "F"), ("sex", "M"), ("ambiguous", "True"),
+                                                           ("ambiguous", "False"), ("view", "A4C")}
+    assert "mdn" not in set(table["model"])
+    ambiguous = mcsdr.set_index(["subgroup", "group"]).loc[("ambiguous", "True")]
+    expected = [r.items["abs_error"][:15].mean() for r in results if r.model == "mcsdr"]
+    assert ambiguous["mae"] == pytest.approx(np.mean(expected)) and ambiguous["n_items"] == 15
+
+
+def test_subgroups_follow_the_requested_columns(results, specs):
+    table = build_subgroups(results, specs, subgroups=("sex", "quality"))
+    assert set(table["subgroup"]) == {"sex"}
+
+
+def test_paired_tests_against_the_baseline(tmp_path, results, specs):
+    write_tables(tmp_path, results, PROTOCOL, baseline="mse", specs=specs, n_boot=200)
+    paired = pd.read_csv(tmp_path / "paired_tests.csv")
+    assert set(zip(paired["model"], paired["loss"])) == {("mcsdr", "abs_error"), ("mcsdr", "crps"),
+                                                         ("gaussian", "abs_error"), ("gaussian", "crps")}
+    mcsdr_crps = paired[(paired["model"] == "mcsdr") & (paired["loss"] == "crps")].iloc[0]
+    assert mcsdr_crps["mean_diff"] < 0 and mcsdr_crps["wilcoxon_p"] < 0.05 and mcsdr_crps["n_patients"] == 30
+    assert "Paired tests against the baseline" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_tables_are_identical_for_identical_results(tmp_path, results, specs):
+    for name in ("a", "b"):
+        write_tables(tmp_path / name, results, PROTOCOL, baseline="mse", specs=specs, n_boot=50)
+    for file in ("leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.tex", "subgroups.csv",
+                 "paired_tests.csv"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
+
+
+def test_latex_table_bolds_with_textbf(tmp_path, results, specs):
+    write_tables(tmp_path, results, PROTOCOL, specs=specs, n_boot=10)
+    tex = (tmp_path / "leaderboard.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\textbf{" in tex and r"$\pm$" in tex and "split hash" in tex
+
+
+def test_predictions_csv_leads_with_the_cardiobench_columns(tmp_path, results):
+    path = write_predictions(tmp_path / "predictions.csv", results[0].items)
+    header = path.read_text().splitlines()[0].split(",")
+    assert header[:3] == ["FileName", "EF_pred", "view"] and "crps" in header and "lo95" in header
+    back = read_predictions(path)
+    pd.testing.assert_frame_equal(back[results[0].items.columns], results[0].items, check_dtype=False,
+                                  check_exact=True)  # report must rebuild identical numbers
+
+
+def test_a_metric_without_aggregate_comes_from_the_jobs_whole_set_values(results, specs):
+    custom = MetricSpec("custom", "Custom", "min")
+    jobs = [JobResult(r.dataset, r.encoder, r.fusion, r.head, r.model, r.seed, r.status, r.error, r.items,
+                      r.notes, {"custom": 1.0 + r.seed}) for r in results if r.model == "mcsdr"]
+    board = build_leaderboard(jobs, [custom], n_boot=10)
+    assert board.loc[0, "custom"] == pytest.approx(1.5) and np.isnan(board.loc[0, "custom_ci_low"])
+    assert "custom" not in build_subgroups(jobs, [*specs[:1], custom]).columns
