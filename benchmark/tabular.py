@@ -1,0 +1,106 @@
+"""Tabular patient attributes as model inputs, with every statistic fitted on the training split only.
+
+Numeric columns: missing values imputed with the training mean, standardised with the training mean and
+standard deviation, plus one 0/1 column marking that the value was missing. ``Sex`` has a fixed one-hot
+encoding (F, M, unknown) so its width never depends on the data; other categorical columns one-hot encode
+the training categories plus an explicit ``unknown``. Columns derived from the label are refused.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from registry.errors import did_you_mean
+
+from .contracts import Item
+from .errors import ConfigError
+
+LABEL_DERIVED = frozenset({"ef", "esv", "edv", "lvef", "lvedv", "lvesv"})
+SEX_CATEGORIES = ("F", "M", "unknown")
+UNKNOWN = "unknown"
+
+
+def check_columns(columns: Sequence[str], available: Mapping[str, str], dataset: str) -> None:
+    """Refuses label-derived columns (EF is computed from ESV/EDV: leakage) and unknown ones."""
+    for column in columns:
+        if column.lower() in LABEL_DERIVED:
+            raise ConfigError(f"dataset.tabular: {column!r} is derived from the EF label (EF = (EDV - ESV) / EDV) "
+                              "and would leak it into the model; remove it")
+        if column not in available:
+            raise ConfigError(f"dataset.tabular: {dataset} has no tabular column {column!r};"
+                              f"{did_you_mean(column, list(available))} available: {', '.join(available) or 'none'}")
+
+
+@dataclass
+class TabularTransform:
+    """Fitted with ``fit(train_items)``; ``transform(items)`` gives a float32 (N, width) matrix."""
+
+    columns: Sequence[str]
+    kinds: Mapping[str, str]
+    means: dict[str, float] = field(default_factory=dict)
+    stds: dict[str, float] = field(default_factory=dict)
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fitted: bool = False
+
+    def fit(self, train_items: Sequence[Item]) -> "TabularTransform":
+        if not train_items:
+            raise ConfigError("the tabular transform needs training items to fit on; the train role is empty")
+        for column in self.columns:
+            values = [item.tabular.get(column) for item in train_items]
+            if self.kinds[column] == "numeric":
+                present = np.array([v for v in values if v is not None and not np.isnan(v)], dtype=float)
+                mean = float(present.mean()) if present.size else 0.0
+                std = float(present.std()) if present.size > 1 else 0.0
+                self.means[column], self.stds[column] = mean, std if std > 0 else 1.0
+            elif column == "Sex":
+                self.categories[column] = SEX_CATEGORIES
+            else:
+                seen = sorted({str(v) for v in values if v is not None} - {UNKNOWN})
+                self.categories[column] = (*seen, UNKNOWN)
+        self.fitted = True
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = []
+        for column in self.columns:
+            if self.kinds[column] == "numeric":
+                names += [column, f"{column}_missing"]
+            else:
+                names += [f"{column}={category}" for category in self.categories[column]]
+        return names
+
+    @property
+    def width(self) -> int:
+        return len(self.feature_names)
+
+    def transform(self, items: Sequence[Item]) -> np.ndarray:
+        if not self.fitted:
+            raise RuntimeError("TabularTransform.transform before fit: fit it on the training items first")
+        out = np.zeros((len(items), self.width), dtype=np.float32)
+        for row, item in enumerate(items):
+            out[row] = self._row(item)
+        return out
+
+    def _row(self, item: Item) -> list[float]:
+        row: list[float] = []
+        for column in self.columns:
+            value = item.tabular.get(column)
+            if self.kinds[column] == "numeric":
+                missing = value is None or np.isnan(value)
+                filled = self.means[column] if missing else float(value)
+                row += [(filled - self.means[column]) / self.stds[column], float(missing)]
+            else:
+                categories = self.categories[column]
+                category = str(value) if value is not None and str(value) in categories else UNKNOWN
+                row += [float(category == c) for c in categories]
+        return row
+
+
+def fit_tabular(columns: Sequence[str], kinds: Mapping[str, str], train_items: Sequence[Item],
+                dataset: str = "the dataset") -> TabularTransform:
+    """Checks ``columns`` against the dataset's ``kinds`` and fits the transform on ``train_items``."""
+    check_columns(columns, kinds, dataset)
+    return TabularTransform(columns=list(columns), kinds=dict(kinds)).fit(train_items)

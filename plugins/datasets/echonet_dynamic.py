@@ -1,0 +1,73 @@
+"""EchoNet-Dynamic: adult apical 4-chamber videos with the official TRAIN/VAL/TEST split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.contracts import DatasetIndex, Item, Split
+from benchmark.dataset_tools import (IndexBuilder, as_ef, check_unique, read_table, require_root, strip_avi,
+                                     traced_frames, unknown_protocol)
+from benchmark.errors import ConfigError, DataError
+from registry import hookimpl
+
+NAME = "echonet_dynamic"
+PROTOCOLS = ("official",)
+COLUMNS = ("FileName", "EF", "Split")
+ROLES = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
+
+
+class EchoNetDynamic:
+    """EchoNet-Dynamic (FileList.csv, VolumeTracings.csv, Videos/*.avi), official split."""
+
+    protocols = PROTOCOLS
+
+    def __init__(self, root, min_traced_frames: int = 2, strict: bool = False, check_videos: bool = True,
+                 video_cache: str | None = None, view: str = "A4C"):
+        if view.upper() != "A4C":
+            raise ConfigError(f"{NAME} holds apical 4-chamber videos only: dataset.view must be \"A4C\", got {view!r}")
+        self.root = Path(root)
+        self.min_traced_frames = min_traced_frames
+        self.builder_options = dict(strict=strict, check_videos=check_videos, video_cache=video_cache)
+
+    def load(self) -> DatasetIndex:
+        root = require_root(self.root, ["FileList.csv", "Videos"], NAME)
+        file_list = root / "FileList.csv"
+        table = read_table(file_list, COLUMNS, text_columns=["FileName", "Split"])
+        names = [strip_avi(name) for name in table["FileName"]]
+        check_unique(names, file_list, "FileName")
+        traced = self._traced(root)
+        builder = IndexBuilder(NAME, **self.builder_options)
+        for row_number, (name, ef, fold) in enumerate(zip(names, table["EF"], table["Split"]), start=2):
+            fold = str(fold).strip().upper()
+            if fold not in ROLES:
+                raise DataError(f"{file_list} row {row_number} ({name}): Split {fold!r} is not one of "
+                                "TRAIN, VAL, TEST")
+            video = root / "Videos" / f"{name}.avi"
+            if traced is not None and len(traced.get(name, ())) < self.min_traced_frames:
+                builder.exclude(name, root / "VolumeTracings.csv",
+                                f"fewer than {self.min_traced_frames} traced frames (official EchoNet filter)")
+                continue
+            builder.add(Item(id=name, patient=name, ef=as_ef(ef), video=video,
+                             fold=fold, subgroups={"view": "A4C"}), file_list)
+        return builder.build(tabular_columns={})
+
+    def _traced(self, root: Path) -> dict[str, set[int]] | None:
+        if self.min_traced_frames <= 0:
+            return None
+        path = root / "VolumeTracings.csv"
+        if not path.is_file():
+            raise DataError(f"{path} is missing, but min_traced_frames = {self.min_traced_frames} needs it. "
+                            "Restore it, or set dataset.params.min_traced_frames = 0 to keep untraced videos.")
+        return traced_frames(path)
+
+    def splits(self, index: DatasetIndex, protocol: str, **options) -> list[Split]:
+        if protocol not in PROTOCOLS:
+            raise unknown_protocol(NAME, protocol, PROTOCOLS)
+        return [Split(name="official", roles={item.id: ROLES[item.fold] for item in index.items})]
+
+
+@hookimpl
+def register_datasets(registry):
+    registry.add(NAME, EchoNetDynamic, metadata={
+        "protocols": list(PROTOCOLS), "views": ["A4C"], "tabular": [], "label_derived": ["ESV", "EDV"],
+        "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
+    })

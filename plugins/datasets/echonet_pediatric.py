@@ -1,0 +1,93 @@
+"""EchoNet-Pediatric: children's A4C and PSAX videos with ten patient-level folds."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.contracts import DatasetIndex, Item, Split
+from benchmark.dataset_tools import (IndexBuilder, age_bin, as_ef, check_unique, cross_validation, fold_split,
+                                     N_FOLDS, normalise_sex, number_or_none, read_table, require_root,
+                                     strip_avi, traced_frames, unknown_protocol)
+from benchmark.errors import ConfigError, DataError
+from registry import hookimpl
+
+NAME = "echonet_pediatric"
+VIEWS = ("A4C", "PSAX")
+PROTOCOLS = ("fold", "cv10", "fold0")
+COLUMNS = ("FileName", "EF", "Sex", "Age", "Weight", "Height", "Split")
+TABULAR = {"Sex": "categorical", "Age": "numeric", "Weight": "numeric", "Height": "numeric"}
+AGE_EDGES = (0, 1, 5, 12, 19)
+
+
+class EchoNetPediatric:
+    """EchoNet-Pediatric (A4C/ and PSAX/ each with FileList.csv and Videos/), integer folds 0-9."""
+
+    protocols = PROTOCOLS
+
+    def __init__(self, root, view: str = "A4C", min_traced_frames: int = 0, strict: bool = False,
+                 check_videos: bool = True, video_cache: str | None = None):
+        self.root = Path(root)
+        self.views = _views(view)
+        self.min_traced_frames = min_traced_frames
+        self.builder_options = dict(strict=strict, check_videos=check_videos, video_cache=video_cache)
+
+    def load(self) -> DatasetIndex:
+        root = require_root(self.root, [f"{view}/FileList.csv" for view in self.views], NAME)
+        builder = IndexBuilder(NAME, **self.builder_options)
+        for view in self.views:
+            self._load_view(root / view, view, builder)
+        return builder.build(tabular_columns=TABULAR)
+
+    def _load_view(self, folder: Path, view: str, builder: IndexBuilder) -> None:
+        file_list = folder / "FileList.csv"
+        table = read_table(file_list, COLUMNS, text_columns=["FileName", "Split", "Sex"])
+        check_unique(table["FileName"].str.strip(), file_list, "FileName")
+        traced = traced_frames(folder / "VolumeTracings.csv") if self.min_traced_frames > 0 else None
+        for row_number, row in enumerate(table.to_dict("records"), start=2):
+            file_name = row["FileName"].strip()
+            name = strip_avi(file_name)
+            fold = _fold(row["Split"], file_list, row_number, file_name)
+            if traced is not None and len(traced.get(name, ())) < self.min_traced_frames:
+                builder.exclude(file_name, folder / "VolumeTracings.csv",
+                                f"fewer than {self.min_traced_frames} traced frames")
+                continue
+            patient, accession = (name.split("-") + [""])[:2]
+            age = number_or_none(row["Age"])
+            sex = normalise_sex(row["Sex"])
+            tabular = {"Sex": sex, "Age": age, "Weight": number_or_none(row["Weight"]),
+                       "Height": number_or_none(row["Height"])}
+            item = Item(id=file_name, patient=patient, ef=as_ef(row["EF"]), video=folder / "Videos" / f"{name}.avi",
+                        fold=str(fold), tabular=tabular, visit=f"{patient}-{accession}",
+                        subgroups={"sex": sex, "age_bin": age_bin(age, AGE_EDGES), "view": view})
+            builder.add(item, file_list)
+
+    def splits(self, index: DatasetIndex, protocol: str, fold: int = 0, **options) -> list[Split]:
+        if protocol == "fold":
+            return [fold_split(index, int(fold))]
+        if protocol == "fold0":
+            return [fold_split(index, 0)]
+        if protocol == "cv10":
+            return cross_validation(index)
+        raise unknown_protocol(NAME, protocol, PROTOCOLS)
+
+
+def _views(view: str) -> tuple[str, ...]:
+    chosen = VIEWS if view.lower() == "both" else (view.upper(),)
+    if not set(chosen) <= set(VIEWS):
+        raise ConfigError(f"{NAME}: dataset.view must be \"A4C\", \"PSAX\" or \"both\", got {view!r}")
+    return chosen
+
+
+def _fold(value, path: Path, row_number: int, file_name: str) -> int:
+    # The fold column is an integer 0-9; "3.0" (a float export) is accepted, TRAIN/VAL/TEST is not.
+    number = number_or_none(value)
+    if number is None or number != int(number) or not 0 <= number < N_FOLDS:
+        raise DataError(f"{path} row {row_number} ({file_name}): Split {value!r} is not an integer fold 0-9")
+    return int(number)
+
+
+@hookimpl
+def register_datasets(registry):
+    registry.add(NAME, EchoNetPediatric, metadata={
+        "protocols": list(PROTOCOLS), "views": [*VIEWS, "both"], "tabular": list(TABULAR),
+        "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
+    })

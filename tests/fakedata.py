@@ -1,0 +1,229 @@
+"""Tiny dataset trees in the exact on-disk formats of EchoNet-Dynamic, EchoNet-Pediatric and CAMUS.
+
+Like torchgeo's fake data: each ``make_*`` writes a few short videos and the label files, with
+deterministic content, and returns what it wrote. Bad cases are injected afterwards with the small
+mutation hooks below (``truncate``, ``write_zero_frame_avi``, ``set_cell``, ``drop_column``, ...).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass
+class FakeTree:
+    root: Path
+    ids: list[str] = field(default_factory=list)
+    videos: dict[str, Path] = field(default_factory=dict)  # item id -> video file
+    labels: Path | None = None  # the main label file (FileList.csv) where there is one
+
+
+def frames_with_counter(n_frames: int, height: int = 32, width: int = 32, seed: int = 0) -> np.ndarray:
+    """(T, H, W) uint8 grey frames whose mean brightness encodes the frame number (10 + 8 * t).
+
+    Each frame is flat so that lossy codecs keep the value: tests read the frame number back.
+    """
+    values = (10 + 8 * np.arange(n_frames)) % 250
+    frames = np.broadcast_to(values[:, None, None], (n_frames, height, width)).astype(np.uint8)
+    return np.ascontiguousarray(frames)
+
+
+def frame_number(frame: np.ndarray) -> float:
+    """Inverse of ``frames_with_counter`` for a decoded frame (any channels)."""
+    return (float(np.mean(frame)) - 10) / 8
+
+
+def asymmetric_image(height: int = 24, width: int = 16) -> np.ndarray:
+    """A (H, W) image that is not invariant to any flip, rotation or transpose: a bright top-left corner
+    block and a mid-grey bar along the bottom edge, on a non-square canvas."""
+    image = np.zeros((height, width), dtype=np.uint8)
+    image[:4, :6] = 255
+    image[-3:, :] = 120
+    return image
+
+
+def write_avi(path: Path, frames: np.ndarray, fps: int = 50, codec: str = "MJPG") -> Path:
+    """AVI with grey replicated to three channels; MJPG as EchoNet's OpenCV export writes them."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
+    for frame in frames:
+        writer.write(np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame)
+    writer.release()
+    return path
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _ef(rng: np.random.Generator) -> float:
+    return round(float(rng.uniform(20, 80)), 4)
+
+
+# --------------------------------------------------------------------------- EchoNet-Dynamic
+def make_dynamic(root: Path, splits: Sequence[str] = ("TRAIN",) * 4 + ("VAL",) * 2 + ("TEST",) * 2,
+                 n_frames: int = 12, seed: int = 0) -> FakeTree:
+    """FileList.csv (FileName without .avi), VolumeTracings.csv (FileName with .avi), Videos/*.avi."""
+    rng = np.random.default_rng(seed)
+    tree = FakeTree(root=root, labels=root / "FileList.csv")
+    rows, tracings = [], []
+    for number, split in enumerate(splits):
+        name = f"0X{number:014X}"
+        ef = _ef(rng)
+        esv, edv = 100 * (1 - ef / 100), 100.0
+        rows.append([name, ef, esv, edv, 32, 32, 50, n_frames, split])
+        for frame in (1, n_frames - 2):  # end-diastole and end-systole, two disc lines each
+            tracings += [[f"{name}.avi", 10, 12, 20, 12, frame], [f"{name}.avi", 11, 14, 19, 14, frame]]
+        tree.ids.append(name)
+        tree.videos[name] = write_avi(root / "Videos" / f"{name}.avi", frames_with_counter(n_frames))
+    write_csv(tree.labels, ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS",
+                            "NumberOfFrames", "Split"], rows)
+    write_csv(root / "VolumeTracings.csv", ["FileName", "X1", "Y1", "X2", "Y2", "Frame"], tracings)
+    return tree
+
+
+# --------------------------------------------------------------------------- EchoNet-Pediatric
+def make_pediatric(root: Path, n_patients: int = 20, views: Sequence[str] = ("A4C", "PSAX"),
+                   videos_per_patient: int = 1, n_frames: int = 10, seed: int = 0) -> FakeTree:
+    """Per view: FileList.csv (FileName with .avi, integer fold per patient), VolumeTracings.csv with
+    X,Y points and ``No Systolic`` rows, Videos/*.avi. Patient p is in fold p % 10."""
+    rng = np.random.default_rng(seed)
+    tree = FakeTree(root=root)
+    sexes = ["M", "F", "", "M", "F"]
+    for view in views:
+        rows, tracings = [], []
+        for patient in range(n_patients):
+            for visit in range(videos_per_patient):
+                file_name = f"CR{patient:04d}-CR{visit:04d}{view[0]}-{patient * 10 + visit:06d}.avi"
+                weight = "" if patient % 4 == 0 else round(float(rng.uniform(5, 70)), 1)
+                rows.append([file_name, _ef(rng), sexes[patient % len(sexes)], patient % 19, weight,
+                             round(float(rng.uniform(60, 180)), 1), patient % 10])
+                tracings += [[file_name, 10, 10, 2], [file_name, 12, 11, 2]]
+                tracings.append([file_name, "", "", "No Systolic"] if patient % 3 == 0 else [file_name, 10, 9, 7])
+                tree.ids.append(file_name)
+                tree.videos[file_name] = write_avi(root / view / "Videos" / file_name, frames_with_counter(n_frames))
+        write_csv(root / view / "FileList.csv", ["FileName", "EF", "Sex", "Age", "Weight", "Height", "Split"], rows)
+        write_csv(root / view / "VolumeTracings.csv", ["FileName", "X", "Y", "Frame"], tracings)
+    tree.labels = root / views[0] / "FileList.csv"
+    return tree
+
+
+# --------------------------------------------------------------------------- CAMUS
+def camus_sequence(n_frames: int = 6) -> np.ndarray:
+    """(T, H, W) uint8: the asymmetric image whose brightness rises with the frame number."""
+    base = asymmetric_image().astype(np.int32)
+    return np.stack([np.clip(base + 5 * t, 0, 255) for t in range(n_frames)]).astype(np.uint8)
+
+
+def write_nifti(path: Path, sequence: np.ndarray) -> Path:
+    """Stores (T, H, W) the way the 2023 release does: NIfTI axes (x, y, t)."""
+    import nibabel
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nibabel.save(nibabel.Nifti1Image(np.ascontiguousarray(sequence.transpose(2, 1, 0)), np.eye(4)), str(path))
+    return path
+
+
+def write_metaimage(path: Path, sequence: np.ndarray) -> Path:
+    """Stores (T, H, W) as MetaImage .mhd + .raw, as the 2019 release does."""
+    import SimpleITK as sitk
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(sequence), str(path), False)
+    return path
+
+
+def make_camus(root: Path, release: str = "2023", n_patients: int = 20, n_frames: int = 6,
+               seed: int = 0) -> FakeTree:
+    """CAMUS tree of either release for both views; 2023 also gets database_split (60/20/20%)."""
+    rng = np.random.default_rng(seed)
+    tree = FakeTree(root=root)
+    folder, suffix, ef_key = {"2023": ("database_nifti", "half_sequence.nii.gz", "EF"),
+                              "2019": ("training", "sequence.mhd", "LVef")}[release]
+    write = write_nifti if release == "2023" else write_metaimage
+    qualities = ["Good", "Medium", "Poor"]
+    for number in range(1, n_patients + 1):
+        patient = f"patient{number:04d}"
+        ef = int(rng.integers(25, 75))
+        for view in ("2CH", "4CH"):
+            keys = {"ED": 1, "ES": n_frames, "NbFrame": n_frames, "Sex": "MF"[number % 2], "Age": 30 + number,
+                    "ImageQuality": qualities[(number + (view == "4CH")) % 3], ef_key: ef}
+            if release == "2019":
+                keys.update(LVedv=100, LVesv=100 - ef)
+            else:
+                keys["FrameRate"] = 25
+            info = root / folder / patient / f"Info_{view}.cfg"
+            info.parent.mkdir(parents=True, exist_ok=True)
+            info.write_text("".join(f"{key}: {value}\n" for key, value in keys.items()))
+            item_id = f"{patient}_{view}"
+            tree.ids.append(item_id)
+            tree.videos[item_id] = write(root / folder / patient / f"{patient}_{view}_{suffix}",
+                                         camus_sequence(n_frames))
+    if release == "2023":
+        patients = [f"patient{number:04d}" for number in range(1, n_patients + 1)]
+        n_train, n_val = int(0.6 * n_patients), int(0.2 * n_patients)
+        groups = {"training": patients[:n_train], "validation": patients[n_train:n_train + n_val],
+                  "testing": patients[n_train + n_val:]}
+        for group, members in groups.items():
+            path = root / "database_split" / f"subgroup_{group}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(members) + "\n")
+    return tree
+
+
+# --------------------------------------------------------------------------- bad-case hooks
+def truncate(path: Path, keep: float = 0.5) -> None:
+    """Cuts a file short, as an interrupted copy does."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def corrupt_last_frame(path: Path) -> None:
+    """Overwrites the start-of-image marker of the last JPEG in a Motion-JPEG AVI (a damaged frame)."""
+    data = bytearray(path.read_bytes())
+    start = data.rfind(b"\xff\xd8\xff")
+    data[start:start + 3] = b"\x00\x00\x00"
+    path.write_bytes(bytes(data))
+
+
+def write_zero_frame_avi(path: Path) -> None:
+    """A valid AVI container holding no frames."""
+    write_avi(path, np.zeros((0, 32, 32), dtype=np.uint8))
+
+
+def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    with path.open(newline="") as stream:
+        header, *rows = list(csv.reader(stream))
+    return header, rows
+
+
+def set_cell(path: Path, row_id: str, column: str, value) -> None:
+    """Sets ``column`` of the row whose first field is ``row_id``."""
+    header, rows = _rows(path)
+    for row in rows:
+        if row[0] == row_id:
+            row[header.index(column)] = str(value)
+    write_csv(path, header, rows)
+
+
+def drop_column(path: Path, column: str) -> None:
+    header, rows = _rows(path)
+    keep = [i for i, name in enumerate(header) if name != column]
+    write_csv(path, [header[i] for i in keep], [[row[i] for i in keep] for row in rows])
+
+
+def duplicate_row(path: Path, row_id: str) -> None:
+    header, rows = _rows(path)
+    write_csv(path, header, rows + [row for row in rows if row[0] == row_id])

@@ -1,0 +1,157 @@
+"""EchoNet-Dynamic loader: layout conventions, the official split, tracings filter and every bad input."""
+import shutil
+
+import pytest
+
+import fakedata as fd
+import registry
+from benchmark.contracts import Dataset
+from benchmark.dataset_tools import summarise_reasons
+from benchmark.errors import ConfigError, DataError
+
+
+def load(root, **params):
+    dataset = registry.build("dataset", "echonet_dynamic", root=root, **params)
+    return dataset, dataset.load()
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return fd.make_dynamic(tmp_path / "dynamic")
+
+
+def test_official_split_follows_the_split_column_case_insensitively(tree):
+    fd.set_cell(tree.labels, tree.ids[0], "Split", "train")  # lower case as some exports write it
+    dataset, index = load(tree.root)
+    (split,) = dataset.splits(index, "official")
+    assert split.ids("train") == sorted(tree.ids[:4])
+    assert split.ids("val") == sorted(tree.ids[4:6])
+    assert split.ids("test") == sorted(tree.ids[6:])
+    assert index.excluded == ()
+
+
+def test_file_names_without_avi_match_videos_and_tracings_with_avi(tree):
+    _, index = load(tree.root)
+    item = next(i for i in index.items if i.id == tree.ids[0])
+    assert item.video == tree.root / "Videos" / f"{tree.ids[0]}.avi"
+    assert item.patient == item.id and item.tabular == {}
+    # A FileList that does carry the extension finds the same files.
+    fd.set_cell(tree.labels, tree.ids[1], "FileName", f"{tree.ids[1]}.avi")
+    _, again = load(tree.root)
+    assert {i.id for i in again.items} == set(tree.ids)
+
+
+def test_official_filter_drops_videos_with_fewer_than_two_traced_frames(tree):
+    tracings = tree.root / "VolumeTracings.csv"
+    lines = tracings.read_text().splitlines()
+    untraced = tree.ids[2]
+    # Keep only the first traced frame of one video.
+    kept = [line for line in lines if not (line.startswith(untraced) and line.endswith(",10"))]
+    tracings.write_text("\n".join(kept) + "\n")
+    _, index = load(tree.root)
+    assert untraced not in {i.id for i in index.items}
+    (exclusion,) = index.excluded
+    assert exclusion.id == untraced and "traced frames" in exclusion.reason
+    _, unfiltered = load(tree.root, min_traced_frames=0)
+    assert len(unfiltered.items) == len(tree.ids)
+
+
+def test_missing_tracings_file_is_an_error_only_when_the_filter_needs_it(tree):
+    (tree.root / "VolumeTracings.csv").unlink()
+    with pytest.raises(DataError, match="min_traced_frames"):
+        load(tree.root)
+    assert len(load(tree.root, min_traced_frames=0)[1].items) == len(tree.ids)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda path: path.unlink(), "missing video"),
+    (lambda path: fd.truncate(path, 0.9), "truncated video"),
+    (lambda path: fd.truncate(path, 0.5), "truncated video"),
+    (fd.corrupt_last_frame, "unreadable video"),
+    (lambda path: path.write_bytes(b"not a video" * 50), "unreadable video"),
+    (fd.write_zero_frame_avi, "zero frames"),
+])
+def test_bad_videos_are_excluded_with_file_and_reason(tree, damage, reason):
+    victim = tree.ids[3]
+    damage(tree.videos[victim])
+    _, index = load(tree.root)
+    assert victim not in {i.id for i in index.items}
+    (exclusion,) = index.excluded
+    assert (exclusion.id, exclusion.file) == (victim, str(tree.videos[victim]))
+    assert exclusion.reason.startswith(reason)
+    assert summarise_reasons(index.excluded) == f"{reason}: 1"
+
+
+@pytest.mark.parametrize("value, reason", [("", "EF missing"), ("nan", "EF missing"), ("150", "outside [0, 100]"),
+                                           ("-1", "outside [0, 100]"), ("abc", "not a number")])
+def test_unusable_ef_is_excluded(tree, value, reason):
+    fd.set_cell(tree.labels, tree.ids[0], "EF", value)
+    _, index = load(tree.root)
+    (exclusion,) = index.excluded
+    assert exclusion.id == tree.ids[0] and reason in exclusion.reason
+    assert exclusion.file == str(tree.labels)
+
+
+def test_strict_mode_turns_an_exclusion_into_an_error(tree):
+    tree.videos[tree.ids[0]].unlink()
+    with pytest.raises(DataError, match=f"{tree.ids[0]}.*missing video.*strict"):
+        load(tree.root, strict=True)
+
+
+def test_missing_column_names_file_missing_and_found_columns(tree):
+    fd.drop_column(tree.labels, "Split")
+    with pytest.raises(DataError) as error:
+        load(tree.root)
+    message = str(error.value)
+    assert str(tree.labels) in message and "missing column(s) Split" in message and "FileName, EF, ESV" in message
+
+
+def test_duplicate_file_name_is_an_error(tree):
+    fd.duplicate_row(tree.labels, tree.ids[1])
+    with pytest.raises(DataError, match=f"duplicate FileName {tree.ids[1]}"):
+        load(tree.root)
+
+
+def test_unknown_split_label_names_the_row(tree):
+    fd.set_cell(tree.labels, tree.ids[2], "Split", "HOLDOUT")
+    with pytest.raises(DataError, match=r"row 4 .*'HOLDOUT'.*TRAIN, VAL, TEST"):
+        load(tree.root)
+
+
+@pytest.mark.parametrize("make_root", [lambda tmp: tmp / "nowhere", lambda tmp: tmp])
+def test_wrong_root_says_what_was_expected(tmp_path, make_root):
+    with pytest.raises(DataError) as error:
+        load(make_root(tmp_path))
+    message = str(error.value)
+    assert "FileList.csv" in message and "Videos" in message and "0 samples" not in message
+
+
+def test_all_videos_excluded_is_an_error_not_an_empty_dataset(tree):
+    shutil.rmtree(tree.root / "Videos")
+    (tree.root / "Videos").mkdir()
+    with pytest.raises(DataError, match="every one of 8 videos was excluded.*missing video: 8"):
+        load(tree.root)
+
+
+def test_label_file_without_rows_is_an_error(tree):
+    tree.labels.write_text(tree.labels.read_text().splitlines()[0] + "\n")
+    with pytest.raises(DataError, match="list no videos"):
+        load(tree.root)
+
+
+def test_view_other_than_a4c_and_unknown_protocol_are_config_errors(tree):
+    with pytest.raises(ConfigError, match="A4C"):
+        load(tree.root, view="PSAX")
+    dataset, index = load(tree.root)
+    with pytest.raises(ConfigError, match="official"):
+        dataset.splits(index, "offical")
+
+
+def test_registry_metadata_lets_config_validation_check_combinations():
+    record = registry.describe("dataset", "echonet_dynamic")
+    assert record.metadata["protocols"] == ["official"] and record.metadata["tabular"] == []
+    assert {"ESV", "EDV"} <= set(record.metadata["label_derived"])
+    for name in ("echonet_dynamic", "echonet_pediatric", "camus"):
+        dataset = registry.build("dataset", name, root="anywhere")  # building reads nothing yet
+        assert isinstance(dataset, Dataset)
+        assert list(dataset.protocols) == registry.describe("dataset", name).metadata["protocols"]

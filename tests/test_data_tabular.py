@@ -1,0 +1,64 @@
+"""Tabular preprocessing: fitted on training items only, fixed Sex encoding, missing indicators."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.contracts import Item
+from benchmark.errors import ConfigError
+from benchmark.tabular import fit_tabular
+
+KINDS = {"Sex": "categorical", "Age": "numeric", "Weight": "numeric", "Site": "categorical"}
+
+
+def item(sex, age, weight, site="a") -> Item:
+    return Item(id=f"{sex}{age}{weight}", patient="p", ef=50.0, video=Path("v.avi"), fold="0",
+                tabular={"Sex": sex, "Age": age, "Weight": weight, "Site": site})
+
+
+TRAIN = [item("F", 2.0, 10.0), item("M", 4.0, None), item("M", 6.0, 30.0)]
+TEST = [item("unknown", None, 1000.0, site="never seen"), item("F", 100.0, 20.0)]
+
+
+def test_statistics_come_from_training_items_only():
+    transform = fit_tabular(["Age", "Weight"], KINDS, TRAIN)
+    assert transform.means == {"Age": 4.0, "Weight": 20.0}
+    assert transform.stds["Age"] == pytest.approx(np.std([2.0, 4.0, 6.0]))
+    train = transform.transform(TRAIN)
+    assert train[:, 0].mean() == pytest.approx(0.0) and train[:, 0].std() == pytest.approx(1.0)
+    # Extreme test values change nothing about the fit, and are scaled with the training statistics.
+    test = transform.transform(TEST)
+    assert test[1, 0] == pytest.approx((100.0 - 4.0) / transform.stds["Age"])
+    refit = fit_tabular(["Age", "Weight"], KINDS, TRAIN)
+    np.testing.assert_array_equal(refit.transform(TEST), test)
+
+
+def test_missing_values_get_the_training_mean_and_an_indicator():
+    transform = fit_tabular(["Age", "Weight"], KINDS, TRAIN)
+    assert transform.feature_names == ["Age", "Age_missing", "Weight", "Weight_missing"]
+    row = transform.transform(TEST)[0]
+    assert row[0] == pytest.approx(0.0) and row[1] == 1.0  # imputed with the training mean
+    assert transform.transform(TRAIN)[1, 2:].tolist() == [0.0, 1.0]
+
+
+def test_sex_encoding_is_fixed_with_an_explicit_unknown():
+    only_women = fit_tabular(["Sex"], KINDS, [TRAIN[0]])
+    assert only_women.feature_names == ["Sex=F", "Sex=M", "Sex=unknown"]
+    np.testing.assert_array_equal(only_women.transform(TEST), [[0, 0, 1], [1, 0, 0]])
+
+
+def test_other_categories_come_from_training_with_unknown_for_new_values():
+    transform = fit_tabular(["Site"], KINDS, TRAIN)
+    assert transform.feature_names == ["Site=a", "Site=unknown"]
+    assert transform.transform(TEST)[0].tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("column", ["ESV", "EDV", "LVef", "lvesv", "EF"])
+def test_label_derived_columns_are_refused(column):
+    with pytest.raises(ConfigError, match=f"'{column}' is derived from the EF label"):
+        fit_tabular(["Age", column], {**KINDS, column: "numeric"}, TRAIN)
+
+
+def test_unknown_column_suggests_the_nearest():
+    with pytest.raises(ConfigError, match="no tabular column 'age'.*Age"):
+        fit_tabular(["age"], KINDS, TRAIN)
