@@ -130,6 +130,8 @@ class Head(Protocol):
     Required: ``loss(condition (B, D), target (B,)) -> scalar`` and ``sample(condition, n) -> (B, n)``.
     Optional closed forms, used by metrics when present: ``mean(condition) -> (B,)``,
     ``std(condition) -> (B,)``, ``log_prob(condition, y) -> (B,)``, ``cdf(condition, y) -> (B,)``.
+    A head whose distribution is a Gaussian mixture should also give ``mixture(condition) ->
+    (log_weights, means, stds)``, each (B, M): then every closed form, CRPS included, is exact.
     """
 
     def loss(self, condition, target): ...

@@ -22,6 +22,7 @@ from .config import ModelConfig, TrainConfig
 from .contracts import Predictive
 from .device import autocast, grad_scaler, resolve_device, seed_everything
 from .errors import BenchmarkError
+from .scoring import mixture_predictive
 
 EVAL_BATCH = 1024  # rows per forward pass when nothing is trained: memory is small, speed matters
 MONITOR_SAMPLES = 8  # samples for the validation MAE of heads without a closed-form mean
@@ -185,6 +186,10 @@ class TrainedModel:
         module = _Model(self.fusion, self.head).eval()
         conditions = _conditions(module, features, self.device)
         draws = self._draw(conditions, features, samples, seed)
+        if hasattr(self.head, "mixture"):  # a Gaussian mixture: every closed form is exact, CRPS included
+            weights, means, stds = self._item_mixtures(conditions, features)
+            return mixture_predictive(weights, means, stds, draws,
+                                      point=np.median(draws, axis=1) if point == "median" else None)
         closed = _MixtureForms(self, conditions, features)
         mean = closed.mean()
         if point == "median":
@@ -217,6 +222,30 @@ class TrainedModel:
             clip_draws = np.stack([draws[row] for row in order[start:start + count]])  # (c, ceil(K/c))
             pooled[item] = clip_draws.T.reshape(-1)[:samples]  # clip by clip in turn
         return self.scaler.to_ef(pooled)
+
+    def _item_mixtures(self, conditions: torch.Tensor, features: FeatureSet) -> tuple[np.ndarray, ...]:
+        """Each item's mixture in EF units: its clips' components, each clip weighted 1 / clips."""
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(conditions), EVAL_BATCH):
+                log_weights, means, stds = self.head.mixture(conditions[start:start + EVAL_BATCH])
+                for name, value in (("mixture log weights", log_weights), ("mixture means", means),
+                                    ("mixture stds", stds)):
+                    _checked(self.name, name, value, tuple(log_weights.shape), finite=name != "mixture log weights")
+                parts.append([value.double().cpu().numpy() for value in (log_weights.exp(), means, stds)])
+        weights, means, stds = (np.concatenate(column) for column in zip(*parts))
+        means, stds = self.scaler.to_ef(means), stds * self.scaler.std
+        counts = features.clips_per_item
+        width = int(counts.max()) * weights.shape[1]
+        pooled = [np.zeros((features.n_items, width)), np.zeros((features.n_items, width)),
+                  np.ones((features.n_items, width))]
+        filled = np.zeros(features.n_items, dtype=int)
+        for row, item in enumerate(features.clip_item):
+            columns = slice(filled[item], filled[item] + weights.shape[1])
+            pooled[0][item, columns] = weights[row] / counts[item]
+            pooled[1][item, columns], pooled[2][item, columns] = means[row], stds[row]
+            filled[item] += weights.shape[1]
+        return tuple(pooled)
 
     # ----------------------------------------------------------------- storage
     def state_dict(self) -> dict[str, Any]:

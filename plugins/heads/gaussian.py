@@ -36,6 +36,11 @@ class GaussianHead(TrunkHead):
     def std(self, condition: torch.Tensor) -> torch.Tensor:
         return self.parameters_of(condition)[1]
 
+    def mixture(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The one-component mixture (log weights, means, stds), each (B, 1): exact closed forms."""
+        mean, std = self.parameters_of(condition)
+        return torch.zeros_like(mean)[:, None], mean[:, None], std[:, None]
+
     def distribution(self, condition: torch.Tensor) -> Normal:
         return Normal(*self.parameters_of(condition))
 

@@ -1,0 +1,73 @@
+"""Any timm 2-D image model applied to every frame, then pooled over time.
+
+A cheap way to bring image backbones (and ImageNet-style weights a user holds) to video: frames are
+encoded independently and the per-frame features are averaged or weighted by a learned attention.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import torch
+from torch import nn
+
+from benchmark.contracts import InputSpec, LoadReport
+from benchmark.weights import load_weights_file
+from registry import hookimpl
+
+
+class AttentionPool(nn.Module):
+    """A learned score per frame, softmax over time, weighted sum of frame features."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, frames):  # (B, T, D)
+        weights = torch.softmax(self.score(frames), dim=1)
+        return (weights * frames).sum(dim=1)
+
+
+class MeanPool(nn.Module):
+    def forward(self, frames):
+        return frames.mean(dim=1)
+
+
+class TimmFrames(nn.Module):
+    """A timm 2-D model per frame with mean or attention pooling over time: (B, 3, T, H, W) -> (B, D)."""
+
+    def __init__(self, model: str = "resnet18", pooling: Literal["mean", "attention"] = "mean",
+                 size: int = 112, timm_args: Mapping[str, Any] | None = None):
+        super().__init__()
+        import timm
+
+        if pooling not in ("mean", "attention"):
+            raise ValueError(f"timm: pooling must be 'mean' or 'attention', got {pooling!r}")
+        if not timm.is_model(model):
+            raise ValueError(f"timm has no model {model!r}; `timm.list_models('pattern*')` lists them")
+        # timm_args: extra create_model options, e.g. {drop_path_rate = 0.1}
+        self.backbone = timm.create_model(model, pretrained=False, num_classes=0, **(timm_args or {}))
+        self.feature_dim = self.backbone.num_features
+        self.pool = AttentionPool(self.feature_dim) if pooling == "attention" else MeanPool()
+        config = self.backbone.pretrained_cfg or {}
+        mean, std = config.get("mean"), config.get("std")
+        self.input_spec = InputSpec(
+            frames=None, size=size,
+            mean=tuple(255 * m for m in mean) if mean else None,
+            std=tuple(255 * s for s in std) if std else None,
+        )
+
+    def forward(self, clip):
+        batch, channels, time = clip.shape[:3]
+        frames = clip.transpose(1, 2).reshape(batch * time, channels, *clip.shape[3:])
+        return self.pool(self.backbone(frames).view(batch, time, -1))
+
+    def load_weights(self, path: str | Path, strict: bool = True) -> LoadReport:
+        """A timm/torchvision image checkpoint for the backbone; its classifier is dropped."""
+        return load_weights_file(self.backbone, path, strict=strict,
+                                 drop_prefixes=("head.", "fc.", "classifier.", "last_linear."))
+
+
+@hookimpl
+def register_encoders(registry):
+    registry.add("timm", TimmFrames, metadata={"cpu_friendly": False})

@@ -1,0 +1,40 @@
+"""What every tabular-aware fusion shares: the input checks and the tabular MLP embedding.
+
+Built with ``tabular_dim == 0`` (no patient attributes in the dataset) a fusion passes the video
+feature through unchanged, so one experiment can name the same fusion for vision-only datasets.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+
+def tabular_mlp(tabular_dim: int, width: int) -> nn.Sequential:
+    """Linear, ReLU, Linear: MCSDR's ``tabular_encoder`` (its keys are ``0.*`` and ``2.*``)."""
+    return nn.Sequential(nn.Linear(tabular_dim, width), nn.ReLU(), nn.Linear(width, width))
+
+
+class TabularFusion(nn.Module):
+    """Base class: ``fuse(feature, tabular)`` runs only when tabular attributes exist."""
+
+    def __init__(self, feature_dim: int, tabular_dim: int):
+        super().__init__()
+        if feature_dim < 1 or tabular_dim < 0:
+            raise ValueError(f"{type(self).__name__}: feature_dim must be positive and tabular_dim >= 0, "
+                             f"got {feature_dim} and {tabular_dim}")
+        self.feature_dim = feature_dim
+        self.tabular_dim = tabular_dim
+        self.out_dim = feature_dim
+
+    def forward(self, feature, tabular=None):
+        if not self.tabular_dim:
+            return feature
+        if tabular is None:
+            raise ValueError(f"{type(self).__name__} was built for {self.tabular_dim} tabular attributes "
+                             "but received none")
+        if tabular.shape[-1] != self.tabular_dim:
+            raise ValueError(f"{type(self).__name__} expects {self.tabular_dim} tabular attributes, "
+                             f"got a tensor of shape {tuple(tabular.shape)}")
+        return self.fuse(feature, tabular.to(feature.dtype))
+
+    def fuse(self, feature, tabular):
+        raise NotImplementedError
