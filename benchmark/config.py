@@ -293,7 +293,7 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (experiment.clips.frequency < 1, "clips.frequency", "must be at least 1"),
         (experiment.clips.period < 1, "clips.period", "must be at least 1"),
         (experiment.clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
-        (experiment.evaluate.samples < 1, "evaluate.samples", "must be at least 1"),
+        (experiment.evaluate.samples < 2, "evaluate.samples", "must be at least 2 (the fair CRPS needs two samples)"),
         (experiment.train.epochs < 1, "train.epochs", "must be at least 1"),
         (experiment.train.batch_size < 1, "train.batch_size", "must be at least 1"),
         (experiment.train.lr <= 0, "train.lr", "must be positive"),

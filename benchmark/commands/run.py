@@ -1,0 +1,24 @@
+"""``run``: the main job: train and compare every model of an experiment and write the leaderboard."""
+from __future__ import annotations
+
+from ..config import load_experiment
+
+HELP = "run an experiment: splits, encoder, tuning, every model x seed, leaderboard (resumes)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("experiment", help="the experiment TOML file")
+    parser.add_argument("--out", help="run directory (default runs/<name>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a key, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--fresh", action="store_true", help="delete the run directory and start over")
+    parser.add_argument("--storage", default="", help="Optuna storage URL (default: sqlite in the run directory)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, only one line per step")
+
+
+def run(args) -> int:
+    from ..runner import run_experiment
+
+    experiment = load_experiment(args.experiment, args.overrides)
+    run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet)
+    return 0

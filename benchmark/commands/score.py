@@ -1,0 +1,73 @@
+"""``score``: add an external model's test predictions to a run's leaderboard.
+
+The file needs ``FileName`` and ``EF_pred`` (the CardioBench contract); optional ``sample_0`` ...
+``sample_{K-1}`` columns make it probabilistic, otherwise it is scored as a point prediction (CRPS =
+absolute error). Its ids must be exactly the run's test items.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+HELP = "score an external predictions.csv (FileName,EF_pred[,sample_*]) into a run's leaderboard"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run_dir", help="a finished run directory")
+    parser.add_argument("predictions", help="CSV with FileName and EF_pred columns")
+    parser.add_argument("--name", required=True, help="the row label on the leaderboard")
+
+
+def run(args) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from ..contracts import Predictive
+    from ..errors import ConfigError, DataError
+    from ..leaderboard import item_frame, write_predictions
+    from ..report import load_results, write_report
+    from ..scoring import item_scores
+    from ..store import RunDir, atomic_write_json, read_json
+
+    run = RunDir(args.run_dir)
+    reference = next((r for r in load_results(run) if r.status == "ok" and r.items is not None), None)
+    if reference is None:
+        raise DataError(f"{run.root} has no finished job to take the test items and labels from; run it first")
+    path = Path(args.predictions)
+    try:
+        table = pd.read_csv(path, dtype={"FileName": str})
+    except (OSError, pd.errors.ParserError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from None
+    missing = [column for column in ("FileName", "EF_pred") if column not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(table.columns)}")
+    if table["FileName"].duplicated().any():
+        raise DataError(f"{path}: FileName {table['FileName'][table['FileName'].duplicated()].iloc[0]!r} is repeated")
+    truth = reference.items.set_index("id")
+    absent = sorted(set(truth.index) - set(table["FileName"]))
+    extra = sorted(set(table["FileName"]) - set(truth.index))
+    if absent or extra:
+        raise DataError(f"{path}: its FileNames must be exactly the {len(truth)} test items of {run.root}: "
+                        f"{len(absent)} missing (e.g. {absent[:3]}), {len(extra)} unknown (e.g. {extra[:3]})")
+    table = table.set_index("FileName").loc[truth.index]
+    point = table["EF_pred"].to_numpy(float)
+    bad = np.flatnonzero(~np.isfinite(point))
+    if bad.size:
+        raise DataError(f"{path}: EF_pred of {truth.index[bad[0]]!r} is not a number")
+    sample_columns = sorted((c for c in table.columns if re.fullmatch(r"sample_\d+", c)), key=lambda c: int(c[7:]))
+    samples = table[sample_columns].to_numpy(float) if sample_columns else np.repeat(point[:, None], 2, axis=1)
+    y = truth["EF"].to_numpy(float)
+    scores = item_scores(y, Predictive(samples=samples, point=point))
+    subgroups = {name: truth[name].tolist() for name in ("sex", "age_bin", "quality", "view", "ambiguous")
+                 if name in truth.columns}
+    frame = item_frame(list(truth.index), truth["patient"].astype(str).tolist(), scores, subgroups)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.name)
+    directory = run.root / "external" / slug
+    write_predictions(directory / "predictions.csv", frame)
+    manifest = read_json(run.manifest)
+    atomic_write_json(directory / "result.json", {
+        "job": slug, "external": True, "model": args.name, "head": args.name, "fusion": "external",
+        "encoder": "external", "dataset": manifest["config"]["dataset"]["name"], "seed": 0, "split": "external",
+        "status": "ok", "source": str(path.resolve()), "notes": scores.notes})
+    write_report(run)
+    return 0

@@ -1,0 +1,161 @@
+"""One job = one model (fusion + head) x seed x split: train on cached features, predict TEST with K
+samples, score every item, and store the result. ``result.json`` is written last: it marks the job done.
+
+A job that fails (a head returning NaN, a plugin raising) is stored as failed with its traceback; the
+other jobs go on and the leaderboard lists it as failed, never as a number. A rerun retries it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import io
+import json
+import re
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from registry import Registry
+
+from .config import Experiment, ModelConfig
+from .data_setup import PreparedData
+from .engine import FeatureSet, build_model, train_model
+from .leaderboard import item_frame, write_predictions
+from .scoring import item_scores
+from .store import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
+from .tuning import split_params
+
+SUBGROUP_FIELDS = ("sex", "age_bin", "quality", "view", "ambiguous")
+
+
+@dataclass(frozen=True)
+class Job:
+    model: ModelConfig
+    seed: int
+    split: str
+    digest: str
+
+    @property
+    def id(self) -> str:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model.key)
+        return f"{slug}__seed{self.seed}__{self.split}__{self.digest[:8]}"
+
+
+def job_digest(experiment: Experiment, model: ModelConfig, seed: int, split: str, split_hash: str) -> str:
+    """Everything a job's outcome depends on; editing any of it makes a new job instead of reusing."""
+    relevant = {
+        "dataset": dataclasses.asdict(experiment.dataset), "synthetic": dataclasses.asdict(experiment.synthetic),
+        "clips": dataclasses.asdict(experiment.clips), "encoder": dataclasses.asdict(experiment.encoder),
+        "model": dataclasses.asdict(model), "train": dataclasses.asdict(experiment.train),
+        "tune": dataclasses.asdict(experiment.tune), "samples": experiment.evaluate.samples,
+        "point": experiment.evaluate.point, "seed": seed, "split": split, "split_hash": split_hash,
+    }
+    for volatile in ("device", "num_workers"):  # where it runs does not change what it computes
+        relevant["train"].pop(volatile)
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_jobs(experiment: Experiment, data: PreparedData) -> list[Job]:
+    return [Job(model, seed, split.name, job_digest(experiment, model, seed, split.name, data.split_hash))
+            for split in data.splits for seed in experiment.seeds for model in experiment.models]
+
+
+@dataclass
+class JobContext:
+    experiment: Experiment
+    registry: Registry
+    data: PreparedData
+    run: RunDir
+    features: Mapping[str, FeatureSet]
+    params: Mapping[str, Any]  # tuned parameters ({} without tuning)
+    quiet: bool = False
+
+
+def run_job(job: Job, context: JobContext, on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+    """Run ``job`` and store its files; returns the stored result record (status ok or failed)."""
+    experiment = context.experiment
+    record = {"job": job.id, "model": job.model.key, "head": job.model.head, "fusion": job.model.fusion,
+              "encoder": experiment.encoder.name, "dataset": experiment.dataset.name, "seed": job.seed,
+              "split": job.split, "params": dict(context.params), "samples": experiment.evaluate.samples}
+    started = time.perf_counter()
+    try:
+        record.update(_train_and_predict(job, context, on_epoch))
+        record["status"] = "ok"
+    except Exception as error:  # contained: one broken head must not take the run down
+        record.update(status="failed", error=f"{type(error).__name__}: {error}")
+        atomic_write_text(context.run.job(job.id) / "traceback.txt", traceback.format_exc())
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    atomic_write_json(context.run.result(job.id), record)
+    return record
+
+
+def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any]:
+    experiment, registry = context.experiment, context.registry
+    test = context.features["test"]
+    head_record = registry.describe("head", job.model.head)
+    samples, point = experiment.evaluate.samples, experiment.evaluate.point
+    directory = context.run.job(job.id)
+    details: dict[str, Any] = {}
+    if head_record.metadata.get("needs_training", True):
+        params = split_params(context.params)
+        settings = dataclasses.replace(experiment.train, **params.trainer)
+        train = context.features["train"]
+        fusion, head = build_model(registry, job.model, train.feature_dim, train.tabular_dim, job.seed,
+                                   params.head, params.fusion)
+        trained = train_model(fusion, head, train, context.features["val"], settings, job.seed,
+                              on_epoch=on_epoch, quiet=context.quiet, name=job.model.key)
+        predictive = trained.predict(test, samples=samples, point=point, seed=job.seed)
+        buffer = io.BytesIO()
+        torch.save(trained.state_dict(), buffer)
+        atomic_write_bytes(directory / "model.pt", buffer.getvalue())
+        details.update(best_epoch=trained.best_epoch, epochs_run=len(trained.history))
+        trajectories = _trajectories(trained, test, predictive.samples, job.seed)
+        if trajectories is not None:
+            _save_arrays(directory / "trajectories.npz", trajectories)
+    else:  # e.g. the oracle: it serves known posteriors and learns nothing
+        head = registry.build("head", job.model.head, condition_dim=0, oracle_path=context.data.index.oracle_path,
+                              **job.model.params)
+        predictive = head.predict_ids(test.ids, n=samples, seed=job.seed)
+    scores = item_scores(test.ef, predictive)
+    items = context.data.items
+    frame = item_frame(test.ids, [items[i].patient for i in test.ids], scores, _subgroups(test.ids, items))
+    frame.insert(2, "split", job.split)
+    frame.insert(3, "visit", [items[i].visit or i for i in test.ids])
+    write_predictions(directory / "predictions.csv", frame)
+    _save_arrays(directory / "samples.npz", {"ids": np.array(test.ids), "samples": predictive.samples.astype(np.float32)})
+    details["notes"] = scores.notes
+    return details
+
+
+def _subgroups(ids: list[str], items) -> dict[str, list[str]]:
+    present = [name for name in SUBGROUP_FIELDS if any(name in items[i].subgroups for i in ids)]
+    return {name: [items[i].subgroups.get(name, "unknown") for i in ids] for name in present}
+
+
+def _trajectories(trained, test: FeatureSet, samples: np.ndarray, seed: int) -> dict[str, np.ndarray] | None:
+    """Reverse-diffusion paths of the most confident and the most uncertain test item, for the
+    interpretability plot; only heads whose ``sample`` can ``record`` its trajectory have them."""
+    if "record" not in inspect.signature(trained.head.sample).parameters or not test.single_clip:
+        return None
+    spread = samples.std(axis=1)
+    chosen = np.array([int(np.argmin(spread)), int(np.argmax(spread))])
+    device = trained.device
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        features = torch.as_tensor(test.features[chosen], device=device)
+        tabular = None if test.tabular is None else torch.as_tensor(test.tabular[chosen], device=device)
+        paths = trained.head.sample(trained.fusion(features, tabular), samples.shape[1], record=True)
+    paths = trained.scaler.to_ef(paths.double().cpu().numpy())  # (steps + 1, 2, K)
+    return {"ids": np.array(test.ids)[chosen], "labels": np.array(["confident", "ambiguous"]),
+            "y": test.ef[chosen], "paths": paths.transpose(1, 0, 2)}
+
+
+def _save_arrays(path, arrays: Mapping[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())

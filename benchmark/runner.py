@@ -1,0 +1,157 @@
+"""``run``: the whole benchmark of one experiment, resumable at any point.
+
+Order of work: data and split manifest -> per (split, seed) the encoder stage and cached features ->
+tuning of each model on VAL (once, on the first split and seed) -> the pending jobs -> tables and plots.
+Every step's output is stored atomically and reused by a rerun; only jobs without a ``result.json``
+(or that failed) run again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from registry import Registry
+
+from .config import Experiment, ModelConfig
+from .data_setup import PreparedData, prepare_data
+from .device import resolve_device
+from .engine import FeatureSet
+from .errors import StoreError
+from .featurize import split_features
+from .jobs import Job, JobContext, plan_jobs, run_job
+from .manifest import build_manifest
+from .report import write_report
+from .resolve import resolve
+from .store import RunDir, atomic_write_json, read_json
+from .tuning import storage_url, study_name, tune_model
+
+
+@dataclass
+class RunInfo:
+    """What lifecycle hooks receive as ``run``."""
+
+    experiment: Experiment
+    directory: Path
+    registry: Registry
+
+
+def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh: bool = False,
+                   storage: str = "", quiet: bool = False, say: Callable[[str], None] = print) -> RunDir:
+    resolved = resolve(experiment)
+    registry = resolved.registry
+    for warning in resolved.warnings:
+        say(f"warning: {warning}")
+    run = RunDir(out or Path("runs") / experiment.name)
+    if fresh and run.root.exists():
+        shutil.rmtree(run.root)
+    try:
+        run.root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"cannot create the run directory {run.root}: {error.strerror or error}. "
+                         "Choose a writable place with --out.") from None
+    run.remove_temporaries()
+    info = RunInfo(experiment, run.root, registry)
+    registry.hook.on_run_start(run=info)
+
+    data = prepare_data(experiment, registry, run, say)
+    device = resolve_device(experiment.train.device)
+    jobs = plan_jobs(experiment, data)
+    atomic_write_json(run.manifest, build_manifest(
+        experiment, protocol=protocol(experiment, data), split_hash=data.split_hash, data_root=str(data.root),
+        synthetic=data.synthetic, oracle=str(data.index.oracle_path or ""), excluded=len(data.index.excluded),
+        device=str(device), jobs=[job.id for job in jobs]))
+    pending = [job for job in jobs if not _finished(run, job)]
+    say(f"{len(jobs)} jobs ({len(experiment.models)} models x {len(experiment.seeds)} seeds x "
+        f"{len(data.splits)} splits): {len(jobs) - len(pending)} already done, {len(pending)} to run")
+
+    tuned: dict[str, dict[str, Any]] = {}
+    first = (data.splits[0].name, experiment.seeds[0])
+    for split in data.splits:
+        for seed in experiment.seeds:
+            here = [job for job in pending if (job.split, job.seed) == (split.name, seed)]
+            untuned = [m for m in experiment.models if m.key not in tuned and _needs_tuning(experiment, registry, m)]
+            stored = {m.key: _stored_tuning(run, experiment, m) for m in untuned}
+            tuned.update({key: params for key, params in stored.items() if params is not None})
+            untuned = [m for m in untuned if m.key not in tuned]
+            if not here and not ((split.name, seed) == first and untuned):
+                continue
+            features = split_features(experiment, registry, data, split, seed, run, device, say, quiet)
+            if (split.name, seed) == first:
+                for model in untuned:
+                    tuned[model.key] = _tune(experiment, registry, model, features, run, storage, quiet, say)
+            for job in here:
+                _run(job, experiment, registry, data, run, features, tuned.get(job.model.key, {}), info, quiet, say)
+
+    board = write_report(run, registry, say=say)
+    registry.hook.on_run_end(run=info, leaderboard=board)
+    return run
+
+
+def protocol(experiment: Experiment, data: PreparedData) -> dict[str, Any]:
+    clips = experiment.clips
+    sampling = (f"{clips.mode}: {clips.frames} frames, every {clips.frequency}"
+                if clips.mode == "mcsdr" else f"echonet: {clips.frames} frames, period {clips.period}")
+    test_clips = "all" if clips.test_clips == 0 else clips.test_clips
+    return {"dataset": experiment.dataset.name, "protocol": experiment.dataset.protocol,
+            "split hash": data.split_hash, "clips": f"{sampling}, {clips.size} px, test clips {test_clips}",
+            "K": experiment.evaluate.samples, "seeds": list(experiment.seeds), "synthetic": data.synthetic,
+            "tuning trials": experiment.tune.trials}
+
+
+def _finished(run: RunDir, job: Job) -> bool:
+    return run.is_done(job.id) and read_json(run.result(job.id)).get("status") == "ok"
+
+
+def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig) -> bool:
+    return experiment.tune.trials > 0 and registry.describe("head", model.head).metadata.get("needs_training", True)
+
+
+def _tuning_path(run: RunDir, experiment: Experiment, model: ModelConfig) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.key)
+    return run.root / "tuning" / f"{slug}.json"
+
+
+def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig) -> dict[str, Any] | None:
+    path = _tuning_path(run, experiment, model)
+    if not path.is_file():
+        return None
+    stored = read_json(path)
+    return stored["params"] if stored.get("config") == _tuning_config(experiment, model) else None
+
+
+def _tuning_config(experiment: Experiment, model: ModelConfig) -> dict[str, Any]:
+    return {"model": dataclasses.asdict(model), "tune": dataclasses.asdict(experiment.tune),
+            "seed": experiment.seeds[0]}
+
+
+def _tune(experiment: Experiment, registry: Registry, model: ModelConfig, features: dict[str, FeatureSet],
+          run: RunDir, storage: str, quiet: bool, say) -> dict[str, Any]:
+    """Tune on VAL of the first split and seed; the winner is stored, and every seed trains with it."""
+    url = storage_url(storage or experiment.tune.storage, run.root)
+    result = tune_model(registry, model, features["train"], features["val"], experiment.train, experiment.tune,
+                        storage=url, study=study_name(experiment.name, experiment.encoder.name, model.key),
+                        seed=experiment.seeds[0], samples=experiment.evaluate.samples,
+                        point=experiment.evaluate.point, quiet=quiet)
+    say(f"tuned {model.key}: {experiment.tune.metric} {result.value:.3f} on VAL after {result.finished_trials} "
+        f"trials, {result.params}")
+    atomic_write_json(_tuning_path(run, experiment, model),
+                      {"params": result.params, "value": result.value, "trials": result.finished_trials,
+                       "study": result.study, "config": _tuning_config(experiment, model)})
+    return result.params
+
+
+def _run(job: Job, experiment: Experiment, registry: Registry, data: PreparedData, run: RunDir,
+         features: dict[str, FeatureSet], params: dict[str, Any], info: RunInfo, quiet: bool, say) -> None:
+    registry.hook.on_job_start(run=info, job=job)
+    context = JobContext(experiment, registry, data, run, features, params, quiet)
+    result = run_job(job, context, on_epoch=lambda epoch, logs: registry.hook.on_epoch_end(
+        run=info, job=job, epoch=epoch, logs=logs))
+    registry.hook.on_job_end(run=info, job=job, result=result)
+    if result["status"] == "ok":
+        say(f"done {job.id} in {result['seconds']:.1f} s")
+    else:
+        say(f"FAILED {job.id}: {result['error']} (traceback in {run.job(job.id) / 'traceback.txt'})")
