@@ -76,8 +76,6 @@ class EncoderConfig:
     name: str = "tiny3d"
     weights: str = ""
     strict_weights: bool = True
-    finetune: bool = False
-    lr_mult: float = 0.1
     params: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 

@@ -20,7 +20,7 @@ from .config import Experiment, ModelConfig
 from .data_setup import PreparedData, prepare_data
 from .device import resolve_device
 from .engine import FeatureSet
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 from .featurize import split_features
 from .jobs import Job, JobContext, plan_jobs, run_job
 from .manifest import build_manifest
@@ -58,6 +58,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     registry.hook.on_run_start(run=info)
 
     data = prepare_data(experiment, registry, run, say)
+    experiment = _models_for(experiment, registry, data, say)
     device = resolve_device(experiment.train.device)
     jobs = plan_jobs(experiment, data)
     atomic_write_json(run.manifest, build_manifest(
@@ -89,6 +90,18 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     board = write_report(run, registry, say=say)
     registry.hook.on_run_end(run=info, leaderboard=board)
     return run
+
+
+def _models_for(experiment: Experiment, registry: Registry, data: PreparedData, say) -> Experiment:
+    """Oracle heads serve the exact posteriors of generated data; on real data they are left out, loudly."""
+    if data.synthetic:
+        return experiment
+    oracles = [m.key for m in experiment.models if registry.describe("head", m.head).metadata.get("oracle")]
+    if oracles:
+        say(f"left out {', '.join(oracles)}: an oracle needs the synthetic data's posteriors, and this data is real")
+    if len(oracles) == len(experiment.models):
+        raise ConfigError(f"{experiment.source}: every model is an oracle, and oracles need synthetic data")
+    return dataclasses.replace(experiment, models=[m for m in experiment.models if m.key not in oracles])
 
 
 def protocol(experiment: Experiment, data: PreparedData) -> dict[str, Any]:
