@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -14,3 +15,18 @@ def write_plugin(tmp_path):
         path.write_text(source)
         return path
     return write
+
+
+# A copy of ../shared/reference/uniformer_s_state_dict.txt: every key and shape of the UniFormer-S
+# checkpoints in the wild (head removed).
+UNIFORMER_REFERENCE = Path(__file__).resolve().parent / "data" / "uniformer_s_state_dict.txt"
+
+
+@pytest.fixture(scope="session")
+def uniformer_reference_shapes() -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for line in UNIFORMER_REFERENCE.read_text().splitlines():
+        if line.strip():
+            key, shape = line.split(" ", 1)
+            shapes[key] = tuple(int(size) for size in shape.strip("[] ").split(",") if size.strip())
+    return shapes

@@ -1,26 +1,11 @@
 """UniFormer-S: key-for-key compatibility with released checkpoints, every checkpoint flavour, shapes."""
 import argparse
-from pathlib import Path
 
 import pytest
 import torch
 
 from benchmark.errors import BenchmarkError
 from plugins.encoders.uniformer_s import UniFormerS
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "uniformer_s_state_dict.txt"
-
-
-def reference_shapes() -> dict[str, tuple[int, ...]]:
-    if not REFERENCE.is_file():
-        pytest.skip(f"reference key listing {REFERENCE} is not in this checkout")
-    shapes = {}
-    for line in REFERENCE.read_text().splitlines():
-        if line.strip():
-            key, shape = line.split(" ", 1)
-            shapes[key] = tuple(int(size) for size in shape.strip("[] ").split(",") if size.strip())
-    return shapes
-
 
 def random_state(shapes):
     """A checkpoint-like state dict: random floats, BatchNorm counters as int64 scalars."""
@@ -39,16 +24,16 @@ def checkpoint_state(model):
     return random_state({key: tuple(value.shape) for key, value in model.state_dict().items()})
 
 
-def test_fresh_model_has_exactly_the_reference_keys_and_shapes(model):
-    expected = reference_shapes()
+def test_fresh_model_has_exactly_the_reference_keys_and_shapes(model, uniformer_reference_shapes):
+    expected = uniformer_reference_shapes
     actual = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     assert sorted(set(expected) - set(actual)) == [] and sorted(set(actual) - set(expected)) == []
     assert {key: shape for key, shape in actual.items() if expected[key] != shape} == {}
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(21.2e6, rel=0.01)
 
 
-def test_strict_load_of_the_listed_keys(tmp_path):
-    state = random_state(reference_shapes())
+def test_strict_load_of_the_listed_keys(tmp_path, uniformer_reference_shapes):
+    state = random_state(uniformer_reference_shapes)
     torch.save(state, tmp_path / "listed.pth")
     model = UniFormerS()
     report = model.load_weights(tmp_path / "listed.pth")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +14,6 @@ from benchmark.cli import main
 from benchmark.errors import BenchmarkError
 from benchmark.mcsdr_checkpoint import import_mcsdr, load_bundle
 
-ENCODER_KEYS = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "uniformer_s_state_dict.txt"
 # The regressor of the published model with tabular data (mcsdr.md): width 256, time 64, tabular 4 -> 64.
 SCHEDULE_BUFFERS = ("betas alphas_cumprod alphas_cumprod_prev sqrt_alphas_cumprod sqrt_one_minus_alphas_cumprod "
                     "posterior_variance sqrt_recip_alphas_cumprod sqrt_recipm1_alphas_cumprod").split()
@@ -46,14 +44,9 @@ def reference_schedule() -> dict[str, torch.Tensor]:
     return {name: value.float() for name, value in zip(SCHEDULE_BUFFERS, values)}
 
 
-def encoder_state(generator) -> dict[str, torch.Tensor]:
-    state = {}
-    for line in ENCODER_KEYS.read_text().splitlines():
-        key, shape = re.fullmatch(r"(\S+) \[([\d, ]*)\]", line.strip()).groups()
-        dims = tuple(int(d) for d in shape.split(",") if d.strip())
-        state[key] = (torch.tensor(7) if key.endswith("num_batches_tracked")
-                      else torch.randn(dims, generator=generator) * 0.02)
-    return state
+def encoder_state(shapes, generator) -> dict[str, torch.Tensor]:
+    return {key: torch.tensor(7) if key.endswith("num_batches_tracked") else torch.randn(dims, generator=generator) * 0.02
+            for key, dims in shapes.items()}
 
 
 def regressor_state(generator) -> dict[str, torch.Tensor]:
@@ -68,10 +61,10 @@ def regressor_state(generator) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def best_pth(tmp_path_factory):
+def best_pth(tmp_path_factory, uniformer_reference_shapes):
     generator = torch.Generator().manual_seed(0)
     path = tmp_path_factory.mktemp("mcsdr") / "best.pth"
-    checkpoint = {"epoch": 37, "model_state_dict": encoder_state(generator),
+    checkpoint = {"epoch": 37, "model_state_dict": encoder_state(uniformer_reference_shapes, generator),
                   "regressor_state_dict": regressor_state(generator), "optimizer_state_dict": {},
                   "current_metric_val": 4.22, "config": {"num_samples": 40}}
     torch.save(checkpoint, path)

@@ -1,0 +1,161 @@
+"""Helpers of the fault-injection suite: the tiny experiment file, CLI outcomes, and runs killed with
+SIGKILL at a chosen point (in a child process, through killpoint.py).
+
+Everything is sized for seconds: 20 synthetic videos of 32 px, 4-frame clips, an encoder of a few
+hundred weights, two epochs. The suite checks outcomes (exit codes, messages, stored files), not skill.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.cli import main
+HERE = Path(__file__).parent
+KILLPOINT = HERE / "killpoint.py"
+SUBPROCESS_TIMEOUT = 120  # a hung child must fail the test, never the whole CI job
+
+# The synthetic stand-in every pipeline test shares (generated once per session, see ``synthetic_root``).
+SYNTHETIC = {"n": 20, "seed": 0}
+SYNTHETIC_PARAMS = "{ size = 32, workers = 1 }"
+
+EXPERIMENT = """\
+name = "faults"
+seeds = [0]
+plugins = {plugins}
+
+[dataset]
+name = "{dataset}"
+root = "{root}"
+{dataset_extra}
+
+[synthetic]
+n = {n}
+seed = {seed}
+root = "{synthetic_root}"
+params = {synthetic_params}
+
+[clips]
+frames = 4
+size = 32
+
+[encoder]
+name = "tiny3d"
+params = {{ width = 4, depth = 2, feature_dim = 8 }}
+
+[encoder.pretrain]
+objective = "l1"
+epochs = 1
+batch_size = 16
+
+{models}
+
+[train]
+epochs = 2
+batch_size = 16
+lr = 1e-3
+
+[tune]
+trials = {trials}
+{tune_extra}
+
+[evaluate]
+samples = 4
+bootstrap = 20
+"""
+
+MODELS = """\
+[[models]]
+head = "mse"
+label = "mse"
+
+[[models]]
+head = "gaussian"
+label = "gaussian"
+"""
+
+
+def write_experiment(path: Path, *, synthetic_root: Path, root: Path | str | None = None,
+                     dataset: str = "echonet_pediatric", dataset_extra: str = "", models: str = MODELS,
+                     plugins: list[str] | tuple[str, ...] = (), trials: int = 0, tune_extra: str = "") -> Path:
+    """The tiny experiment as a TOML file. Without ``root`` the dataset is absent, so the run uses the
+    synthetic stand-in under ``synthetic_root`` (generated there unless already present)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(EXPERIMENT.format(
+        plugins="[" + ", ".join(f'"{p}"' for p in plugins) + "]", dataset=dataset,
+        root=root if root is not None else path.parent / "no-such-dataset", dataset_extra=dataset_extra,
+        synthetic_root=synthetic_root, synthetic_params=SYNTHETIC_PARAMS, models=models, trials=trials,
+        tune_extra=tune_extra, **SYNTHETIC))
+    return path
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+def cli(*args: str | Path) -> Outcome:
+    """``python -m benchmark ARGS`` in this process (imports stay warm), with its output captured."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(arg) for arg in args])
+    return Outcome(code, out.getvalue(), err.getvalue())
+
+
+def run_args(experiment: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", str(experiment), "--out", str(out), "--quiet", *extra]
+
+
+def run_killed(tmp_path: Path, kill: list[str], experiment: Path, out: Path) -> subprocess.CompletedProcess:
+    """Run the CLI in a child that SIGKILLs itself at the point ``kill`` names (see killpoint.py).
+
+    The child inherits this process's environment (thread counts included), so the work it finishes
+    before dying is bit-identical to what an in-process run computes."""
+    return subprocess.run([sys.executable, str(KILLPOINT), *kill, "--", *run_args(experiment, out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+
+
+def leaderboard(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "leaderboard.csv")
+
+
+def copy_run(run_dir: Path, to: Path) -> Path:
+    shutil.copytree(run_dir, to)
+    return to
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """Files an atomic write left under a temporary name (``.<name>.<random>.tmp``)."""
+    return sorted(folder.rglob(".*.tmp"))
+
+
+def assert_complete_files(run_dir: Path) -> None:
+    """Every file under its final name is whole: JSON parses, arrays load, tables read, models load."""
+    import json
+
+    import numpy as np
+    import torch
+
+    temporary = set(temporaries(run_dir))
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and p not in temporary):
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".npz":
+            with np.load(path) as arrays:
+                [arrays[name] for name in arrays.files]
+        elif path.suffix == ".csv":
+            pd.read_csv(path)
+        elif path.suffix == ".pt":
+            torch.load(path, map_location="cpu", weights_only=True)

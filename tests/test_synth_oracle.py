@@ -1,0 +1,89 @@
+"""The oracle sidecar: bimodal posteriors where the wall is hidden, sharper with tabular data, and exact."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.errors import DataError
+from benchmark.synth import oracle, patients
+from benchmark.synth.generate import ORACLE, Parameters, _oracle_rows, generate, plan
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    # Latents, labels and posteriors are drawn before rendering, so a large cohort is cheap.
+    params = Parameters("echonet_pediatric", 1500, seed=11, ambiguous_fraction=0.3, label_noise=3.0)
+    records = plan(params)
+    path = tmp_path_factory.mktemp("oracle") / ORACLE
+    oracle.write(path, _oracle_rows(params, records))
+    return records, path
+
+
+def _mixtures(path, ids, information):
+    components, _ = oracle.read(path, information)
+    return oracle.stack([components[i] for i in ids])
+
+
+def test_ambiguous_videos_have_bimodal_posteriors(cohort):
+    records, rows = cohort
+    ambiguous = [r.id for r in records if r.ambiguous]
+    assert 0.25 < len(ambiguous) / len(records) < 0.35
+    vision = _mixtures(rows, ambiguous, "vision")
+    assert vision.weights.shape[1] == 2
+    assert np.all((vision.weights > 0.2) & (vision.weights < 0.8))  # both states plausible
+    # two normals of equal sd are bimodal (for these weights) when the means are > ~2.5 sd apart
+    separation = np.abs(vision.means[:, 1] - vision.means[:, 0]) / vision.stds[:, 0]
+    assert np.mean(separation > 2.5) > 0.9 and np.median(separation) > 3
+    visible = [r.id for r in records if not r.ambiguous]
+    assert _mixtures(rows, visible, "vision_tabular").weights.shape[1] == 1
+    flags = pd.read_csv(rows).groupby("id")["ambiguous"].first()
+    assert set(flags[flags == "yes"].index) == set(ambiguous)
+
+
+def test_tabular_information_sharpens_the_posterior(cohort):
+    records, rows = cohort
+    ambiguous = [r for r in records if r.ambiguous]
+    ids, labels = [r.id for r in ambiguous], np.array([r.ef for r in ambiguous])
+    vision, tabular = _mixtures(rows, ids, "vision"), _mixtures(rows, ids, "vision_tabular")
+    assert tabular.component_entropy().mean() < vision.component_entropy().mean() - 0.1
+    assert tabular.log_prob(labels).mean() > vision.log_prob(labels).mean() + 0.1
+
+
+def test_posterior_weights_are_calibrated(cohort):
+    # Exactness: among hidden walls, the akinetic share equals the vision prior (within 3 standard errors).
+    records, _ = cohort
+    hidden = np.array([r.patient.hidden_state for r in records if r.ambiguous])
+    prior = patients.population_prior_hidden()
+    assert abs(hidden.mean() - prior) < 3 * np.sqrt(prior * (1 - prior) / len(hidden))
+    # and the label sits at the component of the true state within the label noise
+    z = [(r.ef - r.ef_by_state[r.patient.hidden_state]) / 3.0 for r in records]
+    assert abs(np.mean(z)) < 0.1 and abs(np.std(z) - 1) < 0.1
+
+
+def test_oracle_head_serves_the_mixture(tmp_path):
+    import registry
+
+    root = generate("echonet_pediatric", 6, tmp_path / "data", seed=2, ambiguous_fraction=0.5, workers=1)
+    head = registry.build("head", "oracle", condition_dim=0, oracle_path=root / ORACLE, information="vision")
+    components, flags = oracle.read(root / ORACLE, "vision")
+    ids = list(components)
+    predictive = head.predict_ids(ids, n=4000, seed=0)
+    assert predictive.samples.shape == (6, 4000)
+    expected_mean = [sum(w * m for w, m, _ in components[i]) for i in ids]
+    np.testing.assert_allclose(predictive.point, expected_mean)
+    np.testing.assert_allclose(predictive.samples.mean(axis=1), expected_mean, atol=0.6)
+    np.testing.assert_allclose(predictive.samples.std(axis=1), predictive.std, rtol=0.1)
+    grid = np.linspace(-20, 120, 1401)
+    density = np.exp([predictive.log_prob(np.full(6, y)) for y in grid])  # (grid, items)
+    np.testing.assert_allclose(density.sum(axis=0) * (grid[1] - grid[0]), 1.0, atol=1e-3)
+    cdf = np.array([predictive.cdf(np.full(6, y)) for y in grid])
+    assert np.all(np.diff(cdf, axis=0) >= 0) and np.allclose(cdf[-1], 1.0)
+    assert np.array_equal(head.predict_ids(ids, 10, seed=1).samples, head.predict_ids(ids, 10, seed=1).samples)
+
+
+def test_oracle_head_refuses_data_without_a_sidecar(tmp_path):
+    import registry
+
+    with pytest.raises(DataError, match="no oracle sidecar"):
+        registry.build("head", "oracle", condition_dim=0, oracle_path=tmp_path / "oracle.csv")
+    with pytest.raises(DataError, match="no oracle sidecar"):
+        registry.build("head", "oracle", condition_dim=0)
