@@ -67,7 +67,7 @@ def _directory(run: RunDir, record: dict[str, Any]) -> Path:
 
 def _plots(run: RunDir, results: list[JobResult], manifest: dict[str, Any]) -> list[Path]:
     from .plots import PosteriorExamples, Trajectories, write_all
-    from .synth.oracle import stack
+    from .synth.oracle import lookup, stack
 
     examples, trajectories = {}, {}
     oracle = _oracle_components(manifest.get("oracle", ""))
@@ -83,8 +83,9 @@ def _plots(run: RunDir, results: list[JobResult], manifest: dict[str, Any]) -> l
         chosen = _example_rows(frame)
         ids = [str(i) for i in stored["ids"][chosen]]
         posterior = {}
-        if ids and all(i in oracle for i in ids):
-            mixture = stack([oracle[i] for i in ids])
+        found = [lookup(oracle, i) for i in ids]
+        if ids and all(components is not None for components in found):
+            mixture = stack(found)
             posterior = dict(oracle_weights=mixture.weights, oracle_means=mixture.means, oracle_stds=mixture.stds)
         examples[record["model"]] = PosteriorExamples(ids=ids, y=frame["EF"].to_numpy(float)[chosen],
                                                       samples=stored["samples"][chosen], **posterior)

@@ -1,0 +1,129 @@
+"""The exact posterior of EF per video, as a mixture of normals, and the ``oracle.csv`` sidecar.
+
+Generative model (``patients``, ``anatomy``): the label is y = EF_geom(s) + e, e ~ N(0, sigma^2), where
+EF_geom(s) is the area-length EF of the traced frames with the lateral segment in state s. Everything in
+EF_geom except s is rendered. When the segment is visible, s is rendered too and
+
+    p(y | image) = N(y; EF_geom(s), sigma^2).
+
+When it is hidden (ambiguous videos), s is independent of the image, because its prior depends only on
+sex and the weight-for-height residual, which do not shape the image. Hence
+
+    p(y | image)          = (1 - pi) N(y; EF_geom(0), sigma^2) + pi N(y; EF_geom(1), sigma^2),  pi = P(s=1)
+    p(y | image, tabular) = the same with pi = P(s=1 | written Sex, Weight, Height, Age).
+
+CAMUS posteriors are per patient and condition on both views (EF is biplane).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+INFORMATION_SETS = ("vision", "vision_tabular")
+COLUMNS = ("id", "information", "component", "weight", "mean", "std", "ambiguous")
+MIN_STD = 1e-3  # EF points; a noiseless label (label_noise = 0) is a point mass, kept finite for densities
+
+
+def posterior_rows(item_id: str, ef_by_state: tuple[float, float], hidden_state: int, ambiguous: bool,
+                   prior_vision: float, prior_tabular: float, label_noise: float) -> list[list]:
+    rows = []
+    for information, prior in zip(INFORMATION_SETS, (prior_vision, prior_tabular)):
+        if ambiguous:
+            components = [(1.0 - prior, ef_by_state[0]), (prior, ef_by_state[1])]
+        else:
+            components = [(1.0, ef_by_state[hidden_state])]
+        rows += [[item_id, information, k, f"{weight:.10f}", f"{mean:.8f}", f"{label_noise:.6f}",
+                  "yes" if ambiguous else "no"] for k, (weight, mean) in enumerate(components)]
+    return rows
+
+
+def write(path: Path, rows: list[list]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+
+
+@dataclass(frozen=True)
+class Mixtures:
+    """Mixtures of normals for N items, padded to C components with zero weight: arrays (N, C)."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    stds: np.ndarray
+
+    def mean(self) -> np.ndarray:
+        return np.sum(self.weights * self.means, axis=1)
+
+    def std(self) -> np.ndarray:
+        second = np.sum(self.weights * (self.stds ** 2 + self.means ** 2), axis=1)
+        return np.sqrt(np.maximum(second - self.mean() ** 2, 0.0))
+
+    def log_prob(self, y: np.ndarray) -> np.ndarray:
+        std = np.maximum(self.stds, MIN_STD)
+        z = (np.asarray(y, float)[:, None] - self.means) / std
+        log_components = -0.5 * z ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(self.weights)
+        total = log_weights + log_components
+        peak = np.max(total, axis=1, keepdims=True)
+        return (peak + np.log(np.sum(np.exp(total - peak), axis=1, keepdims=True)))[:, 0]
+
+    def cdf(self, y: np.ndarray) -> np.ndarray:
+        from scipy.special import ndtr
+
+        z = (np.asarray(y, float)[:, None] - self.means) / np.maximum(self.stds, MIN_STD)
+        return np.sum(self.weights * ndtr(z), axis=1)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        cumulative = np.cumsum(self.weights, axis=1)
+        cumulative[:, -1] = 1.0  # guard against rounding in the written weights
+        choice = (rng.random((len(self.weights), n, 1)) > cumulative[:, None, :]).sum(axis=2)
+        rows = np.arange(len(self.weights))[:, None]
+        return self.means[rows, choice] + self.stds[rows, choice] * rng.standard_normal(choice.shape)
+
+    def component_entropy(self) -> np.ndarray:
+        """Entropy (nats) of the component choice: 0 for a single component, log 2 for an even split."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(self.weights > 0, -self.weights * np.log(self.weights), 0.0)
+        return terms.sum(axis=1)
+
+
+def read(path: Path, information: str) -> tuple[dict[str, list[tuple[float, float, float]]], dict[str, str]]:
+    """Components (weight, mean, std) per id for one information set, and the ``ambiguous`` flag per id."""
+    if information not in INFORMATION_SETS:
+        raise ValueError(f"information must be one of {', '.join(INFORMATION_SETS)}, got {information!r}")
+    components: dict[str, list[tuple[float, float, float]]] = {}
+    ambiguous: dict[str, str] = {}
+    with Path(path).open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = set(COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        for row in reader:
+            ambiguous[row["id"]] = row["ambiguous"]
+            if row["information"] == information:
+                components.setdefault(row["id"], []).append(
+                    (float(row["weight"]), float(row["mean"]), float(row["std"])))
+    return components, ambiguous
+
+
+def lookup(components: dict[str, list[tuple[float, float, float]]], item_id: str):
+    """The posterior of ``item_id``, or None. CAMUS posteriors are per patient: ``patientNNNN_4CH``
+    falls back to ``patientNNNN``."""
+    for key in (item_id, item_id.split("_", 1)[0]):
+        if key in components:
+            return components[key]
+    return None
+
+
+def stack(components: list[list[tuple[float, float, float]]]) -> Mixtures:
+    width = max(len(c) for c in components)
+    padded = np.zeros((len(components), width, 3))
+    padded[:, :, 2] = 1.0
+    for i, parts in enumerate(components):
+        padded[i, :len(parts)] = parts
+    return Mixtures(weights=padded[:, :, 0], means=padded[:, :, 1], stds=padded[:, :, 2])

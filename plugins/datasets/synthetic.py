@@ -1,0 +1,64 @@
+"""Synthetic echo in a real dataset's on-disk format, generated on first use, with exact EF posteriors."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import registry
+from benchmark.contracts import DatasetIndex, Split
+from benchmark.errors import ConfigError, DataError
+from registry import hookimpl
+
+NAME = "synthetic"
+FORMATS = ("echonet_dynamic", "echonet_pediatric", "camus")
+
+
+class SyntheticDataset:
+    """Labelled synthetic stand-in (Dynamic, Pediatric or CAMUS layout) whose Bayes-optimal posterior is known.
+
+    The data are generated into ``root`` unless a complete generation with the same parameters is
+    there already (``SYNTHETIC.md`` records them); loading and splits are the real loader's, so the
+    synthetic data exercise exactly the code the real data go through. Items get the subgroup
+    ``ambiguous`` ("yes" when a shadow or dropout hides the lateral wall).
+    """
+
+    def __init__(self, root, format: str = "echonet_pediatric", n: int = 400, seed: int = 0,
+                 ambiguous_fraction: float = 0.2, label_noise: float = 3.0, size: int = 112, workers: int = 2,
+                 **loader_params):
+        if format not in FORMATS:
+            raise ConfigError(f"{NAME}: format must be one of {', '.join(FORMATS)}, got {format!r}")
+        self.root = Path(root)
+        self.generation = dict(format=format, n=int(n), seed=int(seed), size=int(size),
+                               ambiguous_fraction=float(ambiguous_fraction), label_noise=float(label_noise))
+        self.workers = int(workers)
+        self.loader = registry.build("dataset", format, root=self.root, **loader_params)
+
+    @property
+    def protocols(self):
+        return self.loader.protocols
+
+    def load(self) -> DatasetIndex:
+        from benchmark.synth import oracle
+        from benchmark.synth.generate import ORACLE, ensure_generated
+
+        ensure_generated(self.root, workers=self.workers, **self.generation)
+        index = self.loader.load()
+        oracle_path = self.root / ORACLE
+        _, ambiguous = oracle.read(oracle_path, "vision")
+        items = []
+        for item in index.items:
+            flag = ambiguous.get(item.id, ambiguous.get(item.patient))  # CAMUS posteriors are per patient
+            if flag is None:
+                raise DataError(f"{oracle_path}: no posterior for item {item.id!r}; the generation in {self.root} "
+                                "is inconsistent: delete the folder to regenerate it")
+            items.append(dataclasses.replace(item, subgroups={**item.subgroups, "ambiguous": flag}))
+        return dataclasses.replace(index, items=tuple(items), synthetic=True, oracle_path=oracle_path)
+
+    def splits(self, index: DatasetIndex, protocol: str, **options) -> list[Split]:
+        return self.loader.splits(index, protocol, **options)
+
+
+@hookimpl
+def register_datasets(registry):
+    registry.add(NAME, SyntheticDataset, metadata={"formats": list(FORMATS), "synthetic": True,
+                                                   "subgroups": ["ambiguous"]})
