@@ -150,3 +150,25 @@ def test_feature_sets_reject_inconsistent_arrays(kwargs, message):
     arrays = {"ids": ["a", "b", "c"], "features": np.zeros((3, 2)), "ef": np.zeros(3), **kwargs}
     with pytest.raises(ValueError, match=message):
         FeatureSet(**arrays)
+
+
+def test_mixture_heads_get_exact_closed_forms_and_crps_per_item():
+    """A head exposing mixture() (here the built-in gaussian) gets every closed form exactly, CRPS
+    included, pooled over an item's clips as the equal mixture of the clips' Gaussians."""
+    import registry
+    from benchmark.scoring import mixture_crps
+
+    data = linear_features(6, seed=2, clips=2)
+    seed_everything(0)
+    model = untrained(registry.build("head", "gaussian", condition_dim=4, width=8, depth=1))
+    predictive = model.predict(data, samples=8, seed=0)
+    with torch.no_grad():
+        log_weights, means, stds = model.head.mixture(model.fusion(torch.from_numpy(data.features), None))
+    means = means[:, 0].double().numpy() * SCALER.std + SCALER.mean
+    stds = stds[:, 0].double().numpy() * SCALER.std
+    by_item = [np.flatnonzero(data.clip_item == item) for item in range(data.n_items)]
+    expected = np.array([mixture_crps(data.ef[[item]], np.full((1, len(rows)), 1 / len(rows)),
+                                      means[rows][None], stds[rows][None])[0] for item, rows in enumerate(by_item)])
+    assert predictive.crps is not None
+    np.testing.assert_allclose(predictive.crps(data.ef), expected, rtol=1e-6)
+    np.testing.assert_allclose(predictive.mean, [means[rows].mean() for rows in by_item], rtol=1e-6)
