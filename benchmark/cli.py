@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error) or type(error).__name__
         if not hasattr(error, "exit_code"):
             message = f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
-        print(textwrap.fill(f"{label}: {message}", width=100, break_long_words=False,
+        # Paths and keys stay whole (no breaks inside words or at hyphens) so they can be copied.
+        print(textwrap.fill(f"{label}: {message}", width=100, break_long_words=False, break_on_hyphens=False,
                             replace_whitespace=False), file=sys.stderr)
         return code

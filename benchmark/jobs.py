@@ -25,6 +25,7 @@ from registry import Registry
 from .config import Experiment, ModelConfig
 from .data_setup import PreparedData
 from .engine import FeatureSet, build_model, train_model
+from .errors import StoreError
 from .leaderboard import item_frame, write_predictions
 from .scoring import item_scores
 from .store import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -86,6 +87,8 @@ def run_job(job: Job, context: JobContext, on_epoch: Callable[[int, dict], None]
     try:
         record.update(_train_and_predict(job, context, on_epoch))
         record["status"] = "ok"
+    except StoreError:  # the run directory cannot take the files (disk full): no fault of the model's
+        raise
     except Exception as error:  # contained: one broken head must not take the run down
         record.update(status="failed", error=f"{type(error).__name__}: {error}")
         atomic_write_text(context.run.job(job.id) / "traceback.txt", traceback.format_exc())

@@ -14,12 +14,17 @@ from typing import Any
 
 from .errors import StoreError
 
+# A temporary sits beside its final file as ".<final name>.<writer pid>.<random>.tmp"; the pid lets a later
+# run tell the leftovers of a killed writer from the files of a live one (another worker, same folder).
+TEMPORARY_SUFFIX = ".tmp"
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMPORARY_SUFFIX,
+                                             dir=path.parent)
     except OSError as error:
         raise StoreError(f"cannot write {path}: {error.strerror or error}. Check that the output "
                          "directory is writable (or choose another with --out).") from None
@@ -85,3 +90,24 @@ class RunDir:
 
     def is_done(self, job_id: str) -> bool:
         return self.result(job_id).is_file()
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete what atomic writes of killed processes left under temporary names: never renamed into
+        place, so nothing counts on them. Temporaries of writers still alive on this machine are kept."""
+        stale = sorted(path for path in self.root.rglob(f".*{TEMPORARY_SUFFIX}") if not _writer_alive(path))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
+
+
+def _writer_alive(temporary: Path) -> bool:
+    pid = temporary.name.rsplit(".", 3)[-3]  # ".<final name>.<pid>.<random>.tmp"
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

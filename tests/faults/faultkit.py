@@ -7,6 +7,7 @@ hundred weights, two epochs. The suite checks outcomes (exit codes, messages, st
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -14,14 +15,17 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 from benchmark.cli import main
+
 HERE = Path(__file__).parent
 KILLPOINT = HERE / "killpoint.py"
 SUBPROCESS_TIMEOUT = 120  # a hung child must fail the test, never the whole CI job
 
-# The synthetic stand-in every pipeline test shares (generated once per session, see ``synthetic_root``).
+# The synthetic stand-in every pipeline test shares: the first run generates it, later runs reuse it.
 SYNTHETIC = {"n": 20, "seed": 0}
 SYNTHETIC_PARAMS = "{ size = 32, workers = 1 }"
 
@@ -63,7 +67,6 @@ lr = 1e-3
 
 [tune]
 trials = {trials}
-{tune_extra}
 
 [evaluate]
 samples = 4
@@ -83,15 +86,14 @@ label = "gaussian"
 
 def write_experiment(path: Path, *, synthetic_root: Path, root: Path | str | None = None,
                      dataset: str = "echonet_pediatric", dataset_extra: str = "", models: str = MODELS,
-                     plugins: list[str] | tuple[str, ...] = (), trials: int = 0, tune_extra: str = "") -> Path:
+                     plugins: list[str] | tuple[str, ...] = (), trials: int = 0) -> Path:
     """The tiny experiment as a TOML file. Without ``root`` the dataset is absent, so the run uses the
     synthetic stand-in under ``synthetic_root`` (generated there unless already present)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(EXPERIMENT.format(
         plugins="[" + ", ".join(f'"{p}"' for p in plugins) + "]", dataset=dataset,
         root=root if root is not None else path.parent / "no-such-dataset", dataset_extra=dataset_extra,
-        synthetic_root=synthetic_root, synthetic_params=SYNTHETIC_PARAMS, models=models, trials=trials,
-        tune_extra=tune_extra, **SYNTHETIC))
+        synthetic_root=synthetic_root, synthetic_params=SYNTHETIC_PARAMS, models=models, trials=trials, **SYNTHETIC))
     return path
 
 
@@ -137,17 +139,12 @@ def copy_run(run_dir: Path, to: Path) -> Path:
 
 
 def temporaries(folder: Path) -> list[Path]:
-    """Files an atomic write left under a temporary name (``.<name>.<random>.tmp``)."""
+    """Files an atomic write left under a temporary name (``.<final name>.<pid>.<random>.tmp``)."""
     return sorted(folder.rglob(".*.tmp"))
 
 
 def assert_complete_files(run_dir: Path) -> None:
     """Every file under its final name is whole: JSON parses, arrays load, tables read, models load."""
-    import json
-
-    import numpy as np
-    import torch
-
     temporary = set(temporaries(run_dir))
     for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and p not in temporary):
         if path.suffix == ".json":

@@ -112,7 +112,8 @@ def test_leaderboard_lists_failed_jobs_as_failed_never_as_numbers(broken_run):
     table = (run / "leaderboard.md").read_text()
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()
             if line.startswith("|") and not line.startswith("|--")]
-    header, body = rows[0], {row[header.index("model")]: dict(zip(header, row)) for row in rows[1:]}
+    header = rows[0]
+    body = {row[header.index("model")]: dict(zip(header, row)) for row in rows[1:]}
     for column in ("MAE", "RMSE", "CRPS"):
         assert body["mse"][column][:1].isdigit() or body["mse"][column].startswith("**")
         for model in EXPECTED_ERRORS:
