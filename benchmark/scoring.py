@@ -100,7 +100,8 @@ def mixture_predictive(weights: np.ndarray, means: np.ndarray, stds: np.ndarray,
 
     def log_prob(y: np.ndarray) -> np.ndarray:
         z = (np.asarray(y, dtype=float)[:, None] - means) / stds
-        return logsumexp(np.log(weights) - 0.5 * z**2 - np.log(stds * math.sqrt(2 * math.pi)), axis=1)
+        # b= weights lets zero-weight (padding) components drop out without log(0)
+        return logsumexp(-0.5 * z**2 - np.log(stds * math.sqrt(2 * math.pi)), b=weights, axis=1)
 
     def cdf(y: np.ndarray) -> np.ndarray:
         return (weights * ndtr((np.asarray(y, dtype=float)[:, None] - means) / stds)).sum(axis=1)

@@ -55,29 +55,6 @@ class Mixtures:
     means: np.ndarray
     stds: np.ndarray
 
-    def mean(self) -> np.ndarray:
-        return np.sum(self.weights * self.means, axis=1)
-
-    def std(self) -> np.ndarray:
-        second = np.sum(self.weights * (self.stds ** 2 + self.means ** 2), axis=1)
-        return np.sqrt(np.maximum(second - self.mean() ** 2, 0.0))
-
-    def log_prob(self, y: np.ndarray) -> np.ndarray:
-        std = np.maximum(self.stds, MIN_STD)
-        z = (np.asarray(y, float)[:, None] - self.means) / std
-        log_components = -0.5 * z ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(self.weights)
-        total = log_weights + log_components
-        peak = np.max(total, axis=1, keepdims=True)
-        return (peak + np.log(np.sum(np.exp(total - peak), axis=1, keepdims=True)))[:, 0]
-
-    def cdf(self, y: np.ndarray) -> np.ndarray:
-        from scipy.special import ndtr
-
-        z = (np.asarray(y, float)[:, None] - self.means) / np.maximum(self.stds, MIN_STD)
-        return np.sum(self.weights * ndtr(z), axis=1)
-
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         cumulative = np.cumsum(self.weights, axis=1)
         cumulative[:, -1] = 1.0  # guard against rounding in the written weights
@@ -126,4 +103,4 @@ def stack(components: list[list[tuple[float, float, float]]]) -> Mixtures:
     padded[:, :, 2] = 1.0
     for i, parts in enumerate(components):
         padded[i, :len(parts)] = parts
-    return Mixtures(weights=padded[:, :, 0], means=padded[:, :, 1], stds=padded[:, :, 2])
+    return Mixtures(weights=padded[:, :, 0], means=padded[:, :, 1], stds=np.maximum(padded[:, :, 2], MIN_STD))
