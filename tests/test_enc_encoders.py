@@ -14,8 +14,10 @@ from plugins.encoders.timm_frames import TimmFrames
 def test_every_encoder_is_registered_and_listing_imports_no_timm():
     code = ("import sys, registry; names = registry.names('encoder'); "
             "print(','.join(names), 'timm' in sys.modules, 'torchvision' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["r2plus1d_18,timm,tiny3d,uniformer_s", "False", "False"]
+    names, timm_loaded, torchvision_loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert {"r2plus1d_18", "timm", "tiny3d", "uniformer_s"} <= set(names.split(","))
+    assert (timm_loaded, torchvision_loaded) == ("False", "False")
 
 
 @pytest.fixture(scope="module")
