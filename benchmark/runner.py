@@ -3,7 +3,8 @@
 Order of work: data and split manifest -> per (split, seed) the encoder stage and cached features ->
 tuning of each model on VAL (once, on the first split and seed) -> the pending jobs -> tables and plots.
 Every step's output is stored atomically and reused by a rerun; only jobs without a ``result.json``
-(or that failed) run again.
+(or that failed) run again. With a storage (``--storage`` or ``tune.storage``) the run is one worker of
+many: tuning, job claims and results go through the storage (``benchmark.cluster``).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ class RunInfo:
 
 
 def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh: bool = False,
-                   storage: str = "", quiet: bool = False, say: Callable[[str], None] = print) -> RunDir:
+                   storage: str = "", quiet: bool = False, say: Callable[[str], None] = print,
+                   heartbeat: int = 10) -> RunDir:
     resolved = resolve(experiment)
     registry = resolved.registry
     for warning in resolved.warnings:
@@ -61,10 +63,15 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     experiment = _models_for(experiment, registry, data, say)
     device = resolve_device(experiment.train.device)
     jobs = plan_jobs(experiment, data)
-    atomic_write_json(run.manifest, build_manifest(
+    manifest = build_manifest(
         experiment, protocol=protocol(experiment, data), split_hash=data.split_hash, data_root=str(data.root),
         synthetic=data.synthetic, oracle=str(data.index.oracle_path or ""), excluded=len(data.index.excluded),
-        device=str(device), jobs=[job.id for job in jobs]))
+        device=str(device), jobs=[job.id for job in jobs])
+    atomic_write_json(run.manifest, manifest)
+    if storage or experiment.tune.storage:
+        _run_shared(experiment, registry, data, run, jobs, manifest, device, storage or experiment.tune.storage,
+                    heartbeat, info, quiet, say)
+        return _finish(run, registry, info, say)
     pending = [job for job in jobs if not _finished(run, job)]
     say(f"{len(jobs)} jobs ({len(experiment.models)} models x {len(experiment.seeds)} seeds x "
         f"{len(data.splits)} splits): {len(jobs) - len(pending)} already done, {len(pending)} to run")
@@ -87,9 +94,49 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
             for job in here:
                 _run(job, experiment, registry, data, run, features, tuned.get(job.model.key, {}), info, quiet, say)
 
+    return _finish(run, registry, info, say)
+
+
+def _finish(run: RunDir, registry: Registry, info: RunInfo, say) -> RunDir:
     board = write_report(run, registry, say=say)
     registry.hook.on_run_end(run=info, leaderboard=board)
     return run
+
+
+def _run_shared(experiment: Experiment, registry: Registry, data: PreparedData, run: RunDir, jobs: list[Job],
+                manifest: dict[str, Any], device, spec: str, heartbeat: int, info: RunInfo, quiet: bool,
+                say) -> None:
+    """One worker of many on the storage ``spec``: tune together, then claim jobs until none is left
+    anywhere, then copy every stored result into this run directory for the report."""
+    from .cluster import JobBoard, job_files, jobs_study_name, open_storage
+
+    storage = open_storage(spec, run.root, heartbeat)
+    splits = {split.name: split for split in data.splits}
+    loaded: dict[tuple[str, int], dict[str, FeatureSet]] = {}
+
+    def features(split: str, seed: int) -> dict[str, FeatureSet]:
+        if (split, seed) not in loaded:  # one (split, seed) in memory: claims come in plan order
+            loaded.clear()
+            loaded[split, seed] = split_features(experiment, registry, data, splits[split], seed, run, device,
+                                                 say, quiet)
+        return loaded[split, seed]
+
+    first = (data.splits[0].name, experiment.seeds[0])
+    tuned = {model.key: _tune(experiment, registry, model, features(*first), run, spec, quiet, say, storage)
+             for model in experiment.models if _needs_tuning(experiment, registry, model)}
+    board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]))
+    by_id = {job.id: job for job in jobs}
+    enqueued = board.publish(list(by_id), manifest)
+    say(f"{len(jobs)} jobs shared through study {board.name!r}; this worker enqueued {enqueued}")
+
+    def run_one(job_id: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+        job = by_id[job_id]
+        result = _run(job, experiment, registry, data, run, features(job.split, job.seed),
+                      tuned.get(job.model.key, {}), info, quiet, say)
+        return result, job_files(run.job(job_id))
+
+    ran = board.work(run_one, say)
+    say(f"ran {ran} jobs here; {board.materialise(run, by_id)} of {len(jobs)} results stored")
 
 
 def _models_for(experiment: Experiment, registry: Registry, data: PreparedData, say) -> Experiment:
@@ -142,13 +189,14 @@ def _tuning_config(experiment: Experiment, model: ModelConfig) -> dict[str, Any]
 
 
 def _tune(experiment: Experiment, registry: Registry, model: ModelConfig, features: dict[str, FeatureSet],
-          run: RunDir, storage: str, quiet: bool, say) -> dict[str, Any]:
-    """Tune on VAL of the first split and seed; the winner is stored, and every seed trains with it."""
-    url = storage_url(storage or experiment.tune.storage, run.root)
+          run: RunDir, storage: str, quiet: bool, say, shared=None) -> dict[str, Any]:
+    """Tune on VAL of the first split and seed; the winner is stored, and every seed trains with it.
+    ``shared``: the Optuna storage of a run with many workers, who then tune the study together."""
+    url = shared or storage_url(storage or experiment.tune.storage, run.root)
     result = tune_model(registry, model, features["train"], features["val"], experiment.train, experiment.tune,
                         storage=url, study=study_name(experiment.name, experiment.encoder.name, model.key),
                         seed=experiment.seeds[0], samples=experiment.evaluate.samples,
-                        point=experiment.evaluate.point, quiet=quiet)
+                        point=experiment.evaluate.point, quiet=quiet, shared=shared is not None)
     say(f"tuned {model.key}: {experiment.tune.metric} {result.value:.3f} on VAL after {result.finished_trials} "
         f"trials, {result.params}")
     atomic_write_json(_tuning_path(run, experiment, model),
@@ -158,7 +206,7 @@ def _tune(experiment: Experiment, registry: Registry, model: ModelConfig, featur
 
 
 def _run(job: Job, experiment: Experiment, registry: Registry, data: PreparedData, run: RunDir,
-         features: dict[str, FeatureSet], params: dict[str, Any], info: RunInfo, quiet: bool, say) -> None:
+         features: dict[str, FeatureSet], params: dict[str, Any], info: RunInfo, quiet: bool, say) -> dict[str, Any]:
     registry.hook.on_job_start(run=info, job=job)
     context = JobContext(experiment, registry, data, run, features, params, quiet)
     result = run_job(job, context, on_epoch=lambda epoch, logs: registry.hook.on_epoch_end(
@@ -168,3 +216,4 @@ def _run(job: Job, experiment: Experiment, registry: Registry, data: PreparedDat
         say(f"done {job.id} in {result['seconds']:.1f} s")
     else:
         say(f"FAILED {job.id}: {result['error']} (traceback in {run.job(job.id) / 'traceback.txt'})")
+    return result

@@ -97,15 +97,18 @@ class TuningResult:
 
 
 def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet, train_settings: TrainConfig,
-               tune_settings: TuneConfig, *, storage: str, study: str, seed: int = 0, samples: int = 40,
+               tune_settings: TuneConfig, *, storage: Any, study: str, seed: int = 0, samples: int = 40,
                point: str = "mean", quiet: bool = False,
-               on_trial: Callable[[int, float | None], None] | None = None) -> TuningResult:
+               on_trial: Callable[[int, float | None], None] | None = None, shared: bool = False) -> TuningResult:
     """Tune ``model`` on ``val`` for the trials of ``tune_settings.trials`` not yet finished in ``study``.
 
     Each trial builds the model with the suggested parameters, trains it on ``train`` with early
     stopping and pruning on ``val``, draws ``samples`` per validation item and scores the metric named
     by ``tune_settings.metric``. A trial whose head produces NaN is recorded as failed and uses its
     slot of the budget. ``on_trial(number, value)`` follows each trial (value None unless complete).
+    ``storage`` is a URL or an Optuna storage; ``shared`` means other workers tune the same study at the
+    same time (see ``benchmark.cluster``): the budget is then shared, and unseeded sampling keeps the
+    workers from suggesting alike.
     """
     import optuna
 
@@ -130,17 +133,30 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
     handle = optuna.create_study(study_name=study, storage=storage, direction=direction,
                                  pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
                                  load_if_exists=True)
-    done = len(handle.get_trials(deepcopy=False, states=finished_states))
-    # A resumed study gets a sampler seeded past its history: the same seed would replay the random
-    # start-up suggestions of the first trials.
-    handle.sampler = optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=max(2, tune_settings.trials // 3))
+    startup = max(2, tune_settings.trials // 3)
+
+    def reseed() -> int:
+        # The trial after k finished ones always samples with seed + k, whether or not the study was
+        # interrupted (a killed trial stays RUNNING and does not count), so a resumed study suggests
+        # exactly what the undisturbed one would have, and replays none of its earlier suggestions.
+        finished = len(handle.get_trials(deepcopy=False, states=finished_states))
+        handle.sampler = optuna.samplers.TPESampler(seed=seed + finished, n_startup_trials=startup)
+        return finished
+
+    done = reseed()
     remaining = max(tune_settings.trials - done, 0)
-    if remaining:
+    if shared:
+        from .cluster import optimize_shared
+
+        optimize_shared(handle, objective, tune_settings.trials, startup, catch=(HeadError,),
+                        timeout=tune_settings.timeout or None)
+    elif remaining:
         from tqdm.auto import tqdm
 
         with tqdm(total=tune_settings.trials, initial=done, desc=f"tune {model.key}", unit="trial",
                   disable=quiet, leave=False) as progress:
             def after_trial(_study, trial) -> None:
+                reseed()
                 progress.update()
                 if on_trial is not None:
                     on_trial(trial.number, trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None)

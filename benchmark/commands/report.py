@@ -1,16 +1,24 @@
 """``report``: rebuild the leaderboard, subgroup table and plots of a run from its stored results."""
 from __future__ import annotations
 
-HELP = "rebuild tables and plots of a run directory from its stored results"
+HELP = "rebuild tables and plots of a run directory from its stored results (or a shared storage's)"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("run_dir", help="a run directory, e.g. runs/pediatric")
+    parser.add_argument("--storage", default="", help="first copy every result the workers stored there "
+                        "(postgresql://..., sqlite:///..., a journal file) into run_dir")
 
 
 def run(args) -> int:
     from ..report import write_report
     from ..store import RunDir
 
-    write_report(RunDir(args.run_dir))
+    run_dir = RunDir(args.run_dir)
+    if args.storage:
+        from ..cluster import fetch_results, open_storage
+
+        count = fetch_results(open_storage(args.storage, run_dir.root), run_dir)
+        print(f"{count} stored job results copied into {run_dir.root}")
+    write_report(run_dir)
     return 0

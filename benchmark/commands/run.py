@@ -12,7 +12,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a key, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--fresh", action="store_true", help="delete the run directory and start over")
-    parser.add_argument("--storage", default="", help="Optuna storage URL (default: sqlite in the run directory)")
+    parser.add_argument("--storage", default="", help="Optuna storage shared by every worker of the run: a URL "
+                        "(postgresql://..., sqlite:///...), a .log journal file or a sqlite file path (default: "
+                        "tune.storage; without either, one process and sqlite in the run directory)")
+    parser.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
+                        help="with a storage: a worker silent for three heartbeats is dead and its work is retried")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only one line per step")
 
 
@@ -20,5 +24,6 @@ def run(args) -> int:
     from ..runner import run_experiment
 
     experiment = load_experiment(args.experiment, args.overrides)
-    run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet)
+    run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet,
+                   heartbeat=args.heartbeat)
     return 0

@@ -7,6 +7,7 @@ marker records the same parameters.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import os
@@ -89,10 +90,16 @@ def ensure_generated(out: str | Path, workers: int = 2, **params) -> bool:
     """Generate unless ``out`` already holds a complete generation with these parameters; True if generated."""
     wanted = Parameters(**params)
     wanted.check()
-    if read_marker(Path(out)) == asdict(wanted):
-        return False
-    generate(out=out, workers=workers, **{k: v for k, v in asdict(wanted).items() if k != "version"})
-    return True
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Several workers on one machine may ask for the same data at once: one generates, the others wait
+    # on the lock and then find the complete generation.
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if read_marker(out) == asdict(wanted):
+            return False
+        generate(out=out, workers=workers, **{k: v for k, v in asdict(wanted).items() if k != "version"})
+        return True
 
 
 def read_marker(root: Path) -> dict | None:

@@ -1,0 +1,87 @@
+"""``status``: where a run stands: each job pending, running (on which worker), done or failed, and the
+tuning trials of each model against the budget. Works on a run directory (its own storage, if it has
+one) or on a storage shared by workers (every run in it)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = "progress of a run or of a shared storage: jobs pending / running (where) / done / failed, tuning trials"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("target", help="a run directory, or a storage (postgresql://..., sqlite:///..., a "
+                        "journal file) to show every run in it")
+    parser.add_argument("--storage", default="", help="for a run directory: the storage its workers share "
+                        "(default: tune.storage of the run, else the run directory alone)")
+
+
+def run(args) -> int:
+    from ..cluster import JobBoard, jobs_studies, open_board, open_storage
+    from ..store import RunDir, read_json
+
+    target = Path(args.target)
+    if target.is_dir():
+        run_dir = RunDir(target)
+        manifest = read_json(run_dir.manifest) if run_dir.manifest.is_file() else None
+        spec = args.storage or (manifest or {}).get("config", {}).get("tune", {}).get("storage", "")
+        if not spec:
+            if manifest is None:
+                from ..errors import StoreError
+
+                raise StoreError(f"{target} has no manifest.json: not a run directory (or the run never started)")
+            _show_local(run_dir, manifest)
+            return 0
+        boards = [open_board(open_storage(spec, target), run_dir)]
+    elif "://" not in args.target and not target.is_file():
+        from ..errors import StoreError
+
+        raise StoreError(f"{target} is neither a run directory nor a storage file; give the run directory, "
+                         "or the storage URL (postgresql://..., sqlite:///...) the workers use")
+    else:
+        storage = open_storage(args.target, Path.cwd())
+        boards = [JobBoard(storage, name) for name in jobs_studies(storage)]
+        if not boards:
+            print(f"{args.target}: no run has started in this storage yet")
+    for board in boards:
+        _show_board(board)
+    return 0
+
+
+def _show_board(board) -> None:
+    from ..cluster import job_states, tuning_progress
+
+    manifest = board.manifest()
+    states = job_states(board.study.get_trials(deepcopy=False), manifest["jobs"])
+    _print(f"{manifest['experiment']} (jobs study {board.name!r})", states,
+           tuning_progress(board.storage, manifest))
+
+
+def _show_local(run_dir, manifest) -> None:
+    """A run without shared storage: its result files, and the tuning studies in its own optuna.db."""
+    from ..cluster import JobState, tuning_progress
+    from ..store import read_json
+
+    states = []
+    for job in manifest["jobs"]:
+        if not run_dir.is_done(job):
+            states.append(JobState(job, "pending"))
+            continue
+        record = read_json(run_dir.result(job))
+        states.append(JobState(job, "done", detail=f"{record['seconds']:.1f} s") if record["status"] == "ok"
+                      else JobState(job, "failed", detail=record.get("error", "")))
+    database = run_dir.root / "optuna.db"
+    progress = tuning_progress(run_dir.optuna_storage, manifest) if database.is_file() else []
+    _print(f"{manifest['experiment']} ({run_dir.root}, one process)", states, progress)
+
+
+def _print(title: str, states, progress) -> None:
+    from tabulate import tabulate
+
+    counts = {name: sum(state.state == name for state in states) for name in ("done", "running", "pending", "failed")}
+    print(f"{title}: {len(states)} jobs: " + ", ".join(f"{count} {name}" for name, count in counts.items()))
+    print(tabulate([(s.job, s.state, s.worker, s.detail) for s in states],
+                   headers=["job", "state", "worker", "detail"], tablefmt="simple"))
+    if progress:
+        print()
+        print(tabulate([(p.model, f"{p.finished}/{p.budget}", p.running) for p in progress],
+                       headers=["tuning", "trials finished", "running"], tablefmt="simple"))

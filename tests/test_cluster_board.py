@@ -1,0 +1,106 @@
+"""The jobs study in one process: claims, duplicates, failed jobs, stored results (the worker processes
+themselves are in test_cluster_workers.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmark.cluster import CHUNK, JOB, SKIPPED, JobBoard, decode_files, encode_files, job_states, open_storage
+from benchmark.errors import ConfigError
+from benchmark.store import RunDir, read_json
+
+JOBS = ["mse__seed0__fold0__aaaa", "mse__seed1__fold0__bbbb"]
+MANIFEST = {"experiment": "exp", "jobs": JOBS}
+
+
+@pytest.fixture
+def board(tmp_path):
+    return JobBoard(open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1), "exp/jobs/plan")
+
+
+def recorder(fail: tuple[str, ...] = ()):
+    ran = []
+
+    def run_one(job: str):
+        ran.append(job)
+        status = {"status": "failed", "error": "HeadError: NaN"} if job in fail else {"status": "ok"}
+        return {"job": job, "seconds": 0.5, **status}, {"predictions.csv": f"FileName\n{job}\n".encode()}
+    return ran, run_one
+
+
+def test_a_job_enqueued_twice_runs_once_and_a_done_job_never_again(board, tmp_path):
+    assert board.publish(JOBS, MANIFEST) == 2
+    board.study.enqueue_trial({}, user_attrs={JOB: JOBS[0]})  # a worker that looked before the first enqueued
+    assert board.publish(JOBS, MANIFEST) == 0
+    ran, run_one = recorder()
+    assert board.work(run_one, say=lambda _: None) == 2
+    assert sorted(ran) == JOBS
+    skipped = [trial.user_attrs[SKIPPED] for trial in board.study.get_trials() if SKIPPED in trial.user_attrs]
+    assert len(skipped) == 1 and skipped[0].startswith("duplicate")
+    assert [state.state for state in job_states(board.study.get_trials(), JOBS)] == ["done", "done"]
+
+    assert board.publish(JOBS, MANIFEST) == 0
+    assert board.work(run_one, say=lambda _: None) == 0  # nothing is run twice
+
+    run = RunDir(tmp_path / "elsewhere")
+    assert board.materialise(run, JOBS) == 2
+    assert read_json(run.result(JOBS[1]))["status"] == "ok"
+    assert (run.job(JOBS[1]) / "predictions.csv").read_text() == f"FileName\n{JOBS[1]}\n"
+    assert board.manifest() == MANIFEST
+
+
+def test_a_failed_job_is_enqueued_again_by_the_next_worker(board):
+    board.publish(JOBS, MANIFEST)
+    ran, run_one = recorder(fail=(JOBS[0],))
+    board.work(run_one, say=lambda _: None)
+    states = job_states(board.study.get_trials(), JOBS)
+    assert [(state.state, state.detail) for state in states] == [("failed", "HeadError: NaN"), ("done", "0.5 s")]
+    assert board.publish(JOBS, MANIFEST) == 1
+    ran, run_one = recorder()
+    assert board.work(run_one, say=lambda _: None) == 1 and ran == [JOBS[0]]
+
+
+def test_files_round_trip_and_storage_errors_are_actionable(tmp_path):
+    files = {"samples.npz": np.random.default_rng(0).bytes(CHUNK), "traceback.txt": b"", "a#b.csv": b"x"}
+    attrs = encode_files(files)
+    assert max(len(text) for text in attrs.values()) <= CHUNK and len(attrs) > len(files)  # chunked
+    assert decode_files(attrs) == files
+    with pytest.raises(ConfigError, match="at least 1"):
+        open_storage(str(tmp_path / "s.db"), tmp_path, heartbeat=0)
+    with pytest.raises(ConfigError, match=r"cannot open the storage postgresql://user:\*\*\*@127.0.0.1:1/db"):
+        open_storage("postgresql://user:secret@127.0.0.1:1/db", tmp_path)
+
+
+POP = """
+import sys
+import optuna
+from benchmark.cluster import open_storage
+
+study = optuna.load_study(study_name="race", storage=open_storage(sys.argv[1], ".", heartbeat=5))
+while True:
+    trial = study.ask()
+    if "n" not in trial.user_attrs:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        break
+    print(trial.user_attrs["n"], flush=True)
+    study.tell(trial, 0.0)
+"""
+
+
+def test_on_sqlite_a_waiting_trial_is_taken_by_one_process_only(tmp_path):
+    import subprocess
+    import sys
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    study = optuna.create_study(study_name="race", storage=open_storage(url, tmp_path))
+    for number in range(30):
+        study.enqueue_trial({}, user_attrs={"n": number})
+    script = tmp_path / "pop.py"
+    script.write_text(POP)
+    processes = [subprocess.Popen([sys.executable, str(script), url], stdout=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+    taken = [int(line) for process in processes for line in process.communicate(timeout=120)[0].split()]
+    assert [process.returncode for process in processes] == [0, 0, 0]
+    assert sorted(taken) == list(range(30))
