@@ -159,7 +159,7 @@ def channel_statistics(train_items: Sequence[Item], channels: int, max_videos: i
         video = Video(train_items[position].video)
         indices = np.unique(np.round(np.linspace(0, len(video) - 1, frames_per_video)).astype(np.int64))
         frames = torch.from_numpy(video.read(indices)).permute(3, 0, 1, 2)
-        pixels = match_channels(frames, channels).reshape(channels, -1).double()
+        pixels = match_channels(frames.double(), channels).reshape(channels, -1)
         total += pixels.sum(1).numpy()
         total_sq += (pixels ** 2).sum(1).numpy()
         count += pixels.shape[1]

@@ -115,6 +115,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     num_workers: int = 0
+    threads: int = 0
 
 
 @dataclass

@@ -56,7 +56,7 @@ def job_digest(experiment: Experiment, model: ModelConfig, seed: int, split: str
         "tune": dataclasses.asdict(experiment.tune), "samples": experiment.evaluate.samples,
         "point": experiment.evaluate.point, "seed": seed, "split": split, "split_hash": split_hash,
     }
-    for volatile in ("device", "num_workers"):  # where it runs does not change what it computes
+    for volatile in ("device", "num_workers", "threads"):  # where it runs does not change what it computes
         relevant["train"].pop(volatile)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from registry import Registry
 
 from .config import Experiment, ModelConfig
@@ -62,6 +64,8 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     data = prepare_data(experiment, registry, run, say)
     experiment = _models_for(experiment, registry, data, say)
     device = resolve_device(experiment.train.device)
+    if experiment.train.threads:
+        torch.set_num_threads(experiment.train.threads)
     jobs = plan_jobs(experiment, data)
     manifest = build_manifest(
         experiment, protocol=protocol(experiment, data), split_hash=data.split_hash, data_root=str(data.root),

@@ -1,0 +1,143 @@
+"""Wall time and peak memory of the default experiment, fresh and then resumed.
+
+Runs ``python -m benchmark run EXPERIMENT --quiet`` twice as a subprocess in a new temporary directory
+(so the data are absent and generated on the way, and nothing from earlier runs is reused):
+  fresh:  everything from synthetic data generation to the leaderboard;
+  resume: the same command again, which must find every job done.
+Memory is the peak resident set of the whole process tree (the CLI plus the rendering workers it
+starts), summed over its processes and sampled from /proc every ``--interval`` seconds; the largest
+single process (getrusage of the waited-for children) is printed too. Then the leaderboard rows, the
+ambiguous-subset CRPS and the checks of the experiment's bar are printed.
+
+    python perf/end_to_end.py [--experiment experiments/pediatric.toml] [--keep DIR] [--interval 0.2] [--threads N]
+
+Timings on a shared machine are noisy: report the command and run it once at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
+BAR = {"fresh_s": 600.0, "peak_gb": 4.0, "resume_s": 20.0, "oracle_ratio": 1.3}
+
+
+def tree_rss(root: int) -> int:
+    """Bytes resident in ``root`` and all its descendants now (0 once it has exited)."""
+    children: dict[int, list[int]] = {}
+    resident: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                # The command name may hold spaces and parentheses: fields resume after the last ")".
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/statm") as handle:
+                resident[int(entry)] = int(handle.read().split()[1]) * PAGE
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += resident.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def timed_run(command: list[str], cwd: Path, interval: float, log: Path, env: dict[str, str]) -> dict[str, float]:
+    """Run ``command`` in ``cwd``; its wall time, peak tree RSS and exit status."""
+    started = time.perf_counter()
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, env=env)
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, tree_rss(process.pid))
+            time.sleep(interval)
+    return {"seconds": time.perf_counter() - started, "peak_tree_gb": peak / 1e9, "rc": process.returncode}
+
+
+def leaderboard_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "leaderboard.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def ambiguous_crps(run_dir: Path) -> dict[str, float]:
+    """CRPS per model on the ambiguous subset (subgroup "ambiguous", group "yes")."""
+    with (run_dir / "subgroups.csv").open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row["subgroup"] == "ambiguous" and row["group"] == "yes"]
+    return {row["model"]: float(row["crps"]) for row in rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default=str(REPOSITORY / "experiments" / "pediatric.toml"))
+    parser.add_argument("--keep", help="run in this (new or empty) directory and keep it, instead of a temporary one")
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between memory samples")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP_NUM_THREADS for the run (0: leave the environment as it is)")
+    args = parser.parse_args()
+    experiment = Path(args.experiment).resolve()
+    with tempfile.TemporaryDirectory(prefix="lvef-e2e-") as scratch:
+        workdir = Path(args.keep).resolve() if args.keep else Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        run_dir = workdir / "run"
+        command = [sys.executable, "-m", "benchmark", "run", str(experiment), "--out", str(run_dir), "--quiet"]
+        env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
+        print(f"in {workdir}{f' with OMP_NUM_THREADS={args.threads}' if args.threads else ''}: {' '.join(command)}")
+        fresh = timed_run(command, workdir, args.interval, workdir / "fresh.log", env)
+        resume = timed_run(command, workdir, args.interval, workdir / "resume.log", env)
+        largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6  # kB -> GB
+        for name, figures in (("fresh", fresh), ("resume", resume)):
+            print(f"{name:6s}: {figures['seconds']:7.1f} s wall, peak RSS of the process tree "
+                  f"{figures['peak_tree_gb']:.2f} GB, exit {figures['rc']}")
+        print(f"largest single process (getrusage): {largest:.2f} GB")
+        if fresh["rc"] or resume["rc"]:
+            print((workdir / ("fresh.log" if fresh["rc"] else "resume.log")).read_text()[-4000:])
+            return 1
+        return report(run_dir, fresh, resume)
+
+
+def report(run_dir: Path, fresh: dict[str, float], resume: dict[str, float]) -> int:
+    rows = leaderboard_rows(run_dir)
+    print(f"\n{'model':16s} {'head':10s} {'fusion':8s} {'MAE':>15s} {'CRPS':>15s}")
+    for row in rows:
+        print(f"{row['model']:16s} {row['head']:10s} {row['fusion']:8s} {float(row['mae']):7.2f} +- "
+              f"{float(row['mae_std']):<5.2f} {float(row['crps']):7.2f} +- {float(row['crps_std']):<5.2f}")
+    ambiguous = ambiguous_crps(run_dir)
+    print("\nambiguous subset CRPS: " + ", ".join(f"{model} {value:.3f}" for model, value in ambiguous.items()))
+    mae = {row["model"]: float(row["mae"]) for row in rows}
+    by_head: dict[str, list[str]] = {}
+    for row in rows:
+        by_head.setdefault(row["head"], []).append(row["model"])
+    oracle = by_head.get("oracle", [])
+    learned = {model: value for model, value in mae.items() if model not in oracle}
+    best = min(learned, key=learned.get)
+    rivals = [ambiguous[model] for head in ("mse", "gaussian") for model in by_head.get(head, [])]
+    checks = {
+        f"fresh run <= {BAR['fresh_s']:.0f} s": fresh["seconds"] <= BAR["fresh_s"],
+        f"peak memory <= {BAR['peak_gb']:.0f} GB": max(fresh["peak_tree_gb"], resume["peak_tree_gb"]) <= BAR["peak_gb"],
+        f"second run < {BAR['resume_s']:.0f} s": resume["seconds"] < BAR["resume_s"],
+        "oracle row on the leaderboard": bool(oracle),
+        f"best learned MAE ({best} {learned[best]:.2f}) within {BAR['oracle_ratio']}x the oracle's":
+            bool(oracle) and learned[best] <= BAR["oracle_ratio"] * mae[oracle[0]],
+        "ambiguous CRPS: an mcsdr model beats mse and gaussian": bool(rivals) and any(
+            ambiguous[model] < min(rivals) for model in by_head.get("mcsdr", [])),
+    }
+    print()
+    for name, passed in checks.items():
+        print(f"{'PASS' if passed else 'FAIL'}  {name}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
