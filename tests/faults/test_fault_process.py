@@ -32,17 +32,22 @@ def resume(experiment, out):
     return outcome
 
 
+def generations(root):
+    """What a generation left in ``root``, apart from the lock that serialises concurrent generators."""
+    return [path for path in root.iterdir() if path.suffix != ".lock"]
+
+
 def test_kill_during_data_generation(tmp_path, reference_run):
     fresh = tmp_path / "synthetic"  # not the session's pre-generated data: this run must generate it
     experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=fresh)
     # Every video is rendered into the staging folder; the kill comes as the oracle table is written.
     killed(run_killed(tmp_path, ["call", "benchmark.synth.oracle:write", "1"], experiment, tmp_path / "run"))
-    (staging,) = fresh.iterdir()
+    (staging,) = generations(fresh)
     assert staging.name.startswith(".") and ".partial-" in staging.name, \
         "a killed generation must leave only its hidden staging folder, nothing that looks complete"
 
     resume(experiment, tmp_path / "run")
-    (generation,) = fresh.iterdir()
+    (generation,) = generations(fresh)
     assert not generation.name.startswith(".") and (generation / "SYNTHETIC.md").is_file(), \
         "the rerun must replace the dead staging folder by one complete generation"
     pd.testing.assert_frame_equal(leaderboard(tmp_path / "run"), leaderboard(reference_run))
