@@ -76,6 +76,9 @@ class EncoderConfig:
     name: str = "tiny3d"
     weights: str = ""
     strict_weights: bool = True
+    finetune: bool = False
+    finetune_epochs: int = 5
+    lr_mult: float = 0.1
     params: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 

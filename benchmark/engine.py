@@ -421,7 +421,7 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
             features, tabular, target = train_rows.rows(index.to(device))
             with autocast(device, settings.amp):
                 loss = head.loss(module(features, tabular), target)
-            _check_loss(name, loss, epoch, step)
+            check_loss(name, loss, epoch, step)
             optimizer.zero_grad(set_to_none=True)
             loss_scaler.scale(loss).backward()
             if settings.grad_clip > 0:
@@ -449,7 +449,7 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
     return trained
 
 
-def _check_loss(name: str, loss: Any, epoch: int, step: int) -> None:
+def check_loss(name: str, loss: Any, epoch: int, step: int) -> None:
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise HeadError(f"head {name!r}: loss(condition, target) must return a scalar tensor, got {shape}")

@@ -2,6 +2,7 @@
 (stage 1), freeze it and turn every split role into cached features plus the tabular matrix."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 from typing import Callable
@@ -38,65 +39,88 @@ def build_encoder(experiment: Experiment, registry: Registry, say: Callable[[str
     return encoder
 
 
-def split_features(experiment: Experiment, registry: Registry, data: PreparedData, split: Split, seed: int,
-                   run: RunDir, device: torch.device, say: Callable[[str], None],
-                   quiet: bool = False) -> dict[str, FeatureSet]:
-    """Train/val/test features of ``split`` from the encoder of ``seed``, computed once and cached."""
-    seed_everything(seed, device)
-    encoder = build_encoder(experiment, registry, say)
-    items = {role: data.role_items(split, role) for role in ROLES}
-    clips = experiment.clips
-    normalisation = normalisation_for(clips, encoder.input_spec, items["train"])
-    _stage_one(experiment, encoder, items["train"], normalisation, split, seed, run, device, say, quiet)
-    encoder.to(device)
-    cache = FeatureCache(run.cache)
-    encoder_key = {"name": experiment.encoder.name, "params": experiment.encoder.params,
-                   "weights": experiment.encoder.weights, "pretrain": dataclasses.asdict(experiment.encoder.pretrain),
-                   "seed": seed}
-    clip_key = {**dataclasses.asdict(clips), "normalisation": dataclasses.asdict(normalisation)}
-    batch_size = experiment.encoder.pretrain.batch_size
-    workers = experiment.train.num_workers
-    tabular = _tabular(experiment, data, items)
-    features = {}
-    for role in ROLES:
-        def loader(view: int, role_items: list[Item] = items[role], role: str = role):
-            dataset = (EvaluationClips(role_items, clips, encoder.input_spec, normalisation) if role == "test"
-                       else ClipDataset(role_items, clips, encoder.input_spec, normalisation, train=False))
-            return make_loader(dataset, batch_size, workers)
+class EncoderStage:
+    """The encoder of one (split, seed) after stage 1, frozen, with the cached features of every role.
 
-        key = FeatureKey(dataset=data.fingerprint, split=f"{data.split_hash}/{split.name}", role=role,
-                         encoder=encoder_key, clips=clip_key)
-        cached = cache.features(key, loader, encoder, device, progress=not quiet)
-        say(f"features {split.name}/seed {seed}/{role}: {len(cached.features)} clips ({cached.status})")
-        role_items = items[role]
-        features[role] = FeatureSet(
-            ids=[item.id for item in role_items], features=cached.features,
-            ef=np.array([item.ef for item in role_items]), tabular=tabular[role], clip_item=cached.item_index)
-    return features
+    ``features`` is what every head of the (split, seed) is compared on. ``featurize`` turns any encoder
+    of the same architecture into features (a fine-tuned one gets cache entries of its own: the key holds
+    a hash of the weights), and ``trainable_copy`` / ``training_loader`` serve end-to-end fine-tuning.
+    """
 
+    def __init__(self, experiment: Experiment, registry: Registry, data: PreparedData, split: Split, seed: int,
+                 run: RunDir, device: torch.device, say: Callable[[str], None], quiet: bool = False):
+        self.experiment, self.data, self.split, self.seed = experiment, data, split, seed
+        self.run, self.device, self.say, self.quiet = run, device, say, quiet
+        seed_everything(seed, device)
+        self.encoder = build_encoder(experiment, registry, say)
+        self.items = {role: data.role_items(split, role) for role in ROLES}
+        self.normalisation = normalisation_for(experiment.clips, self.encoder.input_spec, self.items["train"])
+        self._stage_one()
+        self.tabular = _tabular(experiment, data, self.items)
+        self.features = self.featurize(self.encoder.to(device))
 
-def _stage_one(experiment: Experiment, encoder, train_items: list[Item], normalisation, split: Split, seed: int,
-               run: RunDir, device: torch.device, say: Callable[[str], None], quiet: bool) -> None:
-    """Stage 1, once per (split, seed): its weights are stored so a rerun reloads instead of retraining."""
-    config = experiment.encoder.pretrain
-    if config.objective == "none" or config.epochs == 0:
-        freeze(encoder)
-        return
-    stored = run.root / "encoders" / f"{split.name}-seed{seed}-{weights_hash(encoder)[:12]}.pt"
-    if stored.is_file():
-        encoder.load_state_dict(torch.load(stored, map_location="cpu", weights_only=True))
-        freeze(encoder)
-        say(f"stage 1 {split.name}/seed {seed}: reused {stored.name}")
-        return
-    dataset = ClipDataset(train_items, experiment.clips, encoder.input_spec, normalisation,
-                          train=experiment.clips.augment, seed=seed)
-    loader = make_loader(dataset, config.batch_size, experiment.train.num_workers, shuffle=True, seed=seed)
-    history = pretrain_encoder(encoder, EpochLoader(loader, dataset), config, device, seed, progress=not quiet)
-    say(f"stage 1 {split.name}/seed {seed} ({config.objective}): loss {history['loss'][0]:.3f} -> "
-        f"{history['loss'][-1]:.3f} over {config.epochs} epochs")
-    buffer = io.BytesIO()
-    torch.save({key: value.cpu() for key, value in encoder.state_dict().items()}, buffer)
-    atomic_write_bytes(stored, buffer.getvalue())
+    def featurize(self, encoder) -> dict[str, FeatureSet]:
+        """Train/val/test features of ``encoder`` (frozen), computed once and cached."""
+        experiment, clips = self.experiment, self.experiment.clips
+        encoder_key = {"name": experiment.encoder.name, "params": experiment.encoder.params,
+                       "weights": experiment.encoder.weights,
+                       "pretrain": dataclasses.asdict(experiment.encoder.pretrain), "seed": self.seed}
+        clip_key = {**dataclasses.asdict(clips), "normalisation": dataclasses.asdict(self.normalisation)}
+        cache = FeatureCache(self.run.cache)
+        features = {}
+        for role in ROLES:
+            role_items = self.items[role]
+
+            def loader(view: int, role_items: list[Item] = role_items, role: str = role):
+                spec = encoder.input_spec
+                dataset = (EvaluationClips(role_items, clips, spec, self.normalisation) if role == "test"
+                           else ClipDataset(role_items, clips, spec, self.normalisation, train=False))
+                return make_loader(dataset, experiment.encoder.pretrain.batch_size, experiment.train.num_workers)
+
+            key = FeatureKey(dataset=self.data.fingerprint, split=f"{self.data.split_hash}/{self.split.name}",
+                             role=role, encoder=encoder_key, clips=clip_key)
+            cached = cache.features(key, loader, encoder, self.device, progress=not self.quiet)
+            self.say(f"features {self.split.name}/seed {self.seed}/{role}: {len(cached.features)} clips "
+                     f"({cached.status})")
+            features[role] = FeatureSet(
+                ids=[item.id for item in role_items], features=cached.features,
+                ef=np.array([item.ef for item in role_items]), tabular=self.tabular[role],
+                clip_item=cached.item_index)
+        return features
+
+    def _stage_one(self) -> None:
+        """Train the encoder once per (split, seed); its weights are stored, so a rerun reloads them."""
+        config, encoder = self.experiment.encoder.pretrain, self.encoder
+        if config.objective == "none" or config.epochs == 0:
+            freeze(encoder)
+            return
+        where = f"stage 1 {self.split.name}/seed {self.seed}"
+        stored = self.run.root / "encoders" / f"{self.split.name}-seed{self.seed}-{weights_hash(encoder)[:12]}.pt"
+        if stored.is_file():
+            encoder.load_state_dict(torch.load(stored, map_location="cpu", weights_only=True))
+            freeze(encoder)
+            self.say(f"{where}: reused {stored.name}")
+            return
+        history = pretrain_encoder(encoder, self.training_loader(config.batch_size, self.seed), config, self.device,
+                                   self.seed, progress=not self.quiet)
+        self.say(f"{where} ({config.objective}): loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f} "
+                 f"over {config.epochs} epochs")
+        buffer = io.BytesIO()
+        torch.save({key: value.cpu() for key, value in encoder.state_dict().items()}, buffer)
+        atomic_write_bytes(stored, buffer.getvalue())
+
+    def trainable_copy(self):
+        """A copy of the stage-1 encoder to fine-tune; the shared one stays frozen for the other models."""
+        encoder = copy.deepcopy(self.encoder)
+        encoder.requires_grad_(True)
+        return encoder
+
+    def training_loader(self, batch_size: int, seed: int) -> "EpochLoader":
+        """Random (augmented) training clips, new ones every epoch, as ``(clip, target, item index, _)``."""
+        dataset = ClipDataset(self.items["train"], self.experiment.clips, self.encoder.input_spec,
+                              self.normalisation, train=self.experiment.clips.augment, seed=seed)
+        loader = make_loader(dataset, batch_size, self.experiment.train.num_workers, shuffle=True, seed=seed)
+        return EpochLoader(loader, dataset)
 
 
 class EpochLoader:

@@ -24,7 +24,9 @@ from registry import Registry
 
 from .config import Experiment, ModelConfig
 from .data_setup import PreparedData
-from .engine import FeatureSet, build_model, train_model
+from .engine import FeatureSet, TargetScaler, build_model, train_model, wants_raw_targets
+from .featurize import EncoderStage
+from .finetune import finetune
 from .errors import StoreError
 from .leaderboard import item_frame, write_predictions
 from .scoring import item_scores
@@ -72,9 +74,13 @@ class JobContext:
     registry: Registry
     data: PreparedData
     run: RunDir
-    features: Mapping[str, FeatureSet]
+    stage: EncoderStage  # the (split, seed) encoder and its cached features
     params: Mapping[str, Any]  # tuned parameters ({} without tuning)
     quiet: bool = False
+
+    @property
+    def features(self) -> Mapping[str, FeatureSet]:
+        return self.stage.features
 
 
 def run_job(job: Job, context: JobContext, on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
@@ -107,10 +113,15 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
     if head_record.metadata.get("needs_training", True):
         params = split_params(context.params)
         settings = dataclasses.replace(experiment.train, **params.trainer)
-        train = context.features["train"]
+        features = context.features
+        train = features["train"]
         fusion, head = build_model(registry, job.model, train.feature_dim, train.tabular_dim, job.seed,
                                    params.head, params.fusion)
-        trained = train_model(fusion, head, train, context.features["val"], settings, job.seed,
+        if experiment.encoder.finetune:
+            features = _finetuned_features(job, context, fusion, head, settings)
+            test = features["test"]
+            details["finetune_losses"] = features.pop("losses")
+        trained = train_model(fusion, head, features["train"], features["val"], settings, job.seed,
                               on_epoch=on_epoch, quiet=context.quiet, name=job.model.key)
         predictive = trained.predict(test, samples=samples, point=point, seed=job.seed)
         buffer = io.BytesIO()
@@ -133,6 +144,17 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
     _save_arrays(directory / "samples.npz", {"ids": np.array(test.ids), "samples": predictive.samples.astype(np.float32)})
     details["notes"] = scores.notes
     return details
+
+
+def _finetuned_features(job: Job, context: JobContext, fusion, head, settings) -> dict[str, Any]:
+    """Fine-tune a copy of the stage-1 encoder with this model, then featurize with it."""
+    stage, config = context.stage, context.experiment.encoder
+    encoder = stage.trainable_copy()
+    scaler = TargetScaler.fit(stage.features["train"].ef, raw=wants_raw_targets(head))
+    losses = finetune(encoder, fusion, head, stage.training_loader(settings.batch_size, job.seed),
+                      stage.tabular["train"], scaler, settings, config.lr_mult, config.finetune_epochs, job.seed,
+                      stage.device, job.model.key)
+    return {**stage.featurize(encoder), "losses": losses}
 
 
 def _subgroups(ids: list[str], items) -> dict[str, list[str]]:

@@ -24,7 +24,7 @@ from .data_setup import PreparedData, prepare_data
 from .device import resolve_device
 from .engine import FeatureSet
 from .errors import ConfigError, StoreError
-from .featurize import split_features
+from .featurize import EncoderStage
 from .jobs import Job, JobContext, plan_jobs, run_job
 from .manifest import build_manifest
 from .report import write_report
@@ -91,12 +91,12 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
             untuned = [m for m in untuned if m.key not in tuned]
             if not here and not ((split.name, seed) == first and untuned):
                 continue
-            features = split_features(experiment, registry, data, split, seed, run, device, say, quiet)
+            stage = EncoderStage(experiment, registry, data, split, seed, run, device, say, quiet)
             if (split.name, seed) == first:
                 for model in untuned:
-                    tuned[model.key] = _tune(experiment, registry, model, features, run, storage, quiet, say)
+                    tuned[model.key] = _tune(experiment, registry, model, stage.features, run, storage, quiet, say)
             for job in here:
-                _run(job, experiment, registry, data, run, features, tuned.get(job.model.key, {}), info, quiet, say)
+                _run(job, experiment, registry, data, run, stage, tuned.get(job.model.key, {}), info, quiet, say)
 
     return _finish(run, registry, info, say)
 
@@ -116,17 +116,16 @@ def _run_shared(experiment: Experiment, registry: Registry, data: PreparedData, 
 
     storage = open_storage(spec, run.root, heartbeat)
     splits = {split.name: split for split in data.splits}
-    loaded: dict[tuple[str, int], dict[str, FeatureSet]] = {}
+    loaded: dict[tuple[str, int], EncoderStage] = {}
 
-    def features(split: str, seed: int) -> dict[str, FeatureSet]:
+    def stage_of(split: str, seed: int) -> EncoderStage:
         if (split, seed) not in loaded:  # one (split, seed) in memory: claims come in plan order
             loaded.clear()
-            loaded[split, seed] = split_features(experiment, registry, data, splits[split], seed, run, device,
-                                                 say, quiet)
+            loaded[split, seed] = EncoderStage(experiment, registry, data, splits[split], seed, run, device, say, quiet)
         return loaded[split, seed]
 
     first = (data.splits[0].name, experiment.seeds[0])
-    tuned = {model.key: _tune(experiment, registry, model, features(*first), run, spec, quiet, say, storage)
+    tuned = {model.key: _tune(experiment, registry, model, stage_of(*first).features, run, spec, quiet, say, storage)
              for model in experiment.models if _needs_tuning(experiment, registry, model)}
     board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]))
     by_id = {job.id: job for job in jobs}
@@ -135,7 +134,7 @@ def _run_shared(experiment: Experiment, registry: Registry, data: PreparedData, 
 
     def run_one(job_id: str) -> tuple[dict[str, Any], dict[str, bytes]]:
         job = by_id[job_id]
-        result = _run(job, experiment, registry, data, run, features(job.split, job.seed),
+        result = _run(job, experiment, registry, data, run, stage_of(job.split, job.seed),
                       tuned.get(job.model.key, {}), info, quiet, say)
         return result, job_files(run.job(job_id))
 
@@ -210,9 +209,9 @@ def _tune(experiment: Experiment, registry: Registry, model: ModelConfig, featur
 
 
 def _run(job: Job, experiment: Experiment, registry: Registry, data: PreparedData, run: RunDir,
-         features: dict[str, FeatureSet], params: dict[str, Any], info: RunInfo, quiet: bool, say) -> dict[str, Any]:
+         stage: EncoderStage, params: dict[str, Any], info: RunInfo, quiet: bool, say) -> dict[str, Any]:
     registry.hook.on_job_start(run=info, job=job)
-    context = JobContext(experiment, registry, data, run, features, params, quiet)
+    context = JobContext(experiment, registry, data, run, stage, params, quiet)
     result = run_job(job, context, on_epoch=lambda epoch, logs: registry.hook.on_epoch_end(
         run=info, job=job, epoch=epoch, logs=logs))
     registry.hook.on_job_end(run=info, job=job, result=result)
