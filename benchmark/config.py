@@ -91,6 +91,7 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     fusion_params: dict[str, Any] = field(default_factory=dict)
     search_space: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str = ""
 
     @property
     def key(self) -> str:

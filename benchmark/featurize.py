@@ -59,22 +59,25 @@ class EncoderStage:
         self.tabular = _tabular(experiment, data, self.items)
         self.features = self.featurize(self.encoder.to(device))
 
-    def featurize(self, encoder) -> dict[str, FeatureSet]:
-        """Train/val/test features of ``encoder`` (frozen), computed once and cached."""
+    def featurize(self, encoder, roles: tuple[str, ...] = ROLES) -> dict[str, FeatureSet]:
+        """Train/val/test features of ``encoder`` (frozen), computed once and cached. An encoder that
+        declares other input constants than the stage's (an imported one) gets clips normalised its way."""
         experiment, clips = self.experiment, self.experiment.clips
+        normalisation = (self.normalisation if encoder.input_spec == self.encoder.input_spec
+                         else normalisation_for(clips, encoder.input_spec, self.items["train"]))
         encoder_key = {"name": experiment.encoder.name, "params": experiment.encoder.params,
                        "weights": experiment.encoder.weights,
                        "pretrain": dataclasses.asdict(experiment.encoder.pretrain), "seed": self.seed}
-        clip_key = {**dataclasses.asdict(clips), "normalisation": dataclasses.asdict(self.normalisation)}
+        clip_key = {**dataclasses.asdict(clips), "normalisation": dataclasses.asdict(normalisation)}
         cache = FeatureCache(self.run.cache)
         features = {}
-        for role in ROLES:
+        for role in roles:
             role_items = self.items[role]
 
             def loader(view: int, role_items: list[Item] = role_items, role: str = role):
                 spec = encoder.input_spec
-                dataset = (EvaluationClips(role_items, clips, spec, self.normalisation) if role == "test"
-                           else ClipDataset(role_items, clips, spec, self.normalisation, train=False))
+                dataset = (EvaluationClips(role_items, clips, spec, normalisation) if role == "test"
+                           else ClipDataset(role_items, clips, spec, normalisation, train=False))
                 return make_loader(dataset, experiment.encoder.pretrain.batch_size, experiment.train.num_workers)
 
             key = FeatureKey(dataset=self.data.fingerprint, split=f"{self.data.split_hash}/{self.split.name}",

@@ -15,6 +15,7 @@ import re
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -24,10 +25,10 @@ from registry import Registry
 
 from .config import Experiment, ModelConfig
 from .data_setup import PreparedData
-from .engine import FeatureSet, TargetScaler, build_model, train_model, wants_raw_targets
+from .engine import FeatureSet, TargetScaler, TrainedModel, build_model, train_model, wants_raw_targets
+from .errors import ConfigError, StoreError
 from .featurize import EncoderStage
 from .finetune import finetune
-from .errors import StoreError
 from .leaderboard import item_frame, write_predictions
 from .scoring import item_scores
 from .store import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -110,7 +111,12 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
     samples, point = experiment.evaluate.samples, experiment.evaluate.point
     directory = context.run.job(job.id)
     details: dict[str, Any] = {}
-    if head_record.metadata.get("needs_training", True):
+    if job.model.checkpoint:  # a model trained elsewhere (MCSDR's best.pth or a bundle): evaluated as is
+        trained = _imported(job, context)
+        test = context.stage.featurize(trained.encoder, roles=("test",))["test"]
+        predictive = trained.model.predict(test, samples=samples, point=point, seed=job.seed)
+        details["checkpoint"] = trained.source
+    elif head_record.metadata.get("needs_training", True):
         params = split_params(context.params)
         settings = dataclasses.replace(experiment.train, **params.trainer)
         features = context.features
@@ -144,6 +150,30 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
     _save_arrays(directory / "samples.npz", {"ids": np.array(test.ids), "samples": predictive.samples.astype(np.float32)})
     details["notes"] = scores.notes
     return details
+
+
+@dataclass
+class ImportedModel:
+    encoder: Any
+    model: TrainedModel
+    source: Mapping[str, Any]
+
+
+def _imported(job: Job, context: JobContext) -> ImportedModel:
+    from .mcsdr_checkpoint import BUNDLE_FORMAT, import_mcsdr, load_bundle, read_checkpoint
+
+    path = Path(job.model.checkpoint)
+    path = path if path.is_absolute() else context.experiment.base_dir / path
+    is_bundle = isinstance(content := read_checkpoint(path), Mapping) and content.get("format") == BUNDLE_FORMAT
+    bundle = load_bundle(path, context.registry) if is_bundle else import_mcsdr(path, registry=context.registry)
+    expected, given = bundle.fusion.module.tabular_dim, context.features["train"].tabular_dim
+    if expected != given:
+        raise ConfigError(f"model {job.model.key!r}: {path} expects {expected} tabular inputs, but the experiment "
+                          f"gives {given}; set dataset.tabular to the checkpoint's attributes (or [] for vision only)")
+    scaler = TargetScaler.fit(context.features["train"].ef, raw=bundle.target_scale == "raw")
+    device = context.stage.device
+    model = TrainedModel(bundle.fusion.module.to(device), bundle.head.module.to(device), scaler, job.model.key)
+    return ImportedModel(bundle.encoder.module.to(device), model, dict(bundle.source))
 
 
 def _finetuned_features(job: Job, context: JobContext, fusion, head, settings) -> dict[str, Any]:

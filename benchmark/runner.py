@@ -170,7 +170,9 @@ def _finished(run: RunDir, job: Job) -> bool:
 
 
 def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig) -> bool:
-    return experiment.tune.trials > 0 and registry.describe("head", model.head).metadata.get("needs_training", True)
+    """Models that train are tuned; an oracle or a model loaded from a checkpoint is not."""
+    trains = registry.describe("head", model.head).metadata.get("needs_training", True) and not model.checkpoint
+    return experiment.tune.trials > 0 and trains
 
 
 def _tuning_path(run: RunDir, experiment: Experiment, model: ModelConfig) -> Path:

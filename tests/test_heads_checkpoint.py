@@ -168,3 +168,49 @@ def test_command_writes_a_bundle_that_rebuilds_the_same_model(best_pth, imported
         torch.testing.assert_close(bundle.head.module.sample(condition, 5, noise=noise),
                                    original.sample(condition, 5, noise=noise))
     assert registry.describe("head", bundle.head.name).metadata["probabilistic"]
+
+
+def test_a_checkpoint_model_is_evaluated_inside_a_run(best_pth, tmp_path):
+    """`checkpoint = "best.pth"` in [[models]]: the imported encoder, fusion and head are evaluated on the
+    run's TEST items like any other model (here a vision-only checkpoint on a tiny synthetic stand-in)."""
+    _, checkpoint = best_pth
+    regressor = {key: value for key, value in checkpoint["regressor_state_dict"].items()
+                 if not key.startswith("tabular_encoder.")}
+    regressor["noise_predictor.map_cond.weight"] = regressor["noise_predictor.map_cond.weight"][:, :512].clone()
+    vision_only = tmp_path / "vision_best.pth"
+    encoder = {key: value.abs() + 0.5 if key.endswith("running_var") else value  # random variances must be > 0
+               for key, value in checkpoint["model_state_dict"].items()}
+    torch.save({**checkpoint, "model_state_dict": encoder, "regressor_state_dict": regressor}, vision_only)
+    experiment = tmp_path / "imported.toml"
+    experiment.write_text(f'''
+name = "imported"
+[dataset]
+root = "{tmp_path / 'absent'}"
+tabular = []
+[synthetic]
+n = 20
+root = "{tmp_path / 'data'}"
+[clips]
+frames = 4
+size = 32
+[encoder]
+params = {{ width = 4, depth = 2, feature_dim = 8 }}
+pretrain = {{ epochs = 0 }}
+[[models]]
+head = "mcsdr"
+fusion = "none"
+label = "mcsdr (imported)"
+checkpoint = "{vision_only}"
+[train]
+epochs = 1
+[evaluate]
+samples = 4
+bootstrap = 10
+''')
+    assert main(["run", str(experiment), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    import json
+    (result,) = [json.loads(path.read_text()) for path in (tmp_path / "run" / "jobs").glob("*/result.json")]
+    assert result["status"] == "ok", result.get("error")
+    assert result["checkpoint"]["epoch"] == 37
+    leaderboard = (tmp_path / "run" / "leaderboard.csv").read_text()
+    assert "mcsdr (imported)" in leaderboard
