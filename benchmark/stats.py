@@ -21,8 +21,9 @@ def seed_summary(values: Sequence[float]) -> tuple[float, float]:
     values = np.asarray(values, dtype=float)
     if len(values) == 0:
         return float("nan"), float("nan")
-    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-    return float(values.mean()), std
+    with np.errstate(invalid="ignore"):  # a metric undefined for a seed (NaN, inf) stays undefined
+        std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        return float(values.mean()), std
 
 
 def patient_counts(n_patients: int, n_boot: int, seed: int) -> np.ndarray:
@@ -56,7 +57,8 @@ class PatientBootstrap:
                              axis=0)
         if not np.isfinite(replicates).any():
             return float("nan"), float("nan")
-        low, high = np.nanquantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+        with np.errstate(invalid="ignore"):  # an infinite replicate (e.g. NLL) makes that bound infinite
+            low, high = np.nanquantile(replicates, [(1 - level) / 2, (1 + level) / 2])
         return float(low), float(high)
 
 
