@@ -126,6 +126,7 @@ class TrainConfig:
 class EvaluateConfig:
     samples: int = 40
     point: Literal["mean", "median"] = "mean"
+    pool: Literal["video", "visit"] = "video"
     bootstrap: int = 1000
     metrics: list[str] = field(default_factory=list)
 

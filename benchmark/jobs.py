@@ -30,6 +30,7 @@ from .errors import ConfigError, StoreError
 from .featurize import EncoderStage
 from .finetune import finetune
 from .leaderboard import item_frame, write_predictions
+from .pooling import pool_by_visit
 from .scoring import item_scores
 from .store import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 from .tuning import split_params
@@ -57,7 +58,7 @@ def job_digest(experiment: Experiment, model: ModelConfig, seed: int, split: str
         "clips": dataclasses.asdict(experiment.clips), "encoder": dataclasses.asdict(experiment.encoder),
         "model": dataclasses.asdict(model), "train": dataclasses.asdict(experiment.train),
         "tune": dataclasses.asdict(experiment.tune), "samples": experiment.evaluate.samples,
-        "point": experiment.evaluate.point, "seed": seed, "split": split, "split_hash": split_hash,
+        "point": experiment.evaluate.point, "pool": experiment.evaluate.pool, "seed": seed, "split": split, "split_hash": split_hash,
     }
     for volatile in ("device", "num_workers", "threads"):  # where it runs does not change what it computes
         relevant["train"].pop(volatile)
@@ -141,13 +142,19 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
         head = registry.build("head", job.model.head, condition_dim=0, oracle_path=context.data.index.oracle_path,
                               **job.model.params)
         predictive = head.predict_ids(test.ids, n=samples, seed=job.seed)
-    scores = item_scores(test.ef, predictive)
     items = context.data.items
-    frame = item_frame(test.ids, [items[i].patient for i in test.ids], scores, _subgroups(test.ids, items))
+    visits = [items[i].visit or i for i in test.ids]
+    ids, ef, members = list(test.ids), test.ef, [[row] for row in range(len(test.ids))]
+    if experiment.evaluate.pool == "visit":
+        pooled = pool_by_visit(visits, test.ef, predictive)
+        ids, ef, members, predictive = pooled.ids, pooled.ef, pooled.members, pooled.predictive
+    first = [test.ids[rows[0]] for rows in members]  # patient and subgroups of a visit are its videos'
+    scores = item_scores(ef, predictive)
+    frame = item_frame(ids, [items[i].patient for i in first], scores, _subgroups(first, items))
     frame.insert(2, "split", job.split)
-    frame.insert(3, "visit", [items[i].visit or i for i in test.ids])
+    frame.insert(3, "visit", [visits[rows[0]] for rows in members])
     write_predictions(directory / "predictions.csv", frame)
-    _save_arrays(directory / "samples.npz", {"ids": np.array(test.ids), "samples": predictive.samples.astype(np.float32)})
+    _save_arrays(directory / "samples.npz", {"ids": np.array(ids), "samples": predictive.samples.astype(np.float32)})
     details["notes"] = scores.notes
     return details
 
