@@ -13,6 +13,7 @@ import registry
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError
 from benchmark.mcsdr_checkpoint import import_mcsdr, load_bundle
+from faults.faultkit import write_experiment  # the suite's tiny experiment: 20 videos of 32 px
 
 # The regressor of the published model with tabular data (mcsdr.md): width 256, time 64, tabular 4 -> 64.
 SCHEDULE_BUFFERS = ("betas alphas_cumprod alphas_cumprod_prev sqrt_alphas_cumprod sqrt_one_minus_alphas_cumprod "
@@ -181,31 +182,13 @@ def test_a_checkpoint_model_is_evaluated_inside_a_run(best_pth, tmp_path):
     encoder = {key: value.abs() + 0.5 if key.endswith("running_var") else value  # random variances must be > 0
                for key, value in checkpoint["model_state_dict"].items()}
     torch.save({**checkpoint, "model_state_dict": encoder, "regressor_state_dict": regressor}, vision_only)
-    experiment = tmp_path / "imported.toml"
-    experiment.write_text(f'''
-name = "imported"
-[dataset]
-root = "{tmp_path / 'absent'}"
-tabular = []
-[synthetic]
-n = 20
-root = "{tmp_path / 'data'}"
-[clips]
-frames = 4
-size = 32
-[encoder]
-params = {{ width = 4, depth = 2, feature_dim = 8 }}
-pretrain = {{ epochs = 0 }}
+    experiment = write_experiment(tmp_path / "imported.toml", synthetic_root=tmp_path / "data",
+                                  dataset_extra="tabular = []", models=f'''
 [[models]]
 head = "mcsdr"
 fusion = "none"
 label = "mcsdr (imported)"
 checkpoint = "{vision_only}"
-[train]
-epochs = 1
-[evaluate]
-samples = 4
-bootstrap = 10
 ''')
     assert main(["run", str(experiment), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     import json

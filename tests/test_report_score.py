@@ -5,35 +5,8 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
+from faults.faultkit import write_experiment  # the suite's tiny experiment: 20 videos of 32 px, two heads
 
-EXPERIMENT = """
-name = "tiny"
-seeds = [0, 1]
-baseline = "mse"
-[dataset]
-root = "{root}/absent"
-[synthetic]
-n = 24
-root = "{root}/data"
-params = {{ size = 32, workers = 1 }}
-[clips]
-frames = 4
-size = 32
-[encoder]
-params = {{ width = 4, depth = 2, feature_dim = 8 }}
-pretrain = {{ epochs = 1 }}
-[[models]]
-head = "mse"
-label = "mse"
-[[models]]
-head = "gaussian"
-label = "gaussian"
-[train]
-epochs = 2
-[evaluate]
-samples = 4
-bootstrap = 20
-"""
 TABLES = ("leaderboard.csv", "leaderboard.md", "leaderboard.json", "leaderboard.tex", "subgroups.csv",
           "paired_tests.csv")
 
@@ -41,9 +14,9 @@ TABLES = ("leaderboard.csv", "leaderboard.md", "leaderboard.json", "leaderboard.
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    experiment = root / "tiny.toml"
-    experiment.write_text(EXPERIMENT.format(root=root))
-    assert main(["run", str(experiment), "--out", str(root / "run"), "--quiet"]) == 0
+    experiment = write_experiment(root / "tiny.toml", synthetic_root=root / "data")
+    assert main(["run", str(experiment), "--out", str(root / "run"), "--quiet", "--set", "seeds=[0, 1]",
+                 "--set", "baseline=mse"]) == 0
     return root / "run"
 
 
