@@ -5,6 +5,8 @@ feature through unchanged, so one experiment can name the same fusion for vision
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from torch import nn
 
 
@@ -13,7 +15,7 @@ def tabular_mlp(tabular_dim: int, width: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(tabular_dim, width), nn.ReLU(), nn.Linear(width, width))
 
 
-class TabularFusion(nn.Module):
+class TabularFusion(nn.Module, ABC):
     """Base class: ``fuse(feature, tabular)`` runs only when tabular attributes exist."""
 
     def __init__(self, feature_dim: int, tabular_dim: int):
@@ -36,5 +38,6 @@ class TabularFusion(nn.Module):
                              f"got a tensor of shape {tuple(tabular.shape)}")
         return self.fuse(feature, tabular.to(feature.dtype))
 
+    @abstractmethod
     def fuse(self, feature, tabular):
-        raise NotImplementedError
+        """The condition from the video feature (B, D) and the tabular attributes (B, P)."""
