@@ -8,8 +8,8 @@ of a video) and maps any closed forms the head has back to EF units.
 from __future__ import annotations
 
 import functools
+import io
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -23,6 +23,7 @@ from .contracts import Predictive
 from .device import autocast, grad_scaler, resolve_device, seed_everything
 from .errors import BenchmarkError
 from .scoring import mixture_predictive
+from .store import atomic_write_bytes
 
 EVAL_BATCH = 1024  # rows per forward pass when nothing is trained: memory is small, speed matters
 MONITOR_SAMPLES = 8  # samples for the validation MAE of heads without a closed-form mean
@@ -255,10 +256,9 @@ class TrainedModel:
 
     def save(self, path: str | Path) -> None:
         """Write atomically, so a killed run never leaves a half-written model behind."""
-        path = Path(path)
-        partial = path.with_name(path.name + ".partial")
-        torch.save(self.state_dict(), partial)
-        os.replace(partial, path)
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path, fusion: nn.Module, head: nn.Module, device: str = "auto") -> "TrainedModel":

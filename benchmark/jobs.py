@@ -131,9 +131,7 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
         trained = train_model(fusion, head, features["train"], features["val"], settings, job.seed,
                               on_epoch=on_epoch, quiet=context.quiet, name=job.model.key)
         predictive = trained.predict(test, samples=samples, point=point, seed=job.seed)
-        buffer = io.BytesIO()
-        torch.save(trained.state_dict(), buffer)
-        atomic_write_bytes(directory / "model.pt", buffer.getvalue())
+        trained.save(directory / "model.pt")
         details.update(best_epoch=trained.best_epoch, epochs_run=len(trained.history))
         trajectories = _trajectories(trained, test, predictive.samples, job.seed)
         if trajectories is not None:
