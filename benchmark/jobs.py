@@ -11,7 +11,6 @@ import hashlib
 import inspect
 import io
 import json
-import re
 import time
 import traceback
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from .finetune import finetune
 from .leaderboard import item_frame, write_predictions
 from .pooling import pool_by_visit
 from .scoring import item_scores
-from .store import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
+from .store import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
 from .tuning import split_params
 
 SUBGROUP_FIELDS = ("sex", "age_bin", "quality", "view", "ambiguous")
@@ -47,8 +46,7 @@ class Job:
 
     @property
     def id(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model.key)
-        return f"{slug}__seed{self.seed}__{self.split}__{self.digest[:8]}"
+        return f"{safe_name(self.model.key)}__seed{self.seed}__{self.split}__{self.digest[:8]}"
 
 
 def job_digest(experiment: Experiment, model: ModelConfig, seed: int, split: str, split_hash: str) -> str:

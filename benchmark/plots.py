@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -15,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .leaderboard import JobResult
-from .store import atomic_write_bytes
+from .store import atomic_write_bytes, safe_name
 
 LEVELS = np.linspace(0.0, 1.0, 21)
 
@@ -159,7 +158,7 @@ def sampling_trajectories(path: str | Path, trajectories: Trajectories, title: s
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "model"
+    return safe_name(text).strip("_") or "model"
 
 
 def write_all(plot_dir: str | Path, results: Sequence[JobResult],

@@ -9,7 +9,6 @@ many: tuning, job claims and results go through the storage (``benchmark.cluster
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from .jobs import Job, JobContext, plan_jobs, run_job
 from .manifest import build_manifest
 from .report import write_report
 from .resolve import resolve
-from .store import RunDir, atomic_write_json, read_json
+from .store import RunDir, atomic_write_json, read_json, safe_name
 from .tuning import storage_url, study_name, tune_model
 
 
@@ -80,19 +79,20 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     say(f"{len(jobs)} jobs ({len(experiment.models)} models x {len(experiment.seeds)} seeds x "
         f"{len(data.splits)} splits): {len(jobs) - len(pending)} already done, {len(pending)} to run")
 
-    tuned: dict[str, dict[str, Any]] = {}
+    # Tuning results of an earlier invocation are reused; the rest is tuned on the first split and seed.
+    to_tune = [m for m in experiment.models if _needs_tuning(experiment, registry, m)]
+    stored = {m.key: _stored_tuning(run, experiment, m) for m in to_tune}
+    tuned: dict[str, dict[str, Any]] = {key: params for key, params in stored.items() if params is not None}
+    untuned = [m for m in to_tune if m.key not in tuned]
     first = (data.splits[0].name, experiment.seeds[0])
     for split in data.splits:
         for seed in experiment.seeds:
             here = [job for job in pending if (job.split, job.seed) == (split.name, seed)]
-            untuned = [m for m in experiment.models if m.key not in tuned and _needs_tuning(experiment, registry, m)]
-            stored = {m.key: _stored_tuning(run, experiment, m) for m in untuned}
-            tuned.update({key: params for key, params in stored.items() if params is not None})
-            untuned = [m for m in untuned if m.key not in tuned]
-            if not here and not ((split.name, seed) == first and untuned):
+            is_first = (split.name, seed) == first
+            if not here and not (is_first and untuned):
                 continue
             stage = EncoderStage(experiment, registry, data, split, seed, run, device, say, quiet)
-            if (split.name, seed) == first:
+            if is_first:
                 for model in untuned:
                     tuned[model.key] = _tune(experiment, registry, model, stage.features, run, storage, quiet, say)
             for job in here:
@@ -175,13 +175,12 @@ def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig
     return experiment.tune.trials > 0 and trains
 
 
-def _tuning_path(run: RunDir, experiment: Experiment, model: ModelConfig) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.key)
-    return run.root / "tuning" / f"{slug}.json"
+def _tuning_path(run: RunDir, model: ModelConfig) -> Path:
+    return run.root / "tuning" / f"{safe_name(model.key)}.json"
 
 
 def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig) -> dict[str, Any] | None:
-    path = _tuning_path(run, experiment, model)
+    path = _tuning_path(run, model)
     if not path.is_file():
         return None
     stored = read_json(path)
@@ -204,7 +203,7 @@ def _tune(experiment: Experiment, registry: Registry, model: ModelConfig, featur
                         point=experiment.evaluate.point, quiet=quiet, shared=shared is not None)
     say(f"tuned {model.key}: {experiment.tune.metric} {result.value:.3f} on VAL after {result.finished_trials} "
         f"trials, {result.params}")
-    atomic_write_json(_tuning_path(run, experiment, model),
+    atomic_write_json(_tuning_path(run, model),
                       {"params": result.params, "value": result.value, "trials": result.finished_trials,
                        "study": result.study, "config": _tuning_config(experiment, model)})
     return result.params

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,11 @@ from .errors import StoreError
 # A temporary sits beside its final file as ".<final name>.<writer pid>.<random>.tmp"; the pid lets a later
 # run tell the leftovers of a killed writer from the files of a live one (another worker, same folder).
 TEMPORARY_SUFFIX = ".tmp"
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file or folder name: anything but letters, digits, ``_.-`` becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

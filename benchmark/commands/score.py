@@ -27,7 +27,7 @@ def run(args) -> int:
     from ..leaderboard import item_frame, write_predictions
     from ..report import load_results, write_report
     from ..scoring import item_scores
-    from ..store import RunDir, atomic_write_json, read_json
+    from ..store import RunDir, atomic_write_json, read_json, safe_name
 
     run = RunDir(args.run_dir)
     reference = next((r for r in load_results(run) if r.status == "ok" and r.items is not None), None)
@@ -61,7 +61,7 @@ def run(args) -> int:
     subgroups = {name: truth[name].tolist() for name in ("sex", "age_bin", "quality", "view", "ambiguous")
                  if name in truth.columns}
     frame = item_frame(list(truth.index), truth["patient"].astype(str).tolist(), scores, subgroups)
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", args.name)
+    slug = safe_name(args.name)
     directory = run.root / "external" / slug
     write_predictions(directory / "predictions.csv", frame)
     manifest = read_json(run.manifest)
