@@ -16,6 +16,14 @@ Role = Literal["train", "val", "test"]
 ROLES: tuple[Role, ...] = ("train", "val", "test")
 
 
+@dataclass(frozen=True, eq=False)  # compared by identity: the polygon is an array
+class Tracing:
+    """The LV endocardial outline in one frame: a closed polygon in the video's pixel coordinates."""
+
+    frame: int           # 0-based frame index in the item's video (as the clip pipeline reads it)
+    polygon: np.ndarray  # (P, 2) float64, columns x (right), y (down), P >= 3
+
+
 @dataclass(frozen=True)
 class Item:
     """One video with its label. ``id`` is unique and stable across runs (EchoNet: the FileName)."""
@@ -28,6 +36,7 @@ class Item:
     tabular: Mapping[str, float | str | None] = field(default_factory=dict)
     subgroups: Mapping[str, str] = field(default_factory=dict)  # e.g. sex, age_bin, quality, view
     visit: str = ""  # predictions are pooled per visit where a protocol says so; "" = per video
+    tracings: tuple[Tracing, ...] = field(default=(), compare=False, repr=False)  # ordered by frame
 
 
 @dataclass(frozen=True)

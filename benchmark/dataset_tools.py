@@ -18,7 +18,7 @@ import pandas as pd
 
 from registry.errors import did_you_mean
 
-from .contracts import DatasetIndex, Exclusion, Item, Split
+from .contracts import DatasetIndex, Exclusion, Item, Split, Tracing
 from .errors import ConfigError, DataError
 from .store import atomic_write_text
 from .video import check_video
@@ -204,20 +204,91 @@ def write_excluded(path: Path, excluded: Sequence[Exclusion]) -> Path:
 
 
 # ------------------------------------------------------------------------------ tracings
-def traced_frames(path: Path, frame_column: str = "Frame") -> dict[str, set[int]]:
-    """Traced frame numbers per video name (``.avi`` stripped) from a ``VolumeTracings.csv``.
+TRACING_COORDINATES = {"lines": ("X1", "Y1", "X2", "Y2"), "points": ("X", "Y")}
+MIN_OUTLINE_POINTS = 3
 
-    Pediatric marks an absent tracing with a row whose ``Frame`` reads ``No Systolic`` or
-    ``No Diastolic``; such rows trace nothing and are skipped.
+
+def read_tracings(path: Path, kind: str) -> dict[str, tuple[Tracing, ...]]:
+    """LV outlines per video name (``.avi`` stripped) from a ``VolumeTracings.csv``, ordered by frame.
+
+    ``kind`` ``"lines"`` (EchoNet-Dynamic, ``X1,Y1,X2,Y2``): a frame's rows are disc lines, the long axis
+    first; the outline runs along the chords' (X1, Y1) ends and back along their (X2, Y2) ends, the polygon
+    EchoNet rasterises. ``kind`` ``"points"`` (EchoNet-Pediatric, ``X,Y``): a frame's rows are its polygon
+    points in order; a row whose ``Frame`` reads ``No Systolic`` or ``No Diastolic`` traces nothing.
     """
-    frame = read_table(path, ["FileName", frame_column], text_columns=[frame_column])
-    numbers = pd.to_numeric(frame[frame_column], errors="coerce")
-    traced: dict[str, set[int]] = {}
-    for name, number in zip(frame["FileName"].astype(str), numbers):
-        frames = traced.setdefault(strip_avi(name), set())
-        if not np.isnan(number):
-            frames.add(int(number))
-    return traced
+    coordinates = TRACING_COORDINATES[kind]
+    table = read_table(path, ["FileName", *coordinates, "Frame"], text_columns=["FileName", "Frame"])
+    frames, traced = _tracing_frames(table, path, markers_allowed=kind == "points")
+    _reject(traced & table["FileName"].isna().to_numpy(), table, path, "FileName", "is empty")
+    values = np.column_stack([_coordinate(table, path, column, traced) for column in coordinates])
+    names = table["FileName"].map(strip_avi).to_numpy()
+    rows_of = pd.DataFrame({"name": names[traced], "frame": frames[traced]}).groupby(["name", "frame"]).indices
+    positions = np.flatnonzero(traced)
+    tracings: dict[str, list[Tracing]] = {}
+    for name, frame in sorted(rows_of):
+        rows = positions[rows_of[name, frame]]
+        outline = _outline(values[rows], kind)
+        if len(outline) < MIN_OUTLINE_POINTS:
+            raise DataError(f"{_row(table, path, rows[0])}: Frame {frame} has {len(outline)} outline point(s), "
+                            f"a tracing needs at least {MIN_OUTLINE_POINTS}; fix or remove that frame's rows")
+        tracings.setdefault(name, []).append(Tracing(frame=int(frame), polygon=outline))
+    return {name: tuple(frame_tracings) for name, frame_tracings in tracings.items()}
+
+
+def tracings_if_present(path: Path, kind: str, min_traced_frames: int) -> dict[str, tuple[Tracing, ...]]:
+    """``read_tracings`` of ``path``; nothing when the file is absent, unless the traced-frames filter needs it."""
+    if path.is_file():
+        return read_tracings(path, kind)
+    if min_traced_frames > 0:
+        raise DataError(f"{path} is missing, but min_traced_frames = {min_traced_frames} needs it. "
+                        "Restore it, or set dataset.params.min_traced_frames = 0 to keep untraced videos.")
+    return {}
+
+
+def _tracing_frames(table: pd.DataFrame, path: Path, markers_allowed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's frame number, and which rows trace a frame (not a ``No Systolic``-like marker)."""
+    text = table["Frame"].fillna("").str.strip()
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    marker = text.str.lower().str.startswith("no ").to_numpy() if markers_allowed else np.zeros(len(text), bool)
+    valid = (numbers >= 0) & (np.mod(numbers, 1) == 0)
+    expected = "is not a frame number (an integer >= 0" + (" or No Systolic/No Diastolic)" if markers_allowed else ")")
+    _reject(~(valid | marker), table, path, "Frame", expected)
+    return np.where(valid, numbers, -1).astype(np.int64), valid
+
+
+def _coordinate(table: pd.DataFrame, path: Path, column: str, traced: np.ndarray) -> np.ndarray:
+    numbers = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    _reject(traced & ~np.isfinite(numbers), table, path, column, "is not a number")
+    return numbers
+
+
+def _reject(bad: np.ndarray, table: pd.DataFrame, path: Path, column: str, problem: str) -> None:
+    """A DataError naming the first ``bad`` row (CSV row numbers count the header as row 1)."""
+    if bad.any():
+        position = int(np.argmax(bad))
+        value = table[column].iat[position]
+        raise DataError(f"{_row(table, path, position)}: {column} {'(empty)' if pd.isna(value) else repr(value)} "
+                        f"{problem}")
+
+
+def _row(table: pd.DataFrame, path: Path, position: int) -> str:
+    name = text_or_none(table["FileName"].iat[position])
+    return f"{path} row {position + 2}" + (f" ({name})" if name else "")
+
+
+def _outline(values: np.ndarray, kind: str) -> np.ndarray:
+    """The polygon of one frame's rows."""
+    if kind == "lines":
+        chords = values[1:]  # the first line is the long axis
+        values = np.concatenate([chords[:, :2], chords[::-1, 2:]])
+    return polygon_array(values)
+
+
+def polygon_array(points) -> np.ndarray:
+    """``points`` as a (P, 2) float64 copy, read-only like the frozen Tracing that holds it."""
+    polygon = np.array(points, dtype=np.float64).reshape(-1, 2)
+    polygon.flags.writeable = False
+    return polygon
 
 
 def strip_avi(name: str) -> str:

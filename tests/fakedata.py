@@ -84,8 +84,9 @@ def make_dynamic(root: Path, splits: Sequence[str] = ("TRAIN",) * 4 + ("VAL",) *
         ef = _ef(rng)
         esv, edv = 100 * (1 - ef / 100), 100.0
         rows.append([name, ef, esv, edv, 32, 32, 50, n_frames, split])
-        for frame in (1, n_frames - 2):  # end-diastole and end-systole, two disc lines each
-            tracings += [[f"{name}.avi", 10, 12, 20, 12, frame], [f"{name}.avi", 11, 14, 19, 14, frame]]
+        for frame in (1, n_frames - 2):  # end-diastole and end-systole: the long axis, then two chords
+            lines = ((15, 6, 15, 26), (11, 14, 19, 14), (12, 20, 18, 20))
+            tracings += [[f"{name}.avi", *line, frame] for line in lines]
         tree.ids.append(name)
         tree.videos[name] = write_avi(root / "Videos" / f"{name}.avi", frames_with_counter(n_frames))
     write_csv(tree.labels, ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS",
@@ -110,8 +111,9 @@ def make_pediatric(root: Path, n_patients: int = 20, views: Sequence[str] = ("A4
                 weight = "" if patient % 4 == 0 else round(float(rng.uniform(5, 70)), 1)
                 rows.append([file_name, _ef(rng), sexes[patient % len(sexes)], patient % 19, weight,
                              round(float(rng.uniform(60, 180)), 1), patient % 10])
-                tracings += [[file_name, 10, 10, 2], [file_name, 12, 11, 2]]
-                tracings.append([file_name, "", "", "No Systolic"] if patient % 3 == 0 else [file_name, 10, 9, 7])
+                tracings += [[file_name, x, y, 2] for x, y in ((10, 10), (12, 11), (11, 14))]
+                tracings += ([[file_name, "", "", "No Systolic"]] if patient % 3 == 0 else
+                             [[file_name, x, y, 7] for x, y in ((10, 9), (12, 9), (11, 12))])
                 tree.ids.append(file_name)
                 tree.videos[file_name] = write_avi(root / view / "Videos" / file_name, frames_with_counter(n_frames))
         write_csv(root / view / "FileList.csv", ["FileName", "EF", "Sex", "Age", "Weight", "Height", "Split"], rows)

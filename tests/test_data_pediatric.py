@@ -5,7 +5,7 @@ import pytest
 
 import fakedata as fd
 import registry
-from benchmark.dataset_tools import traced_frames
+from benchmark.dataset_tools import read_tracings
 from benchmark.errors import ConfigError, DataError
 from benchmark.splits import build_manifest
 
@@ -66,9 +66,9 @@ def test_cv10_tests_every_video_exactly_once_and_fold0_is_the_fixed_split(tree):
 
 
 def test_tracings_with_no_systolic_rows_parse(tree):
-    traced = traced_frames(tree.root / "A4C" / "VolumeTracings.csv")
-    assert traced["CR0001-CR0000A-000010"] == {2, 7}
-    assert traced["CR0003-CR0000A-000030"] == {2}  # the "No Systolic" row traces nothing
+    tracings = read_tracings(tree.root / "A4C" / "VolumeTracings.csv", "points")
+    assert [t.frame for t in tracings["CR0001-CR0000A-000010"]] == [2, 7]
+    assert [t.frame for t in tracings["CR0003-CR0000A-000030"]] == [2]  # the "No Systolic" row traces nothing
     _, index = load(tree.root, view="A4C", min_traced_frames=2)
     assert {e.id.split("-")[0] for e in index.excluded} == {f"CR{p:04d}" for p in range(0, 20, 3)}
     assert all("traced frames" in e.reason for e in index.excluded)

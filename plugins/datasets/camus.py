@@ -3,10 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.contracts import DatasetIndex, Item, Split
+import numpy as np
+
+from benchmark.contracts import DatasetIndex, Item, Split, Tracing
 from benchmark.dataset_tools import (IndexBuilder, N_FOLDS, age_bin, as_ef, cross_validation, normalise_sex,
-                                     number_or_none, require_root, unknown_protocol, wrong_root)
+                                     MIN_OUTLINE_POINTS, number_or_none, polygon_array, require_root,
+                                     unknown_protocol, wrong_root)
 from benchmark.errors import ConfigError, DataError
+from benchmark.video import VideoReadError, read_metaimage
 from registry import hookimpl
 
 NAME = "camus"
@@ -21,6 +25,9 @@ RELEASES = {
     "2023": ("database_nifti", "half_sequence.nii.gz", "EF"),
     "2019": ("training", "sequence.mhd", "LVef"),
 }
+MASK_SUFFIX = {"2023": ".nii.gz", "2019": ".mhd"}  # the ED/ES ground truth, in the release's image format
+LV_CAVITY = 1  # ground-truth label of the LV endocardium (cavity)
+TRACED_PHASES = ("ED", "ES")
 
 
 class Camus:
@@ -74,9 +81,10 @@ class Camus:
         age = number_or_none(info.get("Age"))
         sex = normalise_sex(info.get("Sex"))
         quality = (info.get("ImageQuality") or "unknown").lower()
+        tracings = mask_tracings(info, info_path, patient_dir / f"{patient}_{view}", release)
         item = Item(id=item_id, patient=patient, ef=as_ef(info[ef_key]), fold="",
                     video=patient_dir / f"{patient}_{view}_{suffix}", visit=patient,
-                    tabular={"Sex": sex, "Age": age},
+                    tabular={"Sex": sex, "Age": age}, tracings=tracings,
                     subgroups={"sex": sex, "age_bin": age_bin(age, AGE_EDGES), "quality": quality, "view": view})
         builder.add(item, info_path)
 
@@ -109,6 +117,50 @@ def read_info(path: Path) -> dict[str, str]:
         if separator:
             info[key.strip()] = value.strip()
     return info
+
+
+def mask_tracings(info: dict[str, str], info_path: Path, stem: Path, release: str) -> tuple[Tracing, ...]:
+    """The LV outlines of the ED and ES ground-truth masks ``<stem>_ED_gt``/``_ES_gt``, at those frames of
+    the view's sequence (which runs from ED to ES; ``Info_*.cfg`` numbers its frames from 1).
+
+    A phase whose mask is missing or has no LV region gets no tracing (the label, EF, does not depend on
+    it); a mask file that cannot be read is an error naming it.
+    """
+    tracings = []
+    for phase in TRACED_PHASES:
+        path = Path(f"{stem}_{phase}_gt{MASK_SUFFIX[release]}")
+        if not path.is_file():
+            continue
+        try:
+            # SimpleITK reads both formats upright; benchmark.video's nibabel path turns only 3-D NIfTI upright.
+            mask = read_metaimage(path)
+        except VideoReadError as error:
+            raise DataError(f"{path}: the {phase} ground-truth mask cannot be read ({error}); replace or remove "
+                            "the file") from error
+        outline = lv_outline(mask[0, ..., 0])
+        if outline is not None:
+            tracings.append(Tracing(frame=frame_index(info, phase, info_path), polygon=outline))
+    return tuple(sorted(tracings, key=lambda tracing: tracing.frame))
+
+
+def lv_outline(mask: np.ndarray) -> np.ndarray | None:
+    """(P, 2) float64 x, y of the largest external contour of the LV cavity label, or None without one."""
+    import cv2
+
+    contours, _ = cv2.findContours((mask == LV_CAVITY).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    largest = max(contours, key=cv2.contourArea)
+    return polygon_array(largest) if len(largest) >= MIN_OUTLINE_POINTS else None
+
+
+def frame_index(info: dict[str, str], key: str, path: Path) -> int:
+    """The 0-based sequence index of the 1-based frame number ``info[key]`` (checked against NbFrame)."""
+    number, frames = number_or_none(info.get(key)), number_or_none(info.get("NbFrame"))
+    if number is None or number != int(number) or number < 1 or (frames is not None and number > frames):
+        raise DataError(f"{path}: {key} {info.get(key)!r} is not a frame number between 1 and "
+                        f"{'NbFrame' if frames is None else int(frames)}")
+    return int(number) - 1
 
 
 def balanced_folds(index: DatasetIndex) -> dict[str, int]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.dataset_tools import (IndexBuilder, as_ef, check_unique, read_table, require_root, strip_avi,
-                                     traced_frames, unknown_protocol)
+                                     tracings_if_present, unknown_protocol)
 from benchmark.errors import ConfigError, DataError
 from registry import hookimpl
 
@@ -34,7 +34,7 @@ class EchoNetDynamic:
         table = read_table(file_list, COLUMNS, text_columns=["FileName", "Split"])
         names = [strip_avi(name) for name in table["FileName"]]
         check_unique(names, file_list, "FileName")
-        traced = self._traced(root)
+        tracings = tracings_if_present(root / "VolumeTracings.csv", "lines", self.min_traced_frames)
         builder = IndexBuilder(NAME, **self.builder_options)
         for row_number, (name, ef, fold) in enumerate(zip(names, table["EF"], table["Split"]), start=2):
             fold = str(fold).strip().upper()
@@ -42,22 +42,14 @@ class EchoNetDynamic:
                 raise DataError(f"{file_list} row {row_number} ({name}): Split {fold!r} is not one of "
                                 "TRAIN, VAL, TEST")
             video = root / "Videos" / f"{name}.avi"
-            if traced is not None and len(traced.get(name, ())) < self.min_traced_frames:
+            traced = tracings.get(name, ())
+            if len(traced) < self.min_traced_frames:
                 builder.exclude(name, root / "VolumeTracings.csv",
                                 f"fewer than {self.min_traced_frames} traced frames (official EchoNet filter)")
                 continue
             builder.add(Item(id=name, patient=name, ef=as_ef(ef), video=video,
-                             fold=fold, subgroups={"view": "A4C"}), file_list)
+                             fold=fold, subgroups={"view": "A4C"}, tracings=traced), file_list)
         return builder.build(tabular_columns={})
-
-    def _traced(self, root: Path) -> dict[str, set[int]] | None:
-        if self.min_traced_frames <= 0:
-            return None
-        path = root / "VolumeTracings.csv"
-        if not path.is_file():
-            raise DataError(f"{path} is missing, but min_traced_frames = {self.min_traced_frames} needs it. "
-                            "Restore it, or set dataset.params.min_traced_frames = 0 to keep untraced videos.")
-        return traced_frames(path)
 
     def splits(self, index: DatasetIndex, protocol: str, **options) -> list[Split]:
         if protocol not in PROTOCOLS:

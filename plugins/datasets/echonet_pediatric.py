@@ -6,7 +6,7 @@ from pathlib import Path
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.dataset_tools import (IndexBuilder, age_bin, as_ef, check_unique, cross_validation, fold_split,
                                      N_FOLDS, normalise_sex, number_or_none, read_table, require_root,
-                                     strip_avi, traced_frames, unknown_protocol)
+                                     strip_avi, tracings_if_present, unknown_protocol)
 from benchmark.errors import ConfigError, DataError
 from registry import hookimpl
 
@@ -41,12 +41,13 @@ class EchoNetPediatric:
         file_list = folder / "FileList.csv"
         table = read_table(file_list, COLUMNS, text_columns=["FileName", "Split", "Sex"])
         check_unique(table["FileName"].str.strip(), file_list, "FileName")
-        traced = traced_frames(folder / "VolumeTracings.csv") if self.min_traced_frames > 0 else None
+        tracings = tracings_if_present(folder / "VolumeTracings.csv", "points", self.min_traced_frames)
         for row_number, row in enumerate(table.to_dict("records"), start=2):
             file_name = row["FileName"].strip()
             name = strip_avi(file_name)
             fold = _fold(row["Split"], file_list, row_number, file_name)
-            if traced is not None and len(traced.get(name, ())) < self.min_traced_frames:
+            traced = tracings.get(name, ())
+            if len(traced) < self.min_traced_frames:
                 builder.exclude(file_name, folder / "VolumeTracings.csv",
                                 f"fewer than {self.min_traced_frames} traced frames")
                 continue
@@ -56,7 +57,7 @@ class EchoNetPediatric:
             tabular = {"Sex": sex, "Age": age, "Weight": number_or_none(row["Weight"]),
                        "Height": number_or_none(row["Height"])}
             item = Item(id=file_name, patient=patient, ef=as_ef(row["EF"]), video=folder / "Videos" / f"{name}.avi",
-                        fold=str(fold), tabular=tabular, visit=f"{patient}-{accession}",
+                        fold=str(fold), tabular=tabular, visit=f"{patient}-{accession}", tracings=traced,
                         subgroups={"sex": sex, "age_bin": age_bin(age, AGE_EDGES), "view": view})
             builder.add(item, file_list)
 
