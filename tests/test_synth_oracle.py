@@ -92,3 +92,20 @@ def test_oracle_head_refuses_data_without_a_sidecar(tmp_path):
         registry.build("head", "oracle", condition_dim=0, oracle_path=tmp_path / "oracle.csv")
     with pytest.raises(DataError, match="no oracle sidecar"):
         registry.build("head", "oracle", condition_dim=0)
+
+
+@pytest.mark.parametrize("occlusion", ["shadow", "dropout"])
+def test_an_occluded_wall_leaves_no_trace_of_its_state(occlusion):
+    # The oracle's posterior treats the hidden state as unseen: rendering the same ambiguous video with
+    # the segment moving and with it akinetic must give the same pixels, or a model could beat the oracle.
+    import dataclasses
+
+    from benchmark.synth.render import render
+
+    params = Parameters("echonet_pediatric", 40, seed=5, size=64, ambiguous_fraction=1.0)
+    scene = dataclasses.replace(plan(params)[0].scenes["A4C"], occlusion=occlusion)
+    moving, akinetic = (render(dataclasses.replace(scene, hidden_state=state))[0] for state in (0, 1))
+    visible = dataclasses.replace(scene, occlusion="")
+    assert np.abs(render(dataclasses.replace(visible, hidden_state=0))[0].astype(int)
+                  - render(dataclasses.replace(visible, hidden_state=1))[0]).max() > 50  # the state shows unoccluded
+    assert np.array_equal(moving, akinetic)

@@ -24,7 +24,7 @@ from . import anatomy, oracle, patients, writers
 from .render import Scene
 
 FORMATS = ("echonet_dynamic", "echonet_pediatric", "camus")
-VERSION = 1  # bump when the simulator changes what a seed produces
+VERSION = 2  # bump when the simulator changes what a seed produces (2: occlusion blanks the anatomy)
 MARKER, ORACLE = "SYNTHETIC.md", "oracle.csv"
 QUALITY_PROBABILITY = {"Good": 0.45, "Medium": 0.4, "Poor": 0.15}
 ECHONET_FPS = 50.0

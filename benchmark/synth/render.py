@@ -4,7 +4,8 @@ Everything is vectorised over (frames, rows, columns) in float32. Reflectivity i
 chambers (bright myocardium, dark blood, mid-grey surrounding tissue), then multiplied by a Rayleigh
 speckle envelope that is spatially coarse (the resolution cell, wider laterally) and AR(1)-correlated
 from frame to frame, depth attenuation left over after time-gain compensation, overall gain, and, when
-the case is ambiguous, an acoustic shadow or a dropout over the lateral wall. Log compression maps the
+the case is ambiguous, an acoustic shadow or a dropout over the lateral wall that blanks its anatomy and
+dims the echo. Log compression maps the
 echo amplitude to 8-bit grey.
 """
 from __future__ import annotations
@@ -131,7 +132,12 @@ def render(scene: Scene, with_labels: bool = False) -> tuple[np.ndarray, np.ndar
     reflect = TISSUE + quality.contrast * (reflect - TISSUE) + clutter
     system = scene.gain * np.exp(-scene.attenuation * geometry.depth) * geometry.sector()
     if scene.occlusion:
-        system = system * _occlusion_mask(scene, geometry)
+        hidden = _occluded(scene, geometry)
+        # Log compression turns a dimmed wall into a darker but equally contrasted one, so the wedge does
+        # not only attenuate: its anatomy is replaced by featureless tissue echo, and no trace of the
+        # segment's motion reaches the image (the oracle's posterior assumes exactly that).
+        reflect = reflect * (1.0 - hidden) + TISSUE * hidden
+        system = system * (1.0 - (1.0 - OCCLUSION_LEVEL) * hidden)
     echo = _speckle(scene, quality, np.random.default_rng(scene.noise_seed))
     echo *= reflect[frame_level]
     echo *= (system * (len(GREY_LEVELS) - 1) / ECHO_RANGE).astype(np.float32)
@@ -221,9 +227,10 @@ def _speckle(scene: Scene, quality: Quality, rng: np.random.Generator) -> np.nda
     return resized
 
 
-def _occlusion_mask(scene: Scene, geometry: Geometry) -> np.ndarray:
-    """A wedge of beams over the lateral wall's swept region, from just above it (dropout: through it;
-    shadow: to the far edge). It covers the wall in both hidden states over the whole cycle."""
+def _occluded(scene: Scene, geometry: Geometry) -> np.ndarray:
+    """1 in a wedge of beams over the lateral wall's swept region, from just above it (dropout: through it;
+    shadow: to the far edge), 0 outside, soft at its edges. It covers the wall in both hidden states over
+    the whole cycle."""
     angles = anatomy.contour_angles(RENDER_ANGLES)
     window = anatomy.segment_window(angles) > 0
     points_u, points_v = [], []
@@ -243,4 +250,4 @@ def _occlusion_mask(scene: Scene, geometry: Geometry) -> np.ndarray:
     # Fully occluded inside the box, with soft edges just outside it.
     inside = (np.clip(1 + (geometry.bearing - low) / soft, 0, 1) * np.clip(1 + (high - geometry.bearing) / soft, 0, 1)
               * np.clip(1 + (geometry.depth - near) / 0.02, 0, 1) * np.clip(1 + (far - geometry.depth) / 0.02, 0, 1))
-    return (1.0 - (1.0 - OCCLUSION_LEVEL) * inside).astype(np.float32)
+    return inside.astype(np.float32)
