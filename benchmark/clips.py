@@ -192,19 +192,40 @@ class ClipTransform:
         self.std = torch.tensor(normalisation.std, dtype=torch.float32).view(-1, 1, 1, 1)
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
-        clip = match_channels(clip, self.channels)
-        if clip.shape[-2:] != (self.size, self.size):
-            clip = F.interpolate(clip, size=(self.size, self.size), mode="bilinear", align_corners=False,
-                                 antialias=True)
+        clip = self._resize(match_channels(clip, self.channels))
         if rng is not None and self.config.augment:
-            clip = self._augment(clip, rng)
+            clip = self._photometric(self._translate(clip, self._offset(rng)), rng)
+        return self._normalise(clip)
+
+    def with_mask(self, clip: torch.Tensor, mask: torch.Tensor,
+                  rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clip as ``__call__`` makes it, and a (1, T, H, W) mask of the same field of view resized and
+        translated with it (never jittered or normalised), so the two stay aligned."""
+        clip, mask = self._resize(match_channels(clip, self.channels)), self._resize(mask)
+        if rng is not None and self.config.augment:
+            offset = self._offset(rng)
+            clip, mask = self._photometric(self._translate(clip, offset), rng), self._translate(mask, offset)
+        return self._normalise(clip), mask
+
+    def _resize(self, clip: torch.Tensor) -> torch.Tensor:
+        if clip.shape[-2:] == (self.size, self.size):
+            return clip
+        return F.interpolate(clip, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+
+    def _normalise(self, clip: torch.Tensor) -> torch.Tensor:
         return torch.sub(clip, self.mean).div_(self.std)  # a new contiguous tensor, then in place
 
-    def _augment(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        if self.pad:
-            dy, dx = rng.integers(0, 2 * self.pad + 1, size=2)
-            padded = F.pad(clip, (self.pad,) * 4)
-            clip = padded[..., dy:dy + self.size, dx:dx + self.size]
+    def _offset(self, rng: np.random.Generator) -> tuple[int, int] | None:
+        return tuple(rng.integers(0, 2 * self.pad + 1, size=2)) if self.pad else None
+
+    def _translate(self, clip: torch.Tensor, offset: tuple[int, int] | None) -> torch.Tensor:
+        """Zero-pad by ``pad`` and crop at ``offset``: a random shift of up to ``pad`` pixels."""
+        if offset is None:
+            return clip
+        dy, dx = offset
+        return F.pad(clip, (self.pad,) * 4)[..., dy:dy + self.size, dx:dx + self.size]
+
+    def _photometric(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         if self.config.intensity_jitter > 0:
             gain = 1 + rng.uniform(-1, 1) * self.config.intensity_jitter
             clip = (clip * gain).clamp(0, 255)

@@ -63,7 +63,7 @@ class ClipsConfig:
 class PretrainConfig:
     """Stage 1: the shared encoder training, once per seed, before the encoder is frozen."""
 
-    objective: Literal["none", "l1", "mse", "rnc"] = "l1"
+    objective: Literal["none", "l1", "mse", "rnc", "tracings"] = "l1"
     epochs: int = 10
     lr: float = 1e-3
     batch_size: int = 16

@@ -121,7 +121,7 @@ class FeatureCache:
         self.root = Path(root)
 
     def key(self, key: FeatureKey, encoder: nn.Module) -> str:
-        return _digest(key.parts(weights_hash(encoder)))
+        return stable_hash(key.parts(weights_hash(encoder)))
 
     def features(self, key: FeatureKey, loader_factory: LoaderFactory, encoder: nn.Module,
                  device: str | torch.device = "cpu", progress: bool = False) -> CachedFeatures:
@@ -131,7 +131,7 @@ class FeatureCache:
         clip_index, ...)``; it is called once per view, and only on a miss.
         """
         parts = key.parts(weights_hash(encoder))
-        digest = _digest(parts)
+        digest = stable_hash(parts)
         cached, problem = self._read(digest)
         if cached is not None:
             return cached
@@ -208,5 +208,6 @@ def _encode(loader_factory: LoaderFactory, encoder: nn.Module, device, views: in
     return {name: np.concatenate(parts) for name, parts in columns.items()}
 
 
-def _digest(parts: Mapping[str, Any]) -> str:
+def stable_hash(parts: Mapping[str, Any]) -> str:
+    """A stable hash of JSON-able ``parts`` (keys sorted; other values by their text)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]

@@ -18,11 +18,13 @@ from .contracts import ROLES, Item, Split
 from .data_setup import PreparedData
 from .device import seed_everything
 from .engine import FeatureSet
-from .features import FeatureCache, FeatureKey, weights_hash
+from .errors import ConfigError
+from .features import FeatureCache, FeatureKey, stable_hash, weights_hash
 from .params import accepted, check_parameters
 from .pretrain import freeze, pretrain_encoder
 from .store import RunDir, atomic_write_bytes
 from .tabular import fit_tabular
+from .traced import TracedFrames
 
 
 def build_encoder(experiment: Experiment, registry: Registry, say: Callable[[str], None]):
@@ -98,14 +100,19 @@ class EncoderStage:
             freeze(encoder)
             return
         where = f"stage 1 {self.split.name}/seed {self.seed}"
-        stored = self.run.root / "encoders" / f"{self.split.name}-seed{self.seed}-{weights_hash(encoder)[:12]}.pt"
+        # Named by everything that shapes the trained weights, so that a changed setting trains anew.
+        shaped_by = {"initial": weights_hash(encoder), "pretrain": dataclasses.asdict(config),
+                     "clips": dataclasses.asdict(self.experiment.clips), "dataset": self.data.fingerprint,
+                     "split": self.data.split_hash}
+        stored = self.run.root / "encoders" / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"
         if stored.is_file():
             encoder.load_state_dict(torch.load(stored, map_location="cpu", weights_only=True))
             freeze(encoder)
             self.say(f"{where}: reused {stored.name}")
             return
-        history = pretrain_encoder(encoder, self.training_loader(config.batch_size, self.seed), config, self.device,
-                                   self.seed, progress=not self.quiet)
+        loader = (self.traced_loader(config.batch_size, self.seed) if config.objective == "tracings"
+                  else self.training_loader(config.batch_size, self.seed))
+        history = pretrain_encoder(encoder, loader, config, self.device, self.seed, progress=not self.quiet)
         self.say(f"{where} ({config.objective}): loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f} "
                  f"over {config.epochs} epochs")
         buffer = io.BytesIO()
@@ -125,9 +132,24 @@ class EncoderStage:
         loader = make_loader(dataset, batch_size, self.experiment.train.num_workers, shuffle=True, seed=seed)
         return EpochLoader(loader, dataset)
 
+    def traced_loader(self, batch_size: int, seed: int) -> "EpochLoader":
+        """The traced frames of the training videos with their LV masks (augmented like training clips)."""
+        items = self.items["train"]
+        dataset = TracedFrames(items, self.experiment.clips, self.encoder.input_spec, self.normalisation,
+                               train=self.experiment.clips.augment, seed=seed)
+        if not len(dataset):
+            raise ConfigError(f"encoder.pretrain.objective = \"tracings\" needs LV tracings, but none of the "
+                              f"{len(items)} training items of dataset {self.experiment.dataset.name!r} has one. "
+                              "Use another objective (l1, rnc) for this dataset.")
+        untraced = sum(not item.tracings for item in items)
+        self.say(f"stage 1 tracings: {len(dataset)} traced frames of {len(items) - untraced} training videos"
+                 + (f" ({untraced} videos without a tracing take no part)" if untraced else ""))
+        loader = make_loader(dataset, batch_size, self.experiment.train.num_workers, shuffle=True, seed=seed)
+        return EpochLoader(loader, dataset)
+
 
 class EpochLoader:
-    """Re-iterable loader that draws new random clips every epoch (ClipDataset reseeds per epoch)."""
+    """Re-iterable loader that draws new random clips every epoch (its dataset reseeds per epoch)."""
 
     def __init__(self, loader, dataset):
         self.loader, self.dataset, self.epoch = loader, dataset, 0

@@ -3,7 +3,11 @@
 Objectives: ``l1`` or ``mse`` through a small MLP head (the loss reaches the encoder), or ``rnc``:
 Rank-N-Contrast on the features plus L1 of an MLP head on *detached* features, as in the
 CoReEcho/MCSDR reference (the ranking loss alone shapes the encoder; the head only monitors fit).
-``none`` freezes the encoder as it is (random or loaded weights).
+``tracings`` trains the encoder's LV segmentation (``encoder.segment``) on the traced end-diastolic and
+end-systolic frames (``traced.TracedFrames`` batches), with no EF label: an encoder that measures the
+cavity over the cycle (``area_length``) then carries EF in its features without learning it from labels.
+``none`` freezes the encoder as it is (random or loaded weights). The learning rate follows a cosine
+schedule over the epochs of stage 1.
 """
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from torch import nn
 
 from .config import PretrainConfig
 from .errors import ConfigError
+from .traced import segmentation_losses
 
 HEAD_WIDTH = 256
+OBJECTIVES = ("none", "l1", "mse", "rnc", "tracings")
 
 
 def rnc_loss(features: torch.Tensor, targets: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
@@ -57,33 +63,36 @@ def freeze(encoder: nn.Module) -> nn.Module:
 
 def pretrain_encoder(encoder: nn.Module, train_loader, config: PretrainConfig, device, seed: int,
                      progress: bool = True, target_scale: tuple[float, float] | None = None) -> dict[str, list[float]]:
-    """Train ``encoder`` on ``train_loader`` batches ``(clip, target, ...)``, freeze it, return the
-    mean loss per epoch by name (``loss`` and its parts).
+    """Train ``encoder`` on ``train_loader``, freeze it, return the mean loss per epoch by name (``loss``
+    and its parts).
 
-    Targets are standardised with ``target_scale`` = (mean, std); by default the statistics of the
-    EF labels of ``train_loader.dataset.items`` (no video is read for them), else of the first batch.
+    Batches are ``(clip, target, ...)``; for ``tracings`` they are ``(frames, masks, ...)``. Targets are
+    standardised with ``target_scale`` = (mean, std); by default the statistics of the EF labels of
+    ``train_loader.dataset.items`` (no video is read for them), else of the first batch.
     """
-    if config.objective not in ("none", "l1", "mse", "rnc"):
-        raise ConfigError(f"encoder.pretrain.objective must be none, l1, mse or rnc, got {config.objective!r}")
+    if config.objective not in OBJECTIVES:
+        raise ConfigError(f"encoder.pretrain.objective must be one of {', '.join(OBJECTIVES)}, got {config.objective!r}")
     if config.objective == "none" or config.epochs == 0:
         freeze(encoder)
         return {}
     torch.manual_seed(seed)
     encoder.to(device).train()
     encoder.requires_grad_(True)
-    head = RegressionHead(encoder.feature_dim).to(device)
-    optimizer = torch.optim.AdamW([*encoder.parameters(), *head.parameters()], lr=config.lr)
+    parameters = list(encoder.parameters())
+    if config.objective == "tracings":
+        losses = _segmentation_step(encoder)
+    else:
+        head = RegressionHead(encoder.feature_dim).to(device)
+        parameters += list(head.parameters())
+        losses = _regression_step(encoder, head, config, target_scale or _dataset_target_scale(train_loader))
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     history: dict[str, list[float]] = {}
-    scale = target_scale or _dataset_target_scale(train_loader)
     for epoch in range(config.epochs):
         totals: dict[str, float] = {}
         batches = 0
         for batch in train_loader:
-            clip, target = batch[0].to(device), batch[1].to(device, torch.float32)
-            if scale is None:
-                scale = _batch_scale(target)
-            standardised = (target - scale[0]) / scale[1]
-            parts = _losses(encoder, head, clip, standardised, config)
+            parts = losses(batch[0].to(device), batch[1].to(device, torch.float32))
             loss = sum(parts.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -93,12 +102,30 @@ def pretrain_encoder(encoder: nn.Module, train_loader, config: PretrainConfig, d
             batches += 1
         if not batches:
             raise ValueError("stage 1: the training loader yielded no batches")
+        schedule.step()
         for name, total in totals.items():
             history.setdefault(name, []).append(total / batches)
         if progress:
             print(f"stage 1 ({config.objective}) epoch {epoch + 1}/{config.epochs}: loss {history['loss'][-1]:.4f}")
     freeze(encoder)
     return history
+
+
+def _segmentation_step(encoder):
+    if not callable(getattr(encoder, "segment", None)):
+        raise ConfigError(f"encoder.pretrain.objective = \"tracings\" trains the encoder's LV segmentation, but "
+                          f"{type(encoder).__name__} has no segment() method. Use an encoder that segments "
+                          "(area_length) or another objective.")
+    return lambda frames, masks: segmentation_losses(encoder.segment(frames), masks)
+
+
+def _regression_step(encoder, head, config: PretrainConfig, scale: tuple[float, float] | None):
+    def losses(clip, target):
+        nonlocal scale
+        if scale is None:
+            scale = _batch_scale(target)
+        return _losses(encoder, head, clip, (target - scale[0]) / scale[1], config)
+    return losses
 
 
 def _losses(encoder, head, clip, target, config: PretrainConfig) -> dict[str, torch.Tensor]:

@@ -1,0 +1,86 @@
+"""`run` with stage 1 trained by LV segmentation (objective "tracings") on a tiny synthetic Pediatric stand-in:
+the traced frames of exactly the training videos are used, the trained encoder is stored and reused by a
+rerun, and an encoder that cannot segment is a configuration error naming the fix."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+import torch
+
+from faults.faultkit import cli, copy_run, leaderboard, run_args, write_experiment
+from plugins.encoders.area_length import AreaLength
+
+N, SIZE, WIDTH = 24, 32, 4  # the faultkit experiment renders 32 px videos and cuts 32 px clips
+TRACINGS = ("--set", f"synthetic.n={N}", "--set", "encoder.name=area_length",
+            "--set", f"encoder.params={{ width = {WIDTH} }}", "--set", "encoder.pretrain.objective=tracings",
+            "--set", "encoder.pretrain.epochs=1")
+STAGE_ONE = re.compile(r"stage 1 tracings: (\d+) traced frames of (\d+) training videos")
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    """The experiment file, the run directory and the captured outcome of the first run."""
+    folder = tmp_path_factory.mktemp("tracings")
+    experiment = write_experiment(folder / "experiment.toml", synthetic_root=folder / "synthetic")
+    outcome = cli(*run_args(experiment, folder / "run", *TRACINGS))
+    return experiment, folder / "run", outcome
+
+
+def traced_training_frames(experiment, run_dir) -> tuple[int, int]:
+    """(traced frames, traced videos) of the run's training videos, counted from the CSVs on disk."""
+    splits = pd.read_csv(run_dir / "splits.csv")
+    train = set(splits.loc[splits["role"] == "train", "id"])
+    (tracings,) = (experiment.parent / "synthetic").glob(f"echonet_pediatric-n{N}-*/A4C/VolumeTracings.csv")
+    rows = pd.read_csv(tracings, dtype={"Frame": str})
+    rows = rows[rows["Frame"].str.isdigit() & rows["FileName"].isin(train)]  # "No Systolic" rows trace nothing
+    frames = rows[["FileName", "Frame"]].drop_duplicates()
+    return len(frames), frames["FileName"].nunique()
+
+
+def test_stage_one_segments_every_traced_frame_of_the_training_videos(first):
+    experiment, run_dir, outcome = first
+    assert outcome.code == 0, outcome.text
+    (match,) = STAGE_ONE.findall(outcome.out)
+    frames, videos = traced_training_frames(experiment, run_dir)
+    assert (int(match[0]), int(match[1])) == (frames, videos) and videos >= N // 2
+    assert "stage 1 fold0/seed 0 (tracings): loss" in outcome.out
+    (stored,) = (run_dir / "encoders").glob("fold0-seed0-*.pt")
+    AreaLength(width=WIDTH, size=SIZE).load_state_dict(torch.load(stored, map_location="cpu", weights_only=True))
+    board = leaderboard(run_dir).set_index("model")
+    assert sorted(board.index) == ["gaussian", "mse"]
+    assert (board["status"] == "ok").all() and board["mae"].notna().all()
+    assert set(board["encoder"]) == {"area_length"}
+
+
+def test_rerun_reuses_the_stored_encoder_without_training(first, tmp_path, monkeypatch):
+    experiment, run_dir, _ = first
+    board = leaderboard(run_dir)
+    run_dir = copy_run(run_dir, tmp_path / "run")
+    (stored,) = (run_dir / "encoders").glob("*.pt")
+    weights = stored.read_bytes()
+    (pending,) = (run_dir / "jobs").glob("gaussian__*/result.json")
+    pending.unlink()  # one job left to do, so the rerun needs the stage-1 encoder again
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("stage 1 trained again instead of reusing the stored encoder")
+
+    monkeypatch.setattr("benchmark.featurize.pretrain_encoder", no_training)
+    outcome = cli(*run_args(experiment, run_dir, *TRACINGS))
+    assert outcome.code == 0, outcome.text
+    assert f"stage 1 fold0/seed 0: reused {stored.name}" in outcome.out
+    assert not STAGE_ONE.search(outcome.out), "no traced frames should be loaded for a reused encoder"
+    assert stored.read_bytes() == weights and len(list((run_dir / "encoders").iterdir())) == 1
+    pd.testing.assert_frame_equal(leaderboard(run_dir), board)
+
+
+def test_tracings_objective_with_an_encoder_that_cannot_segment(first, tmp_path):
+    experiment, _, _ = first
+    outcome = cli(*run_args(experiment, tmp_path / "run", *TRACINGS, "--set", "encoder.name=tiny3d",
+                            "--set", "encoder.params={ width = 4, depth = 2, feature_dim = 8 }"))
+    assert outcome.code == 2, outcome.text
+    message = " ".join(outcome.err.split())
+    assert re.search(r"tiny3d.* no segment\(\)", message, re.IGNORECASE), message
+    assert "area_length" in message and "tracings" in message
+    assert not [*(tmp_path / "run").glob("encoders/*.pt"), *(tmp_path / "run").glob("jobs/*/result.json")]
