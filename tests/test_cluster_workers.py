@@ -49,7 +49,7 @@ def on_job_start(run, job):
 
 def overrides(name: str, data: Path, plugin: Path) -> list[str]:
     values = [f'name="{name}"', f'synthetic.root="{data}"', f'plugins=["{plugin}"]', "synthetic.n=24",
-              "clips.frames=4", "clips.size=32", "encoder.params={width=4,depth=2,feature_dim=8}",
+              "clips.frames=4", "clips.size=32", "encoder.params={width=4}",
               "encoder.pretrain.epochs=1", "train.epochs=2", "evaluate.samples=4", "evaluate.bootstrap=20",
               f"tune.trials={TRIALS}", "seeds=[0,1]", 'models=[{head="mse",label="mse"},{head="gaussian",label="gaussian"}]']
     return [item for value in values for item in ("--set", value)]
@@ -114,7 +114,8 @@ def check_run(storage_spec: str, base: Path, name: str, sets: list[str], codes: 
     assert retried[0].user_attrs["worker"] != dead[0].user_attrs["worker"]
 
     for model in ("mse", "gaussian"):
-        study = optuna.load_study(study_name=study_name(name, "tiny3d", model), storage=storage)
+        encoder = load_experiment(EXPERIMENT).encoder.name
+        study = optuna.load_study(study_name=study_name(name, encoder, model), storage=storage)
         counted = counted_trials(study.get_trials())
         assert len(counted) == TRIALS, [(t.number, t.state, t.user_attrs) for t in study.get_trials()]
         assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in counted)
