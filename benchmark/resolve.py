@@ -34,6 +34,13 @@ def resolve(experiment: Experiment) -> Resolved:
 
     check("dataset", experiment.dataset.name, "dataset.name")
     check("encoder", experiment.encoder.name, "encoder.name")
+    encoder = registry.describe("encoder", experiment.encoder.name).factory
+    # A class shows whether it segments before anything is built; a factory function is checked in stage 1.
+    if experiment.encoder.pretrain.objective == "tracings" and isinstance(encoder, type) and \
+            not callable(getattr(encoder, "segment", None)):
+        raise ConfigError(f"{experiment.source}: `encoder.pretrain.objective`: \"tracings\" trains the encoder's LV "
+                          f"segmentation, but encoder {experiment.encoder.name!r} has no segment() method. Use an "
+                          "encoder that segments (area_length) or another objective (l1, rnc).")
     dataset_tabular = registry.describe("dataset", experiment.dataset.name).metadata.get("tabular")
     for index, model in enumerate(experiment.models):
         check("head", model.head, f"models[{index}].head")

@@ -84,3 +84,6 @@ def test_tracings_objective_with_an_encoder_that_cannot_segment(first, tmp_path)
     assert re.search(r"tiny3d.* no segment\(\)", message, re.IGNORECASE), message
     assert "area_length" in message and "tracings" in message
     assert not [*(tmp_path / "run").glob("encoders/*.pt"), *(tmp_path / "run").glob("jobs/*/result.json")]
+    # `validate` says so too, before any data is generated or loaded.
+    checked = cli("validate", experiment, *TRACINGS, "--set", "encoder.name=tiny3d")
+    assert checked.code == 2 and "no segment()" in checked.err, checked.text
