@@ -84,20 +84,12 @@ class AreaLength(nn.Module):
         across = ((grid[None, :] - centre_x[:, None, None]) * axis_y[:, None, None]
                   - (grid[:, None] - centre_y[:, None, None]) * axis_x[:, None, None])
         left = (across < 0).to(probability.dtype).repeat_interleave(time, dim=0)
-        uncertainty = probability * (1 - probability)
-        measures = [*self._region(probability, uncertainty, side, log_length)]
+        log_area, uncertain = _area_and_uncertainty(probability)
+        measures = [log_area, log_length, 2 * log_area - log_length, uncertain]
         for half in (left, 1 - left):
-            log_volume, uncertain = self._region(probability * half, uncertainty * half, side, log_length, scale=2.0)[2:]
-            measures += [log_volume, uncertain]
+            log_area, uncertain = _area_and_uncertainty(probability * half, mirrored=True)
+            measures += [2 * log_area - log_length, uncertain]
         return torch.stack(measures, dim=-1).view(batch, time, -1)
-
-    @staticmethod
-    def _region(probability, uncertainty, side: int, log_length, scale: float = 1.0):
-        """Log area (``scale`` x the region's, % of the frame), the long axis, log V and the uncertain share."""
-        mass = probability.sum((-2, -1))
-        log_area = torch.log(100.0 * scale * mass / side ** 2 + FLOOR)
-        uncertain = uncertainty.sum((-2, -1)) / (mass + 1e-6)
-        return log_area, log_length, 2 * log_area - log_length, uncertain
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         measures = self.frame_measures(clip)
@@ -116,6 +108,15 @@ class AreaLength(nn.Module):
 
     def load_weights(self, path: str | Path, strict: bool = True) -> LoadReport:
         return load_weights_file(self, path, strict=strict)
+
+
+def _area_and_uncertainty(probability: torch.Tensor, mirrored: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log area (% of the frame; of the half and its mirror image when ``mirrored``) of (N, S, S) cavity
+    maps, and the share of that cavity mass that is uncertain (p (1 - p))."""
+    mass = probability.sum((-2, -1))
+    share = (2.0 if mirrored else 1.0) * mass / probability[0].numel()
+    uncertain = (probability * (1 - probability)).sum((-2, -1)) / (mass + 1e-6)
+    return torch.log(100.0 * share + FLOOR), uncertain
 
 
 def _principal_axis(maps: torch.Tensor, grid: torch.Tensor):
