@@ -126,6 +126,17 @@ class Encoder(Protocol):
     def load_weights(self, path: str | Path, strict: bool = True) -> LoadReport: ...
 
 
+def unable_to_segment(encoder, name: str) -> str | None:
+    """Why ``encoder`` (class or instance) cannot be trained with ``pretrain.objective = "tracings"``, or None.
+
+    That objective trains an optional method ``segment(frames (N, C, H, W)) -> LV logits (N, 1, h, w)``.
+    """
+    if callable(getattr(encoder, "segment", None)):
+        return None
+    return (f"\"tracings\" trains the encoder's LV segmentation, but encoder {name!r} has no segment() method. "
+            "Use an encoder that segments (area_length) or another objective (l1, rnc).")
+
+
 class Fusion(Protocol):
     """``nn.Module`` built with ``feature_dim`` and ``tabular_dim`` (0 = no tabular input):
     (feature (B, D), tabular (B, P) or None) -> condition (B, out_dim)."""

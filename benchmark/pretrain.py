@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import PretrainConfig
+from .contracts import unable_to_segment
 from .errors import ConfigError
 from .traced import segmentation_losses
 
@@ -112,10 +113,9 @@ def pretrain_encoder(encoder: nn.Module, train_loader, config: PretrainConfig, d
 
 
 def _segmentation_step(encoder):
-    if not callable(getattr(encoder, "segment", None)):
-        raise ConfigError(f"encoder.pretrain.objective = \"tracings\" trains the encoder's LV segmentation, but "
-                          f"{type(encoder).__name__} has no segment() method. Use an encoder that segments "
-                          "(area_length) or another objective.")
+    problem = unable_to_segment(encoder, type(encoder).__name__)
+    if problem:
+        raise ConfigError(f"encoder.pretrain.objective: {problem}")
     return lambda frames, masks: segmentation_losses(encoder.segment(frames), masks)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from registry import Registry, RegistryError, UnknownComponentError, load_registry
 
 from .config import Experiment
+from .contracts import unable_to_segment
 from .errors import ConfigError
 
 
@@ -36,11 +37,9 @@ def resolve(experiment: Experiment) -> Resolved:
     check("encoder", experiment.encoder.name, "encoder.name")
     encoder = registry.describe("encoder", experiment.encoder.name).factory
     # A class shows whether it segments before anything is built; a factory function is checked in stage 1.
-    if experiment.encoder.pretrain.objective == "tracings" and isinstance(encoder, type) and \
-            not callable(getattr(encoder, "segment", None)):
-        raise ConfigError(f"{experiment.source}: `encoder.pretrain.objective`: \"tracings\" trains the encoder's LV "
-                          f"segmentation, but encoder {experiment.encoder.name!r} has no segment() method. Use an "
-                          "encoder that segments (area_length) or another objective (l1, rnc).")
+    problem = unable_to_segment(encoder, experiment.encoder.name) if isinstance(encoder, type) else None
+    if experiment.encoder.pretrain.objective == "tracings" and problem:
+        raise ConfigError(f"{experiment.source}: `encoder.pretrain.objective`: {problem}")
     dataset_tabular = registry.describe("dataset", experiment.dataset.name).metadata.get("tabular")
     for index, model in enumerate(experiment.models):
         check("head", model.head, f"models[{index}].head")
