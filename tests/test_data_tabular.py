@@ -62,3 +62,35 @@ def test_label_derived_columns_are_refused(column):
 def test_unknown_column_suggests_the_nearest():
     with pytest.raises(ConfigError, match="no tabular column 'age'.*Age"):
         fit_tabular(["age"], KINDS, TRAIN)
+
+
+BODY = {"Weight": "numeric", "Height": "numeric"}
+
+
+def body(weight, height) -> Item:
+    return Item(id=f"{weight}-{height}", patient="p", ef=50.0, video=Path("v.avi"), fold="0",
+                tabular={"Weight": weight, "Height": height})
+
+
+def test_bmi_and_bsa_are_derived_from_weight_and_height():
+    people = [body(20.0, 100.0), body(70.0, 175.0), body(4.0, 50.0)]
+    transform = fit_tabular(["BMI", "BSA"], BODY, people)
+    bmi = np.array([20.0, 70.0 / 1.75**2, 16.0])
+    bsa = np.sqrt(np.array([20.0 * 100.0, 70.0 * 175.0, 4.0 * 50.0]) / 3600)  # Mosteller
+    assert transform.means["BMI"] == pytest.approx(bmi.mean()) and transform.stds["BSA"] == pytest.approx(bsa.std())
+    out = transform.transform(people)
+    np.testing.assert_allclose(out[:, 0], (bmi - bmi.mean()) / bmi.std(), rtol=1e-5)
+    np.testing.assert_allclose(out[:, 2], (bsa - bsa.mean()) / bsa.std(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("weight, height", [(None, 100.0), (20.0, None), (0.0, 100.0), (20.0, -1.0),
+                                            (float("nan"), 100.0)])
+def test_a_derived_attribute_is_missing_when_an_input_is_missing_or_not_positive(weight, height):
+    transform = fit_tabular(["BMI"], BODY, [body(20.0, 100.0), body(30.0, 120.0)])
+    row = transform.transform([body(weight, height)])[0]
+    assert row.tolist() == [0.0, 1.0]  # the training mean, flagged missing
+
+
+def test_derived_attributes_need_their_inputs():
+    with pytest.raises(ConfigError, match="no tabular column 'BMI'"):
+        fit_tabular(["BMI"], {"Age": "numeric"}, [item("F", 2.0, 10.0)])
