@@ -80,6 +80,7 @@ class EncoderConfig:
     finetune_epochs: int = 5
     lr_mult: float = 0.1
     params: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 8  # clips per forward pass when features are extracted
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
@@ -114,8 +115,9 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 1e-5
     patience: int = 10
-    monitor: Literal["loss", "mae"] = "loss"  # early stopping on validation loss or MAE
+    monitor: Literal["loss", "mae", "crps"] = "loss"  # early stopping on validation loss, MAE or CRPS
     grad_clip: float = 1.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights per step; 0 = none
     device: str = "auto"
     amp: bool = False
     num_workers: int = 0
@@ -300,7 +302,9 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (experiment.evaluate.samples < 2, "evaluate.samples", "must be at least 2 (the fair CRPS needs two samples)"),
         (experiment.train.epochs < 1, "train.epochs", "must be at least 1"),
         (experiment.train.batch_size < 1, "train.batch_size", "must be at least 1"),
+        (experiment.encoder.batch_size < 1, "encoder.batch_size", "must be at least 1"),
         (experiment.train.lr <= 0, "train.lr", "must be positive"),
+        (not 0 <= experiment.train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
         (experiment.tune.trials < 0, "tune.trials", "must be 0 (no tuning) or more"),
         (experiment.synthetic.n < 10, "synthetic.n", "must be at least 10 videos"),
         (not 0 <= experiment.synthetic.ambiguous_fraction <= 1, "synthetic.ambiguous_fraction",

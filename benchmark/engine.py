@@ -22,11 +22,11 @@ from .config import ModelConfig, TrainConfig
 from .contracts import Predictive
 from .device import autocast, grad_scaler, resolve_device, seed_everything
 from .errors import BenchmarkError
-from .scoring import mixture_predictive
+from .scoring import fair_crps, mixture_predictive
 from .store import atomic_write_bytes
 
 EVAL_BATCH = 1024  # rows per forward pass when nothing is trained: memory is small, speed matters
-MONITOR_SAMPLES = 8  # samples for the validation MAE of heads without a closed-form mean
+MONITOR_SAMPLES = 8  # samples for the validation CRPS, and the MAE of heads without a closed-form mean
 
 
 class HeadError(BenchmarkError):
@@ -124,6 +124,33 @@ class TargetScaler:
         return z * self.std + self.mean
 
 
+@dataclass(frozen=True)
+class FeatureScaler:
+    """Video-feature standardisation fitted on the training clips; empty is the identity.
+
+    Encoders give features on their own scales (an area-length encoder mixes shares of a few percent
+    with log volumes), and an MLP learns little from a feature whose spread is 0.02: standardised, the
+    cue that the lateral wall is hidden is as loud as the rest. Imported models keep the identity,
+    since they were trained on raw features.
+    """
+
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    @classmethod
+    def fit(cls, features: np.ndarray) -> "FeatureScaler":
+        std = features.std(axis=0)
+        return cls(tuple(features.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.mean:
+            return features
+        if features.shape[-1] != len(self.mean):
+            raise ValueError(f"the feature scaler was fitted on {len(self.mean)} features, got {features.shape[-1]}")
+        mean, std = (torch.tensor(v, dtype=features.dtype, device=features.device) for v in (self.mean, self.std))
+        return (features - mean) / std
+
+
 def wants_raw_targets(head: nn.Module) -> bool:
     """Heads declaring ``target_scale = "raw"`` (the faithful MCSDR) train on EF in percent."""
     return getattr(head, "target_scale", "standard") == "raw"
@@ -159,7 +186,7 @@ class _Model(nn.Module):
 
 @dataclass
 class TrainedModel:
-    """A trained fusion + head with the target scaler it was trained under."""
+    """A trained fusion + head with the target and feature scalers it was trained under."""
 
     fusion: nn.Module
     head: nn.Module
@@ -167,11 +194,16 @@ class TrainedModel:
     name: str
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    feature_scaler: FeatureScaler = FeatureScaler()
 
     @property
     def device(self) -> torch.device:
         tensors = [*self.fusion.parameters(), *self.head.parameters(), *self.head.buffers()]
         return tensors[0].device if tensors else torch.device("cpu")
+
+    def condition(self, features: torch.Tensor, tabular: torch.Tensor | None) -> torch.Tensor:
+        """The head's condition for raw encoder features (B, D) and tabular rows (B, P) or None."""
+        return self.fusion(self.feature_scaler(features), tabular)
 
     def predict(self, features: FeatureSet, samples: int, point: str = "mean", seed: int = 0) -> Predictive:
         """K = ``samples`` draws per item in EF units, plus the head's closed forms where it has them.
@@ -185,7 +217,7 @@ class TrainedModel:
         if point not in ("mean", "median"):
             raise ValueError(f"point must be 'mean' or 'median', got {point!r}")
         module = _Model(self.fusion, self.head).eval()
-        conditions = _conditions(module, features, self.device)
+        conditions = _conditions(module, features, self.feature_scaler, self.device)
         draws = self._draw(conditions, features, samples, seed)
         if hasattr(self.head, "mixture"):  # a Gaussian mixture: every closed form is exact, CRPS included
             weights, means, stds = self._item_mixtures(conditions, features)
@@ -251,8 +283,8 @@ class TrainedModel:
     # ----------------------------------------------------------------- storage
     def state_dict(self) -> dict[str, Any]:
         return {"fusion": self.fusion.state_dict(), "head": self.head.state_dict(),
-                "scaler": asdict(self.scaler), "name": self.name, "best_epoch": self.best_epoch,
-                "history": self.history}
+                "scaler": asdict(self.scaler), "feature_scaler": asdict(self.feature_scaler), "name": self.name,
+                "best_epoch": self.best_epoch, "history": self.history}
 
     def save(self, path: str | Path) -> None:
         """Write atomically, so a killed run never leaves a half-written model behind."""
@@ -268,7 +300,7 @@ class TrainedModel:
         head.load_state_dict(state["head"])
         target = resolve_device(device)
         return cls(fusion.to(target), head.to(target), TargetScaler(**state["scaler"]), state["name"],
-                   state["best_epoch"], list(state["history"]))
+                   state["best_epoch"], list(state["history"]), FeatureScaler(**state["feature_scaler"]))
 
 
 class _MixtureForms:
@@ -341,8 +373,9 @@ def _checked(name: str, what: str, value: Any, shape: tuple[int, ...], finite: b
     return value
 
 
-def _conditions(module: _Model, features: FeatureSet, device: torch.device) -> torch.Tensor:
-    rows = torch.from_numpy(features.features)
+def _conditions(module: _Model, features: FeatureSet, feature_scaler: FeatureScaler,
+                device: torch.device) -> torch.Tensor:
+    rows = feature_scaler(torch.from_numpy(features.features))
     tabular = features.clip_tabular()
     tabular = None if tabular is None else torch.from_numpy(tabular)
     out = []
@@ -363,9 +396,10 @@ class _Split:
     target: torch.Tensor
 
     @classmethod
-    def of(cls, data: FeatureSet, scaler: TargetScaler, device: torch.device) -> "_Split":
+    def of(cls, data: FeatureSet, scaler: TargetScaler, feature_scaler: FeatureScaler,
+           device: torch.device) -> "_Split":
         tabular = data.clip_tabular()
-        return cls(torch.from_numpy(data.features).to(device),
+        return cls(feature_scaler(torch.from_numpy(data.features)).to(device),
                    None if tabular is None else torch.from_numpy(tabular).to(device),
                    torch.as_tensor(scaler.standardise(data.clip_ef()), dtype=torch.float32).to(device))
 
@@ -379,13 +413,16 @@ class _Split:
 def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: FeatureSet, settings: TrainConfig,
                 seed: int, epochs: int | None = None,
                 on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-                trial=None, quiet: bool = False, name: str | None = None) -> TrainedModel:
+                trial=None, quiet: bool = False, name: str | None = None,
+                feature_scaler: FeatureScaler | None = None) -> TrainedModel:
     """Fit ``fusion`` + ``head`` on ``train``, stop early on ``val`` and keep the best epoch's weights.
+
+    Features are standardised with ``feature_scaler``, by default one fitted on ``train``'s clips.
 
     Build the modules right after ``seed_everything(seed)`` (``build_model`` does) so that their
     initial weights are reproducible too.
 
-    ``on_epoch(epoch, logs)`` receives train_loss, val_loss (and val_mae when monitored) and lr.
+    ``on_epoch(epoch, logs)`` receives train_loss, val_loss (and val_mae or val_crps when monitored) and lr.
     With an Optuna ``trial`` the monitored value is reported each epoch and the trial pruned when
     Optuna says so. ``settings.patience`` = 0 trains every epoch (the best is still restored).
     A NaN loss raises ``HeadError`` naming the head.
@@ -397,19 +434,22 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
     device = resolve_device(settings.device)
     seed_everything(seed, device)
     scaler = TargetScaler.fit(train.ef, raw=wants_raw_targets(head))
+    feature_scaler = FeatureScaler.fit(train.features) if feature_scaler is None else feature_scaler
     module = _Model(fusion, head).to(device)
-    trained = TrainedModel(fusion, head, scaler, name)
+    trained = TrainedModel(fusion, head, scaler, name, feature_scaler=feature_scaler)
     parameters = [p for p in module.parameters() if p.requires_grad]
     if not parameters:  # e.g. an oracle head: nothing to fit
         return trained
-    train_rows, val_rows = _Split.of(train, scaler, device), _Split.of(val, scaler, device)
+    train_rows, val_rows = (_Split.of(data, scaler, feature_scaler, device) for data in (train, val))
     epochs = epochs or settings.epochs
     steps = math.ceil(len(train_rows) / settings.batch_size)
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps)
     loss_scaler = grad_scaler(device, settings.amp)
     shuffle = torch.Generator().manual_seed(seed)
-    best_value, best_state = math.inf, _snapshot(module)
+    averaged = _moving_average(module, settings.ema)
+    evaluated = module if averaged is None else averaged.module
+    best_value, best_state = math.inf, _snapshot(evaluated)
 
     from tqdm.auto import tqdm
 
@@ -430,8 +470,10 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
             loss_scaler.step(optimizer)
             loss_scaler.update()
             schedule.step()
+            if averaged is not None:
+                averaged.update_parameters(module)
             total += float(loss.detach()) * len(index)
-        logs = {"train_loss": total / len(train_rows), **_validate(module, val_rows, scaler, settings, seed, name),
+        logs = {"train_loss": total / len(train_rows), **_validate(evaluated, val_rows, scaler, settings, seed, name),
                 "lr": optimizer.param_groups[0]["lr"]}
         trained.history.append(logs)
         progress.set_postfix({key: f"{value:.4g}" for key, value in logs.items() if key != "lr"})
@@ -439,7 +481,7 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
             on_epoch(epoch, logs)
         value = logs[f"val_{settings.monitor}"]
         if value < best_value:
-            best_value, best_state, trained.best_epoch = value, _snapshot(module), epoch
+            best_value, best_state, trained.best_epoch = value, _snapshot(evaluated), epoch
         if trial is not None:
             _report(trial, value, epoch)
         if settings.patience > 0 and epoch - trained.best_epoch >= settings.patience:
@@ -447,6 +489,16 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
     module.load_state_dict(best_state)
     module.eval()
     return trained
+
+
+def _moving_average(module: nn.Module, decay: float):
+    """An exponential moving average of the weights (per step), or None for ``decay`` 0: the usual
+    practice for diffusion models, whose samples from the last step's weights vary from step to step."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def check_loss(name: str, loss: Any, epoch: int, step: int) -> None:
@@ -460,11 +512,11 @@ def check_loss(name: str, loss: Any, epoch: int, step: int) -> None:
 
 def _validate(module: _Model, rows: _Split, scaler: TargetScaler, settings: TrainConfig, seed: int,
               name: str) -> dict[str, float]:
-    """Validation loss (and MAE in EF units when monitored) with fixed randomness, so that epochs
-    are compared on the same diffusion noise / samples rather than on luck."""
+    """Validation loss (and the monitored MAE or CRPS in EF units) with fixed randomness, so that
+    epochs are compared on the same diffusion noise / samples rather than on luck."""
     module.eval()
     devices = [rows.target.device] if rows.target.device.type == "cuda" else []
-    loss_sum, error_sum = 0.0, 0.0
+    loss_sum, score_sum = 0.0, 0.0
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed)
         for index in torch.arange(len(rows), device=rows.target.device).split(EVAL_BATCH):
@@ -475,19 +527,25 @@ def _validate(module: _Model, rows: _Split, scaler: TargetScaler, settings: Trai
                 raise HeadError(f"head {name!r}: validation loss is {float(loss)}. Lower train.lr or check the head.")
             loss_sum += float(loss) * len(index)
             if settings.monitor == "mae":
-                error_sum += float((_point(module.head, condition, name) - target).abs().sum())
+                score_sum += float((_point(module.head, condition, name) - target).abs().sum())
+            elif settings.monitor == "crps":
+                score_sum += float(fair_crps(_draws(module.head, condition, name).double().cpu().numpy(),
+                                             target.double().cpu().numpy()).sum())
     logs = {"val_loss": loss_sum / len(rows)}
-    if settings.monitor == "mae":
-        logs["val_mae"] = error_sum / len(rows) * scaler.std
+    if settings.monitor != "loss":
+        logs[f"val_{settings.monitor}"] = score_sum / len(rows) * scaler.std
     return logs
 
 
 def _point(head: nn.Module, condition: torch.Tensor, name: str) -> torch.Tensor:
     if hasattr(head, "mean"):
         return _checked(name, "mean", head.mean(condition), (len(condition),), finite=True)
-    draws = _checked(name, f"sample(condition, {MONITOR_SAMPLES})", head.sample(condition, MONITOR_SAMPLES),
-                     (len(condition), MONITOR_SAMPLES), finite=True)
-    return draws.mean(dim=1)
+    return _draws(head, condition, name).mean(dim=1)
+
+
+def _draws(head: nn.Module, condition: torch.Tensor, name: str) -> torch.Tensor:
+    return _checked(name, f"sample(condition, {MONITOR_SAMPLES})", head.sample(condition, MONITOR_SAMPLES),
+                    (len(condition), MONITOR_SAMPLES), finite=True)
 
 
 def _report(trial, value: float, epoch: int) -> None:
@@ -502,5 +560,5 @@ def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in module.state_dict().items()}
 
 
-__all__ = ["FeatureSet", "TargetScaler", "TrainedModel", "HeadError", "train_model", "build_model",
+__all__ = ["FeatureSet", "FeatureScaler", "TargetScaler", "TrainedModel", "HeadError", "train_model", "build_model",
            "wants_raw_targets"]

@@ -80,7 +80,7 @@ class EncoderStage:
                 spec = encoder.input_spec
                 dataset = (EvaluationClips(role_items, clips, spec, normalisation) if role == "test"
                            else ClipDataset(role_items, clips, spec, normalisation, train=False))
-                return make_loader(dataset, experiment.encoder.pretrain.batch_size, experiment.train.num_workers)
+                return make_loader(dataset, experiment.encoder.batch_size, experiment.train.num_workers)
 
             key = FeatureKey(dataset=self.data.fingerprint, split=f"{self.data.split_hash}/{self.split.name}",
                              role=role, encoder=encoder_key, clips=clip_key)

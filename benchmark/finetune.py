@@ -16,15 +16,16 @@ from torch import nn
 
 from .config import TrainConfig
 from .device import autocast, grad_scaler, seed_everything
-from .engine import TargetScaler, check_loss
+from .engine import FeatureScaler, TargetScaler, check_loss
 from .pretrain import freeze
 
 
 def finetune(encoder: nn.Module, fusion: nn.Module, head: nn.Module, loader: Iterable, tabular: np.ndarray | None,
              scaler: TargetScaler, settings: TrainConfig, lr_mult: float, epochs: int, seed: int,
-             device: torch.device, name: str) -> list[float]:
+             device: torch.device, name: str, feature_scaler: FeatureScaler = FeatureScaler()) -> list[float]:
     """Train encoder, fusion and head on ``loader`` batches ``(clip, target, item index, ...)``; returns
-    the mean loss per epoch and leaves the encoder frozen. ``tabular`` rows are indexed by item index."""
+    the mean loss per epoch and leaves the encoder frozen. ``tabular`` rows are indexed by item index;
+    the encoder's features pass ``feature_scaler`` (fixed) on their way to the fusion."""
     seed_everything(seed, device)
     modules = nn.ModuleList([encoder, fusion, head]).to(device).train()
     optimizer = torch.optim.AdamW([
@@ -44,7 +45,7 @@ def finetune(encoder: nn.Module, fusion: nn.Module, head: nn.Module, loader: Ite
             rows = None if table is None else table[item].to(device)
             target = torch.as_tensor(scaler.standardise(target.double().numpy()), dtype=torch.float32, device=device)
             with autocast(device, settings.amp):
-                loss = head.loss(fusion(encoder(clip), rows), target)
+                loss = head.loss(fusion(feature_scaler(encoder(clip)), rows), target)
             check_loss(name, loss, epoch, step)
             optimizer.zero_grad(set_to_none=True)
             loss_scaler.scale(loss).backward()

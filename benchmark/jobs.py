@@ -24,7 +24,7 @@ from registry import Registry
 
 from .config import Experiment, ModelConfig
 from .data_setup import PreparedData
-from .engine import FeatureSet, TargetScaler, TrainedModel, build_model, train_model, wants_raw_targets
+from .engine import FeatureScaler, FeatureSet, TargetScaler, TrainedModel, build_model, train_model, wants_raw_targets
 from .errors import ConfigError, StoreError
 from .featurize import EncoderStage
 from .finetune import finetune
@@ -122,12 +122,15 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
         train = features["train"]
         fusion, head = build_model(registry, job.model, train.feature_dim, train.tabular_dim, job.seed,
                                    params.head, params.fusion)
+        # Standardised with the stage-1 training features; fine-tuning trains the head on that scale too.
+        feature_scaler = FeatureScaler.fit(train.features)
         if experiment.encoder.finetune:
-            features = _finetuned_features(job, context, fusion, head, settings)
+            features, details["finetune_losses"] = _finetuned_features(job, context, fusion, head, settings,
+                                                                       feature_scaler)
             test = features["test"]
-            details["finetune_losses"] = features.pop("losses")
         trained = train_model(fusion, head, features["train"], features["val"], settings, job.seed,
-                              on_epoch=on_epoch, quiet=context.quiet, name=job.model.key)
+                              on_epoch=on_epoch, quiet=context.quiet, name=job.model.key,
+                              feature_scaler=feature_scaler)
         predictive = trained.predict(test, samples=samples, point=point, seed=job.seed)
         trained.save(directory / "model.pt")
         details.update(best_epoch=trained.best_epoch, epochs_run=len(trained.history))
@@ -179,15 +182,16 @@ def _imported(job: Job, context: JobContext) -> ImportedModel:
     return ImportedModel(bundle.encoder.module.to(device), model, dict(bundle.source))
 
 
-def _finetuned_features(job: Job, context: JobContext, fusion, head, settings) -> dict[str, Any]:
-    """Fine-tune a copy of the stage-1 encoder with this model, then featurize with it."""
+def _finetuned_features(job: Job, context: JobContext, fusion, head, settings,
+                        feature_scaler: FeatureScaler) -> tuple[dict[str, FeatureSet], list[float]]:
+    """Fine-tune a copy of the stage-1 encoder with this model, then featurize with it; also the losses."""
     stage, config = context.stage, context.experiment.encoder
     encoder = stage.trainable_copy()
     scaler = TargetScaler.fit(stage.features["train"].ef, raw=wants_raw_targets(head))
     losses = finetune(encoder, fusion, head, stage.training_loader(settings.batch_size, job.seed),
                       stage.tabular["train"], scaler, settings, config.lr_mult, config.finetune_epochs, job.seed,
-                      stage.device, job.model.key)
-    return {**stage.featurize(encoder), "losses": losses}
+                      stage.device, job.model.key, feature_scaler)
+    return stage.featurize(encoder), losses
 
 
 def _subgroups(ids: list[str], items) -> dict[str, list[str]]:
@@ -207,7 +211,7 @@ def _trajectories(trained, test: FeatureSet, samples: np.ndarray, seed: int) -> 
         torch.manual_seed(seed)
         features = torch.as_tensor(test.features[chosen], device=device)
         tabular = None if test.tabular is None else torch.as_tensor(test.tabular[chosen], device=device)
-        paths = trained.head.sample(trained.fusion(features, tabular), samples.shape[1], record=True)
+        paths = trained.head.sample(trained.condition(features, tabular), samples.shape[1], record=True)
     paths = trained.scaler.to_ef(paths.double().cpu().numpy())  # (steps + 1, 2, K)
     return {"ids": np.array(test.ids)[chosen], "labels": np.array(["confident", "ambiguous"]),
             "y": test.ef[chosen], "paths": paths.transpose(1, 0, 2)}

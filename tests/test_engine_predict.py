@@ -134,6 +134,7 @@ def test_saved_model_predicts_identically_after_loading(tmp_path):
     loaded = TrainedModel.load(tmp_path / "model.pt", ConcatFusion(4), GaussianTestHead(4, width=8), device="cpu")
 
     assert loaded.scaler == trained.scaler and loaded.best_epoch == trained.best_epoch
+    assert loaded.feature_scaler == trained.feature_scaler and len(loaded.feature_scaler.mean) == 4
     assert loaded.history == trained.history
     np.testing.assert_array_equal(loaded.predict(val, samples=5, seed=3).samples,
                                   trained.predict(val, samples=5, seed=3).samples)
@@ -163,7 +164,7 @@ def test_mixture_heads_get_exact_closed_forms_and_crps_per_item():
     model = untrained(registry.build("head", "gaussian", condition_dim=4, width=8, depth=1))
     predictive = model.predict(data, samples=8, seed=0)
     with torch.no_grad():
-        log_weights, means, stds = model.head.mixture(model.fusion(torch.from_numpy(data.features), None))
+        log_weights, means, stds = model.head.mixture(model.condition(torch.from_numpy(data.features), None))
     means = means[:, 0].double().numpy() * SCALER.std + SCALER.mean
     stds = stds[:, 0].double().numpy() * SCALER.std
     by_item = [np.flatnonzero(data.clip_item == item) for item in range(data.n_items)]

@@ -1,6 +1,8 @@
 """train_model: learning a known relation, early stopping, seeding, NaN losses, pruning."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch
 import registry
 from benchmark.config import TrainConfig
 from benchmark.device import seed_everything
-from benchmark.engine import HeadError, TargetScaler, train_model
+from benchmark.engine import FeatureScaler, FeatureSet, HeadError, TargetScaler, train_model
 from test_engine_helpers import NOISE, ConcatFusion, GaussianTestHead, linear_features, single_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -55,7 +57,7 @@ def test_early_stopping_restores_the_best_epoch():
     assert model.best_epoch == int(np.argmin(seen)) + 1
     assert len(seen) == model.best_epoch + settings.patience
     with torch.no_grad():
-        condition = model.fusion(torch.from_numpy(val.features), None)
+        condition = model.condition(torch.from_numpy(val.features), None)
         target = torch.as_tensor(model.scaler.standardise(val.ef), dtype=torch.float32)
         restored = float(model.head.loss(condition, target))
     assert restored == pytest.approx(min(seen), rel=1e-5)
@@ -65,6 +67,30 @@ def test_early_stopping_on_mae_logs_it_in_ef_units():
     settings = TrainConfig(epochs=3, batch_size=64, lr=1e-2, monitor="mae", device="cpu")
     model = fit(settings=settings)
     assert all(0 < logs["val_mae"] < 20 for logs in model.history)
+
+
+def test_early_stopping_on_crps_equals_mae_for_a_point_head():
+    # A point head's samples repeat its point, so its fair CRPS is its absolute error, epoch by epoch.
+    mse = lambda dim: registry.build("head", "mse", condition_dim=dim, width=16, depth=1, dropout=0.0)  # noqa: E731
+    settings = TrainConfig(epochs=3, batch_size=64, lr=1e-2, device="cpu")
+    by_mae = fit(mse, settings=dataclasses.replace(settings, monitor="mae"))
+    by_crps = fit(mse, settings=dataclasses.replace(settings, monitor="crps"))
+    np.testing.assert_allclose([logs["val_crps"] for logs in by_crps.history],
+                               [logs["val_mae"] for logs in by_mae.history], rtol=1e-6)
+
+
+def test_a_moving_average_is_what_gets_validated_and_kept():
+    # One step per epoch and a decay of almost 1: the average stays at the weights after the first step
+    # (it starts as a copy of them), so five epochs keep exactly what one epoch without averaging gives.
+    train, val = linear_features(64, seed=1), linear_features(32, seed=2, prefix="val")
+    settings = TrainConfig(epochs=5, batch_size=64, lr=1e-2, patience=0, device="cpu")
+    averaged = fit(settings=dataclasses.replace(settings, ema=1 - 1e-12), train=train, val=val)
+    one_step = fit(settings=dataclasses.replace(settings, epochs=1), train=train, val=val)
+    last = fit(settings=settings, train=train, val=val)
+    assert len({round(logs["val_loss"], 6) for logs in averaged.history}) == 1 and averaged.best_epoch == 1
+    for name, value in averaged.head.state_dict().items():
+        torch.testing.assert_close(value, one_step.head.state_dict()[name])
+    assert last.history[-1]["val_loss"] != pytest.approx(averaged.history[-1]["val_loss"])
 
 
 def test_same_seed_gives_identical_predictions_and_another_seed_does_not():
@@ -99,6 +125,40 @@ def test_targets_are_standardised_with_training_statistics_unless_the_head_wants
     standard = fit(settings=settings, train=train)
     assert standard.scaler == TargetScaler(float(np.mean(train.ef)), float(np.std(train.ef)))
     assert fit(RawHead, settings=settings, train=train).scaler == TargetScaler(0.0, 1.0)
+
+
+def rescaled(data: FeatureSet, scale: np.ndarray, shift: np.ndarray) -> FeatureSet:
+    return FeatureSet(data.ids, data.features * scale + shift, data.ef, clip_item=data.clip_item)
+
+
+def test_features_are_standardised_with_training_statistics():
+    train, val = linear_features(64, seed=1), linear_features(32, seed=2, prefix="val")
+    model = fit(settings=TrainConfig(epochs=1, device="cpu"), train=train,
+                val=rescaled(val, np.float32(10.0), np.float32(3.0)))  # validation statistics must not matter
+    np.testing.assert_allclose(model.feature_scaler.mean, train.features.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(model.feature_scaler.std, train.features.std(axis=0), rtol=1e-6)
+
+
+def test_training_does_not_depend_on_the_units_of_a_feature():
+    # One feature in hundredths (like a share of a few percent), one in hundreds, one shifted far from 0:
+    # standardised, they train exactly the model that unit-scale features train.
+    scale = np.array([0.01, 100.0, 1.0, 1.0], dtype=np.float32)
+    shift = np.array([0.0, 0.0, 50.0, 0.0], dtype=np.float32)
+    train, val = linear_features(128, seed=1), linear_features(64, seed=2, prefix="val")
+    settings = TrainConfig(epochs=5, batch_size=32, lr=1e-2, device="cpu")
+    plain = fit(settings=settings, train=train, val=val).predict(val, samples=4, seed=0)
+    moved = fit(settings=settings, train=rescaled(train, scale, shift), val=rescaled(val, scale, shift))
+    np.testing.assert_allclose(moved.predict(rescaled(val, scale, shift), samples=4, seed=0).samples,
+                               plain.samples, atol=1e-3)
+
+
+def test_a_constant_feature_is_centred_not_divided_by_zero_and_widths_must_match():
+    scaler = FeatureScaler.fit(np.array([[1.0, 5.0], [3.0, 5.0]], dtype=np.float32))
+    assert scaler.std == (1.0, 1.0)
+    np.testing.assert_array_equal(scaler(torch.tensor([[2.0, 5.0]])).numpy(), [[0.0, 0.0]])
+    assert FeatureScaler()(torch.ones(1, 3)).tolist() == [[1.0, 1.0, 1.0]]  # unfitted: the identity
+    with pytest.raises(ValueError, match="fitted on 2 features, got 3"):
+        scaler(torch.ones(1, 3))
 
 
 class PruneAtOnce:
