@@ -184,7 +184,11 @@ def item_scores(y: np.ndarray, predictive: Predictive) -> ItemScores:
         columns["pit"], notes["pit"] = randomised_pit(samples, y), "randomised ensemble rank"
     for level in INTERVAL_LEVELS:
         low, high = interval_columns(level)
-        columns[low], columns[high] = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=1)
+        # Weibull plotting positions p (K + 1): the k-th of K samples lies below a fraction k / (K + 1) of
+        # the predictive on average, so the interval's expected coverage is the nominal level. The default
+        # (linear, p (K - 1) + 1) covers 81% at "90%" for K = 20, even for the exact posterior.
+        columns[low], columns[high] = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=1,
+                                                  method="weibull")
     for threshold in THRESHOLDS:
         if predictive.cdf is not None:
             probability = predictive.cdf(np.full(len(y), threshold))
