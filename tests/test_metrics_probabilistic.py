@@ -91,11 +91,15 @@ def test_calibration_error_separates_calibrated_overconfident_and_point_heads():
     assert overconfident == pytest.approx(np.mean([abs(np.mean(pit <= a) - a) for a in levels]))
 
 
+def calibrated_samples(seed: int, n: int, k: int) -> tuple[np.ndarray, Predictive]:
+    """Targets and k samples per item, both from the same N(mean, 4^2) per item: a calibrated predictive."""
+    rng = np.random.default_rng(seed)
+    mean = rng.uniform(30, 70, n)
+    return rng.normal(mean, 4.0), gaussian_predictive(rng, mean, np.full(n, 4.0), k=k, closed_form=False)
+
+
 def test_interval_coverage_and_width_of_gaussian_samples():
-    rng = np.random.default_rng(5)
-    mean = rng.uniform(30, 70, 2000)
-    y = rng.normal(mean, 4.0)
-    predictive = gaussian_predictive(rng, mean, np.full(2000, 4.0), k=400, closed_form=False)
+    y, predictive = calibrated_samples(5, n=2000, k=400)
     assert metric("picp90")(y, predictive) == pytest.approx(0.90, abs=0.02)
     assert metric("picp95")(y, predictive) == pytest.approx(0.95, abs=0.015)
     assert metric("width90")(y, predictive) == pytest.approx(2 * norm.ppf(0.95) * 4.0, rel=0.03)
@@ -106,8 +110,5 @@ def test_interval_coverage_and_width_of_gaussian_samples():
 def test_interval_coverage_is_nominal_for_few_samples_from_the_true_predictive():
     # 20 samples per item from the predictive the targets come from: the interval must still cover 90%
     # on average (the linear sample quantile would cover (19.05 - 1.95) / 21 = 81%).
-    rng = np.random.default_rng(6)
-    mean = rng.uniform(30, 70, 20000)
-    y = rng.normal(mean, 4.0)
-    predictive = gaussian_predictive(rng, mean, np.full(20000, 4.0), k=20, closed_form=False)
+    y, predictive = calibrated_samples(6, n=20000, k=20)
     assert metric("picp90")(y, predictive) == pytest.approx(0.90, abs=0.01)
