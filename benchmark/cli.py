@@ -13,7 +13,7 @@ import sys
 import textwrap
 import traceback
 
-from . import commands
+from benchmark import commands
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from benchmark.errors import ConfigError
 from registry.errors import did_you_mean
-
-from .errors import ConfigError
 
 
 @dataclass

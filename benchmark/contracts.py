@@ -167,7 +167,7 @@ class Predictive:
     when the head has a closed form. ``point`` is the point estimate used for MAE/RMSE/R2.
     ``crps`` (callable of y (N,) -> per-item CRPS) only when the head's distribution has an exact
     closed form; otherwise the fair ensemble estimator on ``samples`` is used. Mean and std alone never
-    imply a Gaussian: ``benchmark.scoring.mixture_predictive`` builds a Predictive with every exact
+    imply a Gaussian: ``benchmark.evaluation.scoring.mixture_predictive`` builds a Predictive with every exact
     closed form of a Gaussian or Gaussian mixture.
     """
 

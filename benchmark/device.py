@@ -12,7 +12,7 @@ import random
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from benchmark.errors import ConfigError
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

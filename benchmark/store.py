@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
+from benchmark.errors import StoreError
 
 # A temporary sits beside its final file as ".<final name>.<writer pid>.<random>.tmp"; the pid lets a later
 # run tell the leftovers of a killed writer from the files of a live one (another worker, same folder).

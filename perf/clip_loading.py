@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import fakedata  # noqa: E402  (the test fixture writer doubles as the video generator)
 
-from benchmark.clips import ClipDataset, ClipSampler, ClipTransform, Normalisation, assemble  # noqa: E402
-from benchmark.config import ClipsConfig  # noqa: E402
-from benchmark.contracts import InputSpec, Item  # noqa: E402
-from benchmark.video import Video  # noqa: E402
+from benchmark.config import ClipsConfig
+from benchmark.contracts import InputSpec, Item
+from benchmark.data.clips import ClipDataset, ClipSampler, ClipTransform, Normalisation, assemble
+from benchmark.data.video import Video
 
 SPEC = InputSpec(frames=16, size=112)
 NORMALISATION = Normalisation((32.0,) * 3, (50.0,) * 3)

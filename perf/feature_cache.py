@@ -18,7 +18,7 @@ import time
 import torch
 
 import registry
-from benchmark.features import FeatureCache, FeatureKey
+from benchmark.encoding.cache import FeatureCache, FeatureKey
 
 
 def synthetic_clips(count: int, frames: int, size: int, generator: torch.Generator):

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def prepare(experiment: Path, overrides: list[str]) -> None:
+    from benchmark.components import resolve
     from benchmark.config import load_experiment
-    from benchmark.data_setup import prepare_data
-    from benchmark.resolve import resolve
+    from benchmark.data.prepare import prepare_data
     from benchmark.store import RunDir
 
     resolved = resolve(load_experiment(experiment, overrides))

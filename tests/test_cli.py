@@ -2,7 +2,6 @@ import subprocess
 import sys
 import textwrap
 
-
 from benchmark.cli import main
 
 PLUGIN = textwrap.dedent('''

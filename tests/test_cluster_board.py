@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.cluster import CHUNK, JOB, SKIPPED, JobBoard, decode_files, encode_files, job_states, open_storage
 from benchmark.errors import ConfigError
+from benchmark.orchestration.cluster import CHUNK, JOB, SKIPPED, JobBoard, decode_files, encode_files, job_states
+from benchmark.orchestration.storage import open_storage
 from benchmark.store import RunDir, read_json
 
 JOBS = ["mse__seed0__fold0__aaaa", "mse__seed1__fold0__bbbb"]
@@ -74,7 +75,7 @@ def test_files_round_trip_and_storage_errors_are_actionable(tmp_path):
 POP = """
 import sys
 import optuna
-from benchmark.cluster import open_storage
+from benchmark.orchestration.storage import open_storage
 
 study = optuna.load_study(study_name="race", storage=open_storage(sys.argv[1], ".", heartbeat=5))
 while True:

@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.cluster import RESULT, counted_trials, jobs_study_name, open_storage
+from benchmark.components import resolve
 from benchmark.config import load_experiment
-from benchmark.data_setup import prepare_data
-from benchmark.resolve import resolve
+from benchmark.data.prepare import prepare_data
+from benchmark.orchestration.cluster import RESULT, counted_trials, jobs_study_name
+from benchmark.orchestration.storage import open_storage, study_name
 from benchmark.store import RunDir, read_json
-from benchmark.tuning import study_name
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "quick.toml"

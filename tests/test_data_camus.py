@@ -3,14 +3,14 @@ import shutil
 import sys
 from collections import Counter
 
+import fakedata as fd
 import numpy as np
 import pytest
 
-import fakedata as fd
 import registry
+from benchmark.data.splits import build_manifest
+from benchmark.data.video import Video, read_metaimage, read_nifti_nibabel, read_nifti_simpleitk
 from benchmark.errors import BenchmarkError, ConfigError, DataError
-from benchmark.splits import build_manifest
-from benchmark.video import Video, read_metaimage, read_nifti_nibabel, read_nifti_simpleitk
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,26 @@
 from dataclasses import replace
 from pathlib import Path
 
+import fakedata as fd
 import numpy as np
 import pytest
 import torch
 
-import fakedata as fd
-from benchmark.clips import (ClipDataset, ClipSampler, ClipTransform, EvaluationClips, Normalisation,
-                             assemble, make_loader, normalisation_for, pool_by_item)
 from benchmark.config import ClipsConfig
 from benchmark.contracts import InputSpec, Item
+from benchmark.data.clips import (
+    ClipDataset,
+    ClipSampler,
+    ClipTransform,
+    EvaluationClips,
+    Normalisation,
+    assemble,
+    make_loader,
+    normalisation_for,
+    pool_by_item,
+)
+from benchmark.data.video import Video
 from benchmark.errors import ConfigError
-from benchmark.video import Video
 
 ECHONET = ClipsConfig(mode="echonet", frames=4, period=2, test_clips=1, augment=False, normalise="none")
 MCSDR = ClipsConfig(mode="mcsdr", frames=5, frequency=2, augment=False, normalise="none")

@@ -1,12 +1,12 @@
 """EchoNet-Dynamic loader: layout conventions, the official split, tracings filter and every bad input."""
 import shutil
 
+import fakedata as fd
 import pytest
 
-import fakedata as fd
 import registry
 from benchmark.contracts import Dataset
-from benchmark.dataset_tools import summarise_reasons
+from benchmark.data.helpers import summarise_reasons
 from benchmark.errors import ConfigError, DataError
 
 

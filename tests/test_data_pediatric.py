@@ -1,13 +1,13 @@
 """EchoNet-Pediatric loader: integer folds, views, patient and visit ids, tracings, protocols."""
 from collections import Counter
 
+import fakedata as fd
 import pytest
 
-import fakedata as fd
 import registry
-from benchmark.dataset_tools import read_tracings
+from benchmark.data.helpers import read_tracings
+from benchmark.data.splits import build_manifest
 from benchmark.errors import ConfigError, DataError
-from benchmark.splits import build_manifest
 
 
 @pytest.fixture(scope="module")

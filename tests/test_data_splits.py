@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from benchmark.contracts import DatasetIndex, Exclusion, Item, Split
+from benchmark.data.splits import build_manifest, manifest_hash, read_manifest, write_split_files
 from benchmark.errors import DataError
-from benchmark.splits import build_manifest, manifest_hash, read_manifest, write_split_files
 
 
 def index_of(patients: dict[str, str]) -> DatasetIndex:

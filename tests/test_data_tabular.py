@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from benchmark.contracts import Item
+from benchmark.data.tabular import fit_tabular
 from benchmark.errors import ConfigError
-from benchmark.tabular import fit_tabular
 
 KINDS = {"Sex": "categorical", "Age": "numeric", "Weight": "numeric", "Site": "categorical"}
 

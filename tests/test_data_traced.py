@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.clips import Normalisation
 from benchmark.config import ClipsConfig, Experiment, PretrainConfig
 from benchmark.contracts import InputSpec, Item, Tracing
+from benchmark.data.clips import Normalisation
+from benchmark.data.tracings import TracedFrames, segmentation_losses, tracing_mask
+from benchmark.encoding.encoder_stage import EncoderStage
 from benchmark.errors import ConfigError, DataError
-from benchmark.featurize import EncoderStage
 from benchmark.synth.writers import write_avi
-from benchmark.traced import TracedFrames, segmentation_losses, tracing_mask
 from plugins.encoders.area_length import AreaLength
 
 

@@ -3,12 +3,12 @@ import dataclasses
 import re
 import shutil
 
+import fakedata as fd
 import numpy as np
 import pytest
 
-import fakedata as fd
 import registry
-from benchmark.dataset_tools import read_tracings
+from benchmark.data.helpers import read_tracings
 from benchmark.errors import DataError
 from benchmark.synth import render
 from benchmark.synth.generate import Parameters, generate, plan

@@ -1,10 +1,10 @@
 """Video reading: the Motion-JPEG packet reader against decord, other codecs, frame selection, caching."""
+import fakedata as fd
 import numpy as np
 import pytest
 
-import fakedata as fd
-from benchmark.dataset_tools import VideoChecks
-from benchmark.video import DecordReader, MjpegAvi, Video, VideoReadError, covering_runs
+from benchmark.data.helpers import VideoChecks
+from benchmark.data.video import DecordReader, MjpegAvi, Video, VideoReadError, covering_runs
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_video_checks_are_cached_per_size_and_mtime(tmp_path, monkeypatch):
     path = fd.write_avi(tmp_path / "a.avi", fd.frames_with_counter(6))
     cache = tmp_path / "cache" / "checks.json"
     calls = []
-    import benchmark.dataset_tools as tools
+    import benchmark.data.helpers as tools
 
     monkeypatch.setattr(tools, "check_video", lambda p: calls.append(p) or None)
     checks = tools.VideoChecks(cache)

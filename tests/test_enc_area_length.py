@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmark.config import PretrainConfig
-from benchmark.pretrain import pretrain_encoder
+from benchmark.encoding.stage1 import pretrain_encoder
 from plugins.encoders.area_length import FEATURES, AreaLength
 
 SIZE = 32

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.features import FeatureCache, FeatureKey, dataset_fingerprint, weights_hash
+from benchmark.encoding.cache import FeatureCache, FeatureKey
+from benchmark.identity import dataset_fingerprint, weights_hash
 from plugins.encoders.tiny3d import Tiny3D
 
 ITEMS, CLIPS = 5, 2

@@ -88,9 +88,10 @@ def test_learns_an_area_ratio_from_a_few_hundred_clips():
 
 def test_training_statistics_for_a_grey_encoder_from_colour_video(tmp_path):
     """``normalise = "dataset"`` with a one-channel encoder averages the AVI's three channels to grey."""
-    from benchmark.clips import channel_statistics
-    from benchmark.contracts import Item
     from fakedata import write_avi
+
+    from benchmark.contracts import Item
+    from benchmark.data.clips import channel_statistics
 
     frames = np.full((4, 16, 16), 100, dtype=np.uint8)
     frames[:, :8] = 200  # half the pixels at 200, half at 100: mean 150, std 50

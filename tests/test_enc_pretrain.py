@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmark.config import PretrainConfig
-from benchmark.pretrain import RegressionHead, _losses, pretrain_encoder, rnc_loss
+from benchmark.encoding.stage1 import RegressionHead, _losses, pretrain_encoder, rnc_loss
 from plugins.encoders.tiny3d import Tiny3D
 
 

@@ -7,6 +7,7 @@ import torch
 from benchmark.errors import BenchmarkError
 from plugins.encoders.uniformer_s import UniFormerS
 
+
 def random_state(shapes):
     """A checkpoint-like state dict: random floats, BatchNorm counters as int64 scalars."""
     generator = torch.Generator().manual_seed(0)

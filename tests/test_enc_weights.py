@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.encoding.weights import extract_state_dict, load_state, load_weights_file
 from benchmark.errors import BenchmarkError
-from benchmark.weights import extract_state_dict, load_state, load_weights_file
 
 
 def small_model():

@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.engine import FeatureSet
+from benchmark.encoding.feature_set import FeatureSet
 from registry import Categorical, FloatParam, hookimpl
+
 
 @pytest.fixture(scope="module")
 def single_thread():

@@ -4,12 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_engine_helpers import ConcatFusion, GaussianTestHead, linear_features, single_thread  # noqa: F401
 from torch import nn
 
 from benchmark.config import TrainConfig
 from benchmark.device import seed_everything
-from benchmark.engine import FeatureSet, HeadError, TargetScaler, TrainedModel, train_model
-from test_engine_helpers import ConcatFusion, GaussianTestHead, linear_features, single_thread  # noqa: F401
+from benchmark.encoding.feature_set import FeatureSet
+from benchmark.training.checks import HeadError
+from benchmark.training.loop import train_model
+from benchmark.training.model import TrainedModel
+from benchmark.training.scaling import TargetScaler
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 SCALER = TargetScaler(mean=55.0, std=8.0)
@@ -157,7 +161,7 @@ def test_mixture_heads_get_exact_closed_forms_and_crps_per_item():
     """A head exposing mixture() (here the built-in gaussian) gets every closed form exactly, CRPS
     included, pooled over an item's clips as the equal mixture of the clips' Gaussians."""
     import registry
-    from benchmark.scoring import mixture_crps
+    from benchmark.predictive import mixture_crps
 
     data = linear_features(6, seed=2, clips=2)
     seed_everything(0)

@@ -6,12 +6,15 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from test_engine_helpers import NOISE, ConcatFusion, GaussianTestHead, linear_features, single_thread  # noqa: F401
 
 import registry
 from benchmark.config import TrainConfig
 from benchmark.device import seed_everything
-from benchmark.engine import FeatureScaler, FeatureSet, HeadError, TargetScaler, train_model
-from test_engine_helpers import NOISE, ConcatFusion, GaussianTestHead, linear_features, single_thread  # noqa: F401
+from benchmark.encoding.feature_set import FeatureSet
+from benchmark.training.checks import HeadError
+from benchmark.training.loop import train_model
+from benchmark.training.scaling import FeatureScaler, TargetScaler
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

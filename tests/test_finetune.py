@@ -5,8 +5,8 @@ from torch import nn
 
 import registry
 from benchmark.config import TrainConfig
-from benchmark.engine import TargetScaler
-from benchmark.finetune import finetune
+from benchmark.training.finetune import finetune
+from benchmark.training.scaling import TargetScaler
 
 
 class ClipBatches:
@@ -62,7 +62,7 @@ def test_finetune_trains_all_three_and_freezes_the_encoder(monkeypatch):
 
 def test_finetune_is_part_of_the_job_identity(tmp_path):
     from benchmark.config import from_dict
-    from benchmark.jobs import job_digest
+    from benchmark.orchestration.jobs import job_digest
 
     base = {"name": "x", "models": [{"head": "mse"}]}
     plain = from_dict(base)

@@ -7,13 +7,14 @@ import re
 
 import pytest
 import torch
+from faults.faultkit import write_experiment  # the suite's tiny experiment: 20 videos of 32 px
 from torch.nn import functional as F
 
 import registry
 from benchmark.cli import main
 from benchmark.errors import BenchmarkError
-from benchmark.mcsdr_checkpoint import import_mcsdr, load_bundle
-from faults.faultkit import write_experiment  # the suite's tiny experiment: 20 videos of 32 px
+from benchmark.training.bundle import load_bundle
+from benchmark.training.mcsdr_import import import_mcsdr
 
 # The regressor of the published model with tabular data (mcsdr.md): width 256, time 64, tabular 4 -> 64.
 SCHEDULE_BUFFERS = ("betas alphas_cumprod alphas_cumprod_prev sqrt_alphas_cumprod sqrt_one_minus_alphas_cumprod "

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import registry
-from benchmark.diffusion import Diffusion, timestep_embedding
+from plugins.heads._diffusion import Diffusion, timestep_embedding
 
 MU, SPREAD = 0.7, 0.25  # a Gaussian target whose exact noise predictor is known
 

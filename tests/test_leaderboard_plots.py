@@ -3,9 +3,15 @@ import numpy as np
 import pytest
 
 from benchmark.contracts import Predictive
-from benchmark.leaderboard import JobResult, item_frame
-from benchmark.plots import PosteriorExamples, Trajectories, confident_and_ambiguous, mixture_density, write_all
-from benchmark.scoring import item_scores
+from benchmark.evaluation.leaderboard import JobResult, item_frame
+from benchmark.evaluation.plots import (
+    PosteriorExamples,
+    Trajectories,
+    confident_and_ambiguous,
+    mixture_density,
+    write_all,
+)
+from benchmark.evaluation.scoring import item_scores
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -6,9 +6,18 @@ import pandas as pd
 import pytest
 
 from benchmark.contracts import Predictive
-from benchmark.leaderboard import (JobResult, MetricSpec, build_leaderboard, build_subgroups, item_frame,
-                                   metric_specs, read_predictions, write_predictions, write_tables)
-from benchmark.scoring import item_scores
+from benchmark.evaluation.leaderboard import (
+    JobResult,
+    MetricSpec,
+    build_leaderboard,
+    build_subgroups,
+    item_frame,
+    metric_specs,
+    read_predictions,
+    write_predictions,
+    write_tables,
+)
+from benchmark.evaluation.scoring import item_scores
 
 N, K = 60, 20
 PROTOCOL = {"split_hash": "3f2a9c", "clips": 1, "K": K, "seeds": [0, 1], "synthetic": True}

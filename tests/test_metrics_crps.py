@@ -4,7 +4,8 @@ import properscoring as ps
 import pytest
 
 from benchmark.contracts import Predictive
-from benchmark.scoring import fair_crps, gaussian_crps, item_scores, mixture_crps
+from benchmark.evaluation.scoring import item_scores
+from benchmark.predictive import fair_crps, gaussian_crps, mixture_crps
 
 
 def test_fair_estimator_is_the_v_statistic_minus_its_diagonal_bias():
@@ -93,7 +94,7 @@ def test_fair_estimator_needs_two_samples():
 def test_mixture_predictive_carries_exact_gaussian_closed_forms():
     from scipy.stats import norm
 
-    from benchmark.scoring import mixture_predictive
+    from benchmark.predictive import mixture_predictive
 
     rng = np.random.default_rng(7)
     mean, std, y = rng.normal(55, 8, 20), rng.uniform(2, 6, 20), rng.normal(55, 8, 20)
@@ -105,7 +106,7 @@ def test_mixture_predictive_carries_exact_gaussian_closed_forms():
 
 
 def test_mixture_predictive_moments_and_density_of_a_two_component_mixture():
-    from benchmark.scoring import mixture_predictive
+    from benchmark.predictive import mixture_predictive
 
     grid = np.linspace(0, 100, 4001)
     components = (np.array([[0.25, 0.75]]), np.array([[40.0, 60.0]]), np.array([[3.0, 5.0]]))

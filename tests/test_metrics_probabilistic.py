@@ -7,7 +7,7 @@ from scipy.stats import kstest, norm
 
 import registry
 from benchmark.contracts import Predictive
-from benchmark.scoring import KDE_FLOOR, item_scores, kde_log_density, randomised_pit
+from benchmark.evaluation.scoring import KDE_FLOOR, item_scores, kde_log_density, randomised_pit
 
 
 def metric(name):

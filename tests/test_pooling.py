@@ -2,7 +2,7 @@
 import numpy as np
 
 from benchmark.contracts import Predictive
-from benchmark.pooling import pool_by_visit
+from benchmark.evaluation.pooling import pool_by_visit
 
 
 def test_videos_of_a_visit_become_one_prediction():

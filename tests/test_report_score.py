@@ -3,9 +3,9 @@ import shutil
 
 import pandas as pd
 import pytest
+from faults.faultkit import write_experiment  # the suite's tiny experiment: 20 videos of 32 px, two heads
 
 from benchmark.cli import main
-from faults.faultkit import write_experiment  # the suite's tiny experiment: 20 videos of 32 px, two heads
 
 TABLES = ("leaderboard.csv", "leaderboard.md", "leaderboard.json", "leaderboard.tex", "subgroups.csv",
           "paired_tests.csv")

@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 import torch
-
 from faults.faultkit import cli, copy_run, leaderboard, run_args, write_experiment
+
 from plugins.encoders.area_length import AreaLength
 
 N, SIZE, WIDTH = 24, 32, 4  # the faultkit experiment renders 32 px videos and cuts 32 px clips
@@ -66,7 +66,7 @@ def test_rerun_reuses_the_stored_encoder_without_training(first, tmp_path, monke
     def no_training(*args, **kwargs):
         raise AssertionError("stage 1 trained again instead of reusing the stored encoder")
 
-    monkeypatch.setattr("benchmark.featurize.pretrain_encoder", no_training)
+    monkeypatch.setattr("benchmark.encoding.encoder_stage.pretrain_encoder", no_training)
     outcome = cli(*run_args(experiment, run_dir, *TRACINGS))
     assert outcome.code == 0, outcome.text
     assert f"stage 1 fold0/seed 0: reused {stored.name}" in outcome.out

@@ -5,8 +5,8 @@ from scipy.stats import wilcoxon
 
 import registry
 from benchmark.contracts import Predictive
-from benchmark.scoring import item_scores
-from benchmark.stats import PatientBootstrap, paired_test, patient_counts, seed_summary
+from benchmark.evaluation.scoring import item_scores
+from benchmark.evaluation.stats import PatientBootstrap, paired_test, patient_counts, seed_summary
 
 
 def test_seed_summary_is_mean_and_sample_std():

@@ -1,11 +1,10 @@
 """The oracle sidecar: bimodal posteriors where the wall is hidden, sharper with tabular data, and exact."""
 import numpy as np
-
-from benchmark.scoring import mixture_predictive
 import pandas as pd
 import pytest
 
 from benchmark.errors import DataError
+from benchmark.predictive import mixture_predictive
 from benchmark.synth import oracle, patients
 from benchmark.synth.generate import ORACLE, Parameters, _oracle_rows, generate, plan
 

@@ -5,13 +5,16 @@ import inspect
 
 import numpy as np
 import pytest
+from test_engine_helpers import linear_features, single_thread  # noqa: F401
 
-from benchmark import engine, tuning
 from benchmark.config import ModelConfig, TrainConfig, TuneConfig
 from benchmark.errors import BenchmarkError, ConfigError
-from benchmark.tuning import search_space, split_params, storage_url, tune_model
+from benchmark.orchestration import tuning
+from benchmark.orchestration.storage import storage_url, study_name
+from benchmark.orchestration.tuning import search_space, split_params, tune_model
+from benchmark.training import model as engine
+from benchmark.training.checks import HeadError
 from registry import Categorical, FloatParam, IntParam, Registry
-from test_engine_helpers import linear_features, single_thread  # noqa: F401
 
 pytest.importorskip("optuna")
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -37,7 +40,7 @@ def splits():
 def tune(components, splits, tmp_path, trials, model=MODEL, **kwargs):
     train, val, _test = splits
     return tune_model(components, model, train, val, TRAIN, TuneConfig(trials=trials, metric="testmae", epochs=3),
-                      storage=storage_url("", tmp_path), study=tuning.study_name("exp", model.key),
+                      storage=storage_url("", tmp_path), study=study_name("exp", model.key),
                       samples=4, quiet=True, **kwargs)
 
 
@@ -141,7 +144,7 @@ def test_failed_trials_use_their_budget_and_all_failing_is_an_error(components, 
 
     def diverges(*args, name, **kwargs):
         attempts.append(name)
-        raise engine.HeadError(f"head {name!r}: training loss is nan at epoch 1, batch 1.")
+        raise HeadError(f"head {name!r}: training loss is nan at epoch 1, batch 1.")
 
     monkeypatch.setattr(tuning, "train_model", diverges)
     for _ in range(2):  # the rerun finds the budget spent and trains nothing

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..mcsdr_checkpoint import import_mcsdr, save_bundle
+from benchmark.training.bundle import save_bundle
+from benchmark.training.mcsdr_import import import_mcsdr
 
 HELP = "import MCSDR's best.pth as uniformer_s + concat + mcsdr and write a model bundle"
 

@@ -11,12 +11,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..report import write_report
-    from ..store import RunDir
+    from benchmark.evaluation.report import write_report
+    from benchmark.store import RunDir
 
     run_dir = RunDir(args.run_dir)
     if args.storage:
-        from ..cluster import fetch_results, open_storage
+        from benchmark.orchestration.cluster import fetch_results
+        from benchmark.orchestration.storage import open_storage
 
         count = fetch_results(open_storage(args.storage, run_dir.root), run_dir)
         print(f"{count} stored job results copied into {run_dir.root}")

@@ -1,7 +1,7 @@
 """``run``: the main job: train and compare every model of an experiment and write the leaderboard."""
 from __future__ import annotations
 
-from ..config import load_experiment
+from benchmark.config import load_experiment
 
 HELP = "run an experiment: splits, encoder, tuning, every model x seed, leaderboard (resumes)"
 
@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..runner import run_experiment
+    from benchmark.orchestration.runner import run_experiment
 
     experiment = load_experiment(args.experiment, args.overrides)
     run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet,

@@ -22,12 +22,12 @@ def run(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from ..contracts import Predictive
-    from ..errors import ConfigError, DataError
-    from ..leaderboard import item_frame, write_predictions
-    from ..report import load_results, write_report
-    from ..scoring import item_scores
-    from ..store import RunDir, atomic_write_json, read_json, safe_name
+    from benchmark.contracts import Predictive
+    from benchmark.errors import ConfigError, DataError
+    from benchmark.evaluation.leaderboard import item_frame, write_predictions
+    from benchmark.evaluation.report import load_results, write_report
+    from benchmark.evaluation.scoring import item_scores
+    from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
 
     run = RunDir(args.run_dir)
     reference = next((r for r in load_results(run) if r.status == "ok" and r.items is not None), None)

@@ -16,8 +16,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..cluster import JobBoard, jobs_studies, open_board, open_storage
-    from ..store import RunDir, read_json
+    from benchmark.orchestration.cluster import JobBoard, jobs_studies, open_board
+    from benchmark.orchestration.storage import open_storage
+    from benchmark.store import RunDir, read_json
 
     target = Path(args.target)
     if target.is_dir():
@@ -26,14 +27,14 @@ def run(args) -> int:
         spec = args.storage or (manifest or {}).get("config", {}).get("tune", {}).get("storage", "")
         if not spec:
             if manifest is None:
-                from ..errors import StoreError
+                from benchmark.errors import StoreError
 
                 raise StoreError(f"{target} has no manifest.json: not a run directory (or the run never started)")
             _show_local(run_dir, manifest)
             return 0
         boards = [open_board(open_storage(spec, target), run_dir)]
     elif "://" not in args.target and not target.is_file():
-        from ..errors import StoreError
+        from benchmark.errors import StoreError
 
         raise StoreError(f"{target} is neither a run directory nor a storage file; give the run directory, "
                          "or the storage URL (postgresql://..., sqlite:///...) the workers use")
@@ -48,7 +49,7 @@ def run(args) -> int:
 
 
 def _show_board(board) -> None:
-    from ..cluster import job_states, tuning_progress
+    from benchmark.orchestration.cluster import job_states, tuning_progress
 
     manifest = board.manifest()
     states = job_states(board.study.get_trials(deepcopy=False), manifest["jobs"])
@@ -58,8 +59,8 @@ def _show_board(board) -> None:
 
 def _show_local(run_dir, manifest) -> None:
     """A run without shared storage: its result files, and the tuning studies in its own optuna.db."""
-    from ..cluster import JobState, tuning_progress
-    from ..store import read_json
+    from benchmark.orchestration.cluster import JobState, tuning_progress
+    from benchmark.store import read_json
 
     states = []
     for job in manifest["jobs"]:

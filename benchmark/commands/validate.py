@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from ..config import load_experiment
-from ..resolve import resolve
+from benchmark.components import resolve
+from benchmark.config import load_experiment
 
 HELP = "check an experiment file (keys, types, component names) without running it"
 

@@ -7,9 +7,8 @@ EF given an image in which it is hidden is an exact two-component mixture (see `
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -5,12 +5,28 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.contracts import DatasetIndex, Item, Split, Tracing
-from benchmark.dataset_tools import (IndexBuilder, N_FOLDS, age_bin, as_ef, cross_validation, normalise_sex,
-                                     MIN_OUTLINE_POINTS, number_or_none, polygon_array, require_root,
-                                     unknown_protocol, wrong_root)
-from benchmark.errors import ConfigError, DataError
-from benchmark.video import VideoReadError, read_metaimage
+from benchmark.api import (
+    MIN_OUTLINE_POINTS,
+    N_FOLDS,
+    ConfigError,
+    DataError,
+    DatasetIndex,
+    IndexBuilder,
+    Item,
+    Split,
+    Tracing,
+    VideoReadError,
+    age_bin,
+    as_ef,
+    cross_validation,
+    normalise_sex,
+    number_or_none,
+    polygon_array,
+    read_metaimage,
+    require_root,
+    unknown_protocol,
+    wrong_root,
+)
 from registry import hookimpl
 
 NAME = "camus"
@@ -132,7 +148,7 @@ def mask_tracings(info: dict[str, str], info_path: Path, stem: Path, release: st
         if not path.is_file():
             continue
         try:
-            # SimpleITK reads both formats upright; benchmark.video's nibabel path turns only 3-D NIfTI upright.
+            # SimpleITK reads both formats upright; benchmark.data.video's nibabel path turns only 3-D NIfTI upright.
             mask = read_metaimage(path)
         except VideoReadError as error:
             raise DataError(f"{path}: the {phase} ground-truth mask cannot be read ({error}); replace or remove "

@@ -3,10 +3,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.contracts import DatasetIndex, Item, Split
-from benchmark.dataset_tools import (IndexBuilder, as_ef, check_unique, read_table, require_root, strip_avi,
-                                     tracings_if_present, unknown_protocol)
-from benchmark.errors import ConfigError, DataError
+from benchmark.api import (
+    ConfigError,
+    DataError,
+    DatasetIndex,
+    IndexBuilder,
+    Item,
+    Split,
+    as_ef,
+    check_unique,
+    read_table,
+    require_root,
+    strip_avi,
+    tracings_if_present,
+    unknown_protocol,
+)
 from registry import hookimpl
 
 NAME = "echonet_dynamic"

@@ -3,11 +3,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.contracts import DatasetIndex, Item, Split
-from benchmark.dataset_tools import (IndexBuilder, age_bin, as_ef, check_unique, cross_validation, fold_split,
-                                     N_FOLDS, normalise_sex, number_or_none, read_table, require_root,
-                                     strip_avi, tracings_if_present, unknown_protocol)
-from benchmark.errors import ConfigError, DataError
+from benchmark.api import (
+    N_FOLDS,
+    ConfigError,
+    DataError,
+    DatasetIndex,
+    IndexBuilder,
+    Item,
+    Split,
+    age_bin,
+    as_ef,
+    check_unique,
+    cross_validation,
+    fold_split,
+    normalise_sex,
+    number_or_none,
+    read_table,
+    require_root,
+    strip_avi,
+    tracings_if_present,
+    unknown_protocol,
+)
 from registry import hookimpl
 
 NAME = "echonet_pediatric"

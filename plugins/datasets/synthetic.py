@@ -5,8 +5,7 @@ import dataclasses
 from pathlib import Path
 
 import registry
-from benchmark.contracts import DatasetIndex, Split
-from benchmark.errors import ConfigError, DataError
+from benchmark.api import ConfigError, DataError, DatasetIndex, Split
 from registry import hookimpl
 
 NAME = "synthetic"
@@ -38,8 +37,8 @@ class SyntheticDataset:
         return self.loader.protocols
 
     def load(self) -> DatasetIndex:
-        from benchmark.synth import oracle
-        from benchmark.synth.generate import ORACLE, ensure_generated
+        from benchmark.api import ORACLE, ensure_generated
+        from benchmark.api import synthetic_oracle as oracle
 
         ensure_generated(self.root, workers=self.workers, **self.generation)
         index = self.loader.load()

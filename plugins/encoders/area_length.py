@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.contracts import InputSpec, LoadReport
-from benchmark.weights import load_weights_file
+from benchmark.api import InputSpec, LoadReport, load_weights_file
 from registry import hookimpl
 
 FEATURES = ("ef_area_length", "log_volume_max", "log_volume_min", "log_volume_mean", "log_volume_std",

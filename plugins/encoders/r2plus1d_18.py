@@ -11,8 +11,7 @@ from typing import Literal
 
 from torch import nn
 
-from benchmark.contracts import InputSpec, LoadReport
-from benchmark.weights import load_weights_file
+from benchmark.api import InputSpec, LoadReport, load_weights_file
 from registry import hookimpl
 
 # torchvision's Kinetics-400 statistics on the 0-255 scale; EchoNet normalises with statistics of the

@@ -11,8 +11,7 @@ from typing import Any, Literal, Mapping
 import torch
 from torch import nn
 
-from benchmark.contracts import InputSpec, LoadReport
-from benchmark.weights import load_weights_file
+from benchmark.api import InputSpec, LoadReport, load_weights_file
 from registry import hookimpl
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from benchmark.contracts import InputSpec, LoadReport
-from benchmark.weights import load_weights_file
+from benchmark.api import InputSpec, LoadReport, load_weights_file
 from registry import hookimpl
 
 

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.contracts import InputSpec, LoadReport
-from benchmark.weights import load_weights_file
+from benchmark.api import InputSpec, LoadReport, load_weights_file
 from registry import hookimpl
 
 DEPTHS = (3, 4, 8, 3)

@@ -5,7 +5,7 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from benchmark.mlp import TRUNK_SEARCH_SPACE, TrunkHead
+from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead
 from registry import FloatParam, hookimpl
 
 MIN_STD = 1e-3  # keeps the NLL finite when the network is overconfident on a training point

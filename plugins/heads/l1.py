@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch.nn import functional as F
 
-from benchmark.mlp import TRUNK_SEARCH_SPACE, PointHead
+from benchmark.api import TRUNK_SEARCH_SPACE, PointHead
 from registry import hookimpl
 
 

@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from benchmark.mlp import TRUNK_SEARCH_SPACE, TrunkHead
+from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead
 from registry import IntParam, hookimpl
 
 MIN_STD = 1e-3

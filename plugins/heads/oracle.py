@@ -6,10 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
-from benchmark.contracts import Predictive
-from benchmark.scoring import mixture_predictive
-from benchmark.errors import ConfigError, DataError
-from benchmark.synth import oracle
+from benchmark.api import ConfigError, DataError, Predictive, mixture_predictive, synthetic_oracle
 from registry import hookimpl
 
 
@@ -23,8 +20,8 @@ class OracleHead(nn.Module):
     def __init__(self, condition_dim: int = 0, oracle_path: str | Path | None = None,
                  information: str = "vision_tabular"):
         super().__init__()
-        if information not in oracle.INFORMATION_SETS:
-            raise ConfigError(f"oracle head: information must be one of {', '.join(oracle.INFORMATION_SETS)}, "
+        if information not in synthetic_oracle.INFORMATION_SETS:
+            raise ConfigError(f"oracle head: information must be one of {', '.join(synthetic_oracle.INFORMATION_SETS)}, "
                               f"got {information!r}")
         if oracle_path is None or not Path(oracle_path).is_file():
             raise DataError(f"oracle head: no oracle sidecar at {oracle_path!r}. Only synthetic datasets "
@@ -32,16 +29,16 @@ class OracleHead(nn.Module):
                             "remove the oracle model for real data.")
         self.oracle_path = Path(oracle_path)
         self.information = information
-        self.components, _ = oracle.read(self.oracle_path, information)
+        self.components, _ = synthetic_oracle.read(self.oracle_path, information)
 
     def predict_ids(self, ids: list[str], n: int, seed: int) -> Predictive:
         """K = ``n`` draws per item from its exact posterior, with every closed form (CRPS included)."""
-        mixtures = oracle.stack([self._components(item_id) for item_id in ids])
+        mixtures = synthetic_oracle.stack([self._components(item_id) for item_id in ids])
         samples = mixtures.sample(n, np.random.default_rng(seed))
         return mixture_predictive(mixtures.weights, mixtures.means, mixtures.stds, samples)
 
     def _components(self, item_id: str) -> list[tuple[float, float, float]]:
-        components = oracle.lookup(self.components, item_id)
+        components = synthetic_oracle.lookup(self.components, item_id)
         if components is None:
             raise DataError(f"{self.oracle_path}: no {self.information} posterior for item {item_id!r}; "
                             "the oracle only serves the synthetic dataset it was generated with")

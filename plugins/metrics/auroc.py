@@ -5,7 +5,7 @@ from functools import partial
 
 import numpy as np
 
-from benchmark.scoring import THRESHOLDS, Items, add_metric, threshold_column
+from benchmark.api import THRESHOLDS, Items, add_metric, threshold_column
 from registry import hookimpl
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.scoring import Items, add_metric
+from benchmark.api import Items, add_metric
 from registry import hookimpl
 
 LEVELS = np.linspace(0.05, 0.95, 19)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.scoring import Items, add_metric, weighted_mean
+from benchmark.api import Items, add_metric, weighted_mean
 from registry import hookimpl
 
 

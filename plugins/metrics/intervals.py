@@ -5,7 +5,7 @@ from functools import partial
 
 import numpy as np
 
-from benchmark.scoring import INTERVAL_LEVELS, Items, add_metric, interval_columns, weighted_mean
+from benchmark.api import INTERVAL_LEVELS, Items, add_metric, interval_columns, weighted_mean
 from registry import hookimpl
 
 

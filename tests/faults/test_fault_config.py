@@ -3,7 +3,6 @@ file and the key and says what to write instead."""
 from __future__ import annotations
 
 import pytest
-
 from faultkit import cli, run_args
 
 

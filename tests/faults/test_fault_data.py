@@ -8,11 +8,10 @@ from __future__ import annotations
 import gzip
 import shutil
 
+import fakedata
 import numpy as np
 import pandas as pd
 import pytest
-
-import fakedata
 from faultkit import cli, leaderboard, run_args, write_experiment
 
 VIEW = "A4C"

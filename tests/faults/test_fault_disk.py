@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from faultkit import assert_complete_files, cli, leaderboard, run_args, temporaries
 
 from benchmark import store
-from faultkit import assert_complete_files, cli, leaderboard, run_args, temporaries
 
 
 class FullDisk:

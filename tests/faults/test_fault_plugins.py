@@ -9,14 +9,13 @@ import json
 
 import pandas as pd
 import pytest
-
 from faultkit import cli, leaderboard, run_args, write_experiment
 
 BROKEN_HEADS = '''
 import torch
 from torch.nn import functional as F
 
-from benchmark.mlp import PointHead
+from benchmark.training.trunk import PointHead
 from registry import hookimpl
 
 

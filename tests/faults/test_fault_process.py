@@ -15,9 +15,16 @@ import sys
 
 import pandas as pd
 import pytest
-
-from faultkit import (assert_complete_files, cli, copy_run, leaderboard, run_args, run_killed, temporaries,
-                      write_experiment)
+from faultkit import (
+    assert_complete_files,
+    cli,
+    copy_run,
+    leaderboard,
+    run_args,
+    run_killed,
+    temporaries,
+    write_experiment,
+)
 
 
 def killed(result) -> None:
@@ -71,7 +78,7 @@ def test_kill_during_feature_caching(tmp_path, experiment, reference_run):
 def test_kill_during_training(tmp_path, experiment, reference_run):
     out = tmp_path / "run"
     # Two epochs per job: the third validation pass is the first epoch of the second job.
-    killed(run_killed(tmp_path, ["call", "benchmark.engine:_validate", "3"], experiment, out))
+    killed(run_killed(tmp_path, ["call", "benchmark.training.loop:_validate", "3"], experiment, out))
     finished = sorted(path.parent.name for path in (out / "jobs").glob("*/result.json"))
     assert [name.split("__")[0] for name in finished] == ["mse"]
     assert_complete_files(out)
@@ -113,7 +120,7 @@ def test_kill_during_tuning(tmp_path, synthetic_root):
     folder = tmp_path / "interrupted"
     experiment = tuned_experiment(folder)
     # Each trial trains two epochs; the third validation pass is inside the second trial.
-    killed(run_killed(folder, ["call", "benchmark.engine:_validate", "3"], experiment, folder / "run"))
+    killed(run_killed(folder, ["call", "benchmark.training.loop:_validate", "3"], experiment, folder / "run"))
     assert (folder / "run" / "optuna.db").is_file() and not (folder / "run" / "tuning").exists()
 
     resume(experiment, folder / "run")

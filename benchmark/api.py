@@ -1,0 +1,105 @@
+"""The plugin API: everything a dataset, encoder, fusion, head or metric plugin may use from ``benchmark``.
+
+A plugin imports from here and from ``registry`` (hooks, search-space parameter types), nothing else of
+this project; built-in plugins are held to the same rule by a test, so what is listed in ``__all__`` is
+the stable surface that README's plugin guide documents. Internal modules may move; these names stay.
+
+Groups:
+- contracts: the records components exchange (``Item``, ``Tracing``, ``Split``, ``DatasetIndex``,
+  ``InputSpec``, ``LoadReport``, ``Predictive``) and the component protocols (``Dataset``, ``Encoder``,
+  ``Fusion``, ``Head``, ``Metric``);
+- errors: ``ConfigError`` (a setting is wrong, exit 2) and ``DataError`` (the data is wrong);
+- dataset helpers: reading and checking label tables, tracings, folds and videos;
+- encoder helpers: ``load_weights_file`` (reads a checkpoint and reports unmatched keys);
+- head helpers: the MLP trunk shared by the baseline heads, and ``mixture_predictive`` for heads whose
+  predictive is a Gaussian mixture;
+- metric helpers: ``add_metric`` and the per-item score columns metrics aggregate;
+- the synthetic stand-in's exact posterior (``synthetic_oracle``, ``ensure_generated``, ``ORACLE``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from benchmark.contracts import (
+    Dataset,
+    DatasetIndex,
+    Encoder,
+    Exclusion,
+    Fusion,
+    Head,
+    InputSpec,
+    Item,
+    LoadReport,
+    Metric,
+    Predictive,
+    Split,
+    Tracing,
+)
+from benchmark.data.helpers import (
+    MIN_OUTLINE_POINTS,
+    N_FOLDS,
+    IndexBuilder,
+    age_bin,
+    as_ef,
+    check_unique,
+    cross_validation,
+    fold_split,
+    normalise_sex,
+    number_or_none,
+    polygon_array,
+    read_table,
+    require_root,
+    strip_avi,
+    tracings_if_present,
+    unknown_protocol,
+    wrong_root,
+)
+from benchmark.data.video import VideoReadError, read_metaimage
+from benchmark.encoding.weights import load_weights_file
+from benchmark.errors import ConfigError, DataError
+from benchmark.evaluation.scoring import (
+    INTERVAL_LEVELS,
+    THRESHOLDS,
+    Items,
+    add_metric,
+    interval_columns,
+    threshold_column,
+    weighted_mean,
+    weighted_moments,
+)
+from benchmark.predictive import mixture_predictive
+from benchmark.synth import oracle as synthetic_oracle
+from benchmark.training.trunk import TRUNK_SEARCH_SPACE, MLPTrunk, PointHead, TrunkHead
+
+# The simulator is only needed when a synthetic dataset is generated: imported on first use.
+_LAZY = {"ensure_generated": "benchmark.synth.generate", "ORACLE": "benchmark.synth.generate"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'benchmark.api' has no attribute {name!r}")
+
+
+__all__ = [
+    # contracts
+    "Dataset", "DatasetIndex", "Encoder", "Exclusion", "Fusion", "Head", "InputSpec", "Item", "LoadReport",
+    "Metric", "Predictive", "Split", "Tracing",
+    # errors
+    "ConfigError", "DataError",
+    # dataset helpers
+    "IndexBuilder", "MIN_OUTLINE_POINTS", "N_FOLDS", "age_bin", "as_ef", "check_unique", "cross_validation",
+    "fold_split", "normalise_sex", "number_or_none", "polygon_array", "read_table", "require_root", "strip_avi",
+    "tracings_if_present", "unknown_protocol", "wrong_root", "VideoReadError", "read_metaimage",
+    # encoder helpers
+    "load_weights_file",
+    # head helpers
+    "MLPTrunk", "PointHead", "TRUNK_SEARCH_SPACE", "TrunkHead", "mixture_predictive",
+    # metric helpers
+    "INTERVAL_LEVELS", "THRESHOLDS", "Items", "add_metric", "interval_columns", "threshold_column",
+    "weighted_mean", "weighted_moments",
+    # the synthetic stand-in
+    "synthetic_oracle", "ensure_generated", "ORACLE",
+]

@@ -1,0 +1,146 @@
+"""Tabular patient attributes as model inputs, with every statistic fitted on the training split only.
+
+Numeric columns: missing values imputed with the training mean, standardised with the training mean and
+standard deviation, plus one 0/1 column marking that the value was missing. ``Sex`` has a fixed one-hot
+encoding (F, M, unknown) so its width never depends on the data; other categorical columns one-hot encode
+the training categories plus an explicit ``unknown``. Columns derived from the label are refused.
+
+``BMI`` and ``BSA`` are derived from ``Weight`` (kg) and ``Height`` (cm) wherever a dataset has both.
+Clinicians read cardiac size against body size, and a small network learns a ratio such as weight for
+height poorly from the two standardised inputs: given as columns, they are one linear unit away.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from benchmark.contracts import Item
+from benchmark.errors import ConfigError
+from registry.errors import did_you_mean
+
+LABEL_DERIVED = frozenset({"ef", "esv", "edv", "lvef", "lvedv", "lvesv"})
+SEX_CATEGORIES = ("F", "M", "unknown")
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A numeric attribute computed from other numeric ones; missing when any input is missing or not
+    positive (a body size of 0 is a placeholder, not a measurement)."""
+
+    inputs: tuple[str, ...]
+    formula: Callable[..., float]
+
+    def value(self, tabular: Mapping[str, Any]) -> float | None:
+        values = [tabular.get(name) for name in self.inputs]
+        if any(v is None or not v > 0 for v in values):  # `not v > 0` is also true for NaN
+            return None
+        return self.formula(*values)
+
+
+DERIVED = {
+    "BMI": Derived(("Weight", "Height"), lambda kg, cm: kg / (cm / 100) ** 2),  # kg/m^2
+    "BSA": Derived(("Weight", "Height"), lambda kg, cm: math.sqrt(kg * cm / 3600)),  # m^2, Mosteller
+}
+
+
+def with_derived(kinds: Mapping[str, str]) -> dict[str, str]:
+    """The dataset's column kinds plus every derived attribute whose inputs it has."""
+    derived = {name: "numeric" for name, rule in DERIVED.items()
+               if name not in kinds and all(kinds.get(i) == "numeric" for i in rule.inputs)}
+    return {**kinds, **derived}
+
+
+def check_columns(columns: Sequence[str], available: Mapping[str, str], dataset: str) -> None:
+    """Refuses label-derived columns (EF is computed from ESV/EDV: leakage) and unknown ones."""
+    for column in columns:
+        if column.lower() in LABEL_DERIVED:
+            raise ConfigError(f"dataset.tabular: {column!r} is derived from the EF label (EF = (EDV - ESV) / EDV) "
+                              "and would leak it into the model; remove it")
+        if column not in available:
+            raise ConfigError(f"dataset.tabular: {dataset} has no tabular column {column!r};"
+                              f"{did_you_mean(column, list(available))} available: {', '.join(available) or 'none'}")
+
+
+@dataclass
+class TabularTransform:
+    """Fitted with ``fit(train_items)``; ``transform(items)`` gives a float32 (N, width) matrix."""
+
+    columns: Sequence[str]
+    kinds: Mapping[str, str]
+    means: dict[str, float] = field(default_factory=dict)
+    stds: dict[str, float] = field(default_factory=dict)
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fitted: bool = False
+
+    def fit(self, train_items: Sequence[Item]) -> "TabularTransform":
+        if not train_items:
+            raise ConfigError("the tabular transform needs training items to fit on; the train role is empty")
+        for column in self.columns:
+            values = [_value(item, column) for item in train_items]
+            if self.kinds[column] == "numeric":
+                present = np.array([v for v in values if v is not None and not np.isnan(v)], dtype=float)
+                mean = float(present.mean()) if present.size else 0.0
+                std = float(present.std()) if present.size > 1 else 0.0
+                self.means[column], self.stds[column] = mean, std if std > 0 else 1.0
+            elif column == "Sex":
+                self.categories[column] = SEX_CATEGORIES
+            else:
+                seen = sorted({str(v) for v in values if v is not None} - {UNKNOWN})
+                self.categories[column] = (*seen, UNKNOWN)
+        self.fitted = True
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = []
+        for column in self.columns:
+            if self.kinds[column] == "numeric":
+                names += [column, f"{column}_missing"]
+            else:
+                names += [f"{column}={category}" for category in self.categories[column]]
+        return names
+
+    @property
+    def width(self) -> int:
+        return len(self.feature_names)
+
+    def transform(self, items: Sequence[Item]) -> np.ndarray:
+        if not self.fitted:
+            raise RuntimeError("TabularTransform.transform before fit: fit it on the training items first")
+        out = np.zeros((len(items), self.width), dtype=np.float32)
+        for row, item in enumerate(items):
+            out[row] = self._row(item)
+        return out
+
+    def _row(self, item: Item) -> list[float]:
+        row: list[float] = []
+        for column in self.columns:
+            value = _value(item, column)
+            if self.kinds[column] == "numeric":
+                missing = value is None or np.isnan(value)
+                filled = self.means[column] if missing else float(value)
+                row += [(filled - self.means[column]) / self.stds[column], float(missing)]
+            else:
+                categories = self.categories[column]
+                category = str(value) if value is not None and str(value) in categories else UNKNOWN
+                row += [float(category == c) for c in categories]
+        return row
+
+
+def _value(item: Item, column: str) -> Any:
+    if column in DERIVED and column not in item.tabular:
+        return DERIVED[column].value(item.tabular)
+    return item.tabular.get(column)
+
+
+def fit_tabular(columns: Sequence[str], kinds: Mapping[str, str], train_items: Sequence[Item],
+                dataset: str = "the dataset") -> TabularTransform:
+    """Checks ``columns`` against the dataset's ``kinds`` (plus the derived attributes its columns allow)
+    and fits the transform on ``train_items``."""
+    kinds = with_derived(kinds)
+    check_columns(columns, kinds, dataset)
+    return TabularTransform(columns=list(columns), kinds=kinds).fit(train_items)

@@ -1,0 +1,169 @@
+"""The encoder stage of a run: build the encoder, load its weights, train it once per (split, seed)
+(stage 1), freeze it and turn every split role into cached features plus the tabular matrix."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+from typing import Callable
+
+import numpy as np
+import torch
+
+from benchmark.components import accepted, check_parameters
+from benchmark.config import Experiment
+from benchmark.contracts import ROLES, Item, Split
+from benchmark.data.clips import ClipDataset, EvaluationClips, make_loader, normalisation_for
+from benchmark.data.prepare import PreparedData
+from benchmark.data.tabular import fit_tabular
+from benchmark.data.tracings import TracedFrames
+from benchmark.device import seed_everything
+from benchmark.encoding.cache import FeatureCache, FeatureKey
+from benchmark.encoding.feature_set import FeatureSet
+from benchmark.encoding.stage1 import freeze, pretrain_encoder
+from benchmark.errors import ConfigError
+from benchmark.identity import stable_hash, weights_hash
+from benchmark.store import RunDir, atomic_write_bytes
+from registry import Registry
+
+
+def build_encoder(experiment: Experiment, registry: Registry, say: Callable[[str], None]):
+    config = experiment.encoder
+    factory = registry.describe("encoder", config.name).factory
+    params = {**accepted(factory, {"size": experiment.clips.size, "frames": experiment.clips.frames}),
+              **config.params}
+    check_parameters(factory, params, f"encoder {config.name!r} ([encoder] params)")
+    encoder = factory(**params)
+    if config.weights:
+        report = encoder.load_weights(experiment.base_dir / config.weights if not config.weights.startswith("/")
+                                      else config.weights, strict=config.strict_weights)
+        say(str(report))
+    return encoder
+
+
+class EncoderStage:
+    """The encoder of one (split, seed) after stage 1, frozen, with the cached features of every role.
+
+    ``features`` is what every head of the (split, seed) is compared on. ``featurize`` turns any encoder
+    of the same architecture into features (a fine-tuned one gets cache entries of its own: the key holds
+    a hash of the weights), and ``trainable_copy`` / ``training_loader`` serve end-to-end fine-tuning.
+    """
+
+    def __init__(self, experiment: Experiment, registry: Registry, data: PreparedData, split: Split, seed: int,
+                 run: RunDir, device: torch.device, say: Callable[[str], None], quiet: bool = False):
+        self.experiment, self.data, self.split, self.seed = experiment, data, split, seed
+        self.run, self.device, self.say, self.quiet = run, device, say, quiet
+        seed_everything(seed, device)
+        self.encoder = build_encoder(experiment, registry, say)
+        self.items = {role: data.role_items(split, role) for role in ROLES}
+        self.normalisation = normalisation_for(experiment.clips, self.encoder.input_spec, self.items["train"])
+        self._stage_one()
+        self.tabular = _tabular(experiment, data, self.items)
+        self.features = self.featurize(self.encoder.to(device))
+
+    def featurize(self, encoder, roles: tuple[str, ...] = ROLES) -> dict[str, FeatureSet]:
+        """Train/val/test features of ``encoder`` (frozen), computed once and cached. An encoder that
+        declares other input constants than the stage's (an imported one) gets clips normalised its way."""
+        experiment, clips = self.experiment, self.experiment.clips
+        normalisation = (self.normalisation if encoder.input_spec == self.encoder.input_spec
+                         else normalisation_for(clips, encoder.input_spec, self.items["train"]))
+        encoder_key = {"name": experiment.encoder.name, "params": experiment.encoder.params,
+                       "weights": experiment.encoder.weights,
+                       "pretrain": dataclasses.asdict(experiment.encoder.pretrain), "seed": self.seed}
+        clip_key = {**dataclasses.asdict(clips), "normalisation": dataclasses.asdict(normalisation)}
+        cache = FeatureCache(self.run.cache)
+        features = {}
+        for role in roles:
+            role_items = self.items[role]
+
+            def loader(view: int, role_items: list[Item] = role_items, role: str = role):
+                spec = encoder.input_spec
+                dataset = (EvaluationClips(role_items, clips, spec, normalisation) if role == "test"
+                           else ClipDataset(role_items, clips, spec, normalisation, train=False))
+                return make_loader(dataset, experiment.encoder.batch_size, experiment.train.num_workers)
+
+            key = FeatureKey(dataset=self.data.fingerprint, split=f"{self.data.split_hash}/{self.split.name}",
+                             role=role, encoder=encoder_key, clips=clip_key)
+            cached = cache.features(key, loader, encoder, self.device, progress=not self.quiet)
+            self.say(f"features {self.split.name}/seed {self.seed}/{role}: {len(cached.features)} clips "
+                     f"({cached.status})")
+            features[role] = FeatureSet(
+                ids=[item.id for item in role_items], features=cached.features,
+                ef=np.array([item.ef for item in role_items]), tabular=self.tabular[role],
+                clip_item=cached.item_index)
+        return features
+
+    def _stage_one(self) -> None:
+        """Train the encoder once per (split, seed); its weights are stored, so a rerun reloads them."""
+        config, encoder = self.experiment.encoder.pretrain, self.encoder
+        if config.objective == "none" or config.epochs == 0:
+            freeze(encoder)
+            return
+        where = f"stage 1 {self.split.name}/seed {self.seed}"
+        # Named by everything that shapes the trained weights, so that a changed setting trains anew.
+        shaped_by = {"initial": weights_hash(encoder), "pretrain": dataclasses.asdict(config),
+                     "clips": dataclasses.asdict(self.experiment.clips), "dataset": self.data.fingerprint,
+                     "split": self.data.split_hash}
+        stored = self.run.root / "encoders" / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"
+        if stored.is_file():
+            encoder.load_state_dict(torch.load(stored, map_location="cpu", weights_only=True))
+            freeze(encoder)
+            self.say(f"{where}: reused {stored.name}")
+            return
+        loader = (self.traced_loader(config.batch_size, self.seed) if config.objective == "tracings"
+                  else self.training_loader(config.batch_size, self.seed))
+        history = pretrain_encoder(encoder, loader, config, self.device, self.seed, progress=not self.quiet)
+        self.say(f"{where} ({config.objective}): loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f} "
+                 f"over {config.epochs} epochs")
+        buffer = io.BytesIO()
+        torch.save({key: value.cpu() for key, value in encoder.state_dict().items()}, buffer)
+        atomic_write_bytes(stored, buffer.getvalue())
+
+    def trainable_copy(self):
+        """A copy of the stage-1 encoder to fine-tune; the shared one stays frozen for the other models."""
+        encoder = copy.deepcopy(self.encoder)
+        encoder.requires_grad_(True)
+        return encoder
+
+    def training_loader(self, batch_size: int, seed: int) -> "EpochLoader":
+        """Random (augmented) training clips, new ones every epoch, as ``(clip, target, item index, _)``."""
+        dataset = ClipDataset(self.items["train"], self.experiment.clips, self.encoder.input_spec,
+                              self.normalisation, train=self.experiment.clips.augment, seed=seed)
+        loader = make_loader(dataset, batch_size, self.experiment.train.num_workers, shuffle=True, seed=seed)
+        return EpochLoader(loader, dataset)
+
+    def traced_loader(self, batch_size: int, seed: int) -> "EpochLoader":
+        """The traced frames of the training videos with their LV masks (augmented like training clips)."""
+        items = self.items["train"]
+        dataset = TracedFrames(items, self.experiment.clips, self.encoder.input_spec, self.normalisation,
+                               train=self.experiment.clips.augment, seed=seed)
+        if not len(dataset):
+            raise ConfigError(f"encoder.pretrain.objective = \"tracings\" needs LV tracings, but none of the "
+                              f"{len(items)} training items of dataset {self.experiment.dataset.name!r} has one. "
+                              "Use another objective (l1, rnc) for this dataset.")
+        untraced = sum(not item.tracings for item in items)
+        self.say(f"stage 1 tracings: {len(dataset)} traced frames of {len(items) - untraced} training videos"
+                 + (f" ({untraced} videos without a tracing take no part)" if untraced else ""))
+        loader = make_loader(dataset, batch_size, self.experiment.train.num_workers, shuffle=True, seed=seed)
+        return EpochLoader(loader, dataset)
+
+
+class EpochLoader:
+    """Re-iterable loader that draws new random clips every epoch (its dataset reseeds per epoch)."""
+
+    def __init__(self, loader, dataset):
+        self.loader, self.dataset, self.epoch = loader, dataset, 0
+
+    def __iter__(self):
+        self.dataset.set_epoch(self.epoch)
+        self.epoch += 1
+        return iter(self.loader)
+
+
+def _tabular(experiment: Experiment, data: PreparedData, items: dict[str, list[Item]]) -> dict[str, np.ndarray | None]:
+    kinds = data.index.tabular_columns
+    columns = experiment.dataset.tabular if experiment.dataset.tabular is not None else list(kinds)
+    if not columns:
+        return {role: None for role in ROLES}
+    transform = fit_tabular(columns, kinds, items["train"], experiment.dataset.name)
+    return {role: transform.transform(role_items) for role, role_items in items.items()}

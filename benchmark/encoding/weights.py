@@ -1,0 +1,116 @@
+"""Reading checkpoints users already hold and loading them into a model with a precise report.
+
+Checkpoints in the wild wrap the tensors in different ways: ``{'model': ...}`` (CoReEcho, timm
+training scripts), ``{'state_dict': ...}`` (EchoNet-Dynamic, Lightning), ``{'model_state_dict': ...}``
+(MCSDR ``best.pth``), or a bare state dict; DataParallel adds ``module.`` to every key. All of that
+is undone here, classification heads are dropped on purpose, and whatever else does not match is
+reported key by key instead of being silently skipped (the reference loads with strict=False and
+swallows failures).
+"""
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from benchmark.contracts import LoadReport
+from benchmark.errors import BenchmarkError
+
+WRAPPER_KEYS = ("model_state_dict", "state_dict", "model")
+PARALLEL_PREFIX = "module."
+HEAD_PREFIXES = ("head.", "fc.")
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load`` on CPU, tensors only when the file allows it."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkError(f"weight file {path} does not exist: check encoder.weights in the experiment")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # Training checkpoints may pickle a config object next to the tensors; the weights are still
+        # usable, but only a full unpickle can read them, which runs code from the file.
+        warnings.warn(f"{path} holds Python objects besides tensors; loading it with full unpickling. "
+                      "Only do this with files you trust.", stacklevel=2)
+    except (RuntimeError, EOFError, OSError) as error:
+        raise BenchmarkError(f"cannot read weight file {path}: {error}. Is it a complete PyTorch "
+                             "checkpoint (torch.save)?") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise BenchmarkError(f"cannot read weight file {path}: {error}") from None
+
+
+def extract_state_dict(checkpoint: Any, source: str = "<checkpoint>") -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint, unwrapped from known containers and without ``module.``."""
+    state = checkpoint
+    while isinstance(state, Mapping):
+        wrapper = next((key for key in WRAPPER_KEYS if isinstance(state.get(key), Mapping)), None)
+        if wrapper is None:
+            break
+        state = state[wrapper]
+    if not isinstance(state, Mapping):
+        raise BenchmarkError(f"{source} holds a {type(state).__name__}, not a state dict")
+    not_tensors = sorted(str(key) for key, value in state.items() if not isinstance(value, torch.Tensor))
+    if not_tensors:
+        raise BenchmarkError(f"{source}: no state dict found; top-level keys {', '.join(not_tensors[:8])} are "
+                             f"not tensors and none of {', '.join(WRAPPER_KEYS)} wraps one")
+    return {_strip_parallel_prefix(str(key)): value for key, value in state.items()}
+
+
+def load_state(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    strict: bool = True,
+    drop_prefixes: Iterable[str] = HEAD_PREFIXES,
+) -> LoadReport:
+    """Copy the matching tensors of ``state`` into ``model`` and say exactly what did not match.
+
+    Keys under ``drop_prefixes`` that the model does not have (classification heads) are dropped and
+    listed. A shape mismatch is always an error; missing or unexpected keys are an error when
+    ``strict``, otherwise the matching tensors are loaded and the report returned.
+    """
+    expected = model.state_dict()
+    drop_prefixes = tuple(drop_prefixes)
+    dropped = sorted(k for k in state if k not in expected and k.startswith(drop_prefixes))
+    given = {k: v for k, v in state.items() if k not in dropped}
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in given.items() if k in expected and v.shape != expected[k].shape
+    )
+    matching = {k: v for k, v in given.items() if k in expected and v.shape == expected[k].shape}
+    report = LoadReport(
+        source=source,
+        loaded=len(matching),
+        missing=tuple(sorted(k for k in expected if k not in given)),
+        unexpected=tuple(sorted(k for k in given if k not in expected)),
+        mismatched=tuple(mismatched),
+        dropped=tuple(dropped),
+    )
+    if report.mismatched or (strict and not report.ok):
+        hint = ("shapes differ: the file is for another architecture or configuration" if report.mismatched
+                else "set encoder.strict_weights = false to load the matching tensors anyway")
+        raise BenchmarkError(f"weights do not fit {type(model).__name__} ({hint}).\n{report}")
+    if not report.ok:  # a partial load must never be silent
+        warnings.warn(f"loaded weights partially (strict=False).\n{report}", stacklevel=2)
+    model.load_state_dict(matching, strict=False)
+    return report
+
+
+def load_weights_file(model: nn.Module, path: str | Path, strict: bool = True,
+                      drop_prefixes: Iterable[str] = HEAD_PREFIXES) -> LoadReport:
+    """Read ``path`` in any supported format and load it into ``model`` (see ``load_state``)."""
+    state = extract_state_dict(read_checkpoint(path), source=str(path))
+    return load_state(model, state, source=str(path), strict=strict, drop_prefixes=drop_prefixes)
+
+
+def _strip_parallel_prefix(key: str) -> str:
+    while key.startswith(PARALLEL_PREFIX):
+        key = key[len(PARALLEL_PREFIX):]
+    return key

@@ -1,0 +1,336 @@
+"""Leaderboard, subgroup table and paired tests from per-job results, and the files that hold them.
+
+Input: one ``JobResult`` per (model, seed) job with its per-item frame (``predictions.csv``). Every
+metric with an aggregate in its registry metadata is recomputed from the per-item columns, so the whole
+test set, subgroups and bootstrap replicates all come from the same stored numbers and ``report``
+rebuilds identical tables. Output file contract (run directory):
+
+- ``leaderboard.csv`` / ``.json``: dataset, encoder, fusion, head, n_seeds, then ``<metric>`` and
+  ``<metric>_std`` for each metric (registry names), then model, status, error and
+  ``<metric>_ci_low`` / ``<metric>_ci_high`` (95% patient-bootstrap CI of the mean over seeds).
+- ``leaderboard.md`` / ``.tex``: the same, labelled, mean ± std, best value bold, with a protocol line.
+- ``subgroups.csv``: dataset, encoder, fusion, head, subgroup, group, then ``<metric>``/``<metric>_std``,
+  then model, n_items, n_seeds.
+- ``paired_tests.csv``: each model against the baseline on per-item absolute error and CRPS.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from benchmark.evaluation.scoring import ItemScores
+from benchmark.evaluation.stats import PatientBootstrap, paired_test, seed_summary
+from benchmark.store import atomic_write_text
+
+KEY_COLUMNS = ("dataset", "encoder", "fusion", "head")
+SUBGROUPS = ("sex", "age_bin", "quality", "view", "ambiguous")
+PAIRED_LOSSES = {"abs_error": "absolute error", "crps": "CRPS"}
+SCORE_NOTES = ("crps", "nll", "nll_kde", "pit")
+
+
+@dataclass
+class JobResult:
+    """What one finished (or failed) job contributes to the tables."""
+
+    dataset: str
+    encoder: str
+    fusion: str
+    head: str
+    model: str  # the experiment's model label (unique per experiment)
+    seed: int
+    status: Literal["ok", "failed"] = "ok"
+    error: str = ""
+    items: pd.DataFrame | None = None  # id, patient, item score columns, subgroup columns
+    notes: Mapping[str, str] = field(default_factory=dict)  # ItemScores.notes
+    metrics: Mapping[str, float] = field(default_factory=dict)  # metrics without an aggregate
+
+    def keys(self) -> dict[str, str]:
+        return {key: getattr(self, key) for key in KEY_COLUMNS}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    label: str
+    direction: str  # "min", "max" or "target"
+    aggregate: Any = None  # (items, weights (B, N)) -> (B,), or None: value taken from JobResult.metrics
+    target: float | None = None
+    ranked: bool = True
+
+    def best(self, values: np.ndarray) -> np.ndarray:
+        """Mask of the best finite values (ties all best); none for an unranked metric."""
+        values = np.asarray(values, dtype=float)
+        finite = np.isfinite(values)
+        if not finite.any() or not self.ranked:
+            return np.zeros(len(values), dtype=bool)
+        badness = {"min": values, "max": -values}.get(self.direction)
+        if badness is None:
+            badness = np.abs(values - self.target)
+        return finite & np.isclose(badness, np.nanmin(np.where(finite, badness, np.nan)))
+
+
+def metric_specs(records: Iterable[Any] | None = None) -> list[MetricSpec]:
+    """Metric specs from registry records (default: every registered metric), in column order."""
+    if records is None:
+        import registry
+
+        records = registry.default().records("metric")
+    records = sorted(records, key=lambda record: (record.metadata.get("order", 1000), record.name))
+    return [MetricSpec(record.name, record.metadata.get("label", record.name),
+                       record.metadata.get("direction", "min"), record.metadata.get("aggregate"),
+                       record.metadata.get("target"), record.metadata.get("ranked", True))
+            for record in records]
+
+
+# --------------------------------------------------------------------------- per-item frames
+def item_frame(ids: Sequence[str], patients: Sequence[str], scores: ItemScores,
+               subgroups: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
+    """The per-item frame of one job: id, patient, score columns, then subgroup columns."""
+    frame = pd.DataFrame({"id": list(ids), "patient": list(patients), **scores.columns})
+    for name, values in (subgroups or {}).items():
+        frame[name] = list(values)
+    return frame
+
+
+def write_predictions(path: str | Path, items: pd.DataFrame) -> Path:
+    """``predictions.csv``: the CardioBench columns ``FileName,EF_pred[,view]`` first, then the rest."""
+    frame = items.rename(columns={"id": "FileName"})
+    leading = [column for column in ("FileName", "EF_pred", "view") if column in frame.columns]
+    frame = frame[leading + [column for column in frame.columns if column not in leading]]
+    return atomic_write_text(path, frame.to_csv(index=False))
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype={"FileName": str, "patient": str})
+    return frame.rename(columns={"FileName": "id"})
+
+
+def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {name: frame[name].to_numpy(dtype=float) for name in frame.columns
+            if pd.api.types.is_numeric_dtype(frame[name])}
+
+
+def _value(spec: MetricSpec, columns: Mapping[str, np.ndarray]) -> float:
+    """An aggregate metric on a set of item columns (NaN for an empty set)."""
+    size = len(columns["EF"]) if "EF" in columns else 0
+    return float(spec.aggregate(columns, np.ones((1, size)))[0]) if size else float("nan")
+
+
+# --------------------------------------------------------------------------- tables
+def _metric_columns(specs: Sequence[MetricSpec], suffixes: Sequence[str] = ("", "_std")) -> list[str]:
+    return [f"{spec.name}{suffix}" for spec in specs for suffix in suffixes]
+
+
+def _by_model(results: Sequence[JobResult]) -> dict[str, list[JobResult]]:
+    groups: dict[str, list[JobResult]] = {}
+    for result in results:
+        groups.setdefault(result.model, []).append(result)
+    return {model: sorted(group, key=lambda r: r.seed) for model, group in groups.items()}
+
+
+def build_leaderboard(results: Sequence[JobResult], specs: Sequence[MetricSpec], n_boot: int = 1000,
+                      seed: int = 0) -> pd.DataFrame:
+    """One row per model: contract columns, then model, status, error and CI columns."""
+    rows = []
+    for model, group in _by_model(results).items():
+        ok = [result for result in group if result.status == "ok"]
+        failed = [result for result in group if result.status != "ok"]
+        row: dict[str, Any] = {**group[0].keys(), "n_seeds": len(ok)}
+        extra: dict[str, Any] = {"model": model,
+                                 "status": "failed" if not ok else "partial" if failed else "ok",
+                                 "error": "; ".join(f"seed {r.seed}: {r.error}" for r in failed)}
+        with_items = [r for r in ok if r.items is not None]
+        columns = [_columns(r.items) for r in with_items]
+        bootstrap = PatientBootstrap([r.items["patient"] for r in with_items], n_boot=n_boot, seed=seed)
+        for spec in specs:
+            if spec.aggregate is None:  # only the runner's whole-set values exist
+                values, interval = [r.metrics.get(spec.name, np.nan) for r in ok], (np.nan, np.nan)
+            else:
+                values, interval = [_value(spec, c) for c in columns], bootstrap.interval(columns, spec.aggregate)
+            row[spec.name], row[f"{spec.name}_std"] = seed_summary(values)
+            extra[f"{spec.name}_ci_low"], extra[f"{spec.name}_ci_high"] = interval
+        rows.append({**row, **extra})
+    columns = [*KEY_COLUMNS, "n_seeds", *_metric_columns(specs), "model", "status", "error",
+               *_metric_columns(specs, ("_ci_low", "_ci_high"))]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def build_subgroups(results: Sequence[JobResult], specs: Sequence[MetricSpec],
+                    subgroups: Sequence[str] = SUBGROUPS) -> pd.DataFrame:
+    """Metrics per subgroup value: one row per model x subgroup x group (mean and std over seeds)."""
+    specs = [spec for spec in specs if spec.aggregate is not None]
+    rows = []
+    for model, group in _by_model(results).items():
+        ok = [result for result in group if result.status == "ok" and result.items is not None]
+        if not ok:
+            continue
+        columns = [_columns(r.items) for r in ok]
+        for subgroup in [name for name in subgroups if name in ok[0].items.columns]:
+            labels = [r.items[subgroup].astype(str).where(r.items[subgroup].notna()).to_numpy() for r in ok]
+            for value in sorted({label for run in labels for label in run if label is not None}):
+                masks = [run == value for run in labels]
+                subsets = [{name: values[mask] for name, values in c.items()} for c, mask in zip(columns, masks)]
+                row: dict[str, Any] = {**ok[0].keys(), "subgroup": subgroup, "group": value}
+                for spec in specs:
+                    row[spec.name], row[f"{spec.name}_std"] = seed_summary([_value(spec, c) for c in subsets])
+                rows.append({**row, "model": model, "n_items": int(masks[0].sum()), "n_seeds": len(ok)})
+    columns = [*KEY_COLUMNS, "subgroup", "group", *_metric_columns(specs), "model", "n_items", "n_seeds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def build_paired_tests(results: Sequence[JobResult], baseline: str, n_boot: int = 2000,
+                       seed: int = 0) -> pd.DataFrame:
+    """Each model against ``baseline`` on per-item losses averaged over seeds, matched by item id."""
+    groups = _by_model(results)
+    columns = [*KEY_COLUMNS, "model", "baseline", "loss", "n_items", "n_patients", "mean_diff",
+               "ci_low", "ci_high", "wilcoxon_p", "bootstrap_p"]
+    losses = {model: _mean_losses(group) for model, group in groups.items()}
+    if losses.get(baseline) is None:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for model, table in losses.items():
+        if model == baseline or table is None:
+            continue
+        paired = table.merge(losses[baseline], left_index=True, right_index=True, suffixes=("_model", "_base"))
+        for loss in PAIRED_LOSSES:
+            test = paired_test(paired[f"{loss}_model"].to_numpy(), paired[f"{loss}_base"].to_numpy(),
+                               paired["patient_model"].to_numpy(), n_boot=n_boot, seed=seed)
+            rows.append({**groups[model][0].keys(), "model": model, "baseline": baseline, "loss": loss,
+                         **vars(test)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _mean_losses(group: Sequence[JobResult]) -> pd.DataFrame | None:
+    frames = [r.items[["id", "patient", *PAIRED_LOSSES]] for r in group
+              if r.status == "ok" and r.items is not None]
+    if not frames:
+        return None
+    stacked = pd.concat(frames).astype({"id": str, "patient": str})
+    return stacked.groupby("id").agg({"patient": "first", **{loss: "mean" for loss in PAIRED_LOSSES}})
+
+
+# --------------------------------------------------------------------------- rendering
+def _format(mean: float, std: float) -> str:
+    """'mean ± std' with the std at the mean's precision: 3 decimals below 1, else 2."""
+    digits = 3 if abs(mean) < 1 else 2
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if np.isfinite(std) else "")
+
+
+def _cells(board: pd.DataFrame, specs: Sequence[MetricSpec], bold: tuple[str, str]) -> list[list[str]]:
+    """Display rows: keys, model, n_seeds, then 'mean ± std' per metric, best bold, 'failed' for failures."""
+    ok = (board["status"] != "failed").to_numpy()
+    best = {spec.name: spec.best(np.where(ok, board[spec.name].to_numpy(dtype=float), np.nan)) for spec in specs}
+    rows = []
+    for index, row in enumerate(board.to_dict("records")):
+        cells = [*(str(row[key]) for key in KEY_COLUMNS), str(row["model"]), str(row["n_seeds"])]
+        for spec in specs:
+            mean, std = row[spec.name], row[f"{spec.name}_std"]
+            if not ok[index]:
+                cells.append("failed")
+                continue
+            if not np.isfinite(mean):
+                cells.append("n/a")
+                continue
+            text = _format(mean, std)
+            cells.append(f"{bold[0]}{text}{bold[1]}" if best[spec.name][index] else text)
+        rows.append(cells)
+    return rows
+
+
+def _protocol_text(protocol: Mapping[str, Any]) -> str:
+    def show(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, (list, tuple)):
+            return ", ".join(map(str, value))
+        return str(value)
+
+    return "; ".join(f"{key.replace('_', ' ')}: {show(value)}" for key, value in protocol.items())
+
+
+def _protocol_lines(protocol: Mapping[str, Any]) -> list[str]:
+    lines = [f"**Protocol**: {_protocol_text(protocol)}"]
+    if protocol.get("synthetic"):
+        lines.append("> **Synthetic data.** These numbers come from the generated stand-in dataset, "
+                     "not from patients, and say nothing about clinical performance.")
+    return lines
+
+
+def render_markdown(board: pd.DataFrame, specs: Sequence[MetricSpec], protocol: Mapping[str, Any],
+                    paired: pd.DataFrame | None = None,
+                    notes: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    from tabulate import tabulate
+
+    headers = [*KEY_COLUMNS, "model", "seeds", *(spec.label for spec in specs)]
+    parts = ["# Leaderboard", "", *_protocol_lines(protocol), "",
+             tabulate(_cells(board, specs, ("**", "**")), headers=headers, tablefmt="github"), "",
+             "Mean ± std over seeds; best value in bold (PICP: closest to its nominal level); "
+             "95% patient-bootstrap CIs are in leaderboard.csv."]
+    failed = board[board["status"] != "ok"]
+    if len(failed):
+        parts += ["", "## Failed jobs", ""] + [f"- {row.model}: {row.error}" for row in failed.itertuples()]
+    if notes:
+        labels = {spec.name: spec.label for spec in specs} | {"pit": "PIT"}
+        parts += ["", "## How scores were computed", ""]
+        parts += [f"- {model}: " + "; ".join(f"{labels.get(key, key)} {text}" for key, text in sorted(by.items()))
+                  for model, by in notes.items()]
+    if paired is not None and len(paired):
+        table = [[row.model, row.baseline, PAIRED_LOSSES[row.loss], row.n_patients, f"{row.mean_diff:+.3f}",
+                  f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]", f"{row.wilcoxon_p:.3g}", f"{row.bootstrap_p:.3g}"]
+                 for row in paired.itertuples()]
+        parts += ["", "## Paired tests against the baseline", "",
+                  tabulate(table, headers=["model", "baseline", "loss", "patients", "mean diff", "95% CI",
+                                           "Wilcoxon p", "bootstrap p"], tablefmt="github"), "",
+                  "Mean diff = model - baseline per item (negative: model better); Wilcoxon signed-rank on "
+                  "per-patient means; bootstrap resamples patients."]
+    return "\n".join(parts) + "\n"
+
+
+def render_latex(board: pd.DataFrame, specs: Sequence[MetricSpec], protocol: Mapping[str, Any]) -> str:
+    from tabulate import tabulate
+
+    headers = [_latex_escape(h) for h in (*KEY_COLUMNS, "model", "seeds", *(spec.label for spec in specs))]
+    rows = [[_latex_escape(cell).replace("±", r"$\pm$").replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}")
+             for cell in row] for row in _cells(board, specs, ("BOLDOPEN", "BOLDCLOSE"))]
+    caption = _latex_escape(_protocol_text(protocol))
+    return f"% {caption}\n" + tabulate(rows, headers=headers, tablefmt="latex_raw") + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for special in ("\\", "&", "%", "$", "#", "_", "{", "}"):
+        text = text.replace(special, "\\" + special)
+    return text
+
+
+# --------------------------------------------------------------------------- files
+def _frame_json(frame: pd.DataFrame) -> str:
+    return json.dumps(json.loads(frame.to_json(orient="records")), indent=2) + "\n"
+
+
+def write_tables(run_dir: str | Path, results: Sequence[JobResult], protocol: Mapping[str, Any],
+                 baseline: str = "", specs: Sequence[MetricSpec] | None = None, n_boot: int = 1000,
+                 seed: int = 0, subgroups: Sequence[str] = SUBGROUPS) -> dict[str, Path]:
+    """Write leaderboard.{md,csv,json,tex}, subgroups.csv and (with a baseline) paired_tests.csv."""
+    run_dir = Path(run_dir)
+    specs = metric_specs() if specs is None else list(specs)
+    board = build_leaderboard(results, specs, n_boot=n_boot, seed=seed)
+    paired = build_paired_tests(results, baseline, n_boot=max(n_boot, 1), seed=seed) if baseline else None
+    notes = {model: {key: text for key, text in group[0].notes.items() if key in SCORE_NOTES}
+             for model, group in _by_model([r for r in results if r.status == "ok"]).items()}
+    written = {
+        "leaderboard.md": atomic_write_text(run_dir / "leaderboard.md",
+                                            render_markdown(board, specs, protocol, paired, notes)),
+        "leaderboard.csv": atomic_write_text(run_dir / "leaderboard.csv", board.to_csv(index=False)),
+        "leaderboard.json": atomic_write_text(run_dir / "leaderboard.json", _frame_json(board)),
+        "leaderboard.tex": atomic_write_text(run_dir / "leaderboard.tex", render_latex(board, specs, protocol)),
+        "subgroups.csv": atomic_write_text(run_dir / "subgroups.csv",
+                                           build_subgroups(results, specs, subgroups).to_csv(index=False)),
+    }
+    if paired is not None:
+        written["paired_tests.csv"] = atomic_write_text(run_dir / "paired_tests.csv", paired.to_csv(index=False))
+    return written

@@ -1,0 +1,113 @@
+"""Tables and plots of a run, rebuilt from what its jobs stored (``report`` and the end of ``run``).
+
+Nothing here trains or predicts: the leaderboard comes from each job's ``predictions.csv`` and
+``result.json``, so ``report`` gives the same tables as the run that made them. Externally scored
+models (``score``) live under ``external/`` and join the tables like any job.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import StoreError
+from benchmark.evaluation.leaderboard import JobResult, metric_specs, read_predictions, write_tables
+from benchmark.store import RunDir, read_json
+from registry import Registry, load_registry
+
+
+def load_results(run: RunDir) -> list[JobResult]:
+    """One JobResult per (model, seed): the test predictions of all its splits pooled (cv10 tests every
+    item once across the ten folds)."""
+    if not run.manifest.is_file():
+        raise StoreError(f"{run.root} has no manifest.json: it is not a run directory (or the run never started)")
+    manifest = read_json(run.manifest)
+    records = [read_json(run.result(job)) for job in manifest["jobs"] if run.is_done(job)]
+    records += [read_json(path) for path in sorted((run.root / "external").glob("*/result.json"))]
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["model"], record["seed"]), []).append(record)
+    results = []
+    for (model, seed), group in groups.items():
+        failed = [record for record in group if record["status"] != "ok"]
+        first = group[0]
+        keys = dict(dataset=first["dataset"], encoder=first["encoder"], fusion=first["fusion"], head=first["head"],
+                    model=model, seed=seed)
+        if failed:
+            errors = "; ".join(f"{record['split']}: {record['error']}" for record in failed)
+            results.append(JobResult(**keys, status="failed", error=errors))
+            continue
+        frames = [read_predictions(_directory(run, record) / "predictions.csv") for record in group]
+        results.append(JobResult(**keys, items=pd.concat(frames, ignore_index=True), notes=first.get("notes", {})))
+    return results
+
+
+def write_report(run: RunDir, registry: Registry | None = None, say: Callable[[str], None] = print) -> pd.DataFrame:
+    """Write every table and plot; returns the leaderboard. Without ``registry`` the experiment's
+    plugins are loaded again, so their metrics are in the tables too."""
+    results = load_results(run)
+    manifest = read_json(run.manifest)
+    config = manifest["config"]
+    if registry is None:
+        registry = load_registry(config["plugins"], base_dir=Path(manifest["source"]).parent, strict_extra=False)
+    write_tables(run.root, results, manifest["protocol"], baseline=config.get("baseline", ""),
+                 specs=metric_specs(registry.records("metric")), n_boot=config["evaluate"]["bootstrap"],
+                 seed=config["seeds"][0])
+    _plots(run, results, manifest)
+    say(f"leaderboard: {run.root / 'leaderboard.md'}")
+    return pd.read_csv(run.root / "leaderboard.csv")
+
+
+def _directory(run: RunDir, record: dict[str, Any]) -> Path:
+    return run.root / "external" / record["job"] if record.get("external") else run.job(record["job"])
+
+
+def _plots(run: RunDir, results: list[JobResult], manifest: dict[str, Any]) -> list[Path]:
+    from benchmark.evaluation.plots import PosteriorExamples, Trajectories, write_all
+    from benchmark.synth.oracle import lookup, stack
+
+    examples, trajectories = {}, {}
+    oracle = _oracle_components(manifest.get("oracle", ""))
+    for job in manifest["jobs"]:
+        directory = run.job(job)
+        if not run.is_done(job) or not (directory / "samples.npz").is_file():
+            continue
+        record = read_json(run.result(job))
+        if record["status"] != "ok" or record["model"] in examples:
+            continue
+        stored = np.load(directory / "samples.npz")
+        frame = read_predictions(directory / "predictions.csv")
+        chosen = _example_rows(frame)
+        ids = [str(i) for i in stored["ids"][chosen]]
+        posterior = {}
+        found = [lookup(oracle, i) for i in ids]
+        if ids and all(components is not None for components in found):
+            mixture = stack(found)
+            posterior = dict(oracle_weights=mixture.weights, oracle_means=mixture.means, oracle_stds=mixture.stds)
+        examples[record["model"]] = PosteriorExamples(ids=ids, y=frame["EF"].to_numpy(float)[chosen],
+                                                      samples=stored["samples"][chosen], **posterior)
+        if (directory / "trajectories.npz").is_file():
+            paths = np.load(directory / "trajectories.npz")
+            trajectories[record["model"]] = Trajectories(labels=list(paths["labels"]), ids=list(paths["ids"]),
+                                                         y=paths["y"], paths=list(paths["paths"]))
+    return write_all(run.plots, results, examples, trajectories)
+
+
+def _example_rows(frame: pd.DataFrame, count: int = 4) -> np.ndarray:
+    """A few test items for the posterior plot, ambiguous ones first where the data marks them."""
+    rows = np.arange(len(frame))
+    if "ambiguous" in frame:
+        flagged = frame["ambiguous"].astype(str).to_numpy() == "yes"
+        rows = np.concatenate([rows[flagged][: count // 2], rows[~flagged]])
+    return rows[:count]
+
+
+def _oracle_components(path: str) -> dict[str, list[tuple[float, float, float]]]:
+    """Per item id: the vision+tabular oracle posterior components, when the data has a sidecar."""
+    if not path or not Path(path).is_file():
+        return {}
+    from benchmark.synth.oracle import read
+
+    return read(Path(path), "vision_tabular")[0]

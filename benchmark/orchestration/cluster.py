@@ -1,0 +1,370 @@
+"""Many workers, one benchmark: tuning trials, job claims and results shared through an Optuna storage.
+
+Every worker is an ordinary ``run`` of the same experiment with the same ``--storage``. Nothing here
+schedules: the storage does, through Optuna's own mechanisms.
+
+* Tuning: the workers run trials of one study per model. The budget ``tune.trials`` is the trial numbers
+  ``0 .. trials-1`` that the storage hands out one by one; a trial numbered past it (a worker asked in the
+  same instant as another one took the last slot) is pruned unrun, and ``MaxTrialsCallback`` stops each
+  worker once the budget is handed out. Everyone then waits until the study is settled, so every worker
+  trains its jobs with the same best parameters.
+* Jobs: one study ``<experiment>/jobs/<plan>`` holds one trial per job (user attr ``job``), enqueued
+  WAITING. ``study.optimize`` takes a WAITING trial atomically (``ask``), so a job is claimed by one
+  worker; the claim records ``worker`` = host:pid; the finished trial holds the result record and the
+  job's files. Two enqueues of one job (workers starting together) are harmless: of two live claims the
+  lower trial number runs, the other is pruned as a duplicate, and a job done is never run again.
+* Dead workers: RDB storages (sqlite, PostgreSQL, MySQL) record a heartbeat of each running trial. A
+  trial silent for a grace period goes FAIL when any worker next looks, and
+  ``RetryHeartbeatStaleTrialCallback`` enqueues a copy, which another worker takes. A journal file has no
+  heartbeats: a killed worker's trial stays RUNNING (``status`` shows whose) and the others wait for it.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from benchmark.config import ModelConfig
+from benchmark.errors import StoreError
+from benchmark.orchestration.storage import MAX_RETRY, optuna_module, study_name, worker_name
+from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
+
+JOB = "job"                  # user attr: the job id a jobs-study trial stands for
+WORKER = "worker"            # user attr: host:pid of the worker that claimed the trial
+RESULT = "result"            # user attr: the job's result.json record
+FILE = "file:"               # user attr prefix: a job file, zlib-compressed, base64, in numbered chunks
+CHUNK = 60_000               # characters per file attr: MySQL's TEXT column holds 64 KiB
+SKIPPED = "skipped"          # user attr: why a claim was pruned unrun (duplicate, empty, over budget)
+ERROR = "error"              # user attr: the exception that failed a trial (a dead worker's trial has none)
+MANIFEST = "manifest"        # study user attr of the jobs study: the run's manifest.json
+STORED_FILES = ("predictions.csv", "samples.npz", "trajectories.npz", "traceback.txt")
+POLL_S = 1.0
+
+
+def _beat_now(trial) -> None:
+    """Record a claimed trial's first heartbeat before any work. Optuna's heartbeat thread records its
+    first beat concurrently, and a RUNNING trial that never beat is never found stale: a worker killed
+    before that beat would hold its claim forever. (Optuna keys heartbeats by its internal trial id.)"""
+    storage = trial.study._storage
+    if hasattr(storage, "record_heartbeat") and storage.get_heartbeat_interval():
+        storage.record_heartbeat(trial._trial_id)
+
+
+def _pruned(trial, reason: str):
+    import optuna
+
+    trial.set_user_attr(SKIPPED, reason)
+    return optuna.TrialPruned(reason)
+
+
+def _marking_errors(objective: Callable) -> Callable:
+    """``objective`` that records on its trial the exception that fails it, so that a FAIL trial without
+    one is known to be a dead worker's."""
+    import optuna
+
+    def marked(trial):
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            trial.set_user_attr(ERROR, f"{type(error).__name__}: {error}")
+            raise
+    return marked
+
+
+def _settled(trials: list) -> bool:
+    """Nothing waiting or running, and no dead worker's trial still due for its retry: Optuna fails a
+    stale trial first and enqueues its copy just after, and a worker looking in between must not stop."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+    from optuna.trial import TrialState
+
+    if any(trial.state in (TrialState.WAITING, TrialState.RUNNING) for trial in trials):
+        return False
+    replaced = {number for trial in trials for number in Retry.retry_history(trial)}
+    return not any(trial.state == TrialState.FAIL and ERROR not in trial.user_attrs and trial.number not in replaced
+                   and len(Retry.retry_history(trial)) < MAX_RETRY for trial in trials)
+
+
+# --------------------------------------------------------------------------- tuning
+def counted_trials(trials: Iterable) -> list:
+    """The trials that use the tuning budget: not those pruned unrun, nor a dead worker's trial that a
+    retry replaced (the retry counts in its place)."""
+    Retry = optuna_module().storages.RetryHeartbeatStaleTrialCallback
+
+    trials = list(trials)
+    replaced = {number for trial in trials for number in Retry.retry_history(trial)}
+    return [trial for trial in trials if SKIPPED not in trial.user_attrs and trial.number not in replaced]
+
+
+def optimize_shared(study, objective: Callable, budget: int, startup: int, catch: tuple, timeout: float | None):
+    """Run trials of ``study`` alongside other workers until ``budget`` trials are handed out, then wait
+    until every trial of the study (a dead worker's retried ones included) is finished."""
+    optuna = optuna_module()
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+    from optuna.storages import fail_stale_trials
+    from optuna.trial import TrialState
+
+    # Unseeded: workers seeded alike would all suggest the same start-up parameters.
+    study.sampler = optuna.samplers.TPESampler(n_startup_trials=startup)
+    me = worker_name()
+
+    def within_budget(trial) -> float:
+        _beat_now(trial)
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        if trial.number >= budget and Retry.retried_trial_number(frozen) is None:
+            raise _pruned(trial, "over budget: another worker took the last trial")
+        trial.set_user_attr(WORKER, me)
+        return objective(trial)
+
+    within_budget = _marking_errors(within_budget)
+    if len(study.get_trials(deepcopy=False)) < budget:
+        study.optimize(within_budget, timeout=timeout, catch=catch,
+                       callbacks=[optuna.study.MaxTrialsCallback(budget, states=None)])
+    while True:
+        fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        if any(trial.state == TrialState.WAITING for trial in trials):  # a dead worker's trial, retried
+            study.optimize(within_budget, n_trials=1, catch=catch)
+        elif _settled(trials):
+            return
+        else:
+            time.sleep(POLL_S)
+
+
+# --------------------------------------------------------------------------- jobs
+def jobs_study_name(experiment: str, job_ids: Iterable[str]) -> str:
+    """One jobs study per experiment and plan: workers of another configuration never meet."""
+    plan = hashlib.sha256("\n".join(sorted(job_ids)).encode()).hexdigest()[:8]
+    return f"{experiment}/jobs/{plan}"
+
+
+def encode_files(files: dict[str, bytes]) -> dict[str, str]:
+    """Job files as user attrs ``file:NAME#i``."""
+    attrs = {}
+    for name, data in files.items():
+        text = base64.b64encode(zlib.compress(data)).decode("ascii")
+        attrs.update({f"{FILE}{name}#{index}": text[start:start + CHUNK]
+                      for index, start in enumerate(range(0, max(len(text), 1), CHUNK))})
+    return attrs
+
+
+def decode_files(attrs: dict[str, Any]) -> dict[str, bytes]:
+    chunks: dict[str, list[tuple[int, str]]] = {}
+    for key, text in attrs.items():
+        if key.startswith(FILE):
+            name, index = key[len(FILE):].rsplit("#", 1)
+            chunks.setdefault(name, []).append((int(index), text))
+    return {name: zlib.decompress(base64.b64decode("".join(text for _, text in sorted(parts))))
+            for name, parts in chunks.items()}
+
+
+@dataclass(frozen=True)
+class JobState:
+    job: str
+    state: str          # done, running, pending, failed
+    worker: str = ""
+    detail: str = ""
+
+
+def job_states(trials: Iterable, job_ids: Iterable[str]) -> list[JobState]:
+    """Per job, the most advanced of its claims: done > running > pending > failed."""
+    from optuna.trial import TrialState
+
+    claims: dict[str, list] = {}
+    for trial in trials:
+        if JOB in trial.user_attrs and SKIPPED not in trial.user_attrs:
+            claims.setdefault(trial.user_attrs[JOB], []).append(trial)
+    states = []
+    for job in job_ids:
+        mine = sorted(claims.get(job, []), key=lambda trial: trial.number)
+        ok = [t for t in mine if t.state == TrialState.COMPLETE and t.user_attrs[RESULT]["status"] == "ok"]
+        running = [t for t in mine if t.state == TrialState.RUNNING]
+        waiting = [t for t in mine if t.state == TrialState.WAITING]
+        if ok:
+            states.append(JobState(job, "done", ok[0].user_attrs.get(WORKER, ""),
+                                   f"{ok[0].user_attrs[RESULT]['seconds']:.1f} s"))
+        elif running:
+            states.append(JobState(job, "running", running[0].user_attrs.get(WORKER, "")))
+        elif waiting:
+            retry = [t for t in waiting if "failed_trial" in t.system_attrs]
+            states.append(JobState(job, "pending", detail="retry after a dead worker" if retry else ""))
+        elif mine:
+            last = mine[-1]
+            error = (last.user_attrs[RESULT].get("error", "") if RESULT in last.user_attrs
+                     else last.user_attrs.get(ERROR, "the worker stopped during the job (crash or kill)"))
+            states.append(JobState(job, "failed", last.user_attrs.get(WORKER, ""), error))
+        else:
+            states.append(JobState(job, "pending", detail="not yet enqueued"))
+    return states
+
+
+class JobBoard:
+    """The jobs study of one run: enqueue, claim and run, and read back the stored results."""
+
+    def __init__(self, storage, name: str):
+        optuna = optuna_module()
+        self.name = name
+        self.storage = storage
+        self.study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
+
+    def publish(self, job_ids: list[str], manifest: dict[str, Any]) -> int:
+        """Store the manifest and enqueue every job not done, running or waiting; returns how many.
+        A job whose result is ``failed`` is enqueued again, as a local rerun retries it."""
+        self.study.set_user_attr(MANIFEST, manifest)
+        missing = [state.job for state in job_states(self.study.get_trials(deepcopy=False), job_ids)
+                   if state.state == "failed" or state.detail == "not yet enqueued"]
+        for job in missing:
+            self.study.enqueue_trial({}, user_attrs={JOB: job})
+        return len(missing)
+
+    def work(self, run_one: Callable[[str], tuple[dict[str, Any], dict[str, bytes]]],
+             say: Callable[[str], None] = print) -> int:
+        """Claim and run jobs until none is waiting or running anywhere; returns how many ran here.
+        ``run_one(job_id)`` returns the result record and the job's files to store."""
+        from optuna.storages import fail_stale_trials
+        from optuna.trial import TrialState
+
+        me, ran, waited = worker_name(), 0, set()
+
+        def objective(trial) -> float:
+            nonlocal ran
+            _beat_now(trial)
+            job = trial.user_attrs.get(JOB)
+            if job is None:
+                raise _pruned(trial, "empty: another worker took the last waiting job")
+            trial.set_user_attr(WORKER, me)
+            if self._taken_elsewhere(job, trial.number):
+                raise _pruned(trial, "duplicate: the job is done or claimed by an earlier trial")
+            record, files = run_one(job)
+            trial.set_user_attr(RESULT, record)
+            for key, text in encode_files(files).items():
+                trial.set_user_attr(key, text)
+            ran += 1
+            return float(record["seconds"])
+
+        objective = _marking_errors(objective)
+        while True:
+            fail_stale_trials(self.study)
+            trials = self.study.get_trials(deepcopy=False)
+            if any(trial.state == TrialState.WAITING for trial in trials):
+                self.study.optimize(objective, n_trials=1)
+            elif _settled(trials):
+                return ran
+            else:
+                running = {t.user_attrs.get(WORKER, "?") for t in trials if t.state == TrialState.RUNNING}
+                if running and running != waited:
+                    say(f"waiting for jobs running on {', '.join(sorted(running))}")
+                    waited = running
+                time.sleep(POLL_S)
+
+    def _taken_elsewhere(self, job: str, number: int) -> bool:
+        from optuna.trial import TrialState
+
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.user_attrs.get(JOB) != job or trial.number == number or SKIPPED in trial.user_attrs:
+                continue
+            if trial.state == TrialState.RUNNING and trial.number < number:
+                return True
+            if trial.state == TrialState.COMPLETE and trial.user_attrs[RESULT]["status"] == "ok":
+                return True
+        return False
+
+    def manifest(self) -> dict[str, Any] | None:
+        return self.study.user_attrs.get(MANIFEST)
+
+    def materialise(self, run: RunDir, job_ids: Iterable[str]) -> int:
+        """Write each stored job's files and then its ``result.json`` into ``run``; returns how many."""
+        from optuna.trial import TrialState
+
+        best: dict[str, Any] = {}
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            job = trial.user_attrs.get(JOB)
+            if job is None or RESULT not in trial.user_attrs:
+                continue
+            # An ok result wins over a failed one; among equals the latest.
+            if job not in best or trial.user_attrs[RESULT]["status"] == "ok" or \
+                    best[job].user_attrs[RESULT]["status"] != "ok":
+                best[job] = trial
+        written = 0
+        for job in job_ids:
+            if job not in best:
+                continue
+            attrs = best[job].user_attrs
+            for name, data in decode_files(attrs).items():
+                atomic_write_bytes(run.job(job) / name, data)
+            atomic_write_json(run.result(job), attrs[RESULT])
+            written += 1
+        return written
+
+
+def job_files(directory: Path) -> dict[str, bytes]:
+    """The files of a finished job that other machines need for the report."""
+    return {name: (directory / name).read_bytes() for name in STORED_FILES if (directory / name).is_file()}
+
+
+def jobs_studies(storage) -> list[str]:
+    """Names of every jobs study in ``storage``, oldest first."""
+    optuna = optuna_module()
+
+    return [summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
+            if "/jobs/" in summary.study_name]
+
+
+def open_board(storage, run: RunDir) -> JobBoard:
+    """The jobs study of ``run``: the one its manifest names, or, for a directory that has none yet, the
+    only jobs study of the storage (or the one of the experiment named like the directory)."""
+    studies = jobs_studies(storage)
+    if run.manifest.is_file():
+        manifest = read_json(run.manifest)
+        wanted = [jobs_study_name(manifest["experiment"], manifest["jobs"])]
+    else:
+        wanted = [name for name in studies if name.split("/jobs/")[0] == run.root.name] or studies
+    found = [name for name in wanted if name in studies]
+    if len(found) != 1:
+        raise StoreError(f"the storage holds {'no' if not found else 'several'} jobs studies for {run.root} "
+                         f"({', '.join(found or studies) or 'none at all'}): name the run directory after "
+                         "the experiment, or copy the worker's manifest.json into it")
+    return JobBoard(storage, found[0])
+
+
+def fetch_results(storage, run: RunDir) -> int:
+    """Bring every result stored for ``run`` (and its manifest, if missing) into the run directory."""
+    board = open_board(storage, run)
+    manifest = board.manifest()
+    if not run.manifest.is_file():
+        atomic_write_json(run.manifest, manifest)
+    return board.materialise(run, manifest["jobs"])
+
+
+@dataclass(frozen=True)
+class TuningProgress:
+    model: str
+    finished: int
+    running: int
+    budget: int
+
+
+def tuning_progress(storage, manifest: dict[str, Any]) -> list[TuningProgress]:
+    """Per tuned model of the run: trials finished and running in its study, against ``tune.trials``."""
+    optuna = optuna_module()
+    from optuna.trial import TrialState
+
+
+    config = manifest["config"]
+    existing = {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    progress = []
+    for model in config["models"]:
+        key = ModelConfig(**model).key
+        name = study_name(manifest["experiment"], config["encoder"]["name"], key)
+        if name not in existing:
+            continue
+        trials = counted_trials(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+        finished = sum(trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for trial in trials)
+        running = sum(trial.state == TrialState.RUNNING for trial in trials)
+        progress.append(TuningProgress(key, finished, running, config["tune"]["trials"]))
+    return progress

@@ -1,0 +1,227 @@
+"""One job = one model (fusion + head) x seed x split: train on cached features, predict TEST with K
+samples, score every item, and store the result. ``result.json`` is written last: it marks the job done.
+
+A job that fails (a head returning NaN, a plugin raising) is stored as failed with its traceback; the
+other jobs go on and the leaderboard lists it as failed, never as a number. A rerun retries it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import io
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from benchmark.config import Experiment, ModelConfig
+from benchmark.data.prepare import PreparedData
+from benchmark.encoding.encoder_stage import EncoderStage
+from benchmark.encoding.feature_set import FeatureSet
+from benchmark.errors import ConfigError, StoreError
+from benchmark.evaluation.leaderboard import item_frame, write_predictions
+from benchmark.evaluation.pooling import pool_by_visit
+from benchmark.evaluation.scoring import item_scores
+from benchmark.orchestration.tuning import split_params
+from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
+from benchmark.training.finetune import finetune
+from benchmark.training.loop import train_model
+from benchmark.training.model import TrainedModel, build_model
+from benchmark.training.scaling import FeatureScaler, TargetScaler, wants_raw_targets
+from registry import Registry
+
+SUBGROUP_FIELDS = ("sex", "age_bin", "quality", "view", "ambiguous")
+
+
+@dataclass(frozen=True)
+class Job:
+    model: ModelConfig
+    seed: int
+    split: str
+    digest: str
+
+    @property
+    def id(self) -> str:
+        return f"{safe_name(self.model.key)}__seed{self.seed}__{self.split}__{self.digest[:8]}"
+
+
+def job_digest(experiment: Experiment, model: ModelConfig, seed: int, split: str, split_hash: str) -> str:
+    """Everything a job's outcome depends on; editing any of it makes a new job instead of reusing."""
+    relevant = {
+        "dataset": dataclasses.asdict(experiment.dataset), "synthetic": dataclasses.asdict(experiment.synthetic),
+        "clips": dataclasses.asdict(experiment.clips), "encoder": dataclasses.asdict(experiment.encoder),
+        "model": dataclasses.asdict(model), "train": dataclasses.asdict(experiment.train),
+        "tune": dataclasses.asdict(experiment.tune), "samples": experiment.evaluate.samples,
+        "point": experiment.evaluate.point, "pool": experiment.evaluate.pool, "seed": seed, "split": split, "split_hash": split_hash,
+    }
+    for volatile in ("device", "num_workers", "threads"):  # where it runs does not change what it computes
+        relevant["train"].pop(volatile)
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_jobs(experiment: Experiment, data: PreparedData) -> list[Job]:
+    return [Job(model, seed, split.name, job_digest(experiment, model, seed, split.name, data.split_hash))
+            for split in data.splits for seed in experiment.seeds for model in experiment.models]
+
+
+@dataclass
+class JobContext:
+    experiment: Experiment
+    registry: Registry
+    data: PreparedData
+    run: RunDir
+    stage: EncoderStage  # the (split, seed) encoder and its cached features
+    params: Mapping[str, Any]  # tuned parameters ({} without tuning)
+    quiet: bool = False
+
+    @property
+    def features(self) -> Mapping[str, FeatureSet]:
+        return self.stage.features
+
+
+def run_job(job: Job, context: JobContext, on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+    """Run ``job`` and store its files; returns the stored result record (status ok or failed)."""
+    experiment = context.experiment
+    record = {"job": job.id, "model": job.model.key, "head": job.model.head, "fusion": job.model.fusion,
+              "encoder": experiment.encoder.name, "dataset": experiment.dataset.name, "seed": job.seed,
+              "split": job.split, "params": dict(context.params), "samples": experiment.evaluate.samples}
+    started = time.perf_counter()
+    try:
+        record.update(_train_and_predict(job, context, on_epoch))
+        record["status"] = "ok"
+    except StoreError:  # the run directory cannot take the files (disk full): no fault of the model's
+        raise
+    except Exception as error:  # contained: one broken head must not take the run down
+        record.update(status="failed", error=f"{type(error).__name__}: {error}")
+        atomic_write_text(context.run.job(job.id) / "traceback.txt", traceback.format_exc())
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    atomic_write_json(context.run.result(job.id), record)
+    return record
+
+
+def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any]:
+    experiment, registry = context.experiment, context.registry
+    test = context.features["test"]
+    head_record = registry.describe("head", job.model.head)
+    samples, point = experiment.evaluate.samples, experiment.evaluate.point
+    directory = context.run.job(job.id)
+    details: dict[str, Any] = {}
+    if job.model.checkpoint:  # a model trained elsewhere (MCSDR's best.pth or a bundle): evaluated as is
+        trained = _imported(job, context)
+        test = context.stage.featurize(trained.encoder, roles=("test",))["test"]
+        predictive = trained.model.predict(test, samples=samples, point=point, seed=job.seed)
+        details["checkpoint"] = trained.source
+    elif head_record.metadata.get("needs_training", True):
+        params = split_params(context.params)
+        settings = dataclasses.replace(experiment.train, **params.trainer)
+        features = context.features
+        train = features["train"]
+        fusion, head = build_model(registry, job.model, train.feature_dim, train.tabular_dim, job.seed,
+                                   params.head, params.fusion)
+        # Standardised with the stage-1 training features; fine-tuning trains the head on that scale too.
+        feature_scaler = FeatureScaler.fit(train.features)
+        if experiment.encoder.finetune:
+            features, details["finetune_losses"] = _finetuned_features(job, context, fusion, head, settings,
+                                                                       feature_scaler)
+            test = features["test"]
+        trained = train_model(fusion, head, features["train"], features["val"], settings, job.seed,
+                              on_epoch=on_epoch, quiet=context.quiet, name=job.model.key,
+                              feature_scaler=feature_scaler)
+        predictive = trained.predict(test, samples=samples, point=point, seed=job.seed)
+        trained.save(directory / "model.pt")
+        details.update(best_epoch=trained.best_epoch, epochs_run=len(trained.history))
+        trajectories = _trajectories(trained, test, predictive.samples, job.seed)
+        if trajectories is not None:
+            _save_arrays(directory / "trajectories.npz", trajectories)
+    else:  # e.g. the oracle: it serves known posteriors and learns nothing
+        head = registry.build("head", job.model.head, condition_dim=0, oracle_path=context.data.index.oracle_path,
+                              **job.model.params)
+        predictive = head.predict_ids(test.ids, n=samples, seed=job.seed)
+    items = context.data.items
+    visits = [items[i].visit or i for i in test.ids]
+    ids, ef, members = list(test.ids), test.ef, [[row] for row in range(len(test.ids))]
+    if experiment.evaluate.pool == "visit":
+        pooled = pool_by_visit(visits, test.ef, predictive)
+        ids, ef, members, predictive = pooled.ids, pooled.ef, pooled.members, pooled.predictive
+    first = [test.ids[rows[0]] for rows in members]  # patient and subgroups of a visit are its videos'
+    scores = item_scores(ef, predictive)
+    frame = item_frame(ids, [items[i].patient for i in first], scores, _subgroups(first, items))
+    frame.insert(2, "split", job.split)
+    frame.insert(3, "visit", [visits[rows[0]] for rows in members])
+    write_predictions(directory / "predictions.csv", frame)
+    _save_arrays(directory / "samples.npz", {"ids": np.array(ids), "samples": predictive.samples.astype(np.float32)})
+    details["notes"] = scores.notes
+    return details
+
+
+@dataclass
+class ImportedModel:
+    encoder: Any
+    model: TrainedModel
+    source: Mapping[str, Any]
+
+
+def _imported(job: Job, context: JobContext) -> ImportedModel:
+    from benchmark.encoding.weights import read_checkpoint
+    from benchmark.training.bundle import BUNDLE_FORMAT, load_bundle
+    from benchmark.training.mcsdr_import import import_mcsdr
+
+    path = Path(job.model.checkpoint)
+    path = path if path.is_absolute() else context.experiment.base_dir / path
+    is_bundle = isinstance(content := read_checkpoint(path), Mapping) and content.get("format") == BUNDLE_FORMAT
+    bundle = load_bundle(path, context.registry) if is_bundle else import_mcsdr(path, registry=context.registry)
+    expected, given = bundle.fusion.module.tabular_dim, context.features["train"].tabular_dim
+    if expected != given:
+        raise ConfigError(f"model {job.model.key!r}: {path} expects {expected} tabular inputs, but the experiment "
+                          f"gives {given}; set dataset.tabular to the checkpoint's attributes (or [] for vision only)")
+    scaler = TargetScaler.fit(context.features["train"].ef, raw=bundle.target_scale == "raw")
+    device = context.stage.device
+    model = TrainedModel(bundle.fusion.module.to(device), bundle.head.module.to(device), scaler, job.model.key)
+    return ImportedModel(bundle.encoder.module.to(device), model, dict(bundle.source))
+
+
+def _finetuned_features(job: Job, context: JobContext, fusion, head, settings,
+                        feature_scaler: FeatureScaler) -> tuple[dict[str, FeatureSet], list[float]]:
+    """Fine-tune a copy of the stage-1 encoder with this model, then featurize with it; also the losses."""
+    stage, config = context.stage, context.experiment.encoder
+    encoder = stage.trainable_copy()
+    scaler = TargetScaler.fit(stage.features["train"].ef, raw=wants_raw_targets(head))
+    losses = finetune(encoder, fusion, head, stage.training_loader(settings.batch_size, job.seed),
+                      stage.tabular["train"], scaler, settings, config.lr_mult, config.finetune_epochs, job.seed,
+                      stage.device, job.model.key, feature_scaler)
+    return stage.featurize(encoder), losses
+
+
+def _subgroups(ids: list[str], items) -> dict[str, list[str]]:
+    present = [name for name in SUBGROUP_FIELDS if any(name in items[i].subgroups for i in ids)]
+    return {name: [items[i].subgroups.get(name, "unknown") for i in ids] for name in present}
+
+
+def _trajectories(trained, test: FeatureSet, samples: np.ndarray, seed: int) -> dict[str, np.ndarray] | None:
+    """Reverse-diffusion paths of the most confident and the most uncertain test item, for the
+    interpretability plot; only heads whose ``sample`` can ``record`` its trajectory have them."""
+    if "record" not in inspect.signature(trained.head.sample).parameters or not test.single_clip:
+        return None
+    spread = samples.std(axis=1)
+    chosen = np.array([int(np.argmin(spread)), int(np.argmax(spread))])
+    device = trained.device
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        features = torch.as_tensor(test.features[chosen], device=device)
+        tabular = None if test.tabular is None else torch.as_tensor(test.tabular[chosen], device=device)
+        paths = trained.head.sample(trained.condition(features, tabular), samples.shape[1], record=True)
+    paths = trained.scaler.to_ef(paths.double().cpu().numpy())  # (steps + 1, 2, K)
+    return {"ids": np.array(test.ids)[chosen], "labels": np.array(["confident", "ambiguous"]),
+            "y": test.ef[chosen], "paths": paths.transpose(1, 0, 2)}
+
+
+def _save_arrays(path, arrays: Mapping[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,65 @@
+"""What a run records about itself: resolved config, hashes, package versions, code revision, machine."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmark.config import Experiment
+
+PACKAGES = ("lvefbench", "torch", "torchvision", "timm", "pluggy", "optuna", "pandas", "numpy", "scipy",
+            "decord", "properscoring", "tabulate", "opencv-python-headless", "matplotlib", "nibabel",
+            "SimpleITK")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_revision(directory: Path) -> dict[str, Any] | None:
+    """The commit and whether the tree had local changes, or None outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def machine() -> dict[str, Any]:
+    summary = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    if "torch" in sys.modules:  # only describe accelerators when torch is already loaded
+        torch = sys.modules["torch"]
+        summary["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return summary
+
+
+def build_manifest(experiment: Experiment, **sections: Any) -> dict[str, Any]:
+    return {
+        "experiment": experiment.name,
+        "source": experiment.source,
+        "config": experiment.to_dict(),
+        "config_hash": experiment.hash(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "packages": package_versions(),
+        "git": git_revision(Path(__file__).resolve().parent),
+        "machine": machine(),
+        **sections,
+    }

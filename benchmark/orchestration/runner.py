@@ -1,0 +1,243 @@
+"""``run``: the whole benchmark of one experiment, resumable at any point.
+
+Order of work: data and split manifest -> per (split, seed) the encoder stage and cached features ->
+tuning of each model on VAL (once, on the first split and seed) -> the pending jobs -> tables and plots.
+Every step's output is stored atomically and reused by a rerun; only jobs without a ``result.json``
+(or that failed) run again. With a storage (``--storage`` or ``tune.storage``) the run is one worker of
+many: tuning, job claims and results go through the storage (``benchmark.orchestration.cluster``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from benchmark.components import resolve
+from benchmark.config import Experiment, ModelConfig
+from benchmark.contracts import Split
+from benchmark.data.prepare import PreparedData, prepare_data
+from benchmark.device import resolve_device
+from benchmark.encoding.encoder_stage import EncoderStage
+from benchmark.encoding.feature_set import FeatureSet
+from benchmark.errors import ConfigError, StoreError
+from benchmark.evaluation.report import write_report
+from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
+from benchmark.orchestration.manifest import build_manifest
+from benchmark.orchestration.storage import storage_url, study_name
+from benchmark.orchestration.tuning import tune_model
+from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
+from registry import Registry
+
+
+@dataclass
+class RunInfo:
+    """What lifecycle hooks receive as ``run``."""
+
+    experiment: Experiment
+    directory: Path
+    registry: Registry
+
+
+@dataclass
+class RunContext:
+    """What every step of one run shares, built once when the data is ready."""
+
+    experiment: Experiment
+    registry: Registry
+    data: PreparedData
+    run: RunDir
+    device: torch.device
+    info: RunInfo
+    quiet: bool
+    say: Callable[[str], None]
+
+    def encoder_stage(self, split: Split, seed: int) -> EncoderStage:
+        return EncoderStage(self.experiment, self.registry, self.data, split, seed, self.run, self.device, self.say,
+                            self.quiet)
+
+
+def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh: bool = False,
+                   storage: str = "", quiet: bool = False, say: Callable[[str], None] = print,
+                   heartbeat: int = 10) -> RunDir:
+    resolved = resolve(experiment)
+    registry = resolved.registry
+    for warning in resolved.warnings:
+        say(f"warning: {warning}")
+    run = RunDir(out or Path("runs") / experiment.name)
+    if fresh and run.root.exists():
+        shutil.rmtree(run.root)
+    try:
+        run.root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"cannot create the run directory {run.root}: {error.strerror or error}. "
+                         "Choose a writable place with --out.") from None
+    run.remove_temporaries()
+    info = RunInfo(experiment, run.root, registry)
+    registry.hook.on_run_start(run=info)
+
+    data = prepare_data(experiment, registry, run, say)
+    experiment = _models_for(experiment, registry, data, say)
+    device = resolve_device(experiment.train.device)
+    if experiment.train.threads:
+        torch.set_num_threads(experiment.train.threads)
+    jobs = plan_jobs(experiment, data)
+    context = RunContext(experiment, registry, data, run, device, info, quiet, say)
+    manifest = build_manifest(
+        experiment, protocol=protocol(experiment, data), split_hash=data.split_hash, data_root=str(data.root),
+        synthetic=data.synthetic, oracle=str(data.index.oracle_path or ""), excluded=len(data.index.excluded),
+        device=str(device), jobs=[job.id for job in jobs])
+    atomic_write_json(run.manifest, manifest)
+    if storage or experiment.tune.storage:
+        _run_shared(context, jobs, manifest, storage or experiment.tune.storage, heartbeat)
+        return _finish(context)
+    pending = [job for job in jobs if not _finished(run, job)]
+    say(f"{len(jobs)} jobs ({len(experiment.models)} models x {len(experiment.seeds)} seeds x "
+        f"{len(data.splits)} splits): {len(jobs) - len(pending)} already done, {len(pending)} to run")
+
+    # Tuning results of an earlier invocation are reused; the rest is tuned on the first split and seed.
+    to_tune = [m for m in experiment.models if _needs_tuning(experiment, registry, m)]
+    stored = {m.key: _stored_tuning(run, experiment, m) for m in to_tune}
+    tuned: dict[str, dict[str, Any]] = {key: params for key, params in stored.items() if params is not None}
+    untuned = [m for m in to_tune if m.key not in tuned]
+    first = (data.splits[0].name, experiment.seeds[0])
+    for split in data.splits:
+        for seed in experiment.seeds:
+            here = [job for job in pending if (job.split, job.seed) == (split.name, seed)]
+            is_first = (split.name, seed) == first
+            if not here and not (is_first and untuned):
+                continue
+            stage = context.encoder_stage(split, seed)
+            if is_first:
+                for model in untuned:
+                    tuned[model.key] = _tune(context, model, stage.features, storage)
+            for job in here:
+                _run(context, job, stage, tuned.get(job.model.key, {}))
+
+    return _finish(context)
+
+
+def _finish(context: RunContext) -> RunDir:
+    board = write_report(context.run, context.registry, say=context.say)
+    context.registry.hook.on_run_end(run=context.info, leaderboard=board)
+    return context.run
+
+
+def _run_shared(context: RunContext, jobs: list[Job], manifest: dict[str, Any], spec: str, heartbeat: int) -> None:
+    """One worker of many on the storage ``spec``: tune together, then claim jobs until none is left
+    anywhere, then copy every stored result into this run directory for the report."""
+    from benchmark.orchestration.cluster import JobBoard, job_files, jobs_study_name
+    from benchmark.orchestration.storage import open_storage
+
+    experiment, data, run, say = context.experiment, context.data, context.run, context.say
+    storage = open_storage(spec, run.root, heartbeat)
+    splits = {split.name: split for split in data.splits}
+    loaded: dict[tuple[str, int], EncoderStage] = {}
+
+    def stage_of(split: str, seed: int) -> EncoderStage:
+        if (split, seed) not in loaded:  # one (split, seed) in memory: claims come in plan order
+            loaded.clear()
+            loaded[split, seed] = context.encoder_stage(splits[split], seed)
+        return loaded[split, seed]
+
+    first = (data.splits[0].name, experiment.seeds[0])
+    tuned = {model.key: _tune(context, model, stage_of(*first).features, spec, storage)
+             for model in experiment.models if _needs_tuning(experiment, context.registry, model)}
+    board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]))
+    by_id = {job.id: job for job in jobs}
+    enqueued = board.publish(list(by_id), manifest)
+    say(f"{len(jobs)} jobs shared through study {board.name!r}; this worker enqueued {enqueued}")
+
+    def run_one(job_id: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+        job = by_id[job_id]
+        result = _run(context, job, stage_of(job.split, job.seed), tuned.get(job.model.key, {}))
+        return result, job_files(run.job(job_id))
+
+    ran = board.work(run_one, say)
+    say(f"ran {ran} jobs here; {board.materialise(run, by_id)} of {len(jobs)} results stored")
+
+
+def _models_for(experiment: Experiment, registry: Registry, data: PreparedData, say) -> Experiment:
+    """Oracle heads serve the exact posteriors of generated data; on real data they are left out, loudly."""
+    if data.synthetic:
+        return experiment
+    oracles = [m.key for m in experiment.models if registry.describe("head", m.head).metadata.get("oracle")]
+    if oracles:
+        say(f"left out {', '.join(oracles)}: an oracle needs the synthetic data's posteriors, and this data is real")
+    if len(oracles) == len(experiment.models):
+        raise ConfigError(f"{experiment.source}: every model is an oracle, and oracles need synthetic data")
+    return dataclasses.replace(experiment, models=[m for m in experiment.models if m.key not in oracles])
+
+
+def protocol(experiment: Experiment, data: PreparedData) -> dict[str, Any]:
+    clips = experiment.clips
+    sampling = (f"{clips.mode}: {clips.frames} frames, every {clips.frequency}"
+                if clips.mode == "mcsdr" else f"echonet: {clips.frames} frames, period {clips.period}")
+    test_clips = "all" if clips.test_clips == 0 else clips.test_clips
+    return {"dataset": experiment.dataset.name, "protocol": experiment.dataset.protocol,
+            "split hash": data.split_hash, "clips": f"{sampling}, {clips.size} px, test clips {test_clips}",
+            "K": experiment.evaluate.samples, "seeds": list(experiment.seeds), "synthetic": data.synthetic,
+            "tuning trials": experiment.tune.trials}
+
+
+def _finished(run: RunDir, job: Job) -> bool:
+    return run.is_done(job.id) and read_json(run.result(job.id)).get("status") == "ok"
+
+
+def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig) -> bool:
+    """Models that train are tuned; an oracle or a model loaded from a checkpoint is not."""
+    trains = registry.describe("head", model.head).metadata.get("needs_training", True) and not model.checkpoint
+    return experiment.tune.trials > 0 and trains
+
+
+def _tuning_path(run: RunDir, model: ModelConfig) -> Path:
+    return run.root / "tuning" / f"{safe_name(model.key)}.json"
+
+
+def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig) -> dict[str, Any] | None:
+    path = _tuning_path(run, model)
+    if not path.is_file():
+        return None
+    stored = read_json(path)
+    return stored["params"] if stored.get("config") == _tuning_config(experiment, model) else None
+
+
+def _tuning_config(experiment: Experiment, model: ModelConfig) -> dict[str, Any]:
+    return {"model": dataclasses.asdict(model), "tune": dataclasses.asdict(experiment.tune),
+            "seed": experiment.seeds[0]}
+
+
+def _tune(context: RunContext, model: ModelConfig, features: dict[str, FeatureSet], storage: str,
+          shared=None) -> dict[str, Any]:
+    """Tune on VAL of the first split and seed; the winner is stored, and every seed trains with it.
+    ``shared``: the Optuna storage of a run with many workers, who then tune the study together."""
+    experiment, run = context.experiment, context.run
+    url = shared or storage_url(storage or experiment.tune.storage, run.root)
+    result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
+                        storage=url, study=study_name(experiment.name, experiment.encoder.name, model.key),
+                        seed=experiment.seeds[0], samples=experiment.evaluate.samples,
+                        point=experiment.evaluate.point, quiet=context.quiet, shared=shared is not None)
+    context.say(f"tuned {model.key}: {experiment.tune.metric} {result.value:.3f} on VAL after {result.finished_trials} "
+        f"trials, {result.params}")
+    atomic_write_json(_tuning_path(run, model),
+                      {"params": result.params, "value": result.value, "trials": result.finished_trials,
+                       "study": result.study, "config": _tuning_config(experiment, model)})
+    return result.params
+
+
+def _run(context: RunContext, job: Job, stage: EncoderStage, params: dict[str, Any]) -> dict[str, Any]:
+    hook, info = context.registry.hook, context.info
+    hook.on_job_start(run=info, job=job)
+    job_context = JobContext(context.experiment, context.registry, context.data, context.run, stage, params,
+                             context.quiet)
+    result = run_job(job, job_context, on_epoch=lambda epoch, logs: hook.on_epoch_end(
+        run=info, job=job, epoch=epoch, logs=logs))
+    hook.on_job_end(run=info, job=job, result=result)
+    if result["status"] == "ok":
+        context.say(f"done {job.id} in {result['seconds']:.1f} s")
+    else:
+        context.say(f"FAILED {job.id}: {result['error']} (traceback in {context.run.job(job.id) / 'traceback.txt'})")
+    return result

@@ -1,0 +1,111 @@
+"""The Optuna storage that tuning studies and shared-storage workers use, and the names in it."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+
+from benchmark.errors import ConfigError
+
+STORAGE_FILE = "optuna.db"
+
+
+JOURNAL_SUFFIXES = (".log", ".journal")
+
+
+SCHEMA_ATTEMPTS = 5
+
+
+SCHEMA_RACE = ("already exists", "alembic_version", "duplicate key")  # errors of a concurrent table creation
+
+
+MAX_RETRY = 3
+
+
+def optuna_module():
+    """optuna, quiet: heartbeats and their retry helpers are marked experimental, and asking for a shared
+    storage is opting in to them."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_storage(spec: str, run_dir: str | Path, heartbeat: int = 10):
+    """The Optuna storage of ``--storage``/``tune.storage``: a URL (sqlite, PostgreSQL, MySQL) as an
+    RDB storage with heartbeats every ``heartbeat`` s and a grace of three beats; a ``.log``/``.journal``
+    path as a journal file; any other path as a sqlite file."""
+    optuna = optuna_module()
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    if heartbeat < 1:
+        raise ConfigError(f"--heartbeat {heartbeat}: must be a whole number of seconds, at least 1")
+    if "://" not in spec and Path(spec).suffix in JOURNAL_SUFFIXES:
+        Path(spec).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(Path(spec).resolve())))
+    url = storage_url(spec, run_dir)
+    # sqlite serialises writers; waiting for the lock beats failing with "database is locked".
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+            if url.startswith("sqlite"):
+                _serialise_sqlite(storage.engine)
+            return storage
+        except (ImportError, ModuleNotFoundError) as error:
+            raise ConfigError(f"storage {safe_url(url)}: its database driver is missing ({error}). For PostgreSQL "
+                              "install it with pip install 'psycopg[binary]'.") from None
+        except Exception as error:  # sqlalchemy's errors: the URL is what the user can fix
+            if attempt + 1 < SCHEMA_ATTEMPTS and any(sign in str(error) for sign in SCHEMA_RACE):
+                time.sleep(0.2 * (attempt + 1))  # workers meeting an empty database raced to create its tables
+                continue
+            raise ConfigError(f"cannot open the storage {safe_url(url)}: {type(error).__name__}: {error}") from None
+
+
+def _serialise_sqlite(engine) -> None:
+    """Make sqlite transactions exclusive from their first statement. The pysqlite driver begins a
+    transaction only at the first write, so two workers could both read one trial as WAITING and both
+    take it; with BEGIN IMMEDIATE (SQLAlchemy's documented recipe for pysqlite) the second one waits and
+    then reads it RUNNING. PostgreSQL and MySQL lock the row (SELECT ... FOR UPDATE) instead."""
+    import sqlalchemy
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while the tables were checked predate the listeners
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':')[0]}:***@{host}"
+
+
+def study_name(*parts: str) -> str:
+    """A stable study name, e.g. ``study_name("pediatric", "tiny3d", "mcsdr+concat")``."""
+    return "/".join(parts)
+
+
+def storage_url(storage: str, run_dir: str | Path) -> str:
+    """``--storage`` as given when it is a URL, a path as a sqlite file, empty as ``RUN_DIR/optuna.db``."""
+    if "://" in storage:
+        return storage
+    path = Path(storage) if storage else Path(run_dir) / STORAGE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path.resolve()}"

@@ -1,0 +1,170 @@
+"""Optuna tuning of one model (fusion + head) on the validation split.
+
+The signature of ``tune_model`` takes the training and validation features only: TEST data cannot
+reach tuning. Studies live in a storage URL (by default a sqlite file in the run directory) under a
+stable name, so an interrupted run resumes its study and runs only the trials still missing from the
+budget; every model gets the same number of trials.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from benchmark.config import ModelConfig, TrainConfig, TuneConfig
+from benchmark.encoding.feature_set import FeatureSet
+from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.training.checks import HeadError
+from benchmark.training.loop import train_model
+from benchmark.training.model import build_model
+from registry.errors import did_you_mean
+from registry.records import ComponentRecord, Param, param_from_spec
+
+TRAINER_PARAMS = ("lr", "weight_decay", "batch_size", "epochs", "patience", "grad_clip")
+FUSION_PREFIX = "fusion."
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """One set of hyperparameters, split by who consumes it."""
+
+    trainer: dict[str, Any]
+    head: dict[str, Any]
+    fusion: dict[str, Any]
+
+
+def split_params(params: Mapping[str, Any]) -> ModelParams:
+    """``lr``, ``weight_decay``, ``batch_size``, ``epochs``, ``patience`` and ``grad_clip`` go to the
+    trainer, ``fusion.NAME`` to the fusion, everything else to the head."""
+    trainer = {key: value for key, value in params.items() if key in TRAINER_PARAMS}
+    fusion = {key[len(FUSION_PREFIX):]: value for key, value in params.items() if key.startswith(FUSION_PREFIX)}
+    head = {key: value for key, value in params.items()
+            if key not in TRAINER_PARAMS and not key.startswith(FUSION_PREFIX)}
+    return ModelParams(trainer, head, fusion)
+
+
+def search_space(registry, model: ModelConfig) -> dict[str, Param]:
+    """The head's and fusion's default spaces, updated by the model's TOML ``search_space``."""
+    space: dict[str, Param] = dict(registry.describe("head", model.head).search_space)
+    space.update({FUSION_PREFIX + key: param
+                  for key, param in registry.describe("fusion", model.fusion).search_space.items()})
+    for key, spec in model.search_space.items():
+        try:
+            space[key] = param_from_spec(spec)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"model {model.key!r}: search_space.{key}: {error}. Write e.g. "
+                              "lr = {float = [1e-4, 1e-2], log = true}, width = {choices = [64, 128]}") from None
+    return space
+
+
+def resolve_metric(registry, name: str) -> ComponentRecord:
+    """A registered metric by name or leaderboard label, case-insensitively (``crps``, ``CRPS``)."""
+    records = registry.records("metric")
+    wanted = name.casefold()
+    for record in records:
+        if wanted in (record.name.casefold(), str(record.metadata.get("label", "")).casefold()):
+            return record
+    known = sorted({record.name for record in records} | {str(r.metadata["label"]) for r in records
+                                                          if r.metadata.get("label")})
+    raise ConfigError(f"tune.metric = {name!r} is not a registered metric.{did_you_mean(name, known)} "
+                      f"Metrics: {', '.join(known) or 'none are registered'}.")
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    params: dict[str, Any]
+    value: float
+    finished_trials: int
+    study: str
+
+    @property
+    def split(self) -> ModelParams:
+        return split_params(self.params)
+
+
+def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet, train_settings: TrainConfig,
+               tune_settings: TuneConfig, *, storage: Any, study: str, seed: int = 0, samples: int = 40,
+               point: str = "mean", quiet: bool = False,
+               on_trial: Callable[[int, float | None], None] | None = None, shared: bool = False) -> TuningResult:
+    """Tune ``model`` on ``val`` for the trials of ``tune_settings.trials`` not yet finished in ``study``.
+
+    Each trial builds the model with the suggested parameters, trains it on ``train`` with early
+    stopping and pruning on ``val``, draws ``samples`` per validation item and scores the metric named
+    by ``tune_settings.metric``. A trial whose head produces NaN is recorded as failed and uses its
+    slot of the budget. ``on_trial(number, value)`` follows each trial (value None unless complete).
+    ``storage`` is a URL or an Optuna storage; ``shared`` means other workers tune the same study at the
+    same time (see ``benchmark.orchestration.cluster``): the budget is then shared, and unseeded sampling keeps the
+    workers from suggesting alike.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    metric = resolve_metric(registry, tune_settings.metric)
+    space = search_space(registry, model)
+    score = _objective_score(metric)
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                       optuna.trial.TrialState.FAIL)
+
+    def objective(trial) -> float:
+        params = split_params({key: param.suggest(trial, key) for key, param in space.items()})
+        settings = dataclasses.replace(train_settings, **params.trainer)
+        fusion, head = build_model(registry, model, train.feature_dim, train.tabular_dim, seed,
+                                   params.head, params.fusion)
+        epochs = params.trainer.get("epochs") or tune_settings.epochs or None
+        trained = train_model(fusion, head, train, val, settings, seed, epochs=epochs, trial=trial,
+                              quiet=True, name=model.head)
+        return score(val.ef, trained.predict(val, samples=samples, point=point, seed=seed))
+
+    direction = "maximize" if metric.metadata.get("direction") == "max" else "minimize"
+    handle = optuna.create_study(study_name=study, storage=storage, direction=direction,
+                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+                                 load_if_exists=True)
+    startup = max(2, tune_settings.trials // 3)
+
+    def reseed() -> int:
+        # The trial after k finished ones always samples with seed + k, whether or not the study was
+        # interrupted (a killed trial stays RUNNING and does not count), so a resumed study suggests
+        # exactly what the undisturbed one would have, and replays none of its earlier suggestions.
+        finished = len(handle.get_trials(deepcopy=False, states=finished_states))
+        handle.sampler = optuna.samplers.TPESampler(seed=seed + finished, n_startup_trials=startup)
+        return finished
+
+    done = reseed()
+    remaining = max(tune_settings.trials - done, 0)
+    if shared:
+        from benchmark.orchestration.cluster import optimize_shared
+
+        optimize_shared(handle, objective, tune_settings.trials, startup, catch=(HeadError,),
+                        timeout=tune_settings.timeout or None)
+    elif remaining:
+        from tqdm.auto import tqdm
+
+        with tqdm(total=tune_settings.trials, initial=done, desc=f"tune {model.key}", unit="trial",
+                  disable=quiet, leave=False) as progress:
+            def after_trial(_study, trial) -> None:
+                reseed()
+                progress.update()
+                if on_trial is not None:
+                    on_trial(trial.number, trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None)
+
+            handle.optimize(objective, n_trials=remaining, timeout=tune_settings.timeout or None,
+                            catch=(HeadError,), callbacks=[after_trial])
+    completed = handle.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not completed:
+        raise BenchmarkError(f"tuning {model.key!r} (study {study!r}) finished no trial: all were pruned or "
+                             "failed. Check the search space and train.lr, or raise tune.trials.")
+    best = handle.best_trial
+    return TuningResult(dict(best.params), float(best.value),
+                        len(handle.get_trials(deepcopy=False, states=finished_states)), study)
+
+
+def _objective_score(metric: ComponentRecord) -> Callable[..., float]:
+    """The metric as Optuna optimises it: as is, or for direction "target" (e.g. interval coverage)
+    its distance to the target value, minimised."""
+    target = metric.metadata.get("target") if metric.metadata.get("direction") == "target" else None
+
+    def score(y, predictive) -> float:
+        value = float(metric.factory(y, predictive))
+        return value if target is None else abs(value - float(target))
+
+    return score

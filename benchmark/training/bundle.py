@@ -1,0 +1,88 @@
+"""A model bundle: encoder, fusion and head with how to build each, in one file readable with
+``weights_only=True``.
+
+Bundle file (``save_bundle``/``load_bundle``), a ``torch.save`` dict of plain data and tensors::
+
+    {"format": "lvefbench.bundle/1",
+     "target_scale": "raw" | "standardised",
+     "source": {"path": str, "epoch": int | None, "metric": float | None},
+     "input_spec": {"frames", "size", "channels", "mean", "std"},     # what the encoder expects
+     "encoder" | "fusion" | "head": {"name": str, "params": dict, "state_dict": {key: tensor}}}
+
+Building each part is ``registry.build(kind, name, **params)`` then ``load_state_dict(state_dict)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+import registry as default_registry
+from benchmark.contracts import InputSpec, LoadReport
+from benchmark.encoding.weights import load_state, read_checkpoint
+from benchmark.errors import BenchmarkError
+
+BUNDLE_FORMAT = "lvefbench.bundle/1"
+
+
+PARTS = ("encoder", "fusion", "head")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One component of a bundle: how to build it and the module itself."""
+
+    name: str
+    params: Mapping[str, Any]
+    module: nn.Module
+
+
+@dataclass
+class ModelBundle:
+    """An encoder, fusion and head ready to evaluate, with where they came from."""
+
+    encoder: Part
+    fusion: Part
+    head: Part
+    target_scale: str
+    source: Mapping[str, Any]
+    reports: tuple[LoadReport, ...] = ()
+
+    def parts(self) -> dict[str, Part]:
+        return {kind: getattr(self, kind) for kind in PARTS}
+
+    def report(self) -> str:
+        return "\n".join(str(report) for report in self.reports)
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {"format": BUNDLE_FORMAT, "target_scale": bundle.target_scale, "source": dict(bundle.source),
+               "input_spec": dataclasses.asdict(bundle.encoder.module.input_spec)}
+    for kind, part in bundle.parts().items():
+        content[kind] = {"name": part.name, "params": dict(part.params), "state_dict": part.module.state_dict()}
+    torch.save(content, path)
+    return path
+
+
+def load_bundle(path: str | Path, registry=None) -> ModelBundle:
+    """Rebuild the three modules of a bundle file, loaded strictly and in eval mode."""
+    registry = registry or default_registry.default()
+    content = read_checkpoint(path)
+    if not isinstance(content, Mapping) or content.get("format") != BUNDLE_FORMAT:
+        raise BenchmarkError(f"{path} is not a model bundle ({BUNDLE_FORMAT}); write one with "
+                             "`python -m benchmark import-mcsdr`")
+    parts = {}
+    for kind in PARTS:
+        spec = content[kind]
+        extra = {"condition_dim": parts["fusion"].module.out_dim} if kind == "head" else {}
+        module = registry.build(kind, spec["name"], **extra, **spec["params"])
+        load_state(module, spec["state_dict"], f"{path}: {kind}", strict=True, drop_prefixes=())
+        parts[kind] = Part(spec["name"], spec["params"], module.eval())
+    parts["encoder"].module.input_spec = InputSpec(**content["input_spec"])
+    return ModelBundle(**parts, target_scale=content["target_scale"], source=content["source"])

@@ -1,0 +1,110 @@
+"""Import MCSDR's ``best.pth`` as encoder ``uniformer_s`` + fusion ``concat`` + head ``mcsdr``.
+
+``best.pth`` holds ``model_state_dict`` (the UniFormer-S encoder) and ``regressor_state_dict`` (the
+diffusion head, with ``tabular_encoder.*`` when patient attributes were used). The head's sizes are read
+from the tensor shapes; ``tabular_encoder.*`` goes to the fusion, everything else to the head, and each
+part is loaded strictly. Every mismatch of all three parts is reported together, key by key.
+
+The reference trained on raw EF, so the head is built ``faithful`` (``target_scale == "raw"``), and it
+fed clips scaled to 0-1 without per-channel normalisation, which the encoder's ``input_spec`` records.
+
+The result is a ``ModelBundle`` (``benchmark.training.bundle``), which ``import-mcsdr`` saves.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+import registry as default_registry
+from benchmark.contracts import InputSpec
+from benchmark.encoding.weights import HEAD_PREFIXES, extract_state_dict, load_state, read_checkpoint
+from benchmark.errors import BenchmarkError
+from benchmark.training.bundle import ModelBundle, Part
+
+FUSION_PREFIX = "tabular_encoder."
+# The reference scales frames to 0-1 and does not normalise channels: mean 0, std 255 on the 0-255 scale.
+MCSDR_INPUT = InputSpec(frames=None, size=112, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0))
+
+
+def import_mcsdr(path: str | Path, heads: int = 8, steps: int = 10, eta: float = 0.0,
+                 registry=None) -> ModelBundle:
+    """Read ``best.pth`` and load it strictly; raises ``BenchmarkError`` listing every mismatch."""
+    registry = registry or default_registry.default()
+    checkpoint = read_checkpoint(path)
+    for key in ("model_state_dict", "regressor_state_dict"):
+        if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get(key), Mapping):
+            found = ", ".join(map(str, checkpoint)) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
+            raise BenchmarkError(f"{path} is not an MCSDR best.pth: it has no {key!r} (found: {found})")
+    regressor = extract_state_dict(checkpoint["regressor_state_dict"], f"{path}: regressor_state_dict")
+    fusion_state = {k: v for k, v in regressor.items() if k.startswith(FUSION_PREFIX)}
+    head_state = {k: v for k, v in regressor.items() if not k.startswith(FUSION_PREFIX)}
+
+    fusion_params = _fusion_params(fusion_state, head_state, path)
+    head_params = _head_params(head_state, path, heads=heads, steps=steps, eta=eta)
+    encoder = Part("uniformer_s", {}, registry.build("encoder", "uniformer_s"))
+    encoder.module.input_spec = MCSDR_INPUT
+    fusion = Part("concat", fusion_params, registry.build("fusion", "concat", **fusion_params))
+    head = Part("mcsdr", head_params,
+                registry.build("head", "mcsdr", condition_dim=fusion.module.out_dim, **head_params))
+
+    loads = (
+        (encoder, extract_state_dict(checkpoint, str(path)), "model_state_dict", HEAD_PREFIXES),
+        (fusion, fusion_state, "regressor_state_dict[tabular_encoder.*] -> fusion concat", ()),
+        (head, head_state, "regressor_state_dict -> head mcsdr", ()),
+    )
+    reports, failures = [], []
+    for part, state, label, drop in loads:
+        try:
+            with warnings.catch_warnings():  # a partial load is not kept: the error below lists it
+                warnings.filterwarnings("ignore", message="loaded weights partially")
+                reports.append(load_state(part.module, state, f"{path}: {label}", strict=False,
+                                          drop_prefixes=drop))
+        except BenchmarkError as error:  # a shape mismatch: keep going to report every part
+            failures.append(str(error))
+    failures += [str(report) for report in reports if not report.ok]
+    if failures:
+        raise BenchmarkError(f"{path} does not match uniformer_s + concat + mcsdr(legacy_attention):\n"
+                             + "\n".join(failures))
+    source = {"path": str(path), "epoch": _plain(checkpoint.get("epoch")),
+              "metric": _plain(checkpoint.get("current_metric_val"))}
+    bundle = ModelBundle(encoder, fusion, head, target_scale=head.module.target_scale, source=source,
+                         reports=tuple(reports))
+    for part in bundle.parts().values():
+        part.module.eval()
+    return bundle
+
+
+def _fusion_params(fusion_state, head_state, path) -> dict[str, int]:
+    condition_dim = _shape(head_state, "noise_predictor.map_cond.weight", path)[1]
+    if not fusion_state:
+        return {"feature_dim": condition_dim, "tabular_dim": 0}
+    embed_dim, tabular_dim = _shape(fusion_state, FUSION_PREFIX + "0.weight", path)
+    return {"feature_dim": condition_dim - embed_dim, "tabular_dim": tabular_dim, "embed_dim": embed_dim}
+
+
+def _head_params(head_state, path, **options) -> dict[str, Any]:
+    return {"predictor": "legacy_attention", "faithful": True,
+            "width": _shape(head_state, "noise_predictor.map_y_t.weight", path)[0],
+            "time_dim": _shape(head_state, "time_mlp.1.weight", path)[0],
+            "timesteps": _shape(head_state, "betas", path)[0], **options}
+
+
+def _shape(state, key, path) -> tuple[int, ...]:
+    if key not in state:
+        raise BenchmarkError(f"{path}: regressor_state_dict has no {key!r}, which sizes the imported model; "
+                             "is this an MCSDR LegacyAttention checkpoint?")
+    return tuple(state[key].shape)
+
+
+def _plain(value):
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value if isinstance(value, (int, float, str, type(None))) else repr(value)
+
+
+# --------------------------------------------------------------------------- bundle files
+
+
