@@ -14,7 +14,7 @@ import pandas as pd
 
 from benchmark.errors import StoreError
 from benchmark.evaluation.leaderboard import JobResult, metric_specs, read_predictions, write_tables
-from benchmark.store import RunDir, read_json
+from benchmark.store import RunDir, read_csv_table, read_json
 from registry import Registry, load_registry
 
 
@@ -57,7 +57,7 @@ def write_report(run: RunDir, registry: Registry | None = None, say: Callable[[s
                  seed=config["seeds"][0])
     _plots(run, results, manifest)
     say(f"leaderboard: {run.root / 'leaderboard.md'}")
-    return pd.read_csv(run.root / "leaderboard.csv")
+    return read_csv_table(run.root / "leaderboard.csv")
 
 
 def _directory(run: RunDir, record: dict[str, Any]) -> Path:
