@@ -25,7 +25,7 @@ from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.report import write_report
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
-from benchmark.orchestration.manifest import build_manifest
+from benchmark.orchestration.manifest import build_manifest, recorded_config
 from benchmark.orchestration.preflight import refuse_stand_in_over_real, start_over
 from benchmark.orchestration.storage import storage_url, study_name
 from benchmark.orchestration.tuning import tune_model
@@ -209,7 +209,7 @@ def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig) -> d
 
 
 def _tuning_config(experiment: Experiment, model: ModelConfig) -> dict[str, Any]:
-    return {"model": dataclasses.asdict(model), "tune": dataclasses.asdict(experiment.tune),
+    return {"model": dataclasses.asdict(model), "tune": recorded_config(experiment)["tune"],
             "seed": experiment.seeds[0]}
 
 
