@@ -58,7 +58,10 @@ def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: b
     registry = load_registry(plugins, base_dir=Path.cwd())
     named = [plugin for plugin in manifest["config"]["plugins"] if plugin not in plugins]
     if named and trust_manifest:
+        before = len(registry.failures)
         registry.load_extra(named, base_dir=Path(manifest["source"]).parent, strict=False)
+        for failure in registry.failures[before:]:
+            say(f"warning: {failure}")
     elif named:
         say(f"not loaded: plugin(s) {', '.join(named)} named in {run.manifest} (plugin code runs when "
             "imported; load them with --trust-plugins, or name a copy you trust with --plugins)")
