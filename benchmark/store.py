@@ -3,6 +3,9 @@
 Every file the benchmark produces is written to a temporary sibling, flushed to disk and renamed into
 place, so a crash (even kill -9) leaves either the old file or the complete new one, never half of one.
 A job counts as finished only when its ``result.json`` exists, and that file is written last.
+
+What is written is kept safe to share: names that become paths are checked (``check_name``, ``inside``),
+result files get the umask's mode, and CSV text cannot run as a spreadsheet formula (``csv_text``).
 """
 from __future__ import annotations
 
