@@ -14,6 +14,7 @@ Groups:
 - head helpers: the MLP trunk shared by the baseline heads, and ``mixture_predictive`` for heads whose
   predictive is a Gaussian mixture;
 - metric helpers: ``add_metric`` and the per-item score columns metrics aggregate;
+- observer helpers: ``csv_cell`` (a text cell a spreadsheet will not run as a formula);
 - the synthetic stand-in's exact posterior (``synthetic_oracle``, ``ensure_generated``, ``ORACLE``).
 """
 from __future__ import annotations
@@ -68,6 +69,7 @@ from benchmark.evaluation.scoring import (
     weighted_moments,
 )
 from benchmark.predictive import mixture_predictive
+from benchmark.store import csv_cell
 from benchmark.synth import oracle as synthetic_oracle
 from benchmark.training.trunk import TRUNK_SEARCH_SPACE, MLPTrunk, PointHead, TrunkHead
 
@@ -100,6 +102,8 @@ __all__ = [
     # metric helpers
     "INTERVAL_LEVELS", "THRESHOLDS", "Items", "add_metric", "interval_columns", "threshold_column",
     "weighted_mean", "weighted_moments",
+    # observer helpers
+    "csv_cell",
     # the synthetic stand-in
     "synthetic_oracle", "ensure_generated", "ORACLE",
 ]

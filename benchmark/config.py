@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmark.errors import ConfigError
+from benchmark.store import check_name
 from registry.errors import did_you_mean
 
 
@@ -312,9 +313,11 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
     for failed, key_path, message in checks:
         if failed:
             _fail(source, key_path, message)
+    check_name(experiment.name, f"{source}: `name`")  # it names the run directory and the studies
     for index, model in enumerate(experiment.models):
         if not model.head:
             _fail(source, f"models[{index}].head", "must name a head, e.g. head = \"mcsdr\"")
+        check_name(model.key, f"{source}: `models[{index}].label`")  # it names the model's folders
     keys = [model.key for model in experiment.models]
     duplicated = sorted({key for key in keys if keys.count(key) > 1})
     if duplicated:

@@ -3,6 +3,9 @@
 Every file the benchmark produces is written to a temporary sibling, flushed to disk and renamed into
 place, so a crash (even kill -9) leaves either the old file or the complete new one, never half of one.
 A job counts as finished only when its ``result.json`` exists, and that file is written last.
+
+What is written is kept safe to share: names that become paths are checked (``check_name``, ``inside``),
+result files get the umask's mode, and CSV text cannot run as a spreadsheet formula (``csv_text``).
 """
 from __future__ import annotations
 
@@ -13,16 +16,47 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import StoreError
+from benchmark.errors import ConfigError, StoreError
 
 # A temporary sits beside its final file as ".<final name>.<writer pid>.<random>.tmp"; the pid lets a later
 # run tell the leftovers of a killed writer from the files of a live one (another worker, same folder).
 TEMPORARY_SUFFIX = ".tmp"
+TEMPORARY_NAME = re.compile(r"\.(?P<final>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp")
+
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection). A quote in front makes
+# it text; cells that already start with a quote get one too, so reading strips exactly one back.
+FORMULA_START = ("=", "+", "-", "@")
+CSV_ESCAPE = "'"
 
 
 def safe_name(text: str) -> str:
     """``text`` as a file or folder name: anything but letters, digits, ``_.-`` becomes ``_``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def check_name(value: str, key: str) -> str:
+    """``value`` if it can name a file or folder as it is: no path separator, no ``..``, no control
+    character. Names come from experiment files, the command line and shared storages, so one like
+    ``../../x`` must never steer a write out of the run directory. The error names ``key``."""
+    problems = [problem for problem, found in (
+        ("is empty", not value),
+        ("contains a path separator", "/" in value or "\\" in value),
+        ("contains '..'", ".." in value),
+        ("contains a control character", any(ord(char) < 32 or ord(char) == 127 for char in value)),
+    ) if found]
+    if problems:
+        raise ConfigError(f"{key} {value!r} {' and '.join(problems)}: it names files and folders, so use "
+                          "letters, digits, spaces and punctuation other than / and \\")
+    return value
+
+
+def inside(root: str | Path, path: str | Path) -> Path:
+    """``path`` after checking that it lies inside ``root`` (symbolic links resolved): the last guard
+    before a write whose name came from outside."""
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise StoreError(f"refused to write {path}: it lies outside {root}")
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -31,6 +65,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMPORARY_SUFFIX,
                                              dir=path.parent)
+        # mkstemp makes the file private (0600); the result is an ordinary file and gets the umask's mode.
+        os.fchmod(handle, 0o666 & ~_umask())
     except OSError as error:
         raise StoreError(f"cannot write {path}: {error.strerror or error}. Check that the output "
                          "directory is writable (or choose another with --out).") from None
@@ -56,6 +92,65 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def csv_text(frame) -> str:
+    """``frame`` as CSV with formula-like text cells quoted (numbers, and text that is a number, untouched)."""
+    frame = frame.copy()
+    for name in frame.columns:
+        if _is_text(frame[name]):
+            frame[name] = frame[name].map(csv_cell)
+    return frame.to_csv(index=False)
+
+
+def read_csv_table(path: str | Path, **options):
+    """A CSV written by ``csv_text``, with the quotes it added removed."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, **options)
+    for name in frame.columns:
+        if _is_text(frame[name]):
+            frame[name] = frame[name].map(_unescape_cell)
+    return frame
+
+
+def _is_text(column) -> bool:
+    import pandas as pd
+
+    return column.dtype == object or pd.api.types.is_string_dtype(column)
+
+
+def csv_cell(value: Any) -> Any:
+    """One CSV cell as written: text that a spreadsheet would run as a formula gets a leading quote."""
+    if not isinstance(value, str) or not value.startswith((*FORMULA_START, CSV_ESCAPE)) or _is_number(value):
+        return value
+    return CSV_ESCAPE + value
+
+
+def _unescape_cell(value: Any) -> Any:
+    return value[1:] if isinstance(value, str) and value.startswith(CSV_ESCAPE) else value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (setting it to read it would
+    briefly give files of other threads the wrong mode)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_json(path: str | Path) -> Any:
@@ -89,7 +184,8 @@ class RunDir:
     optuna_storage = property(lambda self: f"sqlite:///{(self.root / 'optuna.db').resolve()}")
 
     def job(self, job_id: str) -> Path:
-        return self.jobs / job_id
+        """A job's folder; ``job_id`` may come from a manifest or a shared storage, so it is checked."""
+        return inside(self.root, self.jobs / check_name(job_id, "job id"))
 
     def result(self, job_id: str) -> Path:
         return self.job(job_id) / "result.json"
@@ -99,19 +195,20 @@ class RunDir:
 
     def remove_temporaries(self) -> list[Path]:
         """Delete what atomic writes of killed processes left under temporary names: never renamed into
-        place, so nothing counts on them. Temporaries of writers still alive on this machine are kept."""
-        stale = sorted(path for path in self.root.rglob(f".*{TEMPORARY_SUFFIX}") if not _writer_alive(path))
+        place, so nothing counts on them. Only files named exactly as ``atomic_write_bytes`` names them
+        are candidates (a user's own ``.notes.tmp`` is not one), and those of writers still alive on this
+        machine are kept."""
+        stale = sorted(path for path in self.root.rglob(f".*{TEMPORARY_SUFFIX}")
+                       if path.is_file() and TEMPORARY_NAME.fullmatch(path.name) and not _writer_alive(path))
         for path in stale:
             path.unlink(missing_ok=True)
         return stale
 
 
 def _writer_alive(temporary: Path) -> bool:
-    pid = temporary.name.rsplit(".", 3)[-3]  # ".<final name>.<pid>.<random>.tmp"
-    if not pid.isdigit():
-        return False
+    pid = int(TEMPORARY_NAME.fullmatch(temporary.name)["pid"])
     try:
-        os.kill(int(pid), 0)  # signal 0 only asks whether the process exists
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, under another user

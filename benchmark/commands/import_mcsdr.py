@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.encoding.weights import trusting_checkpoints
 from benchmark.training.bundle import save_bundle
 from benchmark.training.mcsdr_import import import_mcsdr
 
@@ -16,10 +17,13 @@ def add_arguments(parser) -> None:
                         "(not recorded in the checkpoint; the published model uses 8)")
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps at evaluation")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta at evaluation")
+    parser.add_argument("--trust-checkpoint", action="store_true", help="unpickle a checkpoint that holds more "
+                        "than tensors and plain data: this runs code from the file, so only for a file you trust")
 
 
 def run(args) -> int:
-    bundle = import_mcsdr(args.checkpoint, heads=args.heads, steps=args.steps, eta=args.eta)
+    with trusting_checkpoints(args.trust_checkpoint):
+        bundle = import_mcsdr(args.checkpoint, heads=args.heads, steps=args.steps, eta=args.eta)
     out = Path(args.out)
     path = save_bundle(bundle, out / "model.pt")
     report = bundle.report()

@@ -1,6 +1,8 @@
 """``report``: rebuild the leaderboard, subgroup table and plots of a run from its stored results."""
 from __future__ import annotations
 
+from benchmark.commands._plugins import add_plugin_arguments, registry_for
+
 HELP = "rebuild tables and plots of a run directory from its stored results (or a shared storage's)"
 
 
@@ -8,6 +10,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("run_dir", help="a run directory, e.g. runs/pediatric")
     parser.add_argument("--storage", default="", help="first copy every result the workers stored there "
                         "(postgresql://..., sqlite:///..., a journal file) into run_dir")
+    add_plugin_arguments(parser)
 
 
 def run(args) -> int:
@@ -21,5 +24,5 @@ def run(args) -> int:
 
         count = fetch_results(open_storage(args.storage, run_dir.root), run_dir)
         print(f"{count} stored job results copied into {run_dir.root}")
-    write_report(run_dir)
+    write_report(run_dir, registry_for(run_dir, args))
     return 0

@@ -18,12 +18,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
                         help="with a storage: a worker silent for three heartbeats is dead and its work is retried")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only one line per step")
+    parser.add_argument("--trust-checkpoint", action="store_true", help="unpickle checkpoints ([encoder] weights, "
+                        "[[models]] checkpoint) that hold more than tensors and plain data: this runs code from "
+                        "the files, so only for files you trust")
 
 
 def run(args) -> int:
+    from benchmark.encoding.weights import trusting_checkpoints
     from benchmark.orchestration.runner import run_experiment
 
     experiment = load_experiment(args.experiment, args.overrides)
-    run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet,
-                   heartbeat=args.heartbeat)
+    with trusting_checkpoints(args.trust_checkpoint):
+        run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet,
+                       heartbeat=args.heartbeat)
     return 0

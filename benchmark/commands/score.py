@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from benchmark.commands._plugins import add_plugin_arguments, registry_for
+
 HELP = "score an external predictions.csv (FileName,EF_pred[,sample_*]) into a run's leaderboard"
 
 
@@ -16,6 +18,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("run_dir", help="a finished run directory")
     parser.add_argument("predictions", help="CSV with FileName and EF_pred columns")
     parser.add_argument("--name", required=True, help="the row label on the leaderboard")
+    add_plugin_arguments(parser)
 
 
 def run(args) -> int:
@@ -27,9 +30,11 @@ def run(args) -> int:
     from benchmark.evaluation.leaderboard import item_frame, write_predictions
     from benchmark.evaluation.report import load_results, write_report
     from benchmark.evaluation.scoring import item_scores
-    from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
+    from benchmark.store import RunDir, atomic_write_json, check_name, read_json, safe_name
 
+    check_name(args.name, "--name")  # it names the model's folder under external/
     run = RunDir(args.run_dir)
+    registry = registry_for(run, args)
     reference = next((r for r in load_results(run) if r.status == "ok" and r.items is not None), None)
     if reference is None:
         raise DataError(f"{run.root} has no finished job to take the test items and labels from; run it first")
@@ -69,5 +74,5 @@ def run(args) -> int:
         "job": slug, "external": True, "model": args.name, "head": args.name, "fusion": "external",
         "encoder": "external", "dataset": manifest["config"]["dataset"]["name"], "seed": 0, "split": "external",
         "status": "ok", "source": str(path.resolve()), "notes": scores.notes})
-    write_report(run)
+    write_report(run, registry)
     return 0

@@ -17,7 +17,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from benchmark.orchestration.cluster import JobBoard, jobs_studies, open_board
-    from benchmark.orchestration.storage import open_storage
+    from benchmark.orchestration.storage import open_storage, safe_url
     from benchmark.store import RunDir, read_json
 
     target = Path(args.target)
@@ -25,6 +25,11 @@ def run(args) -> int:
         run_dir = RunDir(target)
         manifest = read_json(run_dir.manifest) if run_dir.manifest.is_file() else None
         spec = args.storage or (manifest or {}).get("config", {}).get("tune", {}).get("storage", "")
+        if "***" in spec and not args.storage:
+            from benchmark.errors import ConfigError
+
+            raise ConfigError(f"{run_dir.manifest} records the storage {spec} without its password; give it "
+                              "with --storage URL")
         if not spec:
             if manifest is None:
                 from benchmark.errors import StoreError
@@ -42,7 +47,7 @@ def run(args) -> int:
         storage = open_storage(args.target, Path.cwd())
         boards = [JobBoard(storage, name) for name in jobs_studies(storage)]
         if not boards:
-            print(f"{args.target}: no run has started in this storage yet")
+            print(f"{safe_url(args.target)}: no run has started in this storage yet")
     for board in boards:
         _show_board(board)
     return 0

@@ -19,7 +19,7 @@ import pandas as pd
 from benchmark.contracts import DatasetIndex, Exclusion, Item, Split, Tracing
 from benchmark.data.video import check_video
 from benchmark.errors import ConfigError, DataError
-from benchmark.store import atomic_write_text
+from benchmark.store import atomic_write_text, csv_text
 from registry.errors import did_you_mean
 
 N_FOLDS = 10
@@ -199,7 +199,7 @@ def summarise_reasons(excluded: Sequence[Exclusion]) -> str:
 
 def write_excluded(path: Path, excluded: Sequence[Exclusion]) -> Path:
     frame = pd.DataFrame([(e.id, e.file, e.reason) for e in excluded], columns=["id", "file", "reason"])
-    return atomic_write_text(path, frame.to_csv(index=False))
+    return atomic_write_text(path, csv_text(frame))
 
 
 # ------------------------------------------------------------------------------ tracings

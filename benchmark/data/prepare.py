@@ -9,7 +9,7 @@ from typing import Callable
 import pandas as pd
 
 from benchmark.components import accepted, check_parameters
-from benchmark.config import Experiment
+from benchmark.config import DatasetConfig, Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.data.helpers import summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
@@ -62,12 +62,17 @@ def prepare_data(experiment: Experiment, registry: Registry, run: RunDir, say: C
     return PreparedData(index, splits, manifest, split_hash, fingerprint, root)
 
 
+def uses_stand_in(config: DatasetConfig) -> bool:
+    """Whether ``[dataset]`` resolves to the synthetic stand-in: its root is absent and that is allowed."""
+    return config.synthetic_if_missing and not Path(config.root).exists()
+
+
 def _open(experiment: Experiment, registry: Registry, say: Callable[[str], None]):
     config = experiment.dataset
     record = registry.describe("dataset", config.name)
     offered = {"view": config.view, "strict": config.strict}
     root = Path(config.root)
-    if root.exists() or not config.synthetic_if_missing:
+    if not uses_stand_in(config):
         params = {"root": root, **accepted(record.factory, offered), **config.params}
         return _build(registry, config.name, params, "[dataset] params"), root
     synthetic = experiment.synthetic

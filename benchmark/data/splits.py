@@ -13,7 +13,7 @@ import pandas as pd
 from benchmark.contracts import ROLES, DatasetIndex, Split
 from benchmark.data.helpers import write_excluded
 from benchmark.errors import DataError
-from benchmark.store import atomic_write_text
+from benchmark.store import atomic_write_text, csv_text, read_csv_table
 
 COLUMNS = ["id", "patient", "split", "role"]
 
@@ -64,10 +64,10 @@ def manifest_hash(manifest: pd.DataFrame) -> str:
 def write_split_files(run_dir: str | Path, manifest: pd.DataFrame, index: DatasetIndex) -> str:
     """Writes ``splits.csv`` and ``excluded.csv`` into ``run_dir``; returns the manifest hash."""
     run_dir = Path(run_dir)
-    atomic_write_text(run_dir / "splits.csv", manifest[COLUMNS].to_csv(index=False))
+    atomic_write_text(run_dir / "splits.csv", csv_text(manifest[COLUMNS]))
     write_excluded(run_dir / "excluded.csv", index.excluded)
     return manifest_hash(manifest)
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=str)[COLUMNS]
+    return read_csv_table(path, dtype=str)[COLUMNS]

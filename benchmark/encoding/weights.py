@@ -6,44 +6,108 @@ training scripts), ``{'state_dict': ...}`` (EchoNet-Dynamic, Lightning), ``{'mod
 is undone here, classification heads are dropped on purpose, and whatever else does not match is
 reported key by key instead of being silently skipped (the reference loads with strict=False and
 swallows failures).
+
+Checkpoints are shared between people, and unpickling runs whatever code a file names. Every file is
+therefore read with ``weights_only=True``: tensors, plain containers and numbers, plus the few data-only
+classes real training checkpoints carry (``CHECKPOINT_GLOBALS``). Anything else is refused, naming the
+file and the class it asks for; only inside ``trusting_checkpoints()`` (``--trust-checkpoint``) is such a
+file unpickled in full.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import pickle
+import pickletools
+import re
 import warnings
+import zipfile
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
+import numpy
 import torch
 from torch import nn
 
 from benchmark.contracts import LoadReport
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, ConfigError
 
 WRAPPER_KEYS = ("model_state_dict", "state_dict", "model")
 PARALLEL_PREFIX = "module."
 HEAD_PREFIXES = ("head.", "fc.")
 
+_multiarray = getattr(numpy, "_core", None) or numpy.core  # numpy 2 moved it; pickles name either
+# Data-only classes that training checkpoints such as MCSDR's best.pth hold beside their tensors (a
+# metric or epoch as a numpy scalar, numpy arrays, an argparse config); rebuilding them runs no code.
+CHECKPOINT_GLOBALS = (numpy.ndarray, numpy.dtype, _multiarray.multiarray.scalar,
+                      _multiarray.multiarray._reconstruct, argparse.Namespace,
+                      *(type(numpy.dtype(code)) for code in "?bhilqBHILQefdgFDGUS"))
+_TRUSTED: ContextVar[bool] = ContextVar("trusted_checkpoints", default=False)
+
+
+@contextlib.contextmanager
+def trusting_checkpoints(trust: bool = True) -> Iterator[None]:
+    """Within this block (``--trust-checkpoint``), a checkpoint that needs full unpickling is read anyway."""
+    token = _TRUSTED.set(trust)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
 
 def read_checkpoint(path: str | Path) -> Any:
-    """``torch.load`` on CPU, tensors only when the file allows it."""
+    """``torch.load`` on CPU with ``weights_only=True``; full unpickling only when trusted."""
     path = Path(path)
     if not path.is_file():
         raise BenchmarkError(f"weight file {path} does not exist: check encoder.weights in the experiment")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Training checkpoints may pickle a config object next to the tensors; the weights are still
-        # usable, but only a full unpickle can read them, which runs code from the file.
-        warnings.warn(f"{path} holds Python objects besides tensors; loading it with full unpickling. "
-                      "Only do this with files you trust.", stacklevel=2)
+        with torch.serialization.safe_globals(list(CHECKPOINT_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = error
     except (RuntimeError, EOFError, OSError) as error:
         raise BenchmarkError(f"cannot read weight file {path}: {error}. Is it a complete PyTorch "
                              "checkpoint (torch.save)?") from None
+    if not _TRUSTED.get():
+        raise ConfigError(f"refused to load {path}: besides tensors it holds {_offending(path, refused)}, and "
+                          "unpickling that would run code from the file. If you trust the file and whoever made "
+                          "it, rerun with --trust-checkpoint.")
+    warnings.warn(f"{path}: unpickling in full (--trust-checkpoint); this runs code from the file.", stacklevel=2)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
         raise BenchmarkError(f"cannot read weight file {path}: {error}") from None
+
+
+def _offending(path: Path, error: Exception) -> str:
+    """What the safe reader refused, named from the file's pickle opcodes (nothing is executed)."""
+    allowed = {f"{cls.__module__}.{cls.__qualname__}" for cls in CHECKPOINT_GLOBALS}
+    try:
+        if zipfile.is_zipfile(path):
+            named = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        else:
+            named = _pickle_globals(path.read_bytes())
+    except Exception:  # a file too damaged to scan: torch's own reason is all there is
+        named = []
+    named = [name for name in dict.fromkeys(named) if name not in allowed]
+    if named:
+        return "the Python global(s) " + ", ".join(named)
+    reason = re.search(r"Unsupported[^\n]*", str(error))
+    return f"content the weights-only reader does not accept ({reason.group(0) if reason else error})"
+
+
+def _pickle_globals(data: bytes) -> list[str]:
+    """``module.name`` of every GLOBAL / STACK_GLOBAL of a plain pickle, read with pickletools."""
+    names, strings = [], []
+    for opcode, argument, _ in pickletools.genops(data):
+        if opcode.name == "GLOBAL":
+            names.append(str(argument).replace(" ", "."))
+        elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+            names.append(f"{strings[-2]}.{strings[-1]}")
+        elif isinstance(argument, str):
+            strings.append(argument)
+    return names
 
 
 def extract_state_dict(checkpoint: Any, source: str = "<checkpoint>") -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from benchmark.evaluation.scoring import ItemScores
 from benchmark.evaluation.stats import PatientBootstrap, paired_test, seed_summary
-from benchmark.store import atomic_write_text
+from benchmark.store import atomic_write_text, csv_text, read_csv_table
 
 KEY_COLUMNS = ("dataset", "encoder", "fusion", "head")
 SUBGROUPS = ("sex", "age_bin", "quality", "view", "ambiguous")
@@ -102,11 +102,11 @@ def write_predictions(path: str | Path, items: pd.DataFrame) -> Path:
     frame = items.rename(columns={"id": "FileName"})
     leading = [column for column in ("FileName", "EF_pred", "view") if column in frame.columns]
     frame = frame[leading + [column for column in frame.columns if column not in leading]]
-    return atomic_write_text(path, frame.to_csv(index=False))
+    return atomic_write_text(path, csv_text(frame))
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"FileName": str, "patient": str})
+    frame = read_csv_table(path, dtype={"FileName": str, "patient": str})
     return frame.rename(columns={"FileName": "id"})
 
 
@@ -325,12 +325,12 @@ def write_tables(run_dir: str | Path, results: Sequence[JobResult], protocol: Ma
     written = {
         "leaderboard.md": atomic_write_text(run_dir / "leaderboard.md",
                                             render_markdown(board, specs, protocol, paired, notes)),
-        "leaderboard.csv": atomic_write_text(run_dir / "leaderboard.csv", board.to_csv(index=False)),
+        "leaderboard.csv": atomic_write_text(run_dir / "leaderboard.csv", csv_text(board)),
         "leaderboard.json": atomic_write_text(run_dir / "leaderboard.json", _frame_json(board)),
         "leaderboard.tex": atomic_write_text(run_dir / "leaderboard.tex", render_latex(board, specs, protocol)),
         "subgroups.csv": atomic_write_text(run_dir / "subgroups.csv",
-                                           build_subgroups(results, specs, subgroups).to_csv(index=False)),
+                                           csv_text(build_subgroups(results, specs, subgroups))),
     }
     if paired is not None:
-        written["paired_tests.csv"] = atomic_write_text(run_dir / "paired_tests.csv", paired.to_csv(index=False))
+        written["paired_tests.csv"] = atomic_write_text(run_dir / "paired_tests.csv", csv_text(paired))
     return written

@@ -3,18 +3,22 @@
 Nothing here trains or predicts: the leaderboard comes from each job's ``predictions.csv`` and
 ``result.json``, so ``report`` gives the same tables as the run that made them. Externally scored
 models (``score``) live under ``external/`` and join the tables like any job.
+
+A run directory may come from someone else, so ``report`` and ``score`` import no plugin its manifest
+names unless told to (``trusted_registry``); the metrics such plugins add are then missing from the
+rebuilt tables, and ``write_report`` names every column it could not redraw.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from benchmark.errors import StoreError
 from benchmark.evaluation.leaderboard import JobResult, metric_specs, read_predictions, write_tables
-from benchmark.store import RunDir, read_json
+from benchmark.store import RunDir, check_name, read_csv_table, read_json
 from registry import Registry, load_registry
 
 
@@ -44,24 +48,51 @@ def load_results(run: RunDir) -> list[JobResult]:
     return results
 
 
-def write_report(run: RunDir, registry: Registry | None = None, say: Callable[[str], None] = print) -> pd.DataFrame:
-    """Write every table and plot; returns the leaderboard. Without ``registry`` the experiment's
-    plugins are loaded again, so their metrics are in the tables too."""
+def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: bool = False,
+                     say: Callable[[str], None] = print) -> Registry:
+    """Built-ins, installed entry points and the ``plugins`` the user names (relative to the current
+    directory); the plugins named in ``run``'s manifest only with ``trust_manifest``."""
+    if not run.manifest.is_file():
+        raise StoreError(f"{run.root} has no manifest.json: it is not a run directory (or the run never started)")
+    manifest = read_json(run.manifest)
+    registry = load_registry(plugins, base_dir=Path.cwd())
+    named = [plugin for plugin in manifest["config"]["plugins"] if plugin not in plugins]
+    if named and trust_manifest:
+        before = len(registry.failures)
+        registry.load_extra(named, base_dir=Path(manifest["source"]).parent, strict=False)
+        for failure in registry.failures[before:]:
+            say(f"warning: {failure}")
+    elif named:
+        say(f"not loaded: plugin(s) {', '.join(named)} named in {run.manifest} (plugin code runs when "
+            "imported; load them with --trust-plugins, or name a copy you trust with --plugins)")
+    return registry
+
+
+def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = print) -> pd.DataFrame:
+    """Write every table and plot with the metrics of ``registry``; returns the leaderboard. A metric
+    column of the previous leaderboard that ``registry`` cannot compute is named."""
     results = load_results(run)
     manifest = read_json(run.manifest)
     config = manifest["config"]
-    if registry is None:
-        registry = load_registry(config["plugins"], base_dir=Path(manifest["source"]).parent, strict_extra=False)
+    previous = run.root / "leaderboard.csv"
+    before = list(read_csv_table(previous).columns) if previous.is_file() else []
     write_tables(run.root, results, manifest["protocol"], baseline=config.get("baseline", ""),
                  specs=metric_specs(registry.records("metric")), n_boot=config["evaluate"]["bootstrap"],
                  seed=config["seeds"][0])
     _plots(run, results, manifest)
     say(f"leaderboard: {run.root / 'leaderboard.md'}")
-    return pd.read_csv(run.root / "leaderboard.csv")
+    board = read_csv_table(run.root / "leaderboard.csv")
+    lost = [column for column in before if column not in board.columns]
+    if lost:
+        say(f"not redrawn: column(s) {', '.join(lost)} of the previous leaderboard (their metrics come from "
+            "plugins not loaded now)")
+    return board
 
 
 def _directory(run: RunDir, record: dict[str, Any]) -> Path:
-    return run.root / "external" / record["job"] if record.get("external") else run.job(record["job"])
+    if record.get("external"):
+        return run.root / "external" / check_name(record["job"], f"{run.root}/external: job")
+    return run.job(record["job"])
 
 
 def _plots(run: RunDir, results: list[JobResult], manifest: dict[str, Any]) -> list[Path]:

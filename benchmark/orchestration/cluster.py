@@ -277,8 +277,10 @@ class JobBoard:
     def manifest(self) -> dict[str, Any] | None:
         return self.study.user_attrs.get(MANIFEST)
 
-    def materialise(self, run: RunDir, job_ids: Iterable[str]) -> int:
-        """Write each stored job's files and then its ``result.json`` into ``run``; returns how many."""
+    def materialise(self, run: RunDir, job_ids: Iterable[str], say: Callable[[str], None] = print) -> int:
+        """Write each stored job's files and then its ``result.json`` into ``run``; returns how many.
+        Whoever can write to the storage chooses the stored names: only the known job file names are
+        written (a name like ``../x`` would land outside the run directory); others are refused and named."""
         from optuna.trial import TrialState
 
         best: dict[str, Any] = {}
@@ -296,6 +298,9 @@ class JobBoard:
                 continue
             attrs = best[job].user_attrs
             for name, data in decode_files(attrs).items():
+                if name not in STORED_FILES:
+                    say(f"refused a file of job {job} in the storage: {name!r} is not one of {', '.join(STORED_FILES)}")
+                    continue
                 atomic_write_bytes(run.job(job) / name, data)
             atomic_write_json(run.result(job), attrs[RESULT])
             written += 1

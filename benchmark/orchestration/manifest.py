@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.config import Experiment
+from benchmark.orchestration.storage import safe_url
 
 PACKAGES = ("lvefbench", "torch", "torchvision", "timm", "pluggy", "optuna", "pandas", "numpy", "scipy",
             "decord", "properscoring", "tabulate", "opencv-python-headless", "matplotlib", "nibabel",
@@ -51,11 +52,18 @@ def machine() -> dict[str, Any]:
     return summary
 
 
+def recorded_config(experiment: Experiment) -> dict[str, Any]:
+    """The resolved config as run directories and storages record it: the storage URL without its password."""
+    config = experiment.to_dict()
+    config["tune"]["storage"] = safe_url(config["tune"]["storage"])
+    return config
+
+
 def build_manifest(experiment: Experiment, **sections: Any) -> dict[str, Any]:
     return {
         "experiment": experiment.name,
         "source": experiment.source,
-        "config": experiment.to_dict(),
+        "config": recorded_config(experiment),
         "config_hash": experiment.hash(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "packages": package_versions(),

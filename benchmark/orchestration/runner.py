@@ -9,7 +9,6 @@ many: tuning, job claims and results go through the storage (``benchmark.orchest
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +25,8 @@ from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.report import write_report
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
-from benchmark.orchestration.manifest import build_manifest
+from benchmark.orchestration.manifest import build_manifest, recorded_config
+from benchmark.orchestration.preflight import refuse_stand_in_over_real, start_over
 from benchmark.orchestration.storage import storage_url, study_name
 from benchmark.orchestration.tuning import tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
@@ -68,20 +68,23 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     for warning in resolved.warnings:
         say(f"warning: {warning}")
     run = RunDir(out or Path("runs") / experiment.name)
-    if fresh and run.root.exists():
-        shutil.rmtree(run.root)
+    if fresh:
+        start_over(run, say)
+    else:
+        refuse_stand_in_over_real(experiment, run)
     try:
         run.root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StoreError(f"cannot create the run directory {run.root}: {error.strerror or error}. "
                          "Choose a writable place with --out.") from None
-    run.remove_temporaries()
     info = RunInfo(experiment, run.root, registry)
     registry.hook.on_run_start(run=info)
 
     data = prepare_data(experiment, registry, run, say)
     experiment = _models_for(experiment, registry, data, say)
     device = resolve_device(experiment.train.device)
+    # Only now, with the configuration found sound: a run stopped by a configuration error touches nothing.
+    run.remove_temporaries()
     if experiment.train.threads:
         torch.set_num_threads(experiment.train.threads)
     jobs = plan_jobs(experiment, data)
@@ -206,7 +209,7 @@ def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig) -> d
 
 
 def _tuning_config(experiment: Experiment, model: ModelConfig) -> dict[str, Any]:
-    return {"model": dataclasses.asdict(model), "tune": dataclasses.asdict(experiment.tune),
+    return {"model": dataclasses.asdict(model), "tune": recorded_config(experiment)["tune"],
             "seed": experiment.seeds[0]}
 
 

@@ -67,7 +67,8 @@ def open_storage(spec: str, run_dir: str | Path, heartbeat: int = 10):
             if attempt + 1 < SCHEMA_ATTEMPTS and any(sign in str(error) for sign in SCHEMA_RACE):
                 time.sleep(0.2 * (attempt + 1))  # workers meeting an empty database raced to create its tables
                 continue
-            raise ConfigError(f"cannot open the storage {safe_url(url)}: {type(error).__name__}: {error}") from None
+            raise ConfigError(f"cannot open the storage {safe_url(url)}: {type(error).__name__}: "
+                              f"{redact(str(error), url)}") from None
 
 
 def _serialise_sqlite(engine) -> None:
@@ -89,12 +90,29 @@ def _serialise_sqlite(engine) -> None:
 
 
 def safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    return f"{scheme}://{credentials.split(':')[0]}:***@{host}"
+    """The URL with its password replaced by ``***``: what the manifest, tuning records, logs and
+    messages show (a run directory is shared, the database password is not)."""
+    return redact(url, url)
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` with every occurrence of ``url``'s password (``user:PASSWORD@`` or ``password=``) as ``***``."""
+    if "://" not in url:
+        return text
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    try:
+        secrets = [parts.password] if parts.password else []
+    except ValueError:  # a port that is not a number: the URL is wrong anyway, its password still secret
+        secrets = []
+    netloc = parts.netloc
+    if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
+        secrets.append(netloc.rsplit("@", 1)[0].split(":", 1)[1])
+    secrets += [value for key, values in parse_qs(parts.query).items() if key.lower() == "password" for value in values]
+    for secret in sorted(set(filter(None, secrets)), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def study_name(*parts: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+from benchmark.api import csv_cell
 from registry import hookimpl
 
 FIELDS = ("job", "epoch", "train_loss", "val_loss", "val_mae", "lr")
@@ -18,4 +19,4 @@ def on_epoch_end(run, job, epoch, logs):
         writer = csv.DictWriter(stream, fieldnames=FIELDS, extrasaction="ignore")
         if new:
             writer.writeheader()
-        writer.writerow({"job": job.id, "epoch": epoch, **logs})
+        writer.writerow({"job": csv_cell(job.id), "epoch": epoch, **logs})

@@ -1,0 +1,58 @@
+"""What a run may delete: with --fresh only a run directory it made, never the current directory or a
+folder of the user's; of temporaries only its own leftovers, and only once the configuration is sound."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from faults.faultkit import cli, run_args
+
+
+def test_fresh_never_deletes_the_current_directory(tmp_path, experiment, monkeypatch):
+    mine = tmp_path / "thesis.tex"
+    mine.write_text("years of work")
+    monkeypatch.chdir(tmp_path)
+    outcome = cli(*run_args(experiment, tmp_path, "--fresh"))
+    assert outcome.code == 2
+    assert "current directory" in outcome.err
+    assert mine.read_text() == "years of work" and experiment.is_file()
+
+
+def test_fresh_never_deletes_a_folder_without_a_run_manifest(tmp_path, experiment):
+    folder = tmp_path / "photos"
+    (folder / "2024").mkdir(parents=True)
+    (folder / "2024" / "beach.jpg").write_bytes(b"jpeg")
+    outcome = cli(*run_args(experiment, folder, "--fresh"))
+    assert outcome.code == 2
+    assert "no manifest.json" in " ".join(outcome.err.split())
+    assert (folder / "2024" / "beach.jpg").read_bytes() == b"jpeg"
+
+
+def test_fresh_deletes_a_run_directory_and_says_so(run_copy):
+    stale = run_copy / "jobs" / "stale-job"
+    stale.mkdir()
+    outcome = cli(*run_args(run_copy.parent / "experiment.toml", run_copy, "--fresh"))
+    assert outcome.code == 0, outcome.text
+    assert f"deleting the run directory {run_copy.resolve()}" in outcome.out
+    assert not stale.exists() and (run_copy / "leaderboard.csv").is_file()
+
+
+def test_a_users_tmp_file_in_the_run_directory_survives(run_copy):
+    notes = run_copy / ".notes.tmp"  # not the atomic writer's ".<name>.<pid>.<random>.tmp"
+    notes.write_text("draft")
+    assert cli(*run_args(run_copy.parent / "experiment.toml", run_copy)).code == 0
+    assert notes.read_text() == "draft"
+
+
+def test_dead_temporaries_are_kept_when_the_run_stops_on_a_configuration_error(tmp_path, experiment):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = out / f".result.json.{finished.pid}.abc123.tmp"
+    dead.write_text("{")
+    # A device that no machine has: found only after the data is prepared, as CUDA is looked at then.
+    outcome = cli(*run_args(experiment, out, "--set", "train.device=cuda:99"))
+    assert outcome.code == 2 and "cuda:99" in outcome.err
+    assert dead.exists()
+    assert not (out / "manifest.json").exists()

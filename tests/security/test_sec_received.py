@@ -1,0 +1,90 @@
+"""Material received from others (a run directory, a shared storage) is data, not code or paths: report
+imports none of the plugins a manifest names unless asked, a storage cannot name where files go, and a run
+directory of real results is never quietly continued on the synthetic stand-in."""
+from __future__ import annotations
+
+import json
+
+import optuna
+from faults.faultkit import cli, run_args
+
+from benchmark.orchestration.cluster import FILE, JOB, RESULT, JobBoard, encode_files, fetch_results, jobs_study_name
+from benchmark.orchestration.storage import open_storage
+from benchmark.store import RunDir
+
+PLUGIN = "from pathlib import Path\nPath(__file__).with_suffix('.proof').write_text('plugin code ran')\n"
+
+
+def _edit_manifest(run_dir, **changes):
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for key, value in changes.items():
+        target = manifest["config"] if key == "plugins" else manifest
+        target[key] = value
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_report_imports_no_plugin_a_received_manifest_names(run_copy):
+    (run_copy.parent / "helpful.py").write_text(PLUGIN)
+    proof = run_copy.parent / "helpful.proof"
+    _edit_manifest(run_copy, plugins=["helpful.py"], source=str(run_copy.parent / "experiment.toml"))
+    board = run_copy / "leaderboard.csv"
+    lines = board.read_text().splitlines()  # as if the sender's tables had a column from that plugin
+    board.write_text("\n".join([lines[0] + ",Their metric"] + [line + ",1.0" for line in lines[1:]]) + "\n")
+
+    outcome = cli("report", run_copy)
+    assert outcome.code == 0, outcome.text
+    assert not proof.exists()
+    said = " ".join(outcome.out.split())
+    assert "not loaded: plugin(s) helpful.py" in said and "--trust-plugins" in said
+    assert "not redrawn: column(s) Their metric" in said
+
+    assert cli("report", run_copy, "--trust-plugins").code == 0
+    assert proof.exists()  # the explicit opt-in loads it
+
+
+def test_a_storage_cannot_name_where_job_files_are_written(tmp_path, capsys):
+    job = "mse__seed0__fold0__aaaa"
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    board = JobBoard(open_storage(url, tmp_path), jobs_study_name("faults", [job]))
+    board.study.set_user_attr("manifest", {"experiment": "faults", "jobs": [job]})
+    files = encode_files({"predictions.csv": b"FileName\nx\n", "../../../planted.py": b"print('hi')"})
+    board.study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE, value=1.0,
+        user_attrs={JOB: job, RESULT: {"job": job, "status": "ok", "seconds": 1.0}, **files}))
+    assert any(key.startswith(FILE + "../") for key in files)
+
+    run = RunDir(tmp_path / "a" / "b" / "run")
+    assert fetch_results(open_storage(url, run.root), run) == 1
+    assert (run.job(job) / "predictions.csv").read_bytes() == b"FileName\nx\n"
+    assert not list(tmp_path.rglob("planted.py"))
+    assert "refused a file of job" in capsys.readouterr().out
+
+
+def test_a_job_id_from_a_storage_cannot_leave_the_run_directory(tmp_path):
+    job = "../../../escaped"
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    board = JobBoard(open_storage(url, tmp_path), jobs_study_name("faults", [job]))
+    board.study.set_user_attr("manifest", {"experiment": "faults", "jobs": [job]})
+    board.study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE, value=1.0,
+        user_attrs={JOB: job, RESULT: {"job": job, "status": "ok", "seconds": 1.0}}))
+    run_dir = tmp_path / "a" / "b" / "run"
+    outcome = cli("report", run_dir, "--storage", url)
+    assert outcome.code == 2 and "job id" in outcome.err
+    assert not list(tmp_path.rglob("escaped"))
+
+
+def test_a_run_of_real_data_does_not_continue_on_the_stand_in(run_copy):
+    # The run directory says its results came from real data; that data folder is gone now.
+    _edit_manifest(run_copy, synthetic=False, data_root="/data/echonet-pediatric")
+    board = (run_copy / "leaderboard.csv").read_bytes()
+    experiment = run_copy.parent / "experiment.toml"
+    outcome = cli(*run_args(experiment, run_copy))
+    assert outcome.code == 2
+    said = " ".join(outcome.err.split())
+    assert "holds results on real data" in said and "--fresh" in said
+    assert (run_copy / "leaderboard.csv").read_bytes() == board
+    assert json.loads((run_copy / "manifest.json").read_text())["synthetic"] is False
+
+    assert cli(*run_args(experiment, run_copy, "--fresh")).code == 0  # starting over is the way to switch
+    assert json.loads((run_copy / "manifest.json").read_text())["synthetic"] is True
