@@ -173,3 +173,13 @@ def test_validate_data_prints_counts_splits_exclusions_and_tracings(tmp_path, ex
     assert "split fold0: train 16 items / 16 patients, val 2 items / 2 patients, test 1 items / 1 patients" in out
     assert "excluded 1: truncated video: 1" in out
     assert "tracings: 19 of 19 items traced (100%), 32 traced frames" in out
+
+
+def test_run_checks_the_data_before_creating_its_directory(tmp_path, experiment):
+    from fakedata import make_pediatric, set_cell
+
+    tree = make_pediatric(tmp_path / "data", n_patients=20, views=("A4C",))
+    set_cell(tree.labels, tree.ids[3], "Split", "TRAIN")  # Pediatric folds are integers
+    outcome = cli(*run_args(experiment, tmp_path / "run", "--set", f'dataset.root="{tree.root}"'))
+    assert outcome.code == 1 and "is not an integer fold 0-9" in " ".join(outcome.err.split()), outcome.text
+    assert not (tmp_path / "run").exists()
