@@ -391,8 +391,8 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (train.threads < 0, "train.threads", "must be 0 (torch's default) or a positive thread count"),
         (evaluate.samples < 2, "evaluate.samples", "must be at least 2 (the fair CRPS needs two samples)"),
         (evaluate.samples > MAX_SAMPLES, "evaluate.samples",
-         f"must be at most {MAX_SAMPLES}: each job keeps K samples per test item in memory several times over "
-         f"(K = {evaluate.samples} on a 1,000-video test set: {evaluate.samples * 1000 * 8 / 1e9:.3g} GB a copy)"),
+         (f"must be at most {MAX_SAMPLES}: each job keeps K samples per test item in memory several times over "
+          f"(K = {evaluate.samples} on a 1,000-video test set: {evaluate.samples * 1000 * 8 / 1e9:.3g} GB a copy)")),
         (evaluate.bootstrap < 1, "evaluate.bootstrap", "must be at least 1 replicate (1000 is usual)"),
     ]
     for failed, key_path, message in checks:
