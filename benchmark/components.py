@@ -1,16 +1,53 @@
 """Components named by an experiment: checked against the registry (shared by ``validate`` and ``run`` so both
 reject the same mistakes before any work starts), and experiment-level settings offered to the factories
-that declare them."""
+that declare them.
+
+Every ``params``, ``fusion_params`` and ``search_space`` key is checked against the parameters its component
+declares (its constructor's, following ``**kwargs`` into the base class it passes them to), with the value's
+type against the annotation, and by the component's own ``parameter_problems(params)`` where it has one
+(e.g. the timm encoder asks timm's registry whether the model exists).
+"""
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import inspect
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
 
 from benchmark.config import Experiment
 from benchmark.contracts import unable_to_segment
 from benchmark.errors import ConfigError
 from registry import Registry, RegistryError, UnknownComponentError, load_registry
+from registry.errors import did_you_mean
+from registry.records import param_from_spec
+
+TRAINER_PARAMS = ("lr", "weight_decay", "batch_size", "epochs", "patience", "grad_clip")
+FUSION_PREFIX = "fusion."
+# Set by the engine when it builds the component, never by the experiment.
+ENGINE_PARAMS = {"head": ("condition_dim",), "fusion": ("feature_dim", "tabular_dim"), "dataset": ("root",)}
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """One set of hyperparameters, split by who consumes it."""
+
+    trainer: dict[str, Any]
+    head: dict[str, Any]
+    fusion: dict[str, Any]
+
+
+def split_params(params: Mapping[str, Any]) -> ModelParams:
+    """``lr``, ``weight_decay``, ``batch_size``, ``epochs``, ``patience`` and ``grad_clip`` go to the
+    trainer, ``fusion.NAME`` to the fusion, everything else to the head."""
+    trainer = {key: value for key, value in params.items() if key in TRAINER_PARAMS}
+    fusion = {key[len(FUSION_PREFIX):]: value for key, value in params.items() if key.startswith(FUSION_PREFIX)}
+    head = {key: value for key, value in params.items()
+            if key not in TRAINER_PARAMS and not key.startswith(FUSION_PREFIX)}
+    return ModelParams(trainer, head, fusion)
 
 
 def accepted(factory: Callable[..., Any], offered: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,6 +71,114 @@ def check_parameters(factory: Callable[..., Any], params: Mapping[str, Any], whe
         raise ConfigError(f"{where}: {error}. Accepted parameters: {', '.join(known)}.") from None
 
 
+def declared_parameters(factory: Callable[..., Any]) -> tuple[dict[str, Any], bool]:
+    """The keyword parameters ``factory`` declares, with their annotations, and whether it takes others too.
+
+    A class whose constructor takes ``**kwargs`` and hands them to its base class (the trunk heads) declares
+    the base constructor's parameters as well; ``**kwargs`` that reach no declared constructor leave it open.
+    """
+    functions = ([cls.__init__ for cls in factory.__mro__ if "__init__" in vars(cls)]
+                 if isinstance(factory, type) else [factory])
+    declared: dict[str, Any] = {}
+    for function in functions:
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):  # a builtin without a signature: nothing can be said
+            return declared, True
+        hints = _type_hints(function)
+        for parameter in parameters:
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY) and parameter.name != "self":
+                declared.setdefault(parameter.name, hints.get(parameter.name, Any))
+        if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+            return declared, False
+    return declared, True
+
+
+def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any], kind: str, name: str,
+                           key_path: str, source: str, extra: Mapping[str, Any] | None = None) -> None:
+    """Raise a ConfigError naming ``key_path.KEY`` for a parameter ``factory`` does not declare, a value
+    of the wrong type, or one the component's ``parameter_problems`` rejects. ``extra``: parameters it takes
+    on top of its own (a stand-in passes them on to the loader it wraps)."""
+    declared, open_ended = declared_parameters(factory)
+    declared = {**(extra or {}), **declared}
+    known = [key for key in declared if key not in ENGINE_PARAMS.get(kind, ())]
+    for key, value in params.items():
+        where = f"{source}: `{key_path}.{key}`"
+        if key in ENGINE_PARAMS.get(kind, ()):
+            raise ConfigError(f"{where}: {key} is set by the benchmark when it builds the {kind}; remove it.")
+        if key not in declared:
+            if open_ended:
+                continue
+            raise ConfigError(f"{where} is not a parameter of {kind} {name!r}.{did_you_mean(key, known)} "
+                              f"Its parameters: {', '.join(known) or 'none'}.")
+        expected = _type_problem(declared[key], value)
+        if expected:
+            raise ConfigError(f"{where} must be {expected}, got {value!r}.{_choice_hint(declared[key], value)}")
+    problems = getattr(factory, "parameter_problems", None)
+    for key, problem in (problems(dict(params)) if callable(problems) else {}).items():
+        raise ConfigError(f"{source}: `{key_path}.{key}`: {problem}")
+
+
+def check_search_space(registry: Registry, model, index: int, source: str) -> None:
+    """Each ``search_space`` key names a trainer setting, ``fusion.NAME`` of the fusion, or a head parameter,
+    and each entry is a valid Optuna range."""
+    head, head_open = declared_parameters(registry.describe("head", model.head).factory)
+    fusion, fusion_open = declared_parameters(registry.describe("fusion", model.fusion).factory)
+    allowed = [*TRAINER_PARAMS, *(FUSION_PREFIX + key for key in fusion if key not in ENGINE_PARAMS["fusion"]),
+               *(key for key in head if key not in ENGINE_PARAMS["head"])]
+    for key, spec in model.search_space.items():
+        where = f"{source}: `models[{index}].search_space.{key}`"
+        takes_any = fusion_open if key.startswith(FUSION_PREFIX) else head_open
+        if key not in allowed and not takes_any:
+            raise ConfigError(f"{where} is neither a trainer setting ({', '.join(TRAINER_PARAMS)}), a parameter of "
+                              f"head {model.head!r} nor fusion.<parameter of {model.fusion!r}>."
+                              f"{did_you_mean(key, allowed)} Tunable: {', '.join(allowed)}.")
+        try:
+            param_from_spec(spec)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"{where}: {error}. Write e.g. lr = {{float = [1e-4, 1e-2], log = true}}, "
+                              "width = {choices = [64, 128]}") from None
+
+
+def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # an annotation naming something not importable here: the names are still checked
+        return {}
+
+
+def _type_problem(annotation: Any, value: Any) -> str | None:
+    """What ``value`` should have been when it does not fit ``annotation``; None when it fits or the
+    annotation is beyond what a TOML value can be checked against (a Path, a module...)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(option, value) for option in typing.get_args(annotation)
+                    if option is not type(None)]
+        return None if None in problems else " or ".join(problems)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        return None if value in choices else f"one of {', '.join(map(repr, choices))}"
+    if origin in (list, tuple, collections.abc.Sequence):
+        return None if isinstance(value, list) else "a list"
+    if origin in (dict, collections.abc.Mapping) or annotation in (dict, collections.abc.Mapping):
+        return None if isinstance(value, dict) else "a table"
+    if annotation is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if annotation is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if annotation is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if annotation is str:
+        return None if isinstance(value, str) else "a string"
+    return None
+
+
+def _choice_hint(annotation: Any, value: Any) -> str:
+    choices = [str(choice) for arg in [annotation, *typing.get_args(annotation)] if typing.get_origin(arg) is Literal
+               for choice in typing.get_args(arg)]
+    return did_you_mean(str(value), choices) if choices else ""
+
+
 @dataclass
 class Resolved:
     experiment: Experiment
@@ -42,40 +187,80 @@ class Resolved:
 
 
 def resolve(experiment: Experiment) -> Resolved:
+    """Load the experiment's plugins and check every component it names and every parameter it gives them.
+
+    The returned experiment has the dataset's own first protocol filled in where ``dataset.protocol`` is empty.
+    """
     try:
         registry = load_registry(experiment.plugins, base_dir=experiment.base_dir)
     except RegistryError as error:
         raise ConfigError(f"{experiment.source}: `plugins`: {error}") from None
     warnings = [f"{failure} (ignored: the experiment does not name it)" for failure in registry.failures]
+    warnings += registry.warnings
+    source = experiment.source
 
-    def check(kind: str, name: str, key_path: str) -> None:
+    def check(kind: str, name: str, key_path: str):
         try:
-            registry.describe(kind, name)
+            return registry.describe(kind, name)
         except RegistryError as error:
-            raise ConfigError(f"{experiment.source}: `{key_path}`: {error}") from None
+            raise ConfigError(f"{source}: `{key_path}`: {error}") from None
 
-    check("dataset", experiment.dataset.name, "dataset.name")
-    check("encoder", experiment.encoder.name, "encoder.name")
-    encoder = registry.describe("encoder", experiment.encoder.name).factory
+    dataset = check("dataset", experiment.dataset.name, "dataset.name")
+    experiment = _with_protocol(experiment, dataset.factory)
+    root = Path(experiment.dataset.root)
+    if not experiment.dataset.synthetic_if_missing and not root.exists():
+        raise ConfigError(f"{source}: `dataset.root` = {experiment.dataset.root!r} does not exist ({root.resolve()}), "
+                          "and `dataset.synthetic_if_missing` is false. Point dataset.root at the dataset, or set "
+                          "synthetic_if_missing = true to benchmark on the labelled synthetic stand-in.")
+    check_component_params(dataset.factory, experiment.dataset.params, "dataset", dataset.name, "dataset.params",
+                           source)
+    stand_in = registry.describe("dataset", "synthetic").factory if "synthetic" in registry.names("dataset") else None
+    if stand_in is not None:
+        check_component_params(stand_in, experiment.synthetic.params, "dataset", "synthetic", "synthetic.params",
+                               source, extra=declared_parameters(dataset.factory)[0])
+    encoder = check("encoder", experiment.encoder.name, "encoder.name").factory
+    check_component_params(encoder, experiment.encoder.params, "encoder", experiment.encoder.name, "encoder.params",
+                           source)
     # A class shows whether it segments before anything is built; a factory function is checked in stage 1.
     problem = unable_to_segment(encoder, experiment.encoder.name) if isinstance(encoder, type) else None
     if experiment.encoder.pretrain.objective == "tracings" and problem:
-        raise ConfigError(f"{experiment.source}: `encoder.pretrain.objective`: {problem}")
-    dataset_tabular = registry.describe("dataset", experiment.dataset.name).metadata.get("tabular")
+        raise ConfigError(f"{source}: `encoder.pretrain.objective`: {problem}")
+    dataset_tabular = dataset.metadata.get("tabular")
     for index, model in enumerate(experiment.models):
-        check("head", model.head, f"models[{index}].head")
-        check("fusion", model.fusion, f"models[{index}].fusion")
-        fusion = registry.describe("fusion", model.fusion)
+        head = check("head", model.head, f"models[{index}].head")
+        fusion = check("fusion", model.fusion, f"models[{index}].fusion")
+        check_component_params(head.factory, model.params, "head", model.head, f"models[{index}].params", source)
+        check_component_params(fusion.factory, model.fusion_params, "fusion", model.fusion,
+                               f"models[{index}].fusion_params", source)
+        check_search_space(registry, model, index, source)
         if fusion.metadata.get("needs_tabular") and dataset_tabular is not None and not dataset_tabular:
             raise ConfigError(
-                f"{experiment.source}: `models[{index}].fusion`: {model.fusion!r} combines tabular "
+                f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular "
                 f"attributes, but dataset {experiment.dataset.name!r} has none. Use fusion = \"none\"."
             )
     for index, metric in enumerate(experiment.evaluate.metrics):
         check("metric", metric, f"evaluate.metrics[{index}]")
     if experiment.tune.trials:
-        find_metric(registry, experiment.tune.metric, f"{experiment.source}: `tune.metric`")
+        find_metric(registry, experiment.tune.metric, f"{source}: `tune.metric`")
     return Resolved(experiment, registry, warnings)
+
+
+def _with_protocol(experiment: Experiment, dataset: Callable[..., Any]) -> Experiment:
+    """``dataset.protocol`` as given, or the dataset's own first protocol (Dynamic ``official``, Pediatric
+    ``fold``, CAMUS ``official``); a protocol the dataset does not have is an error naming the key."""
+    protocols = getattr(dataset, "protocols", None)
+    protocols = list(protocols) if isinstance(protocols, (list, tuple)) else []
+    config = experiment.dataset
+    if not config.protocol:
+        if not protocols:
+            raise ConfigError(f"{experiment.source}: `dataset.protocol` must be set: dataset {config.name!r} "
+                              "declares no protocols of its own")
+        return dataclasses.replace(experiment, dataset=dataclasses.replace(config, protocol=protocols[0]))
+    if protocols and config.protocol not in protocols:
+        raise ConfigError(f"{experiment.source}: `dataset.protocol`: dataset {config.name!r} has no protocol "
+                          f"{config.protocol!r}.{did_you_mean(config.protocol, protocols)} "
+                          f"Its protocols: {', '.join(protocols)}.")
+    return experiment
 
 
 def find_metric(registry: Registry, name: str, where: str) -> str:

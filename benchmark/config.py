@@ -1,13 +1,15 @@
 """The experiment file: a typed schema, validated with errors that name the file, key path and fix.
 
-Every key documented in README.md lives here, with its default. ``load_experiment`` reads TOML,
-applies ``--set key.path=value`` overrides and returns an ``Experiment``.
+Every key documented in README.md lives here, with its default. ``load_experiment`` reads TOML (and the
+file its ``include`` key names, which it then states only the differences to), applies ``--set key.path=value``
+overrides and returns an ``Experiment`` whose every value has been type- and range-checked.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -18,6 +20,12 @@ from typing import Any, Literal
 from benchmark.errors import ConfigError
 from benchmark.store import check_name
 from registry.errors import did_you_mean
+
+N_FOLDS = 10  # the fold protocols (EchoNet-Pediatric's fold and cv10, CAMUS cv10) deal ten folds
+MAX_SEED = 2**32 - 1  # numpy's seed range; torch accepts it too
+# Each job holds K samples per test item (8 bytes each) several times over while it scores them: K = 10,000
+# on a 10,000-video test set is already 0.8 GB a copy, and more samples move no metric by a visible digit.
+MAX_SAMPLES = 10_000
 
 
 @dataclass
@@ -37,12 +45,18 @@ class DatasetConfig:
     name: str = "echonet_pediatric"
     root: str = "data/echonet-pediatric"
     view: str = "A4C"
-    protocol: str = "fold"
+    protocol: str = ""  # "" = the dataset's own first protocol, filled in when the registry is loaded
     fold: int = 0
     synthetic_if_missing: bool = True
     strict: bool = False
-    tabular: list[str] | None = None
+    tabular: Literal["all"] | list[str] | None = None
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        # "all" is how an experiment that includes another restores the default (TOML has no null); it is
+        # stored as the default itself so that both spellings are one experiment with one hash.
+        if self.tabular == "all":
+            self.tabular = None
 
 
 @dataclass
@@ -171,17 +185,55 @@ class Experiment:
 
 def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     path = Path(path)
+    raw = _read_with_includes(path, ())
+    for override in overrides:
+        apply_override(raw, override, str(path))
+    return from_dict(raw, str(path))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"cannot read experiment file {path}: {error.strerror or error}") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}. Fix the syntax at that line.") from None
-    for override in overrides:
-        apply_override(raw, override, str(path))
-    return from_dict(raw, str(path))
+
+
+def _read_with_includes(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The raw table of ``path`` laid over the file its ``include`` names (relative to ``path``), recursively.
+
+    ``chain``: the files that include this one, outermost first, to name a cycle instead of recursing forever.
+    """
+    raw = _read_toml(path)
+    if "include" not in raw:
+        return raw
+    include = raw.pop("include")
+    if not isinstance(include, str) or not include:
+        _fail(str(path), "include", f"expected the path of another experiment file, got {_kind(include)} {include!r}")
+    base = path.parent / include
+    here = chain + (path.resolve(),)
+    if base.resolve() in here:
+        cycle = " -> ".join(str(p) for p in here[here.index(base.resolve()):] + (base.resolve(),))
+        _fail(str(path), "include", f"= {include!r} makes a cycle: {cycle}")
+    if not base.is_file():
+        _fail(str(path), "include", f"= {include!r}: there is no file {base} (the path is relative to {path})")
+    try:
+        included = _read_with_includes(base, here)
+    except ConfigError as error:
+        raise ConfigError(f"{error} (included by {path})") from None
+    return _merged(included, raw)
+
+
+def _merged(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """``delta`` over ``base``: tables merge key by key; anything else, arrays included, replaces."""
+    merged = dict(base)
+    for key, value in delta.items():
+        both_tables = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merged(merged[key], value) if both_tables else value
+    return merged
 
 
 def from_dict(raw: dict[str, Any], source: str = "<dict>") -> Experiment:
@@ -235,8 +287,13 @@ def _convert(annotation: Any, value: Any, key_path: str, source: str) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
-        (inner,) = [option for option in options if option is not type(None)]
-        return _convert(inner, value, key_path, source)
+        inner = [option for option in options if option is not type(None)]
+        for option in inner[:-1]:  # the last option's error is the one reported
+            try:
+                return _convert(option, value, key_path, source)
+            except ConfigError:
+                continue
+        return _convert(inner[-1], value, key_path, source)
     if origin is Literal:
         choices = typing.get_args(annotation)
         if value not in choices:
@@ -289,26 +346,55 @@ def _fail(source: str, key_path: str, message: str) -> typing.NoReturn:
 
 
 def _check_semantics(experiment: Experiment, source: str) -> None:
+    _check_finite(experiment, "", source)
+    e = experiment
+    clips, encoder, pretrain, train, tune, evaluate = e.clips, e.encoder, e.encoder.pretrain, e.train, e.tune, e.evaluate
     checks = [
-        (not experiment.name, "name", "must be set: it names the run directory, e.g. name = \"pediatric\""),
-        (not experiment.seeds, "seeds", "must list at least one seed, e.g. seeds = [0, 1, 2]"),
-        (len(set(experiment.seeds)) != len(experiment.seeds), "seeds", f"has duplicates: {experiment.seeds}"),
-        (not experiment.models, "models", "needs at least one [[models]] table with a head"),
-        (experiment.clips.frames < 1, "clips.frames", "must be at least 1"),
-        (experiment.clips.size < 8, "clips.size", "must be at least 8 pixels"),
-        (experiment.clips.frequency < 1, "clips.frequency", "must be at least 1"),
-        (experiment.clips.period < 1, "clips.period", "must be at least 1"),
-        (experiment.clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
-        (experiment.evaluate.samples < 2, "evaluate.samples", "must be at least 2 (the fair CRPS needs two samples)"),
-        (experiment.train.epochs < 1, "train.epochs", "must be at least 1"),
-        (experiment.train.batch_size < 1, "train.batch_size", "must be at least 1"),
-        (experiment.encoder.batch_size < 1, "encoder.batch_size", "must be at least 1"),
-        (experiment.train.lr <= 0, "train.lr", "must be positive"),
-        (not 0 <= experiment.train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
-        (experiment.tune.trials < 0, "tune.trials", "must be 0 (no tuning) or more"),
-        (experiment.synthetic.n < 10, "synthetic.n", "must be at least 10 videos"),
-        (not 0 <= experiment.synthetic.ambiguous_fraction <= 1, "synthetic.ambiguous_fraction",
-         "must be between 0 and 1"),
+        (not e.name, "name", "must be set: it names the run directory, e.g. name = \"pediatric\""),
+        (not e.seeds, "seeds", "must list at least one seed, e.g. seeds = [0, 1, 2]"),
+        (len(set(e.seeds)) != len(e.seeds), "seeds", f"has duplicates: {e.seeds}"),
+        (any(not 0 <= seed <= MAX_SEED for seed in e.seeds), "seeds",
+         f"must be between 0 and {MAX_SEED} (the seed range of numpy and torch), got {e.seeds}"),
+        (not e.models, "models", "needs at least one [[models]] table with a head"),
+        (not 0 <= e.dataset.fold < N_FOLDS, "dataset.fold",
+         f"must be between 0 and {N_FOLDS - 1} (the test fold of a ten-fold protocol), got {e.dataset.fold}"),
+        (e.synthetic.n < 10, "synthetic.n", "must be at least 10 videos"),
+        (not 0 <= e.synthetic.seed <= MAX_SEED, "synthetic.seed", f"must be between 0 and {MAX_SEED}"),
+        (not 0 <= e.synthetic.ambiguous_fraction <= 1, "synthetic.ambiguous_fraction", "must be between 0 and 1"),
+        (e.synthetic.label_noise < 0, "synthetic.label_noise", "must be 0 (none) or a positive std in EF points"),
+        (clips.frames < 1, "clips.frames", "must be at least 1"),
+        (clips.size < 8, "clips.size", "must be at least 8 pixels"),
+        (clips.frequency < 1, "clips.frequency", "must be at least 1"),
+        (clips.period < 1, "clips.period", "must be at least 1"),
+        (clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
+        (not 0 <= clips.intensity_jitter < 1, "clips.intensity_jitter", "must be at least 0 (off) and below 1"),
+        (clips.speckle < 0, "clips.speckle", "must be 0 (off) or a positive std"),
+        (encoder.batch_size < 1, "encoder.batch_size", "must be at least 1"),
+        (encoder.finetune_epochs < 1 and encoder.finetune, "encoder.finetune_epochs",
+         "must be at least 1 when encoder.finetune is set"),
+        (encoder.lr_mult <= 0, "encoder.lr_mult", "must be positive"),
+        (pretrain.epochs < 0, "encoder.pretrain.epochs", "must be 0 (no stage 1) or more"),
+        (pretrain.lr <= 0, "encoder.pretrain.lr", "must be positive"),
+        (pretrain.batch_size < 1, "encoder.pretrain.batch_size", "must be at least 1"),
+        (pretrain.rnc_weight < 0, "encoder.pretrain.rnc_weight", "must be 0 or positive"),
+        (pretrain.temperature <= 0, "encoder.pretrain.temperature", "must be positive"),
+        (tune.trials < 0, "tune.trials", "must be 0 (no tuning) or more"),
+        (tune.timeout < 0, "tune.timeout", "must be 0 (no limit) or a positive number of seconds"),
+        (tune.epochs < 0, "tune.epochs", "must be 0 (train.epochs) or more"),
+        (train.epochs < 1, "train.epochs", "must be at least 1"),
+        (train.batch_size < 1, "train.batch_size", "must be at least 1"),
+        (train.lr <= 0, "train.lr", "must be positive"),
+        (train.weight_decay < 0, "train.weight_decay", "must be 0 or positive"),
+        (train.patience < 1, "train.patience", "must be at least 1 epoch"),
+        (train.grad_clip < 0, "train.grad_clip", "must be 0 (off) or a positive norm"),
+        (not 0 <= train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
+        (train.num_workers < 0, "train.num_workers", "must be 0 (decode in the main process) or more"),
+        (train.threads < 0, "train.threads", "must be 0 (torch's default) or a positive thread count"),
+        (evaluate.samples < 2, "evaluate.samples", "must be at least 2 (the fair CRPS needs two samples)"),
+        (evaluate.samples > MAX_SAMPLES, "evaluate.samples",
+         (f"must be at most {MAX_SAMPLES}: each job keeps K samples per test item in memory several times over "
+          f"(K = {evaluate.samples} on a 1,000-video test set: {evaluate.samples * 1000 * 8 / 1e9:.3g} GB a copy)")),
+        (evaluate.bootstrap < 1, "evaluate.bootstrap", "must be at least 1 replicate (1000 is usual)"),
     ]
     for failed, key_path, message in checks:
         if failed:
@@ -324,3 +410,19 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         _fail(source, "models", f"has two models called {duplicated[0]!r}: give one a distinct `label`")
     if experiment.baseline and experiment.baseline not in keys:
         _fail(source, "baseline", f"names no model.{did_you_mean(experiment.baseline, keys)} Models: {', '.join(keys)}")
+
+
+def _check_finite(node: Any, key_path: str, source: str) -> None:
+    """Every float anywhere in the experiment, component parameters included, is finite: NaN or inf would
+    pass every range check above and surface as a NaN loss in every job."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            _check_finite(getattr(node, f.name), f"{key_path}.{f.name}" if key_path else f.name, source)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite(value, f"{key_path}.{key}", source)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_finite(value, f"{key_path}[{index}]", source)
+    elif isinstance(node, float) and not math.isfinite(node):
+        _fail(source, key_path, f"must be a finite number, got {node}")

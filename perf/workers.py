@@ -25,12 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def prepare(experiment: Path, overrides: list[str]) -> None:
     from benchmark.components import resolve
     from benchmark.config import load_experiment
-    from benchmark.data.prepare import prepare_data
-    from benchmark.store import RunDir
+    from benchmark.data.prepare import load_data
 
     resolved = resolve(load_experiment(experiment, overrides))
-    with tempfile.TemporaryDirectory() as scratch:
-        prepare_data(resolved.experiment, resolved.registry, RunDir(scratch), say=lambda _: None)
+    load_data(resolved.experiment, resolved.registry, say=lambda _: None)
 
 
 def run_workers(experiment: Path, overrides: list[str], workers: int, folder: Path) -> float:

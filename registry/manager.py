@@ -63,6 +63,7 @@ class Registry:
         self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.plugin_manager.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
+        self.warnings: list[str] = []  # plugins that loaded but look unfinished, e.g. a hook left undecorated
         self._records: dict[str, dict[str, ComponentRecord]] = {kind: {} for kind in KINDS}
         self._origins: dict[str, str] = {}
 
@@ -136,6 +137,7 @@ class Registry:
         except Exception as error:  # a broken plugin is reported, the others still load
             self._fail(name, origin, f"import failed: {_one_line(error)}")
             return
+        self._warn_undecorated(plugin, name, origin)
         try:
             self.plugin_manager.register(plugin, name=name)
         except pluggy.PluginValidationError as error:
@@ -176,6 +178,16 @@ class Registry:
                     if existing is not None:
                         raise DuplicateComponentError(kind, record.name, existing.origin, record.origin)
                     self._records[kind][record.name] = record
+
+    def _warn_undecorated(self, plugin: Any, name: str, origin: str) -> None:
+        # pluggy calls only functions marked with @hookimpl: a plugin whose register_heads lacks the marker
+        # loads without error and registers nothing, which is hard to see without this hint.
+        marker = f"{hookspecs.PROJECT}_impl"
+        for hook in sorted(hookspecs.COMPONENT_HOOKS.values()) + _lifecycle_hooks():
+            function = getattr(plugin, hook, None)
+            if callable(function) and not hasattr(function, marker):
+                self.warnings.append(f"plugin {name!r} ({origin}) defines {hook}() without @hookimpl, so it is "
+                                     "never called: decorate it (from registry import hookimpl)")
 
     def _fail(self, name: str, origin: str, error: str) -> None:
         self.failures.append(PluginFailure(plugin=name, origin=origin, error=error))

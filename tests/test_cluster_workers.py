@@ -22,7 +22,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.components import resolve
 from benchmark.config import load_experiment
-from benchmark.data.prepare import prepare_data
+from benchmark.data.prepare import load_data
 from benchmark.orchestration.cluster import RESULT, counted_trials, jobs_study_name
 from benchmark.orchestration.storage import open_storage, study_name
 from benchmark.store import RunDir, read_json
@@ -64,7 +64,7 @@ def setup(tmp_path_factory):
     data = base / "data"
     sets = overrides("cluster", data, plugin)
     experiment = resolve(load_experiment(EXPERIMENT, [v for v in sets[1::2]])).experiment
-    prepare_data(experiment, resolve(experiment).registry, RunDir(base / "prepare"), say=lambda _: None)
+    load_data(experiment, resolve(experiment).registry, say=lambda _: None)
     return base, data, plugin
 
 

@@ -22,8 +22,8 @@ def run(args) -> int:
     rows = [(record.kind, record.name, record.origin, _tags(record.metadata), record.summary)
             for record in registry.records(args.kind)]
     print(tabulate(rows, headers=["kind", "name", "origin", "tags", "description"], tablefmt="simple"))
-    for failure in registry.failures:
-        print(f"warning: {failure}", file=sys.stderr)
+    for warning in [*map(str, registry.failures), *registry.warnings]:
+        print(f"warning: {warning}", file=sys.stderr)
     return 1 if any(failure.plugin in _names(args.plugins) for failure in registry.failures) else 0
 
 

@@ -1,4 +1,5 @@
-"""``validate``: check an experiment file and the components it names, without running anything."""
+"""``validate``: check an experiment file, the components it names and a pre-flight of every model, without
+running anything; with ``--data`` also load the dataset index and its splits, as ``run`` does first."""
 from __future__ import annotations
 
 import sys
@@ -6,22 +7,34 @@ import sys
 from benchmark.components import resolve
 from benchmark.config import load_experiment
 
-HELP = "check an experiment file (keys, types, component names) without running it"
+HELP = "check an experiment file (keys, ranges, components, a pre-flight of each model) without running it"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("experiment", help="the experiment TOML file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a key, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--data", action="store_true",
+                        help="also load the dataset index (no training): items, patients, splits, exclusions by "
+                             "reason and tracing coverage; generates the synthetic stand-in if the run would")
 
 
 def run(args) -> int:
+    from benchmark.training.preflight import preflight
+
     resolved = resolve(load_experiment(args.experiment, args.overrides))
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     experiment = resolved.experiment
+    for line in preflight(experiment, resolved.registry):
+        print(line)
+    if args.data:
+        from benchmark.data.prepare import load_data
+
+        for line in load_data(experiment, resolved.registry, say=print).summary():
+            print(line)
     models = ", ".join(model.key for model in experiment.models)
-    print(f"{args.experiment}: ok. {experiment.name}: dataset {experiment.dataset.name}, "
-          f"encoder {experiment.encoder.name}, models {models}, seeds {experiment.seeds}, "
-          f"config hash {experiment.hash()}")
+    print(f"{args.experiment}: ok. {experiment.name}: dataset {experiment.dataset.name} "
+          f"(protocol {experiment.dataset.protocol}), encoder {experiment.encoder.name}, models {models}, "
+          f"seeds {experiment.seeds}, config hash {experiment.hash()}")
     return 0

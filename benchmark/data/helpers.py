@@ -16,13 +16,12 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark.config import N_FOLDS
 from benchmark.contracts import DatasetIndex, Exclusion, Item, Split, Tracing
 from benchmark.data.video import check_video
 from benchmark.errors import ConfigError, DataError
 from benchmark.store import atomic_write_text, csv_text
 from registry.errors import did_you_mean
-
-N_FOLDS = 10
 
 
 def require_root(root: str | Path, expected: Sequence[str], dataset: str) -> Path:

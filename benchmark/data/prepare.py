@@ -1,5 +1,8 @@
 """From ``[dataset]`` to a checked split manifest: load the data (or its labelled synthetic stand-in),
-report exclusions, build the splits every model and seed share, and write them to the run directory."""
+report exclusions, build the splits every model and seed share, and write them to the run directory.
+
+``load_data`` does everything that can fail on the data and writes nothing into the run directory, so that
+``run`` and ``validate --data`` check the data before a run directory exists; ``store_data`` then writes it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,7 +48,34 @@ class PreparedData:
         return [items[item_id] for item_id in split.ids(role)]
 
 
-def prepare_data(experiment: Experiment, registry: Registry, run: RunDir, say: Callable[[str], None]) -> PreparedData:
+@dataclass
+class LoadedData:
+    """The dataset's index and checked splits, not yet written anywhere."""
+
+    index: DatasetIndex
+    splits: list[Split]
+    manifest: pd.DataFrame
+    root: Path
+
+    def summary(self) -> list[str]:
+        """What ``validate --data`` prints: items, patients, each split's roles, exclusions, tracing coverage."""
+        items = self.index.items
+        traced = [item for item in items if item.tracings]
+        frames = sum(len(item.tracings) for item in items)
+        lines = [f"{len(items)} items of {len({item.patient for item in items})} patients at {self.root}"
+                 + (" (synthetic stand-in)" if self.index.synthetic else "")]
+        for split, roles in self.manifest.groupby("split", sort=False):
+            counts = roles["role"].value_counts()
+            lines.append(f"split {split}: " + ", ".join(
+                f"{role} {int(counts.get(role, 0))} items / {roles.loc[roles.role == role, 'patient'].nunique()} "
+                "patients" for role in ("train", "val", "test")))
+        lines.append(f"excluded {len(self.index.excluded)}: {summarise_reasons(self.index.excluded)}")
+        share = f" ({len(traced) / len(items):.0%})" if items else ""
+        lines.append(f"tracings: {len(traced)} of {len(items)} items traced{share}, {frames} traced frames")
+        return lines
+
+
+def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], None]) -> LoadedData:
     config = experiment.dataset
     dataset, root = _open(experiment, registry, say)
     index = dataset.load()
@@ -53,13 +83,18 @@ def prepare_data(experiment: Experiment, registry: Registry, run: RunDir, say: C
         + (f", {len(index.excluded)} excluded ({summarise_reasons(index.excluded)}); see excluded.csv"
            if index.excluded else ""))
     splits = dataset.splits(index, config.protocol, **accepted(dataset.splits, {"fold": config.fold}))
-    manifest = build_manifest(index, splits, config.protocol)
-    split_hash = write_split_files(run.root, manifest, index)
+    return LoadedData(index, splits, build_manifest(index, splits, config.protocol), root)
+
+
+def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:
+    """Write ``splits.csv`` and ``excluded.csv`` into the run directory; the data as every later step uses it."""
+    index = loaded.index
+    split_hash = write_split_files(run.root, loaded.manifest, index)
     fingerprint = dataset_fingerprint(
         [(item.id, item.patient, item.ef, item.fold, sorted(item.tabular.items())) for item in index.items],
         [item.video for item in index.items],
     )
-    return PreparedData(index, splits, manifest, split_hash, fingerprint, root)
+    return PreparedData(index, loaded.splits, loaded.manifest, split_hash, fingerprint, loaded.root)
 
 
 def uses_stand_in(config: DatasetConfig) -> bool:

@@ -18,7 +18,7 @@ import torch
 from benchmark.components import resolve
 from benchmark.config import Experiment, ModelConfig
 from benchmark.contracts import Split
-from benchmark.data.prepare import PreparedData, prepare_data
+from benchmark.data.prepare import PreparedData, load_data, store_data
 from benchmark.device import resolve_device
 from benchmark.encoding.encoder_stage import EncoderStage
 from benchmark.encoding.feature_set import FeatureSet
@@ -30,6 +30,7 @@ from benchmark.orchestration.preflight import refuse_stand_in_over_real, start_o
 from benchmark.orchestration.storage import storage_url, study_name
 from benchmark.orchestration.tuning import tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
+from benchmark.training.preflight import preflight
 from registry import Registry
 
 
@@ -63,10 +64,14 @@ class RunContext:
 def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh: bool = False,
                    storage: str = "", quiet: bool = False, say: Callable[[str], None] = print,
                    heartbeat: int = 10) -> RunDir:
+    # Everything that can be checked is checked before the run directory exists: settings, components, the
+    # pre-flight of every model, and the data (loaded, split; synthetic data generated if it must be).
     resolved = resolve(experiment)
-    registry = resolved.registry
+    experiment, registry = resolved.experiment, resolved.registry
     for warning in resolved.warnings:
         say(f"warning: {warning}")
+    preflight(experiment, registry)
+    loaded = load_data(experiment, registry, say)
     run = RunDir(out or Path("runs") / experiment.name)
     if fresh:
         start_over(run, say)
@@ -80,7 +85,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     info = RunInfo(experiment, run.root, registry)
     registry.hook.on_run_start(run=info)
 
-    data = prepare_data(experiment, registry, run, say)
+    data = store_data(loaded, run)
     experiment = _models_for(experiment, registry, data, say)
     device = resolve_device(experiment.train.device)
     # Only now, with the configuration found sound: a run stopped by a configuration error touches nothing.

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
+from benchmark.components import FUSION_PREFIX, ModelParams, split_params
 from benchmark.config import ModelConfig, TrainConfig, TuneConfig
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import BenchmarkError, ConfigError
@@ -19,28 +20,6 @@ from benchmark.training.loop import train_model
 from benchmark.training.model import build_model
 from registry.errors import did_you_mean
 from registry.records import ComponentRecord, Param, param_from_spec
-
-TRAINER_PARAMS = ("lr", "weight_decay", "batch_size", "epochs", "patience", "grad_clip")
-FUSION_PREFIX = "fusion."
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    """One set of hyperparameters, split by who consumes it."""
-
-    trainer: dict[str, Any]
-    head: dict[str, Any]
-    fusion: dict[str, Any]
-
-
-def split_params(params: Mapping[str, Any]) -> ModelParams:
-    """``lr``, ``weight_decay``, ``batch_size``, ``epochs``, ``patience`` and ``grad_clip`` go to the
-    trainer, ``fusion.NAME`` to the fusion, everything else to the head."""
-    trainer = {key: value for key, value in params.items() if key in TRAINER_PARAMS}
-    fusion = {key[len(FUSION_PREFIX):]: value for key, value in params.items() if key.startswith(FUSION_PREFIX)}
-    head = {key: value for key, value in params.items()
-            if key not in TRAINER_PARAMS and not key.startswith(FUSION_PREFIX)}
-    return ModelParams(trainer, head, fusion)
 
 
 def search_space(registry, model: ModelConfig) -> dict[str, Param]:

@@ -13,6 +13,7 @@ from torch import nn
 
 from benchmark.api import InputSpec, LoadReport, load_weights_file
 from registry import hookimpl
+from registry.errors import did_you_mean
 
 
 class AttentionPool(nn.Module):
@@ -40,10 +41,8 @@ class TimmFrames(nn.Module):
         super().__init__()
         import timm
 
-        if pooling not in ("mean", "attention"):
-            raise ValueError(f"timm: pooling must be 'mean' or 'attention', got {pooling!r}")
-        if not timm.is_model(model):
-            raise ValueError(f"timm has no model {model!r}; `timm.list_models('pattern*')` lists them")
+        for key, problem in self.parameter_problems({"model": model, "pooling": pooling}).items():
+            raise ValueError(f"timm encoder, {key}: {problem}")
         # timm_args: extra create_model options, e.g. {drop_path_rate = 0.1}
         self.backbone = timm.create_model(model, pretrained=False, num_classes=0, **(timm_args or {}))
         self.feature_dim = self.backbone.num_features
@@ -55,6 +54,21 @@ class TimmFrames(nn.Module):
             mean=tuple(255 * m for m in mean) if mean else None,
             std=tuple(255 * s for s in std) if std else None,
         )
+
+    @staticmethod
+    def parameter_problems(params: Mapping[str, Any]) -> dict[str, str]:
+        """What is wrong with ``params`` (by parameter name), asked before anything is built so that
+        `validate` catches it: the model name is looked up in timm's own registry, which downloads nothing."""
+        import timm
+
+        problems = {}
+        model = params.get("model", "resnet18")
+        if not timm.is_model(model):
+            problems["model"] = (f"timm has no model {model!r}.{did_you_mean(str(model), timm.list_models())} "
+                                 "`timm.list_models('pattern*')` lists them.")
+        if params.get("pooling", "mean") not in ("mean", "attention"):
+            problems["pooling"] = f"must be 'mean' or 'attention', got {params['pooling']!r}"
+        return problems
 
     def forward(self, clip):
         batch, channels, time = clip.shape[:3]

@@ -1,0 +1,185 @@
+"""Validation before any work (issue #17): every bad setting, unknown parameter and broken head makes
+`validate` and `run` exit 2 with a message naming the file and the key (or the model and the contract point),
+and `run` creates no run directory. `validate --data` loads the data the way `run` does first."""
+from __future__ import annotations
+
+import pytest
+from faultkit import cli, run_args
+
+from benchmark.training.checks import checked
+
+# setting(s) given with --set -> phrases the message must hold
+SETTINGS = {
+    "misspelt head parameter": (["models.0.params.widht=64"],
+                                ["`models[0].params.widht` is not a parameter of head 'mse'.", "Did you mean 'width'?"]),
+    "timm model that does not exist": (["encoder.name=timm", 'encoder.params={model = "resnet1800"}'],
+                                       ["`encoder.params.model`: timm has no model 'resnet1800'.",
+                                        "Did you mean 'resnet18'?"]),
+    "pooling that does not exist": (["encoder.name=timm", 'encoder.params={pooling = "max"}'],
+                                    ["`encoder.params.pooling` must be one of 'mean', 'attention', got 'max'"]),
+    "unknown encoder parameter": (["encoder.params.widht=4"],
+                                  ["`encoder.params.widht` is not a parameter of encoder 'tiny3d'.",
+                                   "Did you mean 'width'?"]),
+    "unknown search_space key": (['models.0.search_space={lrr = {float = [1e-4, 1e-2]}}'],
+                                 ["`models[0].search_space.lrr` is neither a trainer setting", "Did you mean 'lr'?"]),
+    "unknown fusion key in search_space": (['models.0.search_space={"fusion.embed" = {choices = [8, 16]}}'],
+                                           ["`models[0].search_space.fusion.embed`", "Did you mean 'fusion.embed_dim'?"]),
+    "learning rate NaN": (["train.lr=nan"], ["`train.lr` must be a finite number, got nan"]),
+    "negative stage-1 epochs": (["encoder.pretrain.epochs=-1"], ["`encoder.pretrain.epochs` must be 0 (no stage 1)"]),
+    "negative seed": (["seeds=[-1]"], ["`seeds` must be between 0 and 4294967295"]),
+    "negative threads": (["train.threads=-1"], ["`train.threads` must be 0 (torch's default)"]),
+    "negative bootstrap": (["evaluate.bootstrap=-5"], ["`evaluate.bootstrap` must be at least 1"]),
+    "samples beyond memory": (["evaluate.samples=100000000"],
+                              ["`evaluate.samples` must be at most 10000", "800 GB a copy"]),
+    "fold out of range": (["dataset.fold=11"], ["`dataset.fold` must be between 0 and 9 (the test fold of a ten-fold protocol), got 11"]),
+    "wrong type of head parameter": (["models.0.params.width=\"wide\""],
+                                     ["`models[0].params.width` must be an integer, got 'wide'"]),
+    "engine-set parameter": (["models.0.params.condition_dim=3"],
+                             ["`models[0].params.condition_dim`: condition_dim is set by the benchmark"]),
+    "protocol the dataset lacks": (["dataset.protocol=flod"],
+                                   ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
+                                    "Did you mean 'fold'?"]),
+}
+
+
+def sets(settings: list[str]) -> list[str]:
+    return [part for setting in settings for part in ("--set", setting)]
+
+
+def assert_refused(outcome, experiment, expected: list[str]) -> None:
+    assert outcome.code == 2, outcome.text
+    message = " ".join(outcome.err.split())  # the CLI wraps the paragraph at 100 columns
+    assert message.startswith("error: ") and str(experiment) in message, message
+    for phrase in expected:
+        assert phrase in message, message
+
+
+@pytest.mark.parametrize("case", SETTINGS)
+def test_bad_setting_fails_validate_and_run_before_any_work(tmp_path, experiment, case):
+    settings, expected = SETTINGS[case]
+    assert_refused(cli("validate", experiment, *sets(settings)), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *sets(settings))), experiment, expected)
+    assert not (tmp_path / "run").exists(), "a refused experiment must not create its run directory"
+
+
+def test_the_tiny_experiment_itself_validates(experiment):
+    outcome = cli("validate", experiment)
+    assert outcome.code == 0, outcome.text
+    assert "mse: pre-flight ok (loss, backward, sample, mean)" in outcome.out
+
+
+def test_missing_root_without_stand_in_names_the_key(tmp_path, experiment):
+    absent = tmp_path / "EchoNet-Pediatric"
+    settings = sets([f'dataset.root="{absent}"', "dataset.synthetic_if_missing=false"])
+    expected = [f"`dataset.root` = '{absent}' does not exist", "`dataset.synthetic_if_missing` is false"]
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------------------- pre-flight
+BROKEN_HEADS = '''
+import torch
+from torch import nn
+from registry import hookimpl
+
+
+class Base(nn.Module):
+    def __init__(self, condition_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(condition_dim, 1)
+
+    def loss(self, condition, target):
+        return ((self.linear(condition)[:, 0] - target) ** 2).mean()
+
+    def sample(self, condition, n):
+        return self.linear(condition).expand(-1, n)
+
+
+class Transposed(Base):
+    def sample(self, condition, n):
+        return self.linear(condition).expand(-1, n).T  # (n, B): right only by accident when n == B
+
+
+class NaNLoss(Base):
+    def loss(self, condition, target):
+        return super().loss(condition, target) * float("nan")
+
+
+class NoGradient(Base):
+    def loss(self, condition, target):
+        return (self.linear(condition)[:, 0] - target).detach().pow(2).mean()
+
+
+class WrongMean(Base):
+    def mean(self, condition):
+        return self.linear(condition)  # (B, 1) instead of (B,)
+
+
+@hookimpl
+def register_heads(registry):
+    for name, head in (("transposed", Transposed), ("nan_loss", NaNLoss), ("no_gradient", NoGradient),
+                       ("wrong_mean", WrongMean)):
+        registry.add(name, head)
+'''
+
+PREFLIGHT = {
+    "transposed": "fails the pre-flight at sample(condition, 5): head 'broken': sample(condition, 5) returned "
+                  "shape (5, 3), expected (3, 5)",
+    "nan_loss": "fails the pre-flight at loss(condition, target): the loss of a random batch is nan",
+    "no_gradient": "fails the pre-flight at loss.backward(): RuntimeError: element 0 of tensors does not require grad",
+    "wrong_mean": "fails the pre-flight at mean(condition): head 'broken': mean(condition) returned shape (3, 1), "
+                  "expected (3,)",
+}
+
+
+@pytest.mark.parametrize("head", PREFLIGHT)
+def test_broken_head_fails_the_preflight_naming_model_and_contract_point(tmp_path, experiment, write_plugin, head):
+    plugin = write_plugin("broken_heads", BROKEN_HEADS)
+    settings = sets([f'plugins=["{plugin}"]', f"models.0.head={head}", 'models.0.label="broken"'])
+    expected = [f"model 'broken' (head '{head}', fusion 'concat')", PREFLIGHT[head]]
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_transposed_samples_pass_the_jobs_shape_check_when_k_equals_the_batch():
+    """Why the pre-flight asks for n != B: with K == B a transposed (K, B) output has the shape (B, K)."""
+    import torch
+
+    transposed = torch.arange(9.0).reshape(3, 3).T
+    assert checked("h", "sample", transposed, (3, 3), finite=True) is transposed
+
+
+# ----------------------------------------------------------------------------------------- plugins
+def test_hook_without_hookimpl_is_named_in_a_warning(experiment, write_plugin):
+    plugin = write_plugin("forgetful", "def register_heads(registry):\n    registry.add('never', object)\n")
+    outcome = cli("validate", experiment, "--set", f'plugins=["{plugin}"]')
+    assert outcome.code == 0, outcome.text
+    assert (f"warning: plugin 'forgetful' (file {plugin}) defines register_heads() without @hookimpl, so it is "
+            "never called" in " ".join(outcome.err.split()))
+
+
+# ----------------------------------------------------------------------------------------- validate --data
+def test_validate_data_prints_counts_splits_exclusions_and_tracings(tmp_path, experiment):
+    from fakedata import make_pediatric, truncate
+
+    tree = make_pediatric(tmp_path / "data", n_patients=20, views=("A4C",))
+    truncate(tree.videos[tree.ids[0]])
+    outcome = cli("validate", experiment, "--data", "--set", f'dataset.root="{tree.root}"')
+    assert outcome.code == 0, outcome.text
+    out = outcome.out
+    assert "19 items of 19 patients at" in out
+    assert "split fold0: train 16 items / 16 patients, val 2 items / 2 patients, test 1 items / 1 patients" in out
+    assert "excluded 1: truncated video: 1" in out
+    assert "tracings: 19 of 19 items traced (100%), 32 traced frames" in out
+
+
+def test_run_checks_the_data_before_creating_its_directory(tmp_path, experiment):
+    from fakedata import make_pediatric, set_cell
+
+    tree = make_pediatric(tmp_path / "data", n_patients=20, views=("A4C",))
+    set_cell(tree.labels, tree.ids[3], "Split", "TRAIN")  # Pediatric folds are integers
+    outcome = cli(*run_args(experiment, tmp_path / "run", "--set", f'dataset.root="{tree.root}"'))
+    assert outcome.code == 1 and "is not an integer fold 0-9" in " ".join(outcome.err.split()), outcome.text
+    assert not (tmp_path / "run").exists()
