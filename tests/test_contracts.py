@@ -298,3 +298,4 @@ def test_validate_refuses_a_plugin_head_without_sample(write_plugin, tmp_path, c
     message = " ".join(capsys.readouterr().err.split())
     assert "plugin 'lazy_heads'" in message and "lacks the required 'sample'" in message
     assert "Traceback" not in message
+
