@@ -1,5 +1,6 @@
 """README's promises that code can check: the example plugin works, every experiment key is documented."""
 import dataclasses
+import importlib
 import re
 import typing
 from pathlib import Path
@@ -63,14 +64,14 @@ def test_the_plugin_guide_documents_every_name_of_the_plugin_api():
 
 
 def test_the_testing_your_plugin_example_passes_on_the_example_head(tmp_path, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
     (plugin,) = [block for block in blocks if "register_heads" in block]
     (test,) = [block for block in blocks if "check_head(" in block]
     (tmp_path / "my_heads.py").write_text(plugin)
-    namespace: dict = {}
+    (tmp_path / "readme_plugin_test.py").write_text(test)
     monkeypatch.syspath_prepend(str(tmp_path))
-    exec(compile(test, "test_my_heads.py", "exec"), namespace)
-    tests = [function for name, function in namespace.items() if name.startswith("test_")]
+    module = importlib.import_module("readme_plugin_test")
+    tests = [function for name, function in vars(module).items() if name.startswith("test_")]
     assert tests
     for function in tests:
         function()

@@ -24,14 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.api.checks import (
-    ContractViolation,
-    check_dataset,
-    check_encoder,
-    check_fusion,
-    check_head,
-    check_metric,
-)
+from benchmark.api.checks import ContractViolation, check_dataset, check_encoder, check_fusion, check_head, check_metric
 from benchmark.contracts import (
     CLOSED_FORMS,
     Dataset,

@@ -13,10 +13,11 @@ or ``trajectories``, is used too), and the parameters to build it with.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
-import warnings
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -66,7 +67,7 @@ def check_head(head: Component, *, metadata: Mapping[str, Any] | None = None,
     if contract_of("head", metadata).protocol is ServedHead:
         return _check_served_head(factory, who, metadata, ids, params)
     torch.manual_seed(0)
-    build = lambda: factory(condition_dim=CONDITION_DIM, **params)
+    build = functools.partial(factory, condition_dim=CONDITION_DIM, **params)
     module = build()
     _members(module, "head", metadata, who)
     condition = torch.randn(BATCH, CONDITION_DIM)
@@ -86,7 +87,8 @@ def check_head(head: Component, *, metadata: Mapping[str, Any] | None = None,
         _check_closed_forms(module, condition, who)
         if metadata.get("trajectories"):
             _check_trajectories(module, condition, who)
-    _round_trip(module, build, who, lambda m: [_seeded(m.loss, condition, target), _seeded(m.sample, condition, SAMPLES)]
+    _round_trip(module, build, who, lambda m: [_seeded(m.loss, condition, target),
+                                               _seeded(m.sample, condition, SAMPLES)]
                 + [getattr(m, name)(condition) for name in ("mean", "std") if hasattr(m, name)])
 
 
@@ -95,30 +97,16 @@ def check_fusion(fusion: Component, *, metadata: Mapping[str, Any] | None = None
     attributes, and without (a dataset may have none) unless it declares ``needs_tabular``."""
     factory, metadata, who = _unpack(fusion, "fusion", metadata)
     for tabular_dim in (TABULAR_DIM,) if metadata.get("needs_tabular") is True else (TABULAR_DIM, 0):
-        torch.manual_seed(0)
-        build = lambda: factory(feature_dim=FEATURE_DIM, tabular_dim=tabular_dim, **params)
-        module = build()
-        label = f"{who} with tabular_dim={tabular_dim}"
-        _members(module, "fusion", metadata, label)
-        _expect(isinstance(module.out_dim, int) and module.out_dim > 0,
-                f"{label}: out_dim must be a positive int, got {module.out_dim!r}")
-        feature = torch.randn(BATCH, FEATURE_DIM, requires_grad=True)
-        tabular = torch.randn(BATCH, TABULAR_DIM) if tabular_dim else None
-        module.train()
-        condition = module(feature, tabular)
-        _array(condition, (BATCH, module.out_dim), f"{label}: forward(feature {BATCH}x{FEATURE_DIM}, tabular)")
-        _backward(module, condition.square().mean(), label)
-        _expect(feature.grad is not None and bool(torch.isfinite(feature.grad).all()),
-                f"{label}: the condition must depend (differentiably) on the video feature")
-        _round_trip(module, build, label, lambda m: [m(feature.detach(), tabular)])
+        _check_fusion_built(functools.partial(factory, feature_dim=FEATURE_DIM, tabular_dim=tabular_dim, **params),
+                            metadata, f"{who} with tabular_dim={tabular_dim}", tabular_dim)
 
 
 def check_encoder(encoder: Component, *, metadata: Mapping[str, Any] | None = None, **params: Any) -> None:
     """Check an encoder built as ``factory(**params)`` on a clip of 2 x C x T x size x size, T its declared
-    frames (or 4). A large encoder can be checked at a small ``size`` where it takes one."""
+    frames (or 2). A large encoder can be checked at a small ``size`` where it takes one."""
     factory, metadata, who = _unpack(encoder, "encoder", metadata)
     torch.manual_seed(0)
-    build = lambda: factory(**params)
+    build = functools.partial(factory, **params)
     module = build()
     _members(module, "encoder", metadata, who)
     _expect(isinstance(module.feature_dim, int) and module.feature_dim > 0,
@@ -319,6 +307,24 @@ def _check_trajectories(head: torch.nn.Module, condition: torch.Tensor, who: str
             f"{who} declares trajectories: sample(condition, {SAMPLES}, record=True) must return shape "
             f"(steps + 1, {BATCH}, {SAMPLES}), got {_shape(paths)}")
     _expect(torch.allclose(paths[-1], samples), f"{who}: the recorded path must end at the samples")
+
+
+def _check_fusion_built(build: Callable[[], torch.nn.Module], metadata: Mapping[str, Any], who: str,
+                        tabular_dim: int) -> None:
+    torch.manual_seed(0)
+    module = build()
+    _members(module, "fusion", metadata, who)
+    _expect(isinstance(module.out_dim, int) and module.out_dim > 0,
+            f"{who}: out_dim must be a positive int, got {module.out_dim!r}")
+    feature = torch.randn(BATCH, FEATURE_DIM, requires_grad=True)
+    tabular = torch.randn(BATCH, TABULAR_DIM) if tabular_dim else None
+    module.train()
+    condition = module(feature, tabular)
+    _array(condition, (BATCH, module.out_dim), f"{who}: forward(feature {BATCH}x{FEATURE_DIM}, tabular)")
+    _backward(module, condition.square().mean(), who)
+    _expect(feature.grad is not None and bool(torch.isfinite(feature.grad).all()),
+            f"{who}: the condition must depend (differentiably) on the video feature")
+    _round_trip(module, build, who, lambda m: [m(feature.detach(), tabular)])
 
 
 def _check_served_head(factory: Callable[..., Any], who: str, metadata: Mapping[str, Any],
