@@ -299,3 +299,18 @@ def test_validate_refuses_a_plugin_head_without_sample(write_plugin, tmp_path, c
     assert "plugin 'lazy_heads'" in message and "lacks the required 'sample'" in message
     assert "Traceback" not in message
 
+
+
+def test_validate_says_why_a_head_of_an_installed_plugin_is_unknown(write_plugin, tmp_path, monkeypatch, capsys):
+    """An installed plugin that breaks a contract is only a warning when loaded; naming its head says why."""
+    import benchmark.components
+
+    plugin = write_plugin("installed_heads", LOSS_ONLY_HEAD)
+    monkeypatch.setattr(benchmark.components, "load_registry",  # as if installed: loaded, not demanded
+                        lambda extra, base_dir: load_registry([str(plugin)], strict_extra=False))
+    experiment = tmp_path / "experiment.toml"
+    experiment.write_text('name = "x"\n[[models]]\nhead = "loss_only"\n')
+    assert main(["validate", str(experiment)]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "`models[0].head`: unknown head 'loss_only'" in message
+    assert "plugin 'installed_heads'" in message and "lacks the required 'sample'" in message
