@@ -168,7 +168,8 @@ CLOSED_FORMS = ("mean", "std", "log_prob", "cdf", "mixture")
 
 
 class Head(Protocol):
-    """``nn.Module`` built with ``condition_dim``. Works on standardised targets (EF % with ``target_scale = "raw"``).
+    """``nn.Module`` built with ``condition_dim``. Works on standardised targets (on EF in percent when it
+    sets ``target_scale = "raw"``).
 
     Required: ``loss(condition (B, D), target (B,)) -> scalar`` and ``sample(condition, n) -> (B, n)``.
     Optional closed forms (``CLOSED_FORMS``), used by metrics when present: ``mean(condition) -> (B,)``,
@@ -266,8 +267,9 @@ def missing_members(kind: str, factory: Callable[..., Any], metadata: Mapping[st
     """
     contract = contract_of(kind, metadata)
     missing = [f"metadata {key!r}" for key in contract.metadata if key not in metadata]
-    if contract.metadata and "direction" in metadata and metadata["direction"] not in METRIC_DIRECTIONS:
-        missing.append(f"metadata 'direction' as one of {', '.join(METRIC_DIRECTIONS)} (got {metadata['direction']!r})")
+    if kind == "metric" and "direction" in metadata and metadata["direction"] not in METRIC_DIRECTIONS:
+        missing.append(f"metadata 'direction' as one of {', '.join(METRIC_DIRECTIONS)} "
+                       f"(got {metadata['direction']!r})")
     if isinstance(factory, type):
         missing += [name for name in contract.methods if not _defines(factory, name)]
     return missing

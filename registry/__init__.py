@@ -23,7 +23,8 @@ from .records import KINDS, Categorical, ComponentRecord, FloatParam, IntParam, 
 __all__ = [
     "KINDS", "PROJECT", "hookimpl", "Registry", "Registrar", "load_registry", "default",
     "names", "build", "describe", "ComponentRecord", "PluginFailure", "FloatParam", "IntParam",
-    "Categorical", "RegistryError", "ContractError", "UnknownComponentError", "DuplicateComponentError", "PluginLoadError",
+    "Categorical", "RegistryError", "ContractError", "UnknownComponentError", "DuplicateComponentError",
+    "PluginLoadError",
 ]
 
 

@@ -26,7 +26,6 @@ import torch
 
 from benchmark.contracts import (
     CLOSED_FORMS,
-    METRIC_DIRECTIONS,
     ROLES,
     DatasetIndex,
     InputSpec,
@@ -136,7 +135,6 @@ def check_metric(metric: Component, *, metadata: Mapping[str, Any] | None = None
     function, metadata, who = _unpack(metric, "metric", metadata)
     missing = missing_members("metric", function, metadata) + missing_from_instance("metric", function, metadata)
     _expect(not missing, f"{who} lacks {', '.join(missing)}")
-    _expect(metadata["direction"] in METRIC_DIRECTIONS, f"{who}: direction must be one of {METRIC_DIRECTIONS}")
     # Targets drawn from their predictives, spread over the EF range so every threshold has both classes.
     rng = np.random.default_rng(0)
     n, k = 9, 40
@@ -207,7 +205,8 @@ def _shape(value: Any) -> str:
 
 
 def _array(value: Any, shape: tuple[int, ...], call: str) -> None:
-    _expect(torch.is_tensor(value) and tuple(value.shape) == shape, f"{call} must return shape {shape}, got {_shape(value)}")
+    _expect(torch.is_tensor(value) and tuple(value.shape) == shape,
+            f"{call} must return shape {shape}, got {_shape(value)}")
     _expect(bool(torch.isfinite(value).all()), f"{call} returned non-finite values")
 
 
