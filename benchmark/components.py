@@ -203,7 +203,10 @@ def resolve(experiment: Experiment) -> Resolved:
         try:
             return registry.describe(kind, name)
         except RegistryError as error:
-            raise ConfigError(f"{source}: `{key_path}`: {error}") from None
+            # An installed plugin whose component broke its contract is left out with the others it
+            # registers; the name is then unknown, and the failure says why.
+            failed = "".join(f" {failure}." for failure in registry.failures)
+            raise ConfigError(f"{experiment.source}: `{key_path}`: {error}{failed}") from None
 
     dataset = check("dataset", experiment.dataset.name, "dataset.name")
     experiment = _with_protocol(experiment, dataset.factory)

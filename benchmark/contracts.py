@@ -72,7 +72,13 @@ class Split:
 
 @runtime_checkable
 class Dataset(Protocol):
-    """Built by ``registry.build("dataset", name, root=..., **params)``."""
+    """Built by ``registry.build("dataset", name, root=..., **params)``.
+
+    Required: ``protocols`` (the split protocol names it knows), ``load()`` and ``splits(index, protocol,
+    **options)``. Optional: a class method ``example_params(directory) -> dict`` giving the constructor
+    parameters of a tiny instance it can create in ``directory`` (the synthetic stand-in generates one),
+    so ``check_dataset`` loads and splits real items instead of checking the class's shape only.
+    """
 
     protocols: Sequence[str]
 
@@ -118,10 +124,18 @@ class LoadReport:
 
 
 class Encoder(Protocol):
-    """``nn.Module``: float clip batch (B, C, T, H, W) -> (B, feature_dim)."""
+    """``nn.Module`` built with its parameters (and ``size``, ``frames`` where it declares them).
+
+    Required: ``forward(clip (B, C, T, H, W) float) -> (B, feature_dim)``, ``feature_dim``, ``input_spec``
+    (the clip it expects), ``load_weights(path, strict) -> LoadReport`` (a local file; never downloads).
+    Optional: ``segment(frames (N, C, H, W)) -> LV logits (N, 1, h, w)``, which the stage-1 objective
+    ``tracings`` trains.
+    """
 
     feature_dim: int
     input_spec: InputSpec
+
+    def forward(self, clip): ...
 
     def load_weights(self, path: str | Path, strict: bool = True) -> LoadReport: ...
 
@@ -138,25 +152,45 @@ def unable_to_segment(encoder, name: str) -> str | None:
 
 
 class Fusion(Protocol):
-    """``nn.Module`` built with ``feature_dim`` and ``tabular_dim`` (0 = no tabular input):
-    (feature (B, D), tabular (B, P) or None) -> condition (B, out_dim)."""
+    """``nn.Module`` built with ``feature_dim`` and ``tabular_dim`` (0 = no tabular input).
+
+    Required: ``forward(feature (B, D), tabular (B, P) or None) -> condition (B, out_dim)`` and ``out_dim``.
+    Record metadata ``needs_tabular`` (bool) says whether it is useless without tabular inputs.
+    """
 
     out_dim: int
 
+    def forward(self, feature, tabular=None): ...
+
+
+# Optional head members: exact closed forms that metrics use instead of sample estimates.
+CLOSED_FORMS = ("mean", "std", "log_prob", "cdf", "mixture")
+
 
 class Head(Protocol):
-    """``nn.Module`` built with ``condition_dim``. Works on standardised targets.
+    """``nn.Module`` built with ``condition_dim``. Works on standardised targets (on EF in percent when it
+    sets ``target_scale = "raw"``).
 
     Required: ``loss(condition (B, D), target (B,)) -> scalar`` and ``sample(condition, n) -> (B, n)``.
-    Optional closed forms, used by metrics when present: ``mean(condition) -> (B,)``,
+    Optional closed forms (``CLOSED_FORMS``), used by metrics when present: ``mean(condition) -> (B,)``,
     ``std(condition) -> (B,)``, ``log_prob(condition, y) -> (B,)``, ``cdf(condition, y) -> (B,)``.
     A head whose distribution is a Gaussian mixture should also give ``mixture(condition) ->
     (log_weights, means, stds)``, each (B, M): then every closed form, CRPS included, is exact.
+    Declared capability, record metadata ``trajectories = True``: ``sample(condition, n, record=True)``
+    returns the whole sampling path (S + 1, B, n), noise first and the samples last (diffusion heads).
     """
 
     def loss(self, condition, target): ...
 
     def sample(self, condition, n: int): ...
+
+
+class ServedHead(Protocol):
+    """A head that learns nothing (record metadata ``needs_training = False``, e.g. the synthetic oracle):
+    built with ``condition_dim`` and its parameters, it serves the predictive of known item ids instead of
+    ``loss``/``sample``: ``predict_ids(ids, n, seed) -> Predictive`` with K = ``n`` samples per item."""
+
+    def predict_ids(self, ids: Sequence[str], n: int, seed: int) -> Predictive: ...
 
 
 @dataclass
@@ -182,6 +216,78 @@ class Predictive:
 
 class Metric(Protocol):
     """A function ``(y (N,), Predictive) -> float``; the record's metadata holds ``direction``
-    ("min" or "max") and ``label`` (how the leaderboard names it)."""
+    ("min", "max" or "target", the last with a ``target`` value) and ``label`` (how the leaderboard names it).
+    ``add_metric`` registers a metric from a per-item aggregate and fills that metadata."""
 
     def __call__(self, y: np.ndarray, predictive: Predictive) -> float: ...
+
+
+METRIC_DIRECTIONS = ("min", "max", "target")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What one kind of component must have: ``methods`` are checked on a class as soon as it is
+    registered; ``attributes`` are usually set in ``__init__``, so they are checked on a built instance;
+    ``metadata`` keys are checked on the record."""
+
+    protocol: type
+    methods: tuple[str, ...]
+    attributes: tuple[str, ...]
+    metadata: tuple[str, ...] = ()
+
+
+def _contract(protocol: type, metadata: tuple[str, ...] = ()) -> Contract:
+    methods = tuple(name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_"))
+    return Contract(protocol, methods, tuple(getattr(protocol, "__annotations__", {})), metadata)
+
+
+CONTRACTS = {
+    "dataset": _contract(Dataset),
+    "encoder": _contract(Encoder),
+    "fusion": _contract(Fusion),
+    "head": _contract(Head),
+    "served_head": _contract(ServedHead),
+    "metric": _contract(Metric, metadata=("label", "direction")),
+}
+
+
+def contract_of(kind: str, metadata: Mapping[str, Any]) -> Contract:
+    """The contract of a component of ``kind`` with record ``metadata`` (a head that needs no training
+    serves known posteriors instead of sampling)."""
+    if kind == "head" and metadata.get("needs_training", True) is False:
+        return CONTRACTS["served_head"]
+    return CONTRACTS[kind]
+
+
+def missing_members(kind: str, factory: Callable[..., Any], metadata: Mapping[str, Any]) -> list[str]:
+    """What a component lacks before it is built: metadata keys, and the methods of a class factory.
+
+    A factory function can only be checked once it has built something (``missing_from_instance``).
+    """
+    contract = contract_of(kind, metadata)
+    missing = [f"metadata {key!r}" for key in contract.metadata if key not in metadata]
+    if kind == "metric" and "direction" in metadata and metadata["direction"] not in METRIC_DIRECTIONS:
+        missing.append(f"metadata 'direction' as one of {', '.join(METRIC_DIRECTIONS)} "
+                       f"(got {metadata['direction']!r})")
+    if isinstance(factory, type):
+        missing += [name for name in contract.methods if not _defines(factory, name)]
+    return missing
+
+
+def missing_from_instance(kind: str, component: Any, metadata: Mapping[str, Any]) -> list[str]:
+    """The required methods and attributes that a built component (for a metric: the function) lacks."""
+    if kind == "metric":
+        return [] if callable(component) else ["__call__"]
+    contract = contract_of(kind, metadata)
+    return ([name for name in contract.methods if not _defines(type(component), name)]
+            + [name for name in contract.attributes if not hasattr(component, name)])
+
+
+def _defines(cls: type, member: str) -> bool:
+    """Whether ``cls`` or one of its bases defines ``member``. Protocol classes (a plugin may subclass
+    one for documentation) and torch's ``nn.Module``, whose ``forward`` is a placeholder that raises, do
+    not count."""
+    return any(member in vars(base) for base in cls.__mro__
+               if base is not object and not getattr(base, "_is_protocol", False)
+               and base.__module__ != "torch.nn.modules.module")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from .errors import DuplicateComponentError, PluginLoadError, RegistryError, UnknownComponentError
+from .errors import ContractError, DuplicateComponentError, PluginLoadError, RegistryError, UnknownComponentError
 from .hookspecs import PROJECT, hookimpl
 from .manager import Registrar, Registry, load_registry
 from .records import KINDS, Categorical, ComponentRecord, FloatParam, IntParam, PluginFailure
@@ -23,7 +23,8 @@ from .records import KINDS, Categorical, ComponentRecord, FloatParam, IntParam, 
 __all__ = [
     "KINDS", "PROJECT", "hookimpl", "Registry", "Registrar", "load_registry", "default",
     "names", "build", "describe", "ComponentRecord", "PluginFailure", "FloatParam", "IntParam",
-    "Categorical", "RegistryError", "UnknownComponentError", "DuplicateComponentError", "PluginLoadError",
+    "Categorical", "RegistryError", "ContractError", "UnknownComponentError", "DuplicateComponentError",
+    "PluginLoadError",
 ]
 
 

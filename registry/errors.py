@@ -30,6 +30,18 @@ class DuplicateComponentError(RegistryError):
         )
 
 
+class ContractError(RegistryError):
+    """A component that lacks a member its kind requires (see ``benchmark.contracts``)."""
+
+    def __init__(self, kind: str, name: str, origin: str, factory: object, missing: Iterable[str]):
+        what = getattr(factory, "__qualname__", repr(factory))
+        members = ", ".join(f"{member!r}" if not member.startswith("metadata") else member for member in missing)
+        super().__init__(
+            f"{kind} {name!r} from {origin} ({what}) lacks the required {members}. "
+            f"See the {kind} contract in README's plugin guide; benchmark.api.check_{kind} tests a component."
+        )
+
+
 class PluginLoadError(RegistryError):
     """A plugin the experiment asked for could not be loaded."""
 

@@ -17,8 +17,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
 
+from benchmark.contracts import missing_members
+
 from . import hookspecs
-from .errors import DuplicateComponentError, PluginLoadError, UnknownComponentError, did_you_mean
+from .errors import ContractError, DuplicateComponentError, PluginLoadError, UnknownComponentError, did_you_mean
 from .records import KINDS, ComponentRecord, PluginFailure
 
 BUILTIN_PACKAGE = "plugins"
@@ -26,7 +28,11 @@ BUILTIN_ORIGIN = "builtin"
 
 
 class Registrar:
-    """What a component hook receives as ``registry``: adds components of one kind for one plugin."""
+    """What a component hook receives as ``registry``: adds components of one kind for one plugin.
+
+    A component is checked against its kind's contract as it is added, so a class without a required
+    method fails its plugin's registration, naming the plugin and the member, before any run starts.
+    """
 
     def __init__(self, kind: str, origin: str):
         self.kind = kind
@@ -43,6 +49,9 @@ class Registrar:
     ) -> None:
         if not description and factory.__doc__:
             description = factory.__doc__
+        missing = missing_members(self.kind, factory, metadata or {})
+        if missing:
+            raise ContractError(self.kind, name, self.origin, factory, missing)
         self.records.append(
             ComponentRecord(
                 kind=self.kind,

@@ -1,5 +1,6 @@
 """README's promises that code can check: the example plugin works, every experiment key is documented."""
 import dataclasses
+import importlib
 import re
 import typing
 from pathlib import Path
@@ -51,3 +52,26 @@ def test_every_experiment_key_is_documented():
 
     undocumented = [key for key in _keys(config.Experiment) if not documented(key)]
     assert not undocumented
+
+
+def test_the_plugin_guide_documents_every_name_of_the_plugin_api():
+    import benchmark.api
+
+    text = README.read_text()
+    guide = text[text.index("### The plugin API"):text.index("### Head contract")]
+    undocumented = [name for name in benchmark.api.__all__ if f"`{name}`" not in guide]
+    assert not undocumented
+
+
+def test_the_testing_your_plugin_example_passes_on_the_example_head(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    (plugin,) = [block for block in blocks if "register_heads" in block]
+    (test,) = [block for block in blocks if "check_head(" in block]
+    (tmp_path / "my_heads.py").write_text(plugin)
+    (tmp_path / "readme_plugin_test.py").write_text(test)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("readme_plugin_test")
+    tests = [function for name, function in vars(module).items() if name.startswith("test_")]
+    assert tests
+    for function in tests:
+        function()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import io
 import json
 import time
@@ -136,9 +135,8 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
         predictive = trained.predict(test, samples=samples, point=point, seed=job.seed)
         trained.save(directory / "model.pt")
         details.update(best_epoch=trained.best_epoch, epochs_run=len(trained.history))
-        trajectories = _trajectories(trained, test, predictive.samples, job.seed)
-        if trajectories is not None:
-            _save_arrays(directory / "trajectories.npz", trajectories)
+        if head_record.metadata.get("trajectories") and test.single_clip:
+            _save_arrays(directory / "trajectories.npz", _trajectories(trained, test, predictive.samples, job.seed))
     else:  # e.g. the oracle: it serves known posteriors and learns nothing
         head = registry.build("head", job.model.head, condition_dim=0, oracle_path=context.data.index.oracle_path,
                               **job.model.params)
@@ -203,11 +201,9 @@ def _subgroups(ids: list[str], items) -> dict[str, list[str]]:
     return {name: [items[i].subgroups.get(name, "unknown") for i in ids] for name in present}
 
 
-def _trajectories(trained, test: FeatureSet, samples: np.ndarray, seed: int) -> dict[str, np.ndarray] | None:
+def _trajectories(trained, test: FeatureSet, samples: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Reverse-diffusion paths of the most confident and the most uncertain test item, for the
-    interpretability plot; only heads whose ``sample`` can ``record`` its trajectory have them."""
-    if "record" not in inspect.signature(trained.head.sample).parameters or not test.single_clip:
-        return None
+    interpretability plot, from a head that declares ``trajectories`` (``sample(..., record=True)``)."""
     spread = samples.std(axis=1)
     chosen = np.array([int(np.argmin(spread)), int(np.argmax(spread))])
     device = trained.device

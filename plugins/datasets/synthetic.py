@@ -32,6 +32,11 @@ class SyntheticDataset:
         self.workers = int(workers)
         self.loader = registry.build("dataset", format, root=self.root, **loader_params)
 
+    @classmethod
+    def example_params(cls, directory: Path) -> dict:
+        """Parameters of a tiny generation in ``directory`` (about a second), for contract checks."""
+        return {"root": Path(directory) / "synthetic", "n": 30, "size": 32, "workers": 1}
+
     @property
     def protocols(self):
         return self.loader.protocols

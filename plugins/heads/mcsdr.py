@@ -157,15 +157,15 @@ class MCSDRHead(Diffusion):
     (``layers`` blocks attending over ``tokens`` condition tokens) or mlp (``depth``, ``dropout``);
     ``time_dim`` of the sinusoidal embedding; ``timesteps`` T and beta ``schedule`` (linear 1e-4..0.02 or
     cosine); ``sampler`` ddim (``steps``, ``eta``) or ddpm (all T steps); ``clip_x0`` = [low, high] clamps
-    every x0 prediction, in the units the head is trained on (standardised, or EF % when faithful);
-    ``point`` mean or median of the samples. ``faithful`` reproduces the reference: raw EF targets
+    every x0 prediction, in the units the head is trained on (standardised, or EF % when faithful).
+    ``faithful`` reproduces the reference: raw EF targets
     (``target_scale == "raw"``) and its DDIM sigma (differs only for eta > 0).
     """
 
     def __init__(self, condition_dim: int, predictor: str = "legacy_attention", width: int = 256,
                  heads: int = 8, time_dim: int = 64, timesteps: int = 1000, schedule: str = "linear",
                  sampler: str = "ddim", steps: int = 10, eta: float = 0.0,
-                 clip_x0: tuple[float, float] | list[float] | None = None, point: str = "mean",
+                 clip_x0: tuple[float, float] | list[float] | None = None,
                  faithful: bool = False, depth: int = 2, layers: int = 4, tokens: int = 4,
                  dropout: float = 0.0):
         if schedule not in SCHEDULES:
@@ -175,8 +175,6 @@ class MCSDRHead(Diffusion):
             raise ValueError(f"mcsdr: unknown predictor {predictor!r}; choose one of {', '.join(PREDICTORS)}")
         if sampler not in SAMPLERS:
             raise ValueError(f"mcsdr: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if point not in ("mean", "median"):
-            raise ValueError(f"mcsdr: point must be 'mean' or 'median', got {point!r}")
         if clip_x0 is not None and (len(clip_x0) != 2 or not clip_x0[0] < clip_x0[1]):
             raise ValueError(f"mcsdr: clip_x0 must be [low, high] with low < high, got {clip_x0!r}")
         self.time_mlp = nn.Sequential(SinusoidalEmbedding(time_dim), nn.Linear(time_dim, time_dim), nn.GELU())
@@ -184,7 +182,7 @@ class MCSDRHead(Diffusion):
                    "deep_attention": {"heads": heads, "layers": layers, "tokens": tokens},
                    "mlp": {"depth": depth, "dropout": dropout}}[predictor]
         self.noise_predictor = PREDICTORS[predictor](condition_dim, time_dim=time_dim, width=width, **options)
-        self.sampler, self.steps, self.eta, self.point, self.faithful = sampler, steps, eta, point, faithful
+        self.sampler, self.steps, self.eta, self.faithful = sampler, steps, eta, faithful
         self.clip_x0 = tuple(clip_x0) if clip_x0 is not None else None
         self.target_scale = "raw" if faithful else "standardised"
 
@@ -216,16 +214,12 @@ class MCSDRHead(Diffusion):
         return self.reverse(self.denoiser(condition), noise, self.sampler, self.steps, self.eta,
                               self.clip_x0, self.faithful, generator, record)
 
-    def point_estimate(self, samples: torch.Tensor) -> torch.Tensor:
-        """The point prediction from samples (B, K): their mean (the reference) or median."""
-        return samples.mean(dim=-1) if self.point == "mean" else samples.median(dim=-1).values
-
 
 @hookimpl
 def register_heads(registry):
     registry.add(
         "mcsdr", MCSDRHead,
-        metadata={"probabilistic": True, "paper": "arXiv 2602.08202"},
+        metadata={"probabilistic": True, "trajectories": True, "paper": "arXiv 2602.08202"},
         search_space={
             "lr": FloatParam(1e-4, 1e-3, log=True),
             "predictor": Categorical(tuple(PREDICTORS)),

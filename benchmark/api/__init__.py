@@ -1,13 +1,17 @@
 """The plugin API: everything a dataset, encoder, fusion, head or metric plugin may use from ``benchmark``.
 
-A plugin imports from here and from ``registry`` (hooks, search-space parameter types), nothing else of
-this project; built-in plugins are held to the same rule by a test, so what is listed in ``__all__`` is
-the stable surface that README's plugin guide documents. Internal modules may move; these names stay.
+A plugin imports from here (``benchmark.api``) and from ``registry`` (hooks, search-space parameter types),
+nothing else of this project; built-in plugins are held to the same rule by a test, so what is listed in
+``__all__`` is the stable surface that README's plugin guide documents. Internal modules may move; these
+names stay.
 
 Groups:
 - contracts: the records components exchange (``Item``, ``Tracing``, ``Split``, ``DatasetIndex``,
-  ``InputSpec``, ``LoadReport``, ``Predictive``) and the component protocols (``Dataset``, ``Encoder``,
-  ``Fusion``, ``Head``, ``Metric``);
+  ``InputSpec``, ``LoadReport``, ``Predictive``), the component protocols with their required and optional
+  members (``Dataset``, ``Encoder``, ``Fusion``, ``Head``, ``ServedHead``, ``Metric``) and the optional
+  closed forms of a head (``CLOSED_FORMS``);
+- contract checks for a plugin's own tests (``check_head``, ``check_fusion``, ``check_encoder``,
+  ``check_metric``, ``check_dataset``; a failure raises ``ContractViolation``), from ``checks.py``;
 - errors: ``ConfigError`` (a setting is wrong, exit 2) and ``DataError`` (the data is wrong);
 - dataset helpers: reading and checking label tables, tracings, folds and videos;
 - encoder helpers: ``load_weights_file`` (reads a checkpoint and reports unmatched keys);
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmark.api.checks import ContractViolation, check_dataset, check_encoder, check_fusion, check_head, check_metric
 from benchmark.contracts import (
+    CLOSED_FORMS,
     Dataset,
     DatasetIndex,
     Encoder,
@@ -33,6 +39,7 @@ from benchmark.contracts import (
     LoadReport,
     Metric,
     Predictive,
+    ServedHead,
     Split,
     Tracing,
 )
@@ -87,8 +94,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     # contracts
-    "Dataset", "DatasetIndex", "Encoder", "Exclusion", "Fusion", "Head", "InputSpec", "Item", "LoadReport",
-    "Metric", "Predictive", "Split", "Tracing",
+    "CLOSED_FORMS", "Dataset", "DatasetIndex", "Encoder", "Exclusion", "Fusion", "Head", "InputSpec", "Item",
+    "LoadReport", "Metric", "Predictive", "ServedHead", "Split", "Tracing",
+    # contract checks
+    "ContractViolation", "check_dataset", "check_encoder", "check_fusion", "check_head", "check_metric",
     # errors
     "ConfigError", "DataError",
     # dataset helpers
