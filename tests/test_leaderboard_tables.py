@@ -132,6 +132,23 @@ def test_subgroup_rows_per_model_subgroup_and_group(tmp_path, results, specs):
     assert ambiguous["mae"] == pytest.approx(np.mean(expected)) and ambiguous["n_items"] == 15
 
 
+def test_small_subgroups_leave_r2_and_r_empty_and_nothing_is_infinite(tmp_path, specs):
+    quality = np.array(["Good"] * (N - 6) + ["Medium"] * 3 + ["Poor"] * 2 + ["Unknown"])
+    results = [job("mcsdr", seed, noise=3, spread=3) for seed in (0, 1)]
+    for result in results:
+        result.items["quality"] = quality
+    write_tables(tmp_path, results, PROTOCOL, specs=specs, n_boot=10)
+    table = pd.read_csv(tmp_path / "subgroups.csv").set_index(["subgroup", "group"])
+    assert not np.isinf(table.select_dtypes("number").to_numpy()).any()
+    for group, size in (("Poor", 2), ("Unknown", 1)):
+        row = table.loc[("quality", group)]
+        assert row["n_items"] == size
+        assert np.isnan(row["r2"]) and np.isnan(row["pearson"]) and np.isfinite(row["mae"])
+    assert table.loc[("quality", "Medium"), "n_items"] == 3 and np.isfinite(table.loc[("quality", "Medium"), "r2"])
+    lines = (tmp_path / "subgroups.csv").read_text().splitlines()
+    assert not any("inf" in line for line in lines)
+
+
 def test_subgroups_follow_the_requested_columns(results, specs):
     table = build_subgroups(results, specs, subgroups=("sex", "quality"))
     assert set(table["subgroup"]) == {"sex"}
