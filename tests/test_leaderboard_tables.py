@@ -14,10 +14,12 @@ from benchmark.evaluation.leaderboard import (
     item_frame,
     metric_specs,
     read_predictions,
+    render_markdown,
     write_predictions,
     write_tables,
 )
 from benchmark.evaluation.scoring import item_scores
+from benchmark.evaluation.stats import holm
 
 N, K = 60, 20
 PROTOCOL = {"split_hash": "3f2a9c", "clips": 1, "K": K, "seeds": [0, 1], "synthetic": True}
@@ -162,6 +164,25 @@ def test_paired_tests_against_the_baseline(tmp_path, results, specs):
     mcsdr_crps = paired[(paired["model"] == "mcsdr") & (paired["loss"] == "crps")].iloc[0]
     assert mcsdr_crps["mean_diff"] < 0 and mcsdr_crps["wilcoxon_p"] < 0.05 and mcsdr_crps["n_patients"] == 30
     assert "Paired tests against the baseline" in (tmp_path / "leaderboard.md").read_text()
+    columns = list(paired.columns)
+    assert columns[columns.index("wilcoxon_p") + 1] == "wilcoxon_p_holm"
+    assert columns[columns.index("bootstrap_p") + 1] == "bootstrap_p_holm"
+    for test in ("wilcoxon_p", "bootstrap_p"):  # one family per test: the four rows of the table
+        np.testing.assert_allclose(paired[f"{test}_holm"], holm(paired[test]))
+
+
+def test_markdown_marks_significance_only_after_the_holm_adjustment(specs):
+    board = build_leaderboard([job("mse", 0, noise=5, spread=0)], specs, n_boot=10)
+    paired = pd.DataFrame([
+        {"model": "a", "baseline": "mse", "loss": "crps", "n_patients": 30, "mean_diff": -1.0, "ci_low": -2.0,
+         "ci_high": -0.1, "wilcoxon_p": 0.02, "wilcoxon_p_holm": 0.08, "bootstrap_p": 0.03, "bootstrap_p_holm": 0.09},
+        {"model": "b", "baseline": "mse", "loss": "crps", "n_patients": 30, "mean_diff": -3.0, "ci_low": -4.0,
+         "ci_high": -2.0, "wilcoxon_p": 0.001, "wilcoxon_p_holm": 0.004, "bootstrap_p": 0.002,
+         "bootstrap_p_holm": 0.008}])
+    text = render_markdown(board, specs, PROTOCOL, paired)
+    row_a, row_b = (line for line in text.splitlines() if line.startswith(("| a ", "| b ")))
+    assert "*" not in row_a and "0.08 " in row_a
+    assert "0.004*" in row_b and "0.008*" in row_b and "0.001*" not in row_b
 
 
 def test_tables_are_identical_for_identical_results(tmp_path, results, specs):
