@@ -7,10 +7,14 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from benchmark.config import Experiment
+from benchmark.config import Experiment, ModelConfig
 from benchmark.contracts import unable_to_segment
 from benchmark.errors import ConfigError
 from registry import Registry, RegistryError, UnknownComponentError, load_registry
+
+
+# The row every leaderboard gets (added by the runner unless the experiment names the prior head itself).
+PRIOR = ModelConfig(head="prior", fusion="none", label="prior")
 
 
 def accepted(factory: Callable[..., Any], offered: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,6 +68,9 @@ def resolve(experiment: Experiment) -> Resolved:
     dataset_tabular = registry.describe("dataset", experiment.dataset.name).metadata.get("tabular")
     for index, model in enumerate(experiment.models):
         check("head", model.head, f"models[{index}].head")
+        if model.key == PRIOR.key and model.head != PRIOR.head:
+            raise ConfigError(f"{experiment.source}: `models[{index}].label`: {PRIOR.key!r} names the training-"
+                              f"distribution row every leaderboard has; give this {model.head!r} model another label")
         check("fusion", model.fusion, f"models[{index}].fusion")
         fusion = registry.describe("fusion", model.fusion)
         if fusion.metadata.get("needs_tabular") and dataset_tabular is not None and not dataset_tabular:
