@@ -280,8 +280,8 @@ def render_markdown(board: pd.DataFrame, specs: Sequence[MetricSpec], protocol: 
     parts = ["# Leaderboard", "", *_protocol_lines(protocol), "",
              tabulate(_cells(board, specs, ("**", "**")), headers=headers, tablefmt="github"), "",
              "Mean ± std over seeds; the best mean of each column in bold (PICP: closest to its nominal level), "
-             "reference rows (oracle, prior) included: bold claims no significant difference, the paired tests "
-             "below do; 95% patient-bootstrap CIs are in leaderboard.csv."]
+             "reference rows (oracle, prior) included: bold claims no significant difference, the Holm-adjusted "
+             "paired tests against the baseline do; 95% patient-bootstrap CIs are in leaderboard.csv."]
     failed = board[board["status"] != "ok"]
     if len(failed):
         parts += ["", "## Failed jobs", ""] + [f"- {row.model}: {row.error}" for row in failed.itertuples()]
@@ -297,7 +297,7 @@ def render_markdown(board: pd.DataFrame, specs: Sequence[MetricSpec], protocol: 
                  for row in paired.itertuples()]
         parts += ["", "## Paired tests against the baseline", "",
                   tabulate(table, headers=["model", "baseline", "loss", "patients", "mean diff", "95% CI",
-                                           "Wilcoxon p", "Holm", "bootstrap p", "Holm"], tablefmt="github"), "",
+                                           "Wilcoxon p", "(Holm)", "bootstrap p", "(Holm)"], tablefmt="github"), "",
                   "Mean diff = model - baseline per item (negative: model better); Wilcoxon signed-rank on "
                   "per-patient means; bootstrap resamples patients. Holm: the p-value adjusted over the "
                   f"{len(paired)} comparisons of this table (per test); * marks an adjusted p below "
