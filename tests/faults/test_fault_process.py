@@ -84,11 +84,11 @@ def test_kill_during_training(tmp_path, experiment, reference_run):
     assert_complete_files(out)
 
     outcome = resume(experiment, out)
-    assert "1 already done, 1 to run" in outcome.out
+    assert "1 already done, 2 to run" in outcome.out  # gaussian and the prior row
     pd.testing.assert_frame_equal(leaderboard(out), leaderboard(reference_run))
 
 
-@pytest.mark.parametrize("target, jobs_done", [("*/jobs/*/result.json", 0), ("*/leaderboard.csv", 2)])
+@pytest.mark.parametrize("target, jobs_done", [("*/jobs/*/result.json", 0), ("*/leaderboard.csv", 3)])
 def test_kill_while_writing_results(tmp_path, experiment, reference_run, target, jobs_done):
     out = tmp_path / "run"
     # Killed with the file complete under its temporary name, just before the rename that commits it.
