@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
-from benchmark.config import Experiment
+from benchmark.config import Experiment, ModelConfig
 from benchmark.contracts import unable_to_segment
 from benchmark.errors import ConfigError
 from registry import Registry, RegistryError, UnknownComponentError, load_registry
@@ -48,6 +48,10 @@ def split_params(params: Mapping[str, Any]) -> ModelParams:
     head = {key: value for key, value in params.items()
             if key not in TRAINER_PARAMS and not key.startswith(FUSION_PREFIX)}
     return ModelParams(trainer, head, fusion)
+
+
+# The row every leaderboard gets (added by the runner unless the experiment names the prior head itself).
+PRIOR = ModelConfig(head="prior", fusion="none", label="prior")
 
 
 def accepted(factory: Callable[..., Any], offered: Mapping[str, Any]) -> dict[str, Any]:
@@ -231,6 +235,9 @@ def resolve(experiment: Experiment) -> Resolved:
     dataset_tabular = dataset.metadata.get("tabular")
     for index, model in enumerate(experiment.models):
         head = check("head", model.head, f"models[{index}].head")
+        if model.key == PRIOR.key and model.head != PRIOR.head:
+            raise ConfigError(f"{source}: `models[{index}].label`: {PRIOR.key!r} names the training-"
+                              f"distribution row every leaderboard has; give this {model.head!r} model another label")
         fusion = check("fusion", model.fusion, f"models[{index}].fusion")
         check_component_params(head.factory, model.params, "head", model.head, f"models[{index}].params", source)
         check_component_params(fusion.factory, model.fusion_params, "fusion", model.fusion,

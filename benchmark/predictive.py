@@ -77,6 +77,27 @@ def mixture_predictive(weights: np.ndarray, means: np.ndarray, stds: np.ndarray,
                       crps=lambda y: mixture_crps(y, weights, means, stds))
 
 
+def empirical_predictive(values: np.ndarray, n_items: int, samples: int, seed: int) -> Predictive:
+    """The same empirical distribution of ``values`` (e.g. the training split's EF) for ``n_items`` items,
+    with its exact closed forms: mean (the point), std, CDF and CRPS. It has no density (point masses);
+    ``samples`` draws per item are taken from ``values`` with replacement (seeded)."""
+    values = np.sort(np.asarray(values, dtype=float))
+    n = len(values)
+    if n == 0:
+        raise ValueError("an empirical distribution needs at least one value")
+    mean, std = np.full(n_items, values.mean()), np.full(n_items, values.std())
+    spread = pairwise_spread(values[None, :])[0] / n**2  # E|X - X'| with X, X' drawn independently
+
+    def cdf(y: np.ndarray) -> np.ndarray:
+        return np.searchsorted(values, np.asarray(y, dtype=float), side="right") / n
+
+    def crps(y: np.ndarray) -> np.ndarray:  # E|X - y| - E|X - X'| / 2, exact for this distribution
+        return np.abs(values[None, :] - np.asarray(y, dtype=float)[:, None]).mean(axis=1) - spread / 2
+
+    draws = np.random.default_rng(seed).choice(values, size=(n_items, samples))
+    return Predictive(samples=draws, point=mean, mean=mean, std=std, cdf=cdf, crps=crps)
+
+
 def _expected_abs(d: np.ndarray, variance: np.ndarray) -> np.ndarray:
     from scipy.special import ndtr
 

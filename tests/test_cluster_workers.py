@@ -97,7 +97,7 @@ def check_run(storage_spec: str, base: Path, name: str, sets: list[str], codes: 
     survivor = RunDir(base / f"{name}-{survivors[0]}")
     manifest = read_json(survivor.manifest)
     jobs = manifest["jobs"]
-    assert len(jobs) == 4
+    assert len(jobs) == 6  # mse, gaussian and the prior row, two seeds
     storage = open_storage(storage_spec, base)
     board = optuna.load_study(study_name=jobs_study_name(name, jobs), storage=storage)
     claims = [trial for trial in board.get_trials() if "job" in trial.user_attrs and "skipped" not in trial.user_attrs]
@@ -115,14 +115,14 @@ def check_run(storage_spec: str, base: Path, name: str, sets: list[str], codes: 
 
     for model in ("mse", "gaussian"):
         encoder = load_experiment(EXPERIMENT).encoder.name
-        study = optuna.load_study(study_name=study_name(name, encoder, model), storage=storage)
+        study = optuna.load_study(study_name=study_name(name, encoder, model, "fold0"), storage=storage)
         counted = counted_trials(study.get_trials())
         assert len(counted) == TRIALS, [(t.number, t.state, t.user_attrs) for t in study.get_trials()]
         assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in counted)
 
     # Every survivor trained with the same tuned parameters and wrote the full leaderboard.
     boards = [pd.read_csv(base / f"{name}-{index}" / "leaderboard.csv") for index in survivors]
-    assert all(set(board["status"]) == {"ok"} and len(board) == 2 for board in boards)
+    assert all(set(board["status"]) == {"ok"} and len(board) == 3 for board in boards)
     pd.testing.assert_frame_equal(boards[0], boards[1])
 
     # A machine that ran nothing: status of the storage, and the report from what the workers stored.

@@ -14,10 +14,12 @@ from benchmark.evaluation.leaderboard import (
     item_frame,
     metric_specs,
     read_predictions,
+    render_markdown,
     write_predictions,
     write_tables,
 )
 from benchmark.evaluation.scoring import item_scores
+from benchmark.evaluation.stats import holm
 
 N, K = 60, 20
 PROTOCOL = {"split_hash": "3f2a9c", "clips": 1, "K": K, "seeds": [0, 1], "synthetic": True}
@@ -132,6 +134,23 @@ def test_subgroup_rows_per_model_subgroup_and_group(tmp_path, results, specs):
     assert ambiguous["mae"] == pytest.approx(np.mean(expected)) and ambiguous["n_items"] == 15
 
 
+def test_small_subgroups_leave_r2_and_r_empty_and_nothing_is_infinite(tmp_path, specs):
+    quality = np.array(["Good"] * (N - 6) + ["Medium"] * 3 + ["Poor"] * 2 + ["Unknown"])
+    results = [job("mcsdr", seed, noise=3, spread=3) for seed in (0, 1)]
+    for result in results:
+        result.items["quality"] = quality
+    write_tables(tmp_path, results, PROTOCOL, specs=specs, n_boot=10)
+    table = pd.read_csv(tmp_path / "subgroups.csv").set_index(["subgroup", "group"])
+    assert not np.isinf(table.select_dtypes("number").to_numpy()).any()
+    for group, size in (("Poor", 2), ("Unknown", 1)):
+        row = table.loc[("quality", group)]
+        assert row["n_items"] == size
+        assert np.isnan(row["r2"]) and np.isnan(row["pearson"]) and np.isfinite(row["mae"])
+    assert table.loc[("quality", "Medium"), "n_items"] == 3 and np.isfinite(table.loc[("quality", "Medium"), "r2"])
+    lines = (tmp_path / "subgroups.csv").read_text().splitlines()
+    assert not any("inf" in line for line in lines)
+
+
 def test_subgroups_follow_the_requested_columns(results, specs):
     table = build_subgroups(results, specs, subgroups=("sex", "quality"))
     assert set(table["subgroup"]) == {"sex"}
@@ -145,6 +164,25 @@ def test_paired_tests_against_the_baseline(tmp_path, results, specs):
     mcsdr_crps = paired[(paired["model"] == "mcsdr") & (paired["loss"] == "crps")].iloc[0]
     assert mcsdr_crps["mean_diff"] < 0 and mcsdr_crps["wilcoxon_p"] < 0.05 and mcsdr_crps["n_patients"] == 30
     assert "Paired tests against the baseline" in (tmp_path / "leaderboard.md").read_text()
+    columns = list(paired.columns)
+    assert columns[columns.index("wilcoxon_p") + 1] == "wilcoxon_p_holm"
+    assert columns[columns.index("bootstrap_p") + 1] == "bootstrap_p_holm"
+    for test in ("wilcoxon_p", "bootstrap_p"):  # one family per test: the four rows of the table
+        np.testing.assert_allclose(paired[f"{test}_holm"], holm(paired[test]))
+
+
+def test_markdown_marks_significance_only_after_the_holm_adjustment(specs):
+    board = build_leaderboard([job("mse", 0, noise=5, spread=0)], specs, n_boot=10)
+    paired = pd.DataFrame([
+        {"model": "a", "baseline": "mse", "loss": "crps", "n_patients": 30, "mean_diff": -1.0, "ci_low": -2.0,
+         "ci_high": -0.1, "wilcoxon_p": 0.02, "wilcoxon_p_holm": 0.08, "bootstrap_p": 0.03, "bootstrap_p_holm": 0.09},
+        {"model": "b", "baseline": "mse", "loss": "crps", "n_patients": 30, "mean_diff": -3.0, "ci_low": -4.0,
+         "ci_high": -2.0, "wilcoxon_p": 0.001, "wilcoxon_p_holm": 0.004, "bootstrap_p": 0.002,
+         "bootstrap_p_holm": 0.008}])
+    text = render_markdown(board, specs, PROTOCOL, paired)
+    row_a, row_b = (line for line in text.splitlines() if line.startswith(("| a ", "| b ")))
+    assert "*" not in row_a and "0.08 " in row_a
+    assert "0.004*" in row_b and "0.008*" in row_b and "0.001*" not in row_b
 
 
 def test_tables_are_identical_for_identical_results(tmp_path, results, specs):

@@ -47,23 +47,42 @@ def test_metadata_gives_labels_and_directions():
     assert not described["mae"]["probabilistic"] and described["crps"]["probabilistic"]
 
 
-def pairwise_auroc(labels, scores):
-    positives, negatives = scores[labels], scores[~labels]
+def pairwise_auroc(labels, scores, tie_break):
+    """Pairs counted one by one: a positive wins on a higher score, on an equal score by a higher
+    ``tie_break``, and counts half when both are equal."""
+    positives, negatives = np.flatnonzero(labels), np.flatnonzero(~labels)
     total = 0.0
     for p in positives:
         for n in negatives:
-            total += 1.0 if p > n else 0.5 if p == n else 0.0
+            key_p, key_n = (scores[p], tie_break[p]), (scores[n], tie_break[n])
+            total += 1.0 if key_p > key_n else 0.5 if key_p == key_n else 0.0
     return total / (len(positives) * len(negatives))
 
 
-def test_auroc_counts_pairs_scored_by_the_sample_probability():
+def test_auroc_counts_pairs_scored_by_the_sample_probability_ties_broken_by_the_mean():
     rng = np.random.default_rng(1)
     y = rng.uniform(25, 70, 80)
     samples = y[:, None] + rng.normal(0, 8, (80, 10))  # K = 10: many tied probabilities
     predictive = Predictive(samples, samples.mean(axis=1))
+    tie_break_mattered = []
     for threshold in (50, 40):
-        expected = pairwise_auroc(y < threshold, (samples < threshold).mean(axis=1))
+        probability = (samples < threshold).mean(axis=1)
+        expected = pairwise_auroc(y < threshold, probability, -samples.mean(axis=1))
         assert metric(f"auroc{threshold}")(y, predictive) == pytest.approx(expected)
+        tie_break_mattered.append(expected != pytest.approx(pairwise_auroc(y < threshold, probability, 0 * y)))
+    assert any(tie_break_mattered)
+
+
+def test_a_point_heads_auroc_is_that_of_the_negated_prediction(data):
+    from scipy.stats import mannwhitneyu
+
+    y, pred = data
+    for threshold in (50, 40):
+        positive = y < threshold
+        # Mann-Whitney U of the positives' scores over the negatives' counts the pairs they win
+        u = mannwhitneyu(-pred[positive], -pred[~positive]).statistic
+        expected = u / (positive.sum() * (~positive).sum())
+        assert metric(f"auroc{threshold}")(y, point_predictive(pred)) == pytest.approx(expected)
 
 
 def test_auroc_prefers_the_closed_form_cdf():
@@ -73,7 +92,7 @@ def test_auroc_prefers_the_closed_form_cdf():
     y, mean = rng.uniform(25, 70, 50), rng.uniform(25, 70, 50)
     samples = np.repeat(mean[:, None], 4, axis=1)  # would give only 0/1 scores
     predictive = Predictive(samples, mean, cdf=lambda t: norm.cdf(t, mean, 5.0))
-    expected = pairwise_auroc(y < 50, norm.cdf(50, mean, 5.0))
+    expected = pairwise_auroc(y < 50, norm.cdf(50, mean, 5.0), -mean)
     assert metric("auroc50")(y, predictive) == pytest.approx(expected)
 
 

@@ -6,7 +6,7 @@ from scipy.stats import wilcoxon
 import registry
 from benchmark.contracts import Predictive
 from benchmark.evaluation.scoring import item_scores
-from benchmark.evaluation.stats import PatientBootstrap, paired_test, patient_counts, seed_summary
+from benchmark.evaluation.stats import PatientBootstrap, holm, paired_test, patient_counts, seed_summary
 
 
 def test_seed_summary_is_mean_and_sample_std():
@@ -89,3 +89,11 @@ def test_paired_test_finds_nothing_between_identical_or_exchangeable_models():
     assert same.mean_diff == 0 and same.wilcoxon_p == 1.0 and same.bootstrap_p == 1.0
     noise = paired_test(loss + rng.normal(0, 1, 60), loss, patients, n_boot=1000, seed=0)
     assert noise.wilcoxon_p > 0.01 and noise.bootstrap_p > 0.01
+
+
+def test_holm_adjustment_of_a_hand_computed_family():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> running max 0.06
+    adjusted = holm([0.01, 0.04, 0.03, np.nan, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, np.nan, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1
+    assert holm([]).shape == (0,)

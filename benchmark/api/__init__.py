@@ -15,8 +15,8 @@ Groups:
 - errors: ``ConfigError`` (a setting is wrong, exit 2) and ``DataError`` (the data is wrong);
 - dataset helpers: reading and checking label tables, tracings, folds and videos;
 - encoder helpers: ``load_weights_file`` (reads a checkpoint and reports unmatched keys);
-- head helpers: the MLP trunk shared by the baseline heads, and ``mixture_predictive`` for heads whose
-  predictive is a Gaussian mixture;
+- head helpers: the MLP trunk shared by the baseline heads, ``mixture_predictive`` for heads whose
+  predictive is a Gaussian mixture and ``empirical_predictive`` for one that is a set of values;
 - metric helpers: ``add_metric`` and the per-item score columns metrics aggregate;
 - observer helpers: ``csv_cell`` (a text cell a spreadsheet will not run as a formula);
 - the synthetic stand-in's exact posterior (``synthetic_oracle``, ``ensure_generated``, ``ORACLE``).
@@ -75,7 +75,7 @@ from benchmark.evaluation.scoring import (
     weighted_mean,
     weighted_moments,
 )
-from benchmark.predictive import mixture_predictive
+from benchmark.predictive import empirical_predictive, mixture_predictive
 from benchmark.store import csv_cell
 from benchmark.synth import oracle as synthetic_oracle
 from benchmark.training.trunk import TRUNK_SEARCH_SPACE, MLPTrunk, PointHead, TrunkHead
@@ -107,7 +107,7 @@ __all__ = [
     # encoder helpers
     "load_weights_file",
     # head helpers
-    "MLPTrunk", "PointHead", "TRUNK_SEARCH_SPACE", "TrunkHead", "mixture_predictive",
+    "MLPTrunk", "PointHead", "TRUNK_SEARCH_SPACE", "TrunkHead", "empirical_predictive", "mixture_predictive",
     # metric helpers
     "INTERVAL_LEVELS", "THRESHOLDS", "Items", "add_metric", "interval_columns", "threshold_column",
     "weighted_mean", "weighted_moments",

@@ -11,7 +11,8 @@ rebuilds identical tables. Output file contract (run directory):
 - ``leaderboard.md`` / ``.tex``: the same, labelled, mean ± std, best value bold, with a protocol line.
 - ``subgroups.csv``: dataset, encoder, fusion, head, subgroup, group, then ``<metric>``/``<metric>_std``,
   then model, n_items, n_seeds.
-- ``paired_tests.csv``: each model against the baseline on per-item absolute error and CRPS.
+- ``paired_tests.csv``: each model against the baseline on per-item absolute error and CRPS, each p-value
+  with its Holm-adjusted value over the family of comparisons in the table.
 """
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ import numpy as np
 import pandas as pd
 
 from benchmark.evaluation.scoring import ItemScores
-from benchmark.evaluation.stats import PatientBootstrap, paired_test, seed_summary
+from benchmark.evaluation.stats import PatientBootstrap, holm, paired_test, seed_summary
 from benchmark.store import atomic_write_text, csv_text, read_csv_table
 
 KEY_COLUMNS = ("dataset", "encoder", "fusion", "head")
 SUBGROUPS = ("sex", "age_bin", "quality", "view", "ambiguous")
 PAIRED_LOSSES = {"abs_error": "absolute error", "crps": "CRPS"}
 SCORE_NOTES = ("crps", "nll", "nll_kde", "pit")
+P_VALUES = ("wilcoxon_p", "bootstrap_p")  # each gets a Holm-adjusted column ``<name>_holm`` beside it
+SIGNIFICANCE = 0.05
 
 
 @dataclass
@@ -185,10 +188,14 @@ def build_subgroups(results: Sequence[JobResult], specs: Sequence[MetricSpec],
 
 def build_paired_tests(results: Sequence[JobResult], baseline: str, n_boot: int = 2000,
                        seed: int = 0) -> pd.DataFrame:
-    """Each model against ``baseline`` on per-item losses averaged over seeds, matched by item id."""
+    """Each model against ``baseline`` on per-item losses averaged over seeds, matched by item id.
+
+    The family for the Holm adjustment is every (model, loss) row of the table, one family per test:
+    the Wilcoxon and bootstrap p-values are two tests of the same hypotheses, not more hypotheses.
+    """
     groups = _by_model(results)
     columns = [*KEY_COLUMNS, "model", "baseline", "loss", "n_items", "n_patients", "mean_diff",
-               "ci_low", "ci_high", "wilcoxon_p", "bootstrap_p"]
+               "ci_low", "ci_high", *(name + suffix for name in P_VALUES for suffix in ("", "_holm"))]
     losses = {model: _mean_losses(group) for model, group in groups.items()}
     if losses.get(baseline) is None:
         return pd.DataFrame(columns=columns)
@@ -202,7 +209,10 @@ def build_paired_tests(results: Sequence[JobResult], baseline: str, n_boot: int 
                                paired["patient_model"].to_numpy(), n_boot=n_boot, seed=seed)
             rows.append({**groups[model][0].keys(), "model": model, "baseline": baseline, "loss": loss,
                          **vars(test)})
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    for name in P_VALUES:
+        table[f"{name}_holm"] = holm(table[name].to_numpy(dtype=float))
+    return table
 
 
 def _mean_losses(group: Sequence[JobResult]) -> pd.DataFrame | None:
@@ -269,8 +279,9 @@ def render_markdown(board: pd.DataFrame, specs: Sequence[MetricSpec], protocol: 
     headers = [*KEY_COLUMNS, "model", "seeds", *(spec.label for spec in specs)]
     parts = ["# Leaderboard", "", *_protocol_lines(protocol), "",
              tabulate(_cells(board, specs, ("**", "**")), headers=headers, tablefmt="github"), "",
-             "Mean ± std over seeds; best value in bold (PICP: closest to its nominal level); "
-             "95% patient-bootstrap CIs are in leaderboard.csv."]
+             "Mean ± std over seeds; the best mean of each column in bold (PICP: closest to its nominal level), "
+             "reference rows (oracle, prior) included: bold claims no significant difference, the Holm-adjusted "
+             "paired tests against the baseline do; 95% patient-bootstrap CIs are in leaderboard.csv."]
     failed = board[board["status"] != "ok"]
     if len(failed):
         parts += ["", "## Failed jobs", ""] + [f"- {row.model}: {row.error}" for row in failed.itertuples()]
@@ -281,14 +292,21 @@ def render_markdown(board: pd.DataFrame, specs: Sequence[MetricSpec], protocol: 
                   for model, by in notes.items()]
     if paired is not None and len(paired):
         table = [[row.model, row.baseline, PAIRED_LOSSES[row.loss], row.n_patients, f"{row.mean_diff:+.3f}",
-                  f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]", f"{row.wilcoxon_p:.3g}", f"{row.bootstrap_p:.3g}"]
+                  f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]", f"{row.wilcoxon_p:.3g}", _adjusted(row.wilcoxon_p_holm),
+                  f"{row.bootstrap_p:.3g}", _adjusted(row.bootstrap_p_holm)]
                  for row in paired.itertuples()]
         parts += ["", "## Paired tests against the baseline", "",
                   tabulate(table, headers=["model", "baseline", "loss", "patients", "mean diff", "95% CI",
-                                           "Wilcoxon p", "bootstrap p"], tablefmt="github"), "",
+                                           "Wilcoxon p", "(Holm)", "bootstrap p", "(Holm)"], tablefmt="github"), "",
                   "Mean diff = model - baseline per item (negative: model better); Wilcoxon signed-rank on "
-                  "per-patient means; bootstrap resamples patients."]
+                  "per-patient means; bootstrap resamples patients. Holm: the p-value adjusted over the "
+                  f"{len(paired)} comparisons of this table (per test); * marks an adjusted p below "
+                  f"{SIGNIFICANCE:g}, the only p-values to read as significant."]
     return "\n".join(parts) + "\n"
+
+
+def _adjusted(p_value: float) -> str:
+    return f"{p_value:.3g}" + ("*" if p_value < SIGNIFICANCE else "")
 
 
 def render_latex(board: pd.DataFrame, specs: Sequence[MetricSpec], protocol: Mapping[str, Any]) -> str:

@@ -97,7 +97,7 @@ def _directory(run: RunDir, record: dict[str, Any]) -> Path:
 
 def _plots(run: RunDir, results: list[JobResult], manifest: dict[str, Any]) -> list[Path]:
     from benchmark.evaluation.plots import PosteriorExamples, Trajectories, write_all
-    from benchmark.synth.oracle import lookup, stack
+    from benchmark.synth.oracle import stack
 
     examples, trajectories = {}, {}
     oracle = _oracle_components(manifest.get("oracle", ""))
@@ -113,7 +113,7 @@ def _plots(run: RunDir, results: list[JobResult], manifest: dict[str, Any]) -> l
         chosen = _example_rows(frame)
         ids = [str(i) for i in stored["ids"][chosen]]
         posterior = {}
-        found = [lookup(oracle, i) for i in ids]
+        found = [oracle.get(i) for i in ids]
         if ids and all(components is not None for components in found):
             mixture = stack(found)
             posterior = dict(oracle_weights=mixture.weights, oracle_means=mixture.means, oracle_stds=mixture.stds)

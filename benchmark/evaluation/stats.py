@@ -101,6 +101,22 @@ def paired_test(model_loss: np.ndarray, baseline_loss: np.ndarray, patients: Seq
                       _wilcoxon(per_patient), bootstrap_p)
 
 
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries are not part of the family).
+
+    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) p_(j)); rejecting
+    where the adjusted p is below alpha keeps the family-wise error rate at alpha under any dependence.
+    """
+    p_values = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p_values.shape, np.nan)
+    present = np.flatnonzero(np.isfinite(p_values))
+    order = present[np.argsort(p_values[present], kind="stable")]
+    m = len(order)
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p_values[order])
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted
+
+
 def _wilcoxon(differences: np.ndarray) -> float:
     from scipy.stats import wilcoxon
 

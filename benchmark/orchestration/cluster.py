@@ -355,21 +355,24 @@ class TuningProgress:
 
 
 def tuning_progress(storage, manifest: dict[str, Any]) -> list[TuningProgress]:
-    """Per tuned model of the run: trials finished and running in its study, against ``tune.trials``."""
+    """Per tuned model and split of the run (each split is tuned on its own VAL): trials finished and
+    running in its study, against ``tune.trials``."""
     optuna = optuna_module()
     from optuna.trial import TrialState
 
 
     config = manifest["config"]
-    existing = {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    existing = sorted(summary.study_name
+                      for summary in optuna.get_all_study_summaries(storage, include_best_trial=False))
     progress = []
     for model in config["models"]:
         key = ModelConfig(**model).key
-        name = study_name(manifest["experiment"], config["encoder"]["name"], key)
-        if name not in existing:
-            continue
-        trials = counted_trials(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
-        finished = sum(trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for trial in trials)
-        running = sum(trial.state == TrialState.RUNNING for trial in trials)
-        progress.append(TuningProgress(key, finished, running, config["tune"]["trials"]))
+        prefix = study_name(manifest["experiment"], config["encoder"]["name"], key, "")
+        for name in (name for name in existing if name.startswith(prefix)):
+            trials = counted_trials(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
+            finished = sum(trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+                           for trial in trials)
+            running = sum(trial.state == TrialState.RUNNING for trial in trials)
+            progress.append(TuningProgress(f"{key} on {name[len(prefix):]}", finished, running,
+                                           config["tune"]["trials"]))
     return progress

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from benchmark.components import accepted
 from benchmark.config import Experiment, ModelConfig
 from benchmark.data.prepare import PreparedData
 from benchmark.encoding.encoder_stage import EncoderStage
@@ -137,9 +138,10 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
         details.update(best_epoch=trained.best_epoch, epochs_run=len(trained.history))
         if head_record.metadata.get("trajectories") and test.single_clip:
             _save_arrays(directory / "trajectories.npz", _trajectories(trained, test, predictive.samples, job.seed))
-    else:  # e.g. the oracle: it serves known posteriors and learns nothing
-        head = registry.build("head", job.model.head, condition_dim=0, oracle_path=context.data.index.oracle_path,
-                              **job.model.params)
+    else:  # the oracle serves known posteriors, the prior the training EF: neither learns from features
+        offered = {"oracle_path": context.data.index.oracle_path, "training_ef": context.features["train"].ef}
+        head = registry.build("head", job.model.head, condition_dim=0,
+                              **accepted(head_record.factory, offered), **job.model.params)
         predictive = head.predict_ids(test.ids, n=samples, seed=job.seed)
     items = context.data.items
     visits = [items[i].visit or i for i in test.ids]

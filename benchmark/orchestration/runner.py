@@ -1,7 +1,7 @@
 """``run``: the whole benchmark of one experiment, resumable at any point.
 
 Order of work: data and split manifest -> per (split, seed) the encoder stage and cached features ->
-tuning of each model on VAL (once, on the first split and seed) -> the pending jobs -> tables and plots.
+tuning of each model on that split's VAL (at the first seed) -> the pending jobs -> tables and plots.
 Every step's output is stored atomically and reused by a rerun; only jobs without a ``result.json``
 (or that failed) run again. With a storage (``--storage`` or ``tune.storage``) the run is one worker of
 many: tuning, job claims and results go through the storage (``benchmark.orchestration.cluster``).
@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from benchmark.components import resolve
+from benchmark.components import PRIOR, resolve
 from benchmark.config import Experiment, ModelConfig
 from benchmark.contracts import Split
 from benchmark.data.prepare import PreparedData, load_data, store_data
@@ -86,7 +86,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     registry.hook.on_run_start(run=info)
 
     data = store_data(loaded, run)
-    experiment = _models_for(experiment, registry, data, say)
+    experiment = _with_prior(_models_for(experiment, registry, data, say))
     device = resolve_device(experiment.train.device)
     # Only now, with the configuration found sound: a run stopped by a configuration error touches nothing.
     run.remove_temporaries()
@@ -106,24 +106,32 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     say(f"{len(jobs)} jobs ({len(experiment.models)} models x {len(experiment.seeds)} seeds x "
         f"{len(data.splits)} splits): {len(jobs) - len(pending)} already done, {len(pending)} to run")
 
-    # Tuning results of an earlier invocation are reused; the rest is tuned on the first split and seed.
+    # Each split is tuned on its own TRAIN and VAL at the first seed, so the parameters that predict a
+    # split's TEST never come from a trial that trained or validated on those items (in cv10 every fold
+    # is some split's TEST). Tuning stored by an earlier invocation is reused.
     to_tune = [m for m in experiment.models if _needs_tuning(experiment, registry, m)]
-    stored = {m.key: _stored_tuning(run, experiment, m) for m in to_tune}
-    tuned: dict[str, dict[str, Any]] = {key: params for key, params in stored.items() if params is not None}
-    untuned = [m for m in to_tune if m.key not in tuned]
-    first = (data.splits[0].name, experiment.seeds[0])
+    tuned: dict[tuple[str, str], dict[str, Any]] = {}
     for split in data.splits:
+        untuned = []
+        for model in to_tune:
+            if not any(job.model.key == model.key and job.split == split.name for job in pending):
+                continue
+            stored = _stored_tuning(run, experiment, model, split.name)
+            if stored is None:
+                untuned.append(model)
+            else:
+                tuned[model.key, split.name] = stored
         for seed in experiment.seeds:
             here = [job for job in pending if (job.split, job.seed) == (split.name, seed)]
-            is_first = (split.name, seed) == first
+            is_first = seed == experiment.seeds[0]
             if not here and not (is_first and untuned):
                 continue
             stage = context.encoder_stage(split, seed)
             if is_first:
                 for model in untuned:
-                    tuned[model.key] = _tune(context, model, stage.features, storage)
+                    tuned[model.key, split.name] = _tune(context, model, split.name, stage.features, storage)
             for job in here:
-                _run(context, job, stage, tuned.get(job.model.key, {}))
+                _run(context, job, stage, tuned.get((job.model.key, job.split), {}))
 
     return _finish(context)
 
@@ -151,9 +159,10 @@ def _run_shared(context: RunContext, jobs: list[Job], manifest: dict[str, Any], 
             loaded[split, seed] = context.encoder_stage(splits[split], seed)
         return loaded[split, seed]
 
-    first = (data.splits[0].name, experiment.seeds[0])
-    tuned = {model.key: _tune(context, model, stage_of(*first).features, spec, storage)
-             for model in experiment.models if _needs_tuning(experiment, context.registry, model)}
+    seed = experiment.seeds[0]  # each split tuned on its own TRAIN and VAL, as in a single-process run
+    tuned = {(model.key, split): _tune(context, model, split, stage_of(split, seed).features, spec, storage)
+             for split in splits for model in experiment.models
+             if _needs_tuning(experiment, context.registry, model)}
     board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]))
     by_id = {job.id: job for job in jobs}
     enqueued = board.publish(list(by_id), manifest)
@@ -161,7 +170,7 @@ def _run_shared(context: RunContext, jobs: list[Job], manifest: dict[str, Any], 
 
     def run_one(job_id: str) -> tuple[dict[str, Any], dict[str, bytes]]:
         job = by_id[job_id]
-        result = _run(context, job, stage_of(job.split, job.seed), tuned.get(job.model.key, {}))
+        result = _run(context, job, stage_of(job.split, job.seed), tuned.get((job.model.key, job.split), {}))
         return result, job_files(run.job(job_id))
 
     ran = board.work(run_one, say)
@@ -178,6 +187,14 @@ def _models_for(experiment: Experiment, registry: Registry, data: PreparedData, 
     if len(oracles) == len(experiment.models):
         raise ConfigError(f"{experiment.source}: every model is an oracle, and oracles need synthetic data")
     return dataclasses.replace(experiment, models=[m for m in experiment.models if m.key not in oracles])
+
+
+def _with_prior(experiment: Experiment) -> Experiment:
+    """Every leaderboard gets the ``prior`` row (the training EF distribution for every item), the floor a
+    head must beat; an experiment that names the prior head already keeps its own."""
+    if any(model.head == PRIOR.head for model in experiment.models):
+        return experiment
+    return dataclasses.replace(experiment, models=[*experiment.models, PRIOR])
 
 
 def protocol(experiment: Experiment, data: PreparedData) -> dict[str, Any]:
@@ -201,38 +218,38 @@ def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig
     return experiment.tune.trials > 0 and trains
 
 
-def _tuning_path(run: RunDir, model: ModelConfig) -> Path:
-    return run.root / "tuning" / f"{safe_name(model.key)}.json"
+def _tuning_path(run: RunDir, model: ModelConfig, split: str) -> Path:
+    return run.root / "tuning" / f"{safe_name(model.key)}__{safe_name(split)}.json"
 
 
-def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig) -> dict[str, Any] | None:
-    path = _tuning_path(run, model)
+def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig, split: str) -> dict[str, Any] | None:
+    path = _tuning_path(run, model, split)
     if not path.is_file():
         return None
     stored = read_json(path)
-    return stored["params"] if stored.get("config") == _tuning_config(experiment, model) else None
+    return stored["params"] if stored.get("config") == _tuning_config(experiment, model, split) else None
 
 
-def _tuning_config(experiment: Experiment, model: ModelConfig) -> dict[str, Any]:
+def _tuning_config(experiment: Experiment, model: ModelConfig, split: str) -> dict[str, Any]:
     return {"model": dataclasses.asdict(model), "tune": recorded_config(experiment)["tune"],
-            "seed": experiment.seeds[0]}
+            "seed": experiment.seeds[0], "split": split}
 
 
-def _tune(context: RunContext, model: ModelConfig, features: dict[str, FeatureSet], storage: str,
+def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[str, FeatureSet], storage: str,
           shared=None) -> dict[str, Any]:
-    """Tune on VAL of the first split and seed; the winner is stored, and every seed trains with it.
-    ``shared``: the Optuna storage of a run with many workers, who then tune the study together."""
+    """Tune on VAL of ``split`` at the first seed; the winner is stored, and every seed of that split trains
+    with it. ``shared``: the Optuna storage of a run with many workers, who then tune the study together."""
     experiment, run = context.experiment, context.run
     url = shared or storage_url(storage or experiment.tune.storage, run.root)
     result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
-                        storage=url, study=study_name(experiment.name, experiment.encoder.name, model.key),
+                        storage=url, study=study_name(experiment.name, experiment.encoder.name, model.key, split),
                         seed=experiment.seeds[0], samples=experiment.evaluate.samples,
                         point=experiment.evaluate.point, quiet=context.quiet, shared=shared is not None)
-    context.say(f"tuned {model.key}: {experiment.tune.metric} {result.value:.3f} on VAL after {result.finished_trials} "
-        f"trials, {result.params}")
-    atomic_write_json(_tuning_path(run, model),
+    context.say(f"tuned {model.key} on {split}: {experiment.tune.metric} {result.value:.3f} on VAL after "
+                f"{result.finished_trials} trials, {result.params}")
+    atomic_write_json(_tuning_path(run, model, split),
                       {"params": result.params, "value": result.value, "trials": result.finished_trials,
-                       "study": result.study, "config": _tuning_config(experiment, model)})
+                       "study": result.study, "split": split, "config": _tuning_config(experiment, model, split)})
     return result.params
 
 

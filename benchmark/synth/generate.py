@@ -24,7 +24,8 @@ from . import anatomy, oracle, patients, writers
 from .render import Scene
 
 FORMATS = ("echonet_dynamic", "echonet_pediatric", "camus")
-VERSION = 2  # bump when the simulator changes what a seed produces (2: occlusion blanks the anatomy)
+VERSION = 3  # bump when the simulator changes what a seed produces (2: occlusion blanks the anatomy;
+#              3: CAMUS posteriors per view)
 MARKER, ORACLE = "SYNTHETIC.md", "oracle.csv"
 QUALITY_PROBABILITY = {"Good": 0.45, "Medium": 0.4, "Poor": 0.15}
 ECHONET_FPS = 50.0
@@ -266,9 +267,18 @@ def _oracle_rows(params: Parameters, records: list[writers.Record]) -> list[list
     rows = []
     for record in records:
         with_tabular = patients.tabular_prior_hidden(record.patient, knows_body_size) if tabular else prior
-        rows += oracle.posterior_rows(record.id, record.ef_by_state, record.patient.hidden_state, record.ambiguous,
-                                      prior, with_tabular, params.label_noise)
+        for item_id, hidden in _oracle_items(params.format, record):
+            rows += oracle.posterior_rows(item_id, record.ef_by_state, record.patient.hidden_state, hidden,
+                                          prior, with_tabular, params.label_noise)
     return rows
+
+
+def _oracle_items(fmt: str, record: writers.Record) -> list[tuple[str, bool]]:
+    """The loader's item ids of a record, each with whether its video hides the lateral segment. CAMUS items
+    are views: the segment lies in the 4-chamber plane only, so the 2-chamber view never shows it."""
+    if fmt == "camus":
+        return [(f"{record.id}_2CH", True), (f"{record.id}_4CH", record.ambiguous)]
+    return [(record.id, record.ambiguous)]
 
 
 def _marker_text(params: Parameters) -> str:

@@ -1,18 +1,21 @@
 """The exact posterior of EF per video, as a mixture of normals, and the ``oracle.csv`` sidecar.
 
 Generative model (``patients``, ``anatomy``): the label is y = EF_geom(s) + e, e ~ N(0, sigma^2), where
-EF_geom(s) is the area-length EF of the traced frames with the lateral segment in state s. Everything in
-EF_geom except s is rendered. When the segment is visible, s is rendered too and
+EF_geom(s) is the area-length EF of the traced frames with the lateral segment in state s. The posterior
+is the Bayes bound given the simulation's variables (the heart's geometry and motion, everything but s),
+not given the pixels: speckle, resolution and frame sampling hide part of those from any model, so a
+learned head cannot reach it exactly. When the video shows the segment, s is known too and
 
-    p(y | image) = N(y; EF_geom(s), sigma^2).
+    p(y | variables) = N(y; EF_geom(s), sigma^2).
 
 When it is hidden (ambiguous videos), s is independent of the image, because its prior depends only on
 sex and the weight-for-height residual, which do not shape the image. Hence
 
-    p(y | image)          = (1 - pi) N(y; EF_geom(0), sigma^2) + pi N(y; EF_geom(1), sigma^2),  pi = P(s=1)
-    p(y | image, tabular) = the same with pi = P(s=1 | written Sex, Weight, Height, Age).
+    p(y | variables)          = (1 - pi) N(y; EF_geom(0), sigma^2) + pi N(y; EF_geom(1), sigma^2),  pi = P(s=1)
+    p(y | variables, tabular) = the same with pi = P(s=1 | written Sex, Weight, Height, Age).
 
-CAMUS posteriors are per patient and condition on both views (EF is biplane).
+Posteriors are per item: a CAMUS 2-chamber view never shows the segment (it lies in the 4-chamber plane),
+so its posterior is the mixture even when the patient's 4-chamber view shows it.
 """
 from __future__ import annotations
 
@@ -86,15 +89,6 @@ def read(path: Path, information: str) -> tuple[dict[str, list[tuple[float, floa
                 components.setdefault(row["id"], []).append(
                     (float(row["weight"]), float(row["mean"]), float(row["std"])))
     return components, ambiguous
-
-
-def lookup(components: dict[str, list[tuple[float, float, float]]], item_id: str):
-    """The posterior of ``item_id``, or None. CAMUS posteriors are per patient: ``patientNNNN_4CH``
-    falls back to ``patientNNNN``."""
-    for key in (item_id, item_id.split("_", 1)[0]):
-        if key in components:
-            return components[key]
-    return None
 
 
 def stack(components: list[list[tuple[float, float, float]]]) -> Mixtures:

@@ -110,9 +110,10 @@ def _read_camus(root: Path):
     labels, pairs = {}, {}
     for folder in sorted((root / "database_nifti").iterdir())[:40]:
         info = dict(line.split(": ", 1) for line in (folder / "Info_4CH.cfg").read_text().splitlines())
-        labels[folder.name] = float(info["EF"])
+        item_id = f"{folder.name}_4CH"  # the sheet shows 4-chamber views, the plane of the hidden segment
+        labels[item_id] = float(info["EF"])
         # nibabel returns (W, H): transpose back to upright (H, W)
-        ed, es = (np.asarray(nibabel.load(camus_patient_dir(root, folder.name) / f"{folder.name}_4CH_{p}.nii.gz")
+        ed, es = (np.asarray(nibabel.load(camus_patient_dir(root, folder.name) / f"{item_id}_{p}.nii.gz")
                              .dataobj).T for p in ("ED", "ES"))
-        pairs[folder.name] = (ed, es)
+        pairs[item_id] = (ed, es)
     return labels, pairs

@@ -18,7 +18,8 @@ class SyntheticDataset:
     The data are generated into ``root`` unless a complete generation with the same parameters is
     there already (``SYNTHETIC.md`` records them); loading and splits are the real loader's, so the
     synthetic data exercise exactly the code the real data go through. Items get the subgroup
-    ``ambiguous`` ("yes" when a shadow or dropout hides the lateral wall).
+    ``ambiguous`` ("yes" when a shadow or dropout hides the lateral wall, and for every CAMUS 2-chamber
+    view, whose plane does not contain it).
     """
 
     def __init__(self, root, format: str = "echonet_pediatric", n: int = 400, seed: int = 0,
@@ -51,7 +52,7 @@ class SyntheticDataset:
         _, ambiguous = oracle.read(oracle_path, "vision")
         items = []
         for item in index.items:
-            flag = ambiguous.get(item.id, ambiguous.get(item.patient))  # CAMUS posteriors are per patient
+            flag = ambiguous.get(item.id)
             if flag is None:
                 raise DataError(f"{oracle_path}: no posterior for item {item.id!r}; the generation in {self.root} "
                                 "is inconsistent: delete the folder to regenerate it")

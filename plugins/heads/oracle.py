@@ -38,7 +38,7 @@ class OracleHead(nn.Module):
         return mixture_predictive(mixtures.weights, mixtures.means, mixtures.stds, samples)
 
     def _components(self, item_id: str) -> list[tuple[float, float, float]]:
-        components = synthetic_oracle.lookup(self.components, item_id)
+        components = self.components.get(item_id)
         if components is None:
             raise DataError(f"{self.oracle_path}: no {self.information} posterior for item {item_id!r}; "
                             "the oracle only serves the synthetic dataset it was generated with")

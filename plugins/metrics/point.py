@@ -6,6 +6,10 @@ import numpy as np
 from benchmark.api import Items, add_metric, weighted_mean, weighted_moments
 from registry import hookimpl
 
+# R2 and r of one or two items are artefacts (r = +-1 from any two points, R2 = -inf when their labels are
+# equal): below this many distinct items, as in a small subgroup, they are undefined (NaN, an empty cell).
+MIN_ITEMS_FOR_FIT = 3
+
 
 def mae(items: Items, weights: np.ndarray) -> np.ndarray:
     return weighted_mean(items["abs_error"], weights)
@@ -16,16 +20,28 @@ def rmse(items: Items, weights: np.ndarray) -> np.ndarray:
 
 
 def r2(items: Items, weights: np.ndarray) -> np.ndarray:
-    """1 - SS_res / SS_tot around the (weighted) mean of the targets."""
+    """1 - SS_res / SS_tot around the (weighted) mean of the targets; NaN below ``MIN_ITEMS_FOR_FIT``
+    items or when the targets do not vary."""
     var_y, _, _ = weighted_moments(items["EF"], items["EF"], weights)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return 1 - weighted_mean(items["abs_error"] ** 2, weights) / var_y
+        value = 1 - weighted_mean(items["abs_error"] ** 2, weights) / var_y
+    return _defined(value, weights, var_y)
 
 
 def pearson(items: Items, weights: np.ndarray) -> np.ndarray:
+    """Pearson r; NaN below ``MIN_ITEMS_FOR_FIT`` items or when targets or predictions do not vary."""
     var_y, var_pred, cov = weighted_moments(items["EF"], items["EF_pred"], weights)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return cov / np.sqrt(var_y * var_pred)
+        value = cov / np.sqrt(var_y * var_pred)
+    return _defined(value, weights, np.minimum(var_y, var_pred))
+
+
+def _defined(value: np.ndarray, weights: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    # A variance that is zero up to rounding (constant targets, a constant predictor) leaves a ratio of
+    # rounding errors, which can be any number or +-inf.
+    enough = (weights > 0).sum(axis=1) >= MIN_ITEMS_FOR_FIT
+    varies = variance > 1e-12
+    return np.where(enough & varies, value, np.nan)
 
 
 @hookimpl

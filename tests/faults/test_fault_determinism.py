@@ -21,7 +21,7 @@ def test_same_seeds_same_numbers(tmp_path, experiment, reference_run):
     assert cli(*run_args(experiment, tmp_path / "run")).code == 0
     pd.testing.assert_frame_equal(leaderboard(tmp_path / "run"), leaderboard(reference_run))
     again, before = predictions(tmp_path / "run"), predictions(reference_run)
-    assert again.keys() == before.keys() == {"mse", "gaussian"}
+    assert again.keys() == before.keys() == {"mse", "gaussian", "prior"}
     for model in again:
         pd.testing.assert_frame_equal(again[model], before[model])
     other = per_model(tmp_path / "run", "samples.npz")

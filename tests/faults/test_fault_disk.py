@@ -75,7 +75,7 @@ class _FillingStream:
 @pytest.mark.parametrize("fills_at, jobs_done", [
     ("*/cache/*.npz", 0),  # feature caching
     ("*/jobs/*/predictions.csv", 0),  # the first job's results
-    ("*/leaderboard.csv", 2),  # the tables, after every job
+    ("*/leaderboard.csv", 3),  # the tables, after every job (mse, gaussian, prior)
 ])
 def test_full_disk(tmp_path, experiment, reference_run, monkeypatch, fills_at, jobs_done):
     out = tmp_path / "run"

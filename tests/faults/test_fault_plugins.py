@@ -139,7 +139,7 @@ def test_rerun_retries_failed_jobs_only(broken_run):
     before = leaderboard(run)
     outcome = cli(*run_args(experiment, run))
     assert outcome.code == 0
-    assert "1 already done, 3 to run" in outcome.out
+    assert "2 already done, 3 to run" in outcome.out  # mse and the prior row are done
     pd.testing.assert_frame_equal(leaderboard(run), before)
 
 

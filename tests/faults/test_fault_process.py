@@ -84,11 +84,11 @@ def test_kill_during_training(tmp_path, experiment, reference_run):
     assert_complete_files(out)
 
     outcome = resume(experiment, out)
-    assert "1 already done, 1 to run" in outcome.out
+    assert "1 already done, 2 to run" in outcome.out  # gaussian and the prior row
     pd.testing.assert_frame_equal(leaderboard(out), leaderboard(reference_run))
 
 
-@pytest.mark.parametrize("target, jobs_done", [("*/jobs/*/result.json", 0), ("*/leaderboard.csv", 2)])
+@pytest.mark.parametrize("target, jobs_done", [("*/jobs/*/result.json", 0), ("*/leaderboard.csv", 3)])
 def test_kill_while_writing_results(tmp_path, experiment, reference_run, target, jobs_done):
     out = tmp_path / "run"
     # Killed with the file complete under its temporary name, just before the rename that commits it.
@@ -124,7 +124,8 @@ def test_kill_during_tuning(tmp_path, synthetic_root):
     assert (folder / "run" / "optuna.db").is_file() and not (folder / "run" / "tuning").exists()
 
     resume(experiment, folder / "run")
-    stored = [json.loads((run / "tuning" / "mse.json").read_text()) for run in (undisturbed / "run", folder / "run")]
+    stored = [json.loads((run / "tuning" / "mse__fold0.json").read_text())
+              for run in (undisturbed / "run", folder / "run")]
     assert stored[0]["params"] == stored[1]["params"], "the resumed study must pick what the undisturbed one picked"
     assert stored[1]["trials"] == 3
     pd.testing.assert_frame_equal(leaderboard(folder / "run"), leaderboard(undisturbed / "run"))
