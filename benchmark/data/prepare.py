@@ -2,6 +2,7 @@
 report exclusions, build the splits every model and seed share, and write them to the run directory."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -11,7 +12,7 @@ import pandas as pd
 from benchmark.components import accepted, check_parameters
 from benchmark.config import Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
-from benchmark.data.helpers import summarise_reasons
+from benchmark.data.helpers import summarise_exclusions
 from benchmark.data.splits import build_manifest, write_split_files
 from benchmark.identity import dataset_fingerprint
 from benchmark.store import RunDir
@@ -49,17 +50,33 @@ def prepare_data(experiment: Experiment, registry: Registry, run: RunDir, say: C
     config = experiment.dataset
     dataset, root = _open(experiment, registry, say)
     index = dataset.load()
-    say(f"dataset {config.name} at {root}: {len(index.items)} items"
-        + (f", {len(index.excluded)} excluded ({summarise_reasons(index.excluded)}); see excluded.csv"
-           if index.excluded else ""))
     splits = dataset.splits(index, config.protocol, **accepted(dataset.splits, {"fold": config.fold}))
+    index = with_split_exclusions(index, splits)
+    for note in index.notes:
+        say(f"note: {note}")
+    for source in dict.fromkeys(split.source for split in splits if split.source):
+        say(f"protocol {config.protocol}: splits from {source}")
+    summary = summarise_exclusions(index.excluded)
+    say(f"dataset {config.name} at {root}: {len(index.items)} items" + (f"; {summary}; see excluded.csv"
+                                                                        if summary else ""))
     manifest = build_manifest(index, splits, config.protocol)
     split_hash = write_split_files(run.root, manifest, index)
     fingerprint = dataset_fingerprint(
-        [(item.id, item.patient, item.ef, item.fold, sorted(item.tabular.items())) for item in index.items],
+        # A reversed reading changes every clip; it is added only where it applies, so unaffected data keep
+        # their fingerprint (and cached features).
+        [(item.id, item.patient, item.ef, item.fold, sorted(item.tabular.items()), *(["reversed"] * item.reversed))
+         for item in index.items],
         [item.video for item in index.items],
     )
     return PreparedData(index, splits, manifest, split_hash, fingerprint, root)
+
+
+def with_split_exclusions(index: DatasetIndex, splits: list[Split]) -> DatasetIndex:
+    """``index`` with the items a split could not place (e.g. a patient in no split file) added to its
+    exclusions, each once, so that ``excluded.csv`` accounts for every item on disk."""
+    known = set(index.excluded)
+    added = tuple(dict.fromkeys(e for split in splits for e in split.excluded if e not in known))
+    return dataclasses.replace(index, excluded=index.excluded + added) if added else index
 
 
 def _open(experiment: Experiment, registry: Registry, say: Callable[[str], None]):
