@@ -204,3 +204,12 @@ def test_a_byte_that_is_not_utf8_names_its_row(tree):
     tree.labels.write_bytes(b"".join(data))
     with pytest.raises(DataError, match=r"FileList.csv: row 5 \(byte 0xE9 at character \d+\) is not UTF-8"):
         load(tree.root)
+
+
+def test_strict_mode_also_stops_at_a_dropped_tracing_frame(tree):
+    fd.append_rows(tree.root / "VolumeTracings.csv", [[f"{tree.ids[0]}.avi", 15, 6, 15, 26, 30],
+                                                      [f"{tree.ids[0]}.avi", 11, 14, 19, 14, 30],
+                                                      [f"{tree.ids[0]}.avi", 12, 20, 18, 20, 30]])
+    with pytest.raises(DataError, match=f"{tree.ids[0]} .*traced frame past the video's end: frame 30.*strict"):
+        load(tree.root, strict=True)
+    assert len(load(tree.root)[1].items) == len(tree.ids)
