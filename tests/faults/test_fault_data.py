@@ -78,8 +78,11 @@ def faulty_run(tmp_path_factory, pristine, synthetic_root):
 def test_damaged_items_are_excluded_with_reasons(faulty_run):
     tree, _, run, outcome = faulty_run
     assert outcome.code == 0, outcome.text
-    excluded = pd.read_csv(run / "excluded.csv", keep_default_na=False).set_index("id")
+    listed = pd.read_csv(run / "excluded.csv", keep_default_na=False)
+    excluded = listed[listed["dropped"] == "item"].set_index("id")
     assert sorted(excluded.index) == sorted(EXCLUDED)
+    tracings = listed[listed["dropped"] == "tracing"]  # the 2-frame video ends before its traced frame 2
+    assert list(zip(tracings["id"], tracings["frame"])) == [(SHORT_VIDEO, "2")]
     for item, reason in EXCLUDED.items():
         assert excluded.loc[item, "reason"].startswith(reason), excluded.loc[item].to_dict()
     assert excluded.loc[name(2), "file"] == str(tree.videos[name(2)]), "video faults name the video file"
