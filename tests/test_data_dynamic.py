@@ -202,7 +202,7 @@ def test_a_byte_that_is_not_utf8_names_its_row(tree):
     data = tree.labels.read_bytes().splitlines(keepends=True)
     data[4] = data[4].replace(b"TRAIN", b"TR\xe9IN")
     tree.labels.write_bytes(b"".join(data))
-    with pytest.raises(DataError, match=r"FileList.csv: row 5 \(byte 0xE9 at character \d+\) is not UTF-8"):
+    with pytest.raises(DataError, match=r"FileList.csv is not a readable CSV: row 5 \(byte 0xE9 at character \d+\) is not UTF-8"):
         load(tree.root)
 
 

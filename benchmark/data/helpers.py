@@ -68,7 +68,8 @@ def read_table(path: Path, required: Sequence[str], text_columns: Sequence[str] 
     except FileNotFoundError:
         raise DataError(f"{path} is missing; expected a CSV with columns {', '.join(required)}") from None
     except UnicodeDecodeError:
-        raise DataError(f"{path}: {undecodable_row(path)} is not UTF-8 text; save the file as UTF-8") from None
+        raise DataError(f"{path} is not a readable CSV: {undecodable_row(path)} is not UTF-8 text; "
+                        "save the file as UTF-8") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise DataError(f"{path} is not a readable CSV ({' '.join(str(error).split())})") from None
     frame.columns = [str(column).strip() for column in frame.columns]
