@@ -37,15 +37,24 @@ class Item:
     subgroups: Mapping[str, str] = field(default_factory=dict)  # e.g. sex, age_bin, quality, view
     visit: str = ""  # predictions are pooled per visit where a protocol says so; "" = per video
     tracings: tuple[Tracing, ...] = field(default=(), compare=False, repr=False)  # ordered by frame
+    # The file stores the frames last to first (CAMUS half-sequences from ES to ED): readers reverse them,
+    # so frame indices (tracings included) always count in time order.
+    reversed: bool = False
 
 
 @dataclass(frozen=True)
 class Exclusion:
-    """An item left out of the benchmark, and why. Written to ``excluded.csv``; never silent."""
+    """Something left out of the benchmark, and why. Written to ``excluded.csv``; never silent.
+
+    ``dropped`` says how much: the whole ``item``, one ``tracing`` (the LV outline of ``frame``; the item
+    stays), or one tabular ``value`` (treated as missing; the item stays).
+    """
 
     id: str
     file: str
     reason: str
+    dropped: Literal["item", "tracing", "value"] = "item"
+    frame: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,11 @@ class DatasetIndex:
     tabular_columns: Mapping[str, Literal["numeric", "categorical"]] = field(default_factory=dict)
     synthetic: bool = False  # True for generated stand-ins: every output says so
     oracle_path: Path | None = None  # sidecar with exact posteriors (synthetic data only)
+    notes: tuple[str, ...] = ()  # what the loader changed on purpose (e.g. reversed sequences); in manifest.json
+
+    @property
+    def excluded_items(self) -> tuple[Exclusion, ...]:
+        return tuple(exclusion for exclusion in self.excluded if exclusion.dropped == "item")
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,8 @@ class Split:
 
     name: str
     roles: Mapping[str, Role]
+    source: str = ""  # where the assignment comes from (a file, or the rule that dealt it); in manifest.json
+    excluded: tuple[Exclusion, ...] = ()  # items this split cannot place (e.g. not in its split files)
 
     def ids(self, role: Role) -> list[str]:
         return sorted(item_id for item_id, r in self.roles.items() if r == role)

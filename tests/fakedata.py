@@ -185,6 +185,63 @@ def make_camus(root: Path, release: str = "2023", n_patients: int = 20, n_frames
     return tree
 
 
+# Per release: the patients' folder, the sequence file suffix and the image suffix of the ED/ES masks.
+CAMUS_FILES = {"2023": ("database_nifti", "half_sequence.nii.gz", ".nii.gz"),
+               "2019": ("training", "sequence.mhd", ".mhd")}
+
+
+def square_mask(height: int, width: int, top: int, left: int, side: int) -> np.ndarray:
+    """(H, W) uint8 ground truth with a ``side``-pixel square of LV cavity (label 1)."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[top:top + side, left:left + side] = 1
+    return mask
+
+
+def store_es_to_ed(tree: FakeTree, item_id: str, n_frames: int = 6,
+                   release: str = "2023") -> tuple[np.ndarray, np.ndarray]:
+    """Rewrites a CAMUS item as the sequences some patients have: stored from ES to ED (``ED = NbFrame``,
+    ``ES = 1``), with ED and ES ground-truth masks. The stored frames are ``camus_sequence`` reversed, so
+    read in time order they are ``camus_sequence`` again. Returns the (ED, ES) masks: a 6- and a 3-pixel square."""
+    folder, suffix, mask_suffix = CAMUS_FILES[release]
+    patient, view = item_id.rsplit("_", 1)
+    directory = tree.root / folder / patient
+    write = write_nifti if release == "2023" else write_metaimage
+    sequence = camus_sequence(n_frames)
+    write(directory / f"{item_id}_{suffix}", sequence[::-1])
+    height, width = sequence.shape[1:]
+    masks = square_mask(height, width, 4, 4, 6), square_mask(height, width, 12, 6, 3)
+    for phase, mask in zip(("ED", "ES"), masks):
+        write(directory / f"{item_id}_{phase}_gt{mask_suffix}", mask[None])
+    info = directory / f"Info_{view}.cfg"
+    lines = info.read_text().splitlines()
+    swapped = {"ED": f"ED: {len(sequence)}", "ES": "ES: 1"}
+    info.write_text("".join(swapped.get(line.split(":")[0], line) + "\n" for line in lines))
+    return masks
+
+
+def unlist_camus_patient(tree: FakeTree, patient: str) -> None:
+    """Removes ``patient`` from the 2023 release's ``database_split`` files (on disk, but in no split)."""
+    for path in (tree.root / "database_split").glob("subgroup_*.txt"):
+        path.write_text("".join(f"{line}\n" for line in path.read_text().split() if line != patient))
+
+
+def write_camus_subgroups(tree: FakeTree, patients: Sequence[str], first: int = 0) -> dict[int, list[str]]:
+    """The published 10-fold split ``listSubGroups/subGroup{k}_{training,validation,testing}.txt`` for
+    ``patients``: fold k tests every tenth patient from the k-th (in reverse order, unlike any dealing by
+    EF), validates on the next fold's, trains on the rest. Folds are numbered from ``first``. Returns the
+    test patients of each fold number."""
+    order = list(reversed(patients))
+    tested = {first + k: order[k::10] for k in range(10)}
+    for k, test in tested.items():
+        val = tested[first + (k - first + 1) % 10]
+        groups = {"testing": test, "validation": val, "training": [p for p in patients if p not in test + val]}
+        for group, members in groups.items():
+            path = tree.root / "listSubGroups" / f"subGroup{k}_{group}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(f"{member}\n" for member in members))
+    return tested
+
+
 # --------------------------------------------------------------------------- bad-case hooks
 def truncate(path: Path, keep: float = 0.5) -> None:
     """Cuts a file short, as an interrupted copy does."""
@@ -229,3 +286,9 @@ def drop_column(path: Path, column: str) -> None:
 def duplicate_row(path: Path, row_id: str) -> None:
     header, rows = _rows(path)
     write_csv(path, header, rows + [row for row in rows if row[0] == row_id])
+
+
+def append_rows(path: Path, rows: Sequence[Sequence]) -> None:
+    """Adds ``rows`` at the end of a CSV (e.g. one more traced frame in ``VolumeTracings.csv``)."""
+    header, existing = _rows(path)
+    write_csv(path, header, existing + [[str(value) for value in row] for row in rows])

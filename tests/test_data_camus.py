@@ -124,3 +124,60 @@ def test_nifti_falls_back_to_simpleitk_and_fails_clearly_without_either(trees, m
     monkeypatch.setitem(sys.modules, "SimpleITK", None)
     with pytest.raises(BenchmarkError, match=r"needs SimpleITK.*\[camus\]"):
         Video(path)
+
+
+@pytest.mark.parametrize("release", ["2023", "2019"])
+def test_an_es_to_ed_sequence_is_read_forward_with_its_tracings_renumbered(tmp_path, release):
+    tree = fd.make_camus(tmp_path, release=release, n_patients=3, n_frames=6)
+    ed_mask, es_mask = fd.store_es_to_ed(tree, "patient0002_4CH", n_frames=6, release=release)
+    _, index = load(tmp_path, view="4CH")
+    item = next(i for i in index.items if i.id == "patient0002_4CH")
+    assert item.reversed and not any(i.reversed for i in index.items if i is not item)
+    np.testing.assert_array_equal(Video(item.video, reverse=True).read()[..., 0], fd.camus_sequence(6))
+    np.testing.assert_array_equal(Video(item.video, reverse=True).read([0, 5])[..., 0], fd.camus_sequence(6)[[0, 5]])
+    ed, es = item.tracings  # ED first in time, as in every forward sequence
+    assert (ed.frame, es.frame) == (0, 5)
+    assert ed.polygon.max(0).tolist() == [9, 9] and es.polygon.max(0).tolist() == [8, 14]  # the 6- and 3-px squares
+    (note,) = index.notes
+    assert note.startswith("patient0002_4CH: the sequence runs from ES to ED (ED 6, ES 1 in Info_4CH.cfg)")
+
+
+def test_patients_in_no_official_split_file_are_listed_as_excluded(tmp_path):
+    tree = fd.make_camus(tmp_path, n_patients=10)
+    fd.unlist_camus_patient(tree, "patient0004")
+    dataset, index = load(tmp_path, view="both")
+    (split,) = dataset.splits(index, "official")
+    assert not {"patient0004_2CH", "patient0004_4CH"} & set(split.roles) and len(split.roles) == 18
+    assert {e.id for e in split.excluded} == {"patient0004_2CH", "patient0004_4CH"}
+    assert all(e.reason.startswith("not in the split files: patient patient0004 is in none of subgroup_training.txt")
+               and e.dropped == "item" for e in split.excluded)
+    assert split.source.endswith("database_split: subgroup_training.txt, subgroup_validation.txt, "
+                                 "subgroup_testing.txt")
+
+
+@pytest.mark.parametrize("first", [0, 1])
+def test_cv10_reads_the_published_list_sub_groups_when_present(tmp_path, first):
+    tree = fd.make_camus(tmp_path, n_patients=30)
+    patients = [f"patient{n:04d}" for n in range(1, 31)]
+    tested = fd.write_camus_subgroups(tree, patients[:-1], first=first)  # the last patient is in no file
+    dataset, index = load(tmp_path, view="4CH")
+    splits = dataset.splits(index, "cv10")
+    assert [s.name for s in splits] == [f"fold{k}" for k in range(first, first + 10)]
+    for split in splits:
+        k = int(split.name[4:])
+        assert [i.rsplit("_", 1)[0] for i in split.ids("test")] == sorted(tested[k])
+        assert [i.rsplit("_", 1)[0] for i in split.ids("val")] == sorted(tested[first + (k - first + 1) % 10])
+        assert split.source == f"{tmp_path / 'listSubGroups'}: subGroup{k}_training.txt, " \
+                               f"subGroup{k}_validation.txt, subGroup{k}_testing.txt"
+        assert [e.id for e in split.excluded] == ["patient0030_4CH"]
+    build_manifest(index, splits, "cv10")
+    (tmp_path / "listSubGroups" / f"subGroup{first + 3}_validation.txt").unlink()
+    with pytest.raises(DataError, match=f"fold {first + 3} of .*listSubGroups lacks .*subGroup{first + 3}_validation"):
+        dataset.splits(index, "cv10")
+
+
+def test_cv10_without_list_sub_groups_says_it_dealt_its_own_folds(trees):
+    dataset, index = load(trees["2023"].root, view="4CH")
+    sources = {split.source for split in dataset.splits(index, "cv10")}
+    assert sources == {f"10 folds dealt by the benchmark, balanced on image quality and EF "
+                       f"(no listSubGroups/ in {trees['2023'].root})"}

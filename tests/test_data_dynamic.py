@@ -155,3 +155,61 @@ def test_registry_metadata_lets_config_validation_check_combinations():
         dataset = registry.build("dataset", name, root="anywhere")  # building reads nothing yet
         assert isinstance(dataset, Dataset)
         assert list(dataset.protocols) == registry.describe("dataset", name).metadata["protocols"]
+
+
+def test_tracing_defects_drop_frames_and_the_official_filter_decides_the_item(tree):
+    tracings = tree.root / "VolumeTracings.csv"
+    two_points, beyond = tree.ids[1], tree.ids[2]
+    lines = tracings.read_text().splitlines()
+    # The end-systolic frame (10) of one video loses a chord: 2 outline points, leaving 1 traced frame.
+    del lines[max(i for i, line in enumerate(lines) if line.startswith(f"{two_points}.avi,") and line.endswith(",10"))]
+    tracings.write_text("\n".join(lines) + "\n")
+    # Another video gets a third traced frame, 12, past the end of its 12-frame video: 2 frames remain.
+    fd.append_rows(tracings, [[f"{beyond}.avi", 15, 6, 15, 26, 12], [f"{beyond}.avi", 11, 14, 19, 14, 12],
+                              [f"{beyond}.avi", 12, 20, 18, 20, 12]])
+    _, index = load(tree.root)
+    items = {item.id: item for item in index.items}
+    assert two_points not in items and [t.frame for t in items[beyond].tracings] == [1, 10]
+    listed = {(e.id, e.dropped, e.frame): e for e in index.excluded}
+    assert set(listed) == {(two_points, "tracing", 10), (two_points, "item", None), (beyond, "tracing", 12)}
+    assert listed[two_points, "tracing", 10].reason.startswith("too few outline points: 2 from rows")
+    assert listed[two_points, "tracing", 10].file == str(tracings)
+    assert listed[two_points, "item", None].reason == "fewer than 2 traced frames (official EchoNet filter)"
+    assert listed[beyond, "tracing", 12].reason.startswith("traced frame past the video's end: frame 12 of a 12-frame")
+    assert listed[beyond, "tracing", 12].file == str(tree.videos[beyond])
+    _, unfiltered = load(tree.root, min_traced_frames=0)  # without the rule the item stays with what it has
+    assert [t.frame for t in {i.id: i for i in unfiltered.items}[two_points].tracings] == [1]
+
+
+def test_an_empty_file_name_excludes_its_row(tree):
+    fd.set_cell(tree.labels, tree.ids[3], "FileName", "")
+    _, index = load(tree.root)
+    (exclusion,) = index.excluded
+    assert (exclusion.id, exclusion.file, exclusion.reason) == ("", str(tree.labels), "empty FileName: row 5")
+    assert len(index.items) == len(tree.ids) - 1
+
+
+@pytest.mark.parametrize("spelling", [lambda name: name.lower() + ".AVI", lambda name: name + ".avi"])
+def test_the_same_video_listed_twice_in_any_case_is_an_error_naming_both_rows(tree, spelling):
+    fd.duplicate_row(tree.labels, tree.ids[1])  # appended as row 10
+    header, *rows = tree.labels.read_text().splitlines()
+    tree.labels.write_text("\n".join([header, *rows[:-1], rows[-1].replace(tree.ids[1], spelling(tree.ids[1]))]) + "\n")
+    with pytest.raises(DataError, match=rf"duplicate FileName {tree.ids[1]} \(rows 3, 10\)"):
+        load(tree.root)
+
+
+def test_a_byte_that_is_not_utf8_names_its_row(tree):
+    data = tree.labels.read_bytes().splitlines(keepends=True)
+    data[4] = data[4].replace(b"TRAIN", b"TR\xe9IN")
+    tree.labels.write_bytes(b"".join(data))
+    with pytest.raises(DataError, match=r"FileList.csv is not a readable CSV: row 5 \(byte 0xE9 at character \d+\) is not UTF-8"):
+        load(tree.root)
+
+
+def test_strict_mode_also_stops_at_a_dropped_tracing_frame(tree):
+    fd.append_rows(tree.root / "VolumeTracings.csv", [[f"{tree.ids[0]}.avi", 15, 6, 15, 26, 30],
+                                                      [f"{tree.ids[0]}.avi", 11, 14, 19, 14, 30],
+                                                      [f"{tree.ids[0]}.avi", 12, 20, 18, 20, 30]])
+    with pytest.raises(DataError, match=f"{tree.ids[0]} .*traced frame past the video's end: frame 30.*strict"):
+        load(tree.root, strict=True)
+    assert len(load(tree.root)[1].items) == len(tree.ids)

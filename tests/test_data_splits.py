@@ -50,6 +50,7 @@ def test_written_files_round_trip(tmp_path):
     manifest = build_manifest(INDEX, [SPLIT], "official")
     digest = write_split_files(tmp_path / "run", manifest, INDEX)
     assert manifest_hash(read_manifest(tmp_path / "run" / "splits.csv")) == digest
-    excluded = pd.read_csv(tmp_path / "run" / "excluded.csv")
-    assert excluded.to_dict("records") == [{"id": "x1", "file": "Videos/x1.avi", "reason": "missing video"}]
+    excluded = pd.read_csv(tmp_path / "run" / "excluded.csv", dtype=str, keep_default_na=False)
+    assert excluded.to_dict("records") == [{"id": "x1", "file": "Videos/x1.avi", "dropped": "item", "frame": "",
+                                            "reason": "missing video"}]
     assert not list((tmp_path / "run").glob(".*tmp"))  # atomic writes leave no temporaries

@@ -60,7 +60,7 @@ def test_disc_lines_become_chord_starts_then_chord_ends_reversed(tmp_path):
         0XAB.avi,7,8,12,8,3
         0XAB.avi,6,15,13,15,3
     """)
-    (early, late) = read_tracings(path, "lines")["0XAB"]  # keyed without .avi, ordered by frame
+    (early, late) = read_tracings(path, "lines").of("0XAB")  # keyed without .avi, ordered by frame
     assert (early.frame, late.frame) == (3, 7)
     np.testing.assert_array_equal(late.polygon, [[6, 10], [5, 20], [15, 20], [14, 10.5]])  # long axis dropped
     assert late.polygon.dtype == np.float64 and not late.polygon.flags.writeable
@@ -77,10 +77,10 @@ def test_polygon_points_keep_their_order_and_marker_rows_trace_nothing(tmp_path)
         CR3-CR4-000002.avi,,,No Diastolic
     """)
     tracings = read_tracings(path, "points")
-    (tracing,) = tracings["CR1-CR2-000001"]
+    (tracing,) = tracings.of("CR1-CR2-000001.avi")
     assert tracing.frame == 12
     np.testing.assert_array_equal(tracing.polygon, [[10, 10], [14, 11], [13, 16], [9, 15]])
-    assert "CR3-CR4-000002" not in tracings
+    assert tracings.of("CR3-CR4-000002") == () and not tracings.defects
 
 
 LINES_HEADER = "FileName,X1,Y1,X2,Y2,Frame"
@@ -88,20 +88,39 @@ POINTS_HEADER = "FileName,X,Y,Frame"
 
 
 @pytest.mark.parametrize("kind, rows, message", [
-    ("lines", ["v.avi,10,2,10,30,7", "v.avi,6,abc,14,10,7", "v.avi,5,20,15,20,7"],
-     r"row 3 \(v.avi\): Y1 'abc' is not a number"),
-    ("points", ["v.avi,1,1,4", "v.avi,2,3,4", "v.avi,,5,4"], r"row 4 \(v.avi\): X \(empty\) is not a number"),
     ("points", ["v.avi,1,1,4", "v.avi,2,3,2.5"], r"row 3 \(v.avi\): Frame '2.5' is not a frame number"),
     ("lines", ["v.avi,10,2,10,30,No Systolic"], r"row 2 \(v.avi\): Frame 'No Systolic' is not a frame number"),
-    ("points", ["v.avi,1,1,4", "v.avi,2,3,4", "v.avi,5,5,9", "v.avi,1,6,9", "v.avi,3,3,9"],
-     r"row 2 \(v.avi\): Frame 4 has 2 outline point\(s\), a tracing needs at least 3"),
-    ("lines", ["v.avi,10,2,10,30,7", "v.avi,6,10,14,10,7"], r"row 2 \(v.avi\): Frame 7 has 2 outline point"),
+    ("points", [",1,1,4", "v.avi,2,3,4"], r"row 2: FileName \(empty\) is empty"),
 ])
-def test_bad_rows_are_errors_naming_file_row_and_field(tmp_path, kind, rows, message):
+def test_rows_that_name_no_video_frame_are_errors_naming_file_row_and_field(tmp_path, kind, rows, message):
     header = LINES_HEADER if kind == "lines" else POINTS_HEADER
     path = write_csv(tmp_path / "VolumeTracings.csv", "\n".join([header, *rows]))
     with pytest.raises(DataError, match=re.escape(str(path)) + " " + message):
         read_tracings(path, kind)
+
+
+SQUARE = ["1,1", "5,1", "5,5", "1,5"]
+
+
+@pytest.mark.parametrize("kind, rows, frame, reason", [
+    ("points", [f"v.avi,{p},3" for p in SQUARE[:2]], 3,
+     "too few outline points: 2 from rows 6-7, a tracing needs at least 3"),
+    ("lines", ["v.avi,10,2,10,30,3", "v.avi,6,10,14,10,3"], 3,
+     "too few outline points: 2 from rows 5-6, a tracing needs at least 3"),
+    ("lines", ["v.avi,10,2,10,30,3", "v.avi,6,abc,14,10,3", "v.avi,5,20,15,20,3"], 3,
+     "coordinate not a number: row 6 Y1 'abc'"),
+    ("points", [f"v.avi,{p},3" for p in SQUARE[:2]] + ["v.avi,,4,3"], 3, "coordinate not a number: row 8 X (empty)"),
+    ("points", [f"v.avi,{p},3" for p in SQUARE] + ["w.avi,1,1,0"] + [f"v.avi,{p},3" for p in SQUARE], 3,
+     "frame listed twice: rows 6-9 and 11-14"),
+])
+def test_a_defective_frame_drops_only_that_frames_tracing_naming_its_rows(tmp_path, kind, rows, frame, reason):
+    good = ["v.avi,10,2,10,30,9", "v.avi,6,10,14,10,9", "v.avi,5,20,15,20,9"] if kind == "lines" else \
+        [f"v.avi,{p},9" for p in SQUARE]
+    header = LINES_HEADER if kind == "lines" else POINTS_HEADER
+    path = write_csv(tmp_path / "VolumeTracings.csv", "\n".join([header, *good, *rows]))
+    tracings = read_tracings(path, kind)
+    assert [t.frame for t in tracings.of("v")] == [9]  # the good frame is kept
+    assert tracings.defects_of("v.avi") == ((frame, reason),)
 
 
 # ------------------------------------------------------------------------------ EchoNet loaders

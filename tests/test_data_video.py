@@ -50,11 +50,11 @@ def test_video_checks_are_cached_per_size_and_mtime(tmp_path, monkeypatch):
     calls = []
     import benchmark.data.helpers as tools
 
-    monkeypatch.setattr(tools, "check_video", lambda p: calls.append(p) or None)
+    monkeypatch.setattr(tools, "check_video", lambda p: calls.append(p) or (None, 6))
     checks = tools.VideoChecks(cache)
-    assert checks.problem(path) is None and checks.problem(path) is None
+    assert checks.check(path) == (None, 6) and checks.check(path) == (None, 6)
     checks.save()
     assert len(calls) == 1 and cache.is_file()
-    assert tools.VideoChecks(cache).problem(path) is None and len(calls) == 1  # reloaded from the file
+    assert tools.VideoChecks(cache).check(path) == (None, 6) and len(calls) == 1  # reloaded from the file
     fd.write_avi(path, fd.frames_with_counter(7))  # new size and mtime: checked again
-    assert VideoChecks(cache).problem(path) is None and len(calls) == 2
+    assert VideoChecks(cache).check(path) == (None, 6) and len(calls) == 2

@@ -47,11 +47,14 @@ from benchmark.data.helpers import (
     MIN_OUTLINE_POINTS,
     N_FOLDS,
     IndexBuilder,
+    TracingFile,
     age_bin,
     as_ef,
     check_unique,
     cross_validation,
+    find_root,
     fold_split,
+    listed_videos,
     normalise_sex,
     number_or_none,
     polygon_array,
@@ -101,8 +104,9 @@ __all__ = [
     # errors
     "ConfigError", "DataError",
     # dataset helpers
-    "IndexBuilder", "MIN_OUTLINE_POINTS", "N_FOLDS", "age_bin", "as_ef", "check_unique", "cross_validation",
-    "fold_split", "normalise_sex", "number_or_none", "polygon_array", "read_table", "require_root", "strip_avi",
+    "IndexBuilder", "MIN_OUTLINE_POINTS", "N_FOLDS", "TracingFile", "age_bin", "as_ef", "check_unique",
+    "cross_validation", "find_root", "fold_split", "listed_videos", "normalise_sex", "number_or_none",
+    "polygon_array", "read_table", "require_root", "strip_avi",
     "tracings_if_present", "unknown_protocol", "wrong_root", "VideoReadError", "read_metaimage",
     # encoder helpers
     "load_weights_file",

@@ -156,7 +156,7 @@ def channel_statistics(train_items: Sequence[Item], channels: int, max_videos: i
     total_sq = np.zeros(channels)
     count = 0
     for position in sorted(chosen):
-        video = Video(train_items[position].video)
+        video = Video(train_items[position].video, reverse=train_items[position].reversed)
         indices = np.unique(np.round(np.linspace(0, len(video) - 1, frames_per_video)).astype(np.int64))
         frames = torch.from_numpy(video.read(indices)).permute(3, 0, 1, 2)
         pixels = match_channels(frames.double(), channels).reshape(channels, -1)
@@ -265,7 +265,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         item = self.items[index]
-        video = Video(item.video)
+        video = Video(item.video, reverse=item.reversed)
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         plan = self.sampler.train_plan(len(video), rng) if self.train else self.sampler.central_plan(len(video))
         needed = plan.needed
@@ -295,7 +295,7 @@ class EvaluationClips(IterableDataset):
 
     def _clips(self, index: int) -> Iterator[Sample]:
         item = self.items[index]
-        video = Video(item.video)
+        video = Video(item.video, reverse=item.reversed)
         plans = self.sampler.test_plans(len(video))
         needed = np.unique(np.concatenate([plan.needed for plan in plans]))
         frames = video.read(needed)  # overlapping clips share frames: decode each once

@@ -5,6 +5,7 @@ report exclusions, build the splits every model and seed share, and write them t
 ``run`` and ``validate --data`` check the data before a run directory exists; ``store_data`` then writes it."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,7 +15,7 @@ import pandas as pd
 from benchmark.components import accepted, check_parameters
 from benchmark.config import DatasetConfig, Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
-from benchmark.data.helpers import summarise_reasons
+from benchmark.data.helpers import summarise_exclusions
 from benchmark.data.splits import build_manifest, write_split_files
 from benchmark.identity import dataset_fingerprint
 from benchmark.store import RunDir
@@ -79,10 +80,15 @@ def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], N
     config = experiment.dataset
     dataset, root = _open(experiment, registry, say)
     index = dataset.load()
-    say(f"dataset {config.name} at {root}: {len(index.items)} items"
-        + (f", {len(index.excluded)} excluded ({summarise_reasons(index.excluded)}); see excluded.csv"
-           if index.excluded else ""))
     splits = dataset.splits(index, config.protocol, **accepted(dataset.splits, {"fold": config.fold}))
+    index = with_split_exclusions(index, splits)
+    for note in index.notes:
+        say(f"note: {note}")
+    for source in dict.fromkeys(split.source for split in splits if split.source):
+        say(f"protocol {config.protocol}: splits from {source}")
+    summary = summarise_exclusions(index.excluded)
+    say(f"dataset {config.name} at {root}: {len(index.items)} items" + (f"; {summary}; see excluded.csv"
+                                                                        if summary else ""))
     return LoadedData(index, splits, build_manifest(index, splits, config.protocol), root)
 
 
@@ -91,7 +97,10 @@ def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:
     index = loaded.index
     split_hash = write_split_files(run.root, loaded.manifest, index)
     fingerprint = dataset_fingerprint(
-        [(item.id, item.patient, item.ef, item.fold, sorted(item.tabular.items())) for item in index.items],
+        # A reversed reading changes every clip; it is added only where it applies, so unaffected data keep
+        # their fingerprint (and cached features).
+        [(item.id, item.patient, item.ef, item.fold, sorted(item.tabular.items()), *(["reversed"] * item.reversed))
+         for item in index.items],
         [item.video for item in index.items],
     )
     return PreparedData(index, loaded.splits, loaded.manifest, split_hash, fingerprint, loaded.root)
@@ -100,6 +109,14 @@ def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:
 def uses_stand_in(config: DatasetConfig) -> bool:
     """Whether ``[dataset]`` resolves to the synthetic stand-in: its root is absent and that is allowed."""
     return config.synthetic_if_missing and not Path(config.root).exists()
+
+
+def with_split_exclusions(index: DatasetIndex, splits: list[Split]) -> DatasetIndex:
+    """``index`` with the items a split could not place (e.g. a patient in no split file) added to its
+    exclusions, each once, so that ``excluded.csv`` accounts for every item on disk."""
+    known = set(index.excluded)
+    added = tuple(dict.fromkeys(e for split in splits for e in split.excluded if e not in known))
+    return dataclasses.replace(index, excluded=index.excluded + added) if added else index
 
 
 def _open(experiment: Experiment, registry: Registry, say: Callable[[str], None]):

@@ -47,6 +47,26 @@ DERIVED = {
 }
 
 
+# What a patient can measure: outside these a value is an entry error (the heaviest person on record
+# weighed 635 kg, the tallest stood 272 cm). Such a value is treated as missing rather than fed to a model.
+PLAUSIBLE = {"Age": (0.0, 120.0, "years"), "Weight": (0.0, 650.0, "kg"), "Height": (0.0, 300.0, "cm")}
+POSITIVE = frozenset({"Weight", "Height"})  # 0 kg or 0 cm is a placeholder, not a measurement
+
+
+def implausible(name: str, value: float) -> str | None:
+    """Why the measurement ``name`` = ``value`` cannot be a patient's, or None."""
+    if not math.isfinite(value):
+        return f"{name} {value} is not a finite number"
+    if name not in PLAUSIBLE:
+        return None
+    low, high, unit = PLAUSIBLE[name]
+    if name in POSITIVE and not low < value <= high:
+        return f"{name} {value:g} outside the plausible ({low:g}, {high:g}] {unit}"
+    if not low <= value <= high:
+        return f"{name} {value:g} outside the plausible [{low:g}, {high:g}] {unit}"
+    return None
+
+
 def with_derived(kinds: Mapping[str, str]) -> dict[str, str]:
     """The dataset's column kinds plus every derived attribute whose inputs it has."""
     derived = {name: "numeric" for name, rule in DERIVED.items()

@@ -78,11 +78,12 @@ class TracedFrames(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         position, tracing = self.pairs[index]
         item = self.items[position]
-        video = Video(item.video)
+        video = Video(item.video, reverse=item.reversed)
         if not 0 <= tracing.frame < len(video):
+            # Loading drops such tracings when it checks the videos; this catches them when it was told not to.
             raise DataError(f"{item.video}: the LV tracing of item {item.id!r} is on frame {tracing.frame}, but the "
-                            f"video has {len(video)} frames. Fix that frame number in the dataset's tracings or "
-                            "replace the video.")
+                            f"video has {len(video)} frames. Fix that frame number in the dataset's tracings, "
+                            "replace the video, or leave dataset.params.check_videos on to drop such frames.")
         frame = video.read(np.array([tracing.frame]))[0]  # (H, W, C) uint8
         if index not in self._masks:
             self._masks[index] = self._mask(tracing.polygon, *frame.shape[:2])

@@ -29,10 +29,14 @@ def suffix_of(path: str | Path) -> str:
 
 
 class Video:
-    """An opened video: ``len(video)`` frames, ``video.read(indices)`` decodes just those frames."""
+    """An opened video: ``len(video)`` frames, ``video.read(indices)`` decodes just those frames.
 
-    def __init__(self, path: str | Path):
+    ``reverse``: the file stores the frames last to first; indices count in time order all the same.
+    """
+
+    def __init__(self, path: str | Path, reverse: bool = False):
         self.path = Path(path)
+        self.reverse = reverse
         suffix = suffix_of(self.path)
         if not self.path.is_file():
             raise VideoReadError(f"no video file at {self.path}")
@@ -55,7 +59,7 @@ class Video:
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise VideoReadError(f"{self.path}: frame {int(indices.max())} requested of {len(self)}")
         try:
-            return self._reader.read(indices)
+            return self._reader.read(len(self) - 1 - indices if self.reverse else indices)
         except VideoReadError:
             raise
         except Exception as error:  # decoders raise their own types on damaged streams
@@ -210,31 +214,32 @@ def read_video(path: str | Path, indices: Sequence[int] | np.ndarray | None = No
     return Video(path).read(indices)
 
 
-def check_video(path: str | Path) -> str | None:
+def check_video(path: str | Path) -> tuple[str | None, int]:
     """Why a video is unusable ("missing video", "zero frames", "truncated video: ...",
-    "unreadable video: ...") or None.
+    "unreadable video: ...") or None, and its frame count (0 when unusable).
 
     Cheap: the file is opened, its frame count compared with what an AVI header declares, and its first
-    and last frames decoded. Together these catch files cut short at any point.
+    and last frames decoded. Together these catch files cut short at any point. The count is what traced
+    frames are checked against, here where the video is first opened rather than in stage 1.
     """
     path = Path(path)
     if not path.is_file():
-        return "missing video"
+        return "missing video", 0
     declared = avi_header_frames(path) if suffix_of(path) == ".avi" else None
     if declared == 0:
-        return "zero frames"
+        return "zero frames", 0
     try:
         video = Video(path)
         if declared is not None and len(video) < declared:
-            return f"truncated video: header declares {declared} frames, {len(video)} present"
+            return f"truncated video: header declares {declared} frames, {len(video)} present", 0
         if len(video) == 0:
-            return "zero frames"
+            return "zero frames", 0
         video.read([0, len(video) - 1])
     except VideoReadError as error:
-        return f"unreadable video: {error}"
+        return f"unreadable video: {error}", 0
     except Exception as error:  # any decoder failure on a damaged file
-        return f"unreadable video: {_one_line(error)}"
-    return None
+        return f"unreadable video: {_one_line(error)}", 0
+    return None, len(video)
 
 
 def avi_header_frames(path: Path) -> int | None:

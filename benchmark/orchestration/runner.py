@@ -96,7 +96,8 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     context = RunContext(experiment, registry, data, run, device, info, quiet, say)
     manifest = build_manifest(
         experiment, protocol=protocol(experiment, data), split_hash=data.split_hash, data_root=str(data.root),
-        synthetic=data.synthetic, oracle=str(data.index.oracle_path or ""), excluded=len(data.index.excluded),
+        synthetic=data.synthetic, oracle=str(data.index.oracle_path or ""), excluded=len(data.index.excluded_items),
+        dataset_notes=list(data.index.notes), split_sources={split.name: split.source for split in data.splits},
         device=str(device), jobs=[job.id for job in jobs])
     atomic_write_json(run.manifest, manifest)
     if storage or experiment.tune.storage:

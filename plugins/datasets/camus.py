@@ -1,6 +1,8 @@
 """CAMUS: 2- and 4-chamber half-cycle sequences of 500 adults, EF per patient (2019 or 2023 release)."""
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from benchmark.api import (
     ConfigError,
     DataError,
     DatasetIndex,
+    Exclusion,
     IndexBuilder,
     Item,
     Split,
@@ -36,6 +39,8 @@ TABULAR = {"Sex": "categorical", "Age": "numeric"}
 QUALITY_ORDER = ("good", "medium", "poor")
 AGE_EDGES = (0, 45, 65)
 SPLIT_FILES = {"train": "subgroup_training.txt", "val": "subgroup_validation.txt", "test": "subgroup_testing.txt"}
+SUBGROUPS = "listSubGroups"  # the published 10-fold split: subGroup<k>_<group>.txt
+SUBGROUP_FILES = {"train": "training", "val": "validation", "test": "testing"}
 # Where each release keeps its patients, the sequence file suffix and the EF key of Info_*.cfg.
 RELEASES = {
     "2023": ("database_nifti", "half_sequence.nii.gz", "EF"),
@@ -77,52 +82,88 @@ class Camus:
         if not patients:
             raise DataError(f"{NAME}: {patients_dir} holds no patientNNNN folders; "
                             f"expected the {release} release layout")
+        notes = []
         for patient_dir in patients:
             for view in self.views:
-                self._add(patient_dir, view, release, sequence_suffix, ef_key, builder)
-        return builder.build(tabular_columns=TABULAR)
+                notes += self._add(patient_dir, view, release, sequence_suffix, ef_key, builder)
+        return builder.build(tabular_columns=TABULAR, notes=notes)
 
     def _add(self, patient_dir: Path, view: str, release: str, suffix: str, ef_key: str,
-             builder: IndexBuilder) -> None:
+             builder: IndexBuilder) -> list[str]:
+        """Adds the item of one view of one patient; returns what was changed on purpose (for the manifest)."""
         patient = patient_dir.name
         item_id = f"{patient}_{view}"
         info_path = patient_dir / f"Info_{view}.cfg"
         if not info_path.is_file():
             builder.exclude(item_id, info_path, "missing Info file")
-            return
+            return []
         info = read_info(info_path)
         if ef_key not in info:
             raise DataError(f"{info_path}: no {ef_key} key; keys found: {', '.join(info) or 'none'}. "
                             f"Is this the {release} release (dataset.params.release)?")
-        age = number_or_none(info.get("Age"))
+        age = builder.measurement(item_id, info_path, "Age", info.get("Age"))
         sex = normalise_sex(info.get("Sex"))
         quality = (info.get("ImageQuality") or "unknown").lower()
-        tracings = mask_tracings(info, info_path, patient_dir / f"{patient}_{view}", release)
+        reverse = runs_es_to_ed(info, info_path)
+        tracings = mask_tracings(info, info_path, patient_dir / f"{patient}_{view}", release, reverse)
         item = Item(id=item_id, patient=patient, ef=as_ef(info[ef_key]), fold="",
-                    video=patient_dir / f"{patient}_{view}_{suffix}", visit=patient,
+                    video=patient_dir / f"{patient}_{view}_{suffix}", visit=patient, reversed=reverse,
                     tabular={"Sex": sex, "Age": age}, tracings=tracings,
                     subgroups={"sex": sex, "age_bin": age_bin(age, AGE_EDGES), "quality": quality, "view": view})
-        builder.add(item, info_path)
+        if not (builder.add(item, info_path) and reverse):
+            return []
+        return [(f"{item_id}: the sequence runs from ES to ED (ED {info['ED']}, ES {info['ES']} in {info_path.name});"
+                 " read in reverse, tracing frames renumbered")]
 
     def splits(self, index: DatasetIndex, protocol: str, **options) -> list[Split]:
         if protocol == "official":
             return [self._official(index)]
         if protocol == "cv10":
-            return cross_validation(index, balanced_folds(index))
+            return self._published_folds(index) or [
+                dataclasses.replace(split, source=f"10 folds dealt by the benchmark, balanced on image quality and "
+                                                  f"EF (no {SUBGROUPS}/ in {self.root})")
+                for split in cross_validation(index, balanced_folds(index))]
         raise unknown_protocol(NAME, protocol, PROTOCOLS)
 
     def _official(self, index: DatasetIndex) -> Split:
         folder = self.root / "database_split"
-        role_of_patient = {}
-        for role, file_name in SPLIT_FILES.items():
-            path = folder / file_name
+        for path in (folder / file_name for file_name in SPLIT_FILES.values()):
             if not path.is_file():
                 raise DataError(f"{NAME}: the official split needs {path} (one patientNNNN per line, from the "
                                 "2023 CAMUS_public release); copy database_split/ there or use protocol \"cv10\"")
-            for patient in path.read_text().split():
-                role_of_patient[patient] = role
-        return Split(name="official", roles={item.id: role_of_patient[item.patient]
-                                             for item in index.items if item.patient in role_of_patient})
+        return _split_from_files(index, "official", {role: folder / name for role, name in SPLIT_FILES.items()})
+
+    def _published_folds(self, index: DatasetIndex) -> list[Split]:
+        """The published 10-fold split, ``listSubGroups/subGroup{k}_{training,validation,testing}.txt``
+        (numbered as the files are), or [] when the root has no such folder."""
+        folder = self.root / SUBGROUPS
+        if not folder.is_dir():
+            return []
+        folds = sorted(int(match.group(1)) for path in folder.iterdir()
+                       if (match := re.fullmatch(r"subGroup(\d+)_testing\.txt", path.name)))
+        if len(folds) != N_FOLDS:
+            raise DataError(f"{NAME}: {folder} holds {len(folds)} subGroup<k>_testing.txt file(s), expected "
+                            f"{N_FOLDS}; restore the folder or remove it to use folds dealt by the benchmark")
+        splits = []
+        for k in folds:
+            files = {role: folder / f"subGroup{k}_{group}.txt" for role, group in SUBGROUP_FILES.items()}
+            missing = [str(path) for path in files.values() if not path.is_file()]
+            if missing:
+                raise DataError(f"{NAME}: fold {k} of {folder} lacks {', '.join(missing)}")
+            splits.append(_split_from_files(index, f"fold{k}", files))
+        return splits
+
+
+def _split_from_files(index: DatasetIndex, name: str, files: dict[str, Path]) -> Split:
+    """The split that ``files`` (role -> a file of patientNNNN lines) give; items of patients in none of them
+    are listed as excluded from it, never dropped silently."""
+    role_of_patient = {patient: role for role, path in files.items() for patient in path.read_text().split()}
+    roles = {item.id: role_of_patient[item.patient] for item in index.items if item.patient in role_of_patient}
+    where = ", ".join(path.name for path in files.values())
+    unlisted = tuple(Exclusion(id=item.id, file=str(next(iter(files.values())).parent),
+                               reason=f"not in the split files: patient {item.patient} is in none of {where}")
+                     for item in index.items if item.patient not in role_of_patient)
+    return Split(name=name, roles=roles, source=f"{next(iter(files.values())).parent}: {where}", excluded=unlisted)
 
 
 def read_info(path: Path) -> dict[str, str]:
@@ -135,9 +176,23 @@ def read_info(path: Path) -> dict[str, str]:
     return info
 
 
-def mask_tracings(info: dict[str, str], info_path: Path, stem: Path, release: str) -> tuple[Tracing, ...]:
+def runs_es_to_ed(info: dict[str, str], path: Path) -> bool:
+    """Whether the half-sequence runs from ES to ED (``ED`` after ``ES``; e.g. ``ED = NbFrame``, ``ES = 1``).
+
+    Some CAMUS sequences are stored that way; the ``vital`` library reverses them, and so does this loader
+    (``Item.reversed``), so that every clip runs forward in time. Without both keys nothing is reversed
+    (and the masks, which need them, say so).
+    """
+    if number_or_none(info.get("ED")) is None or number_or_none(info.get("ES")) is None:
+        return False
+    return frame_index(info, "ED", path) > frame_index(info, "ES", path)
+
+
+def mask_tracings(info: dict[str, str], info_path: Path, stem: Path, release: str,
+                  reverse: bool = False) -> tuple[Tracing, ...]:
     """The LV outlines of the ED and ES ground-truth masks ``<stem>_ED_gt``/``_ES_gt``, at those frames of
-    the view's sequence (which runs from ED to ES; ``Info_*.cfg`` numbers its frames from 1).
+    the view's sequence (``Info_*.cfg`` numbers its frames from 1). ``reverse``: the sequence is read last
+    frame first, so frame i of the file is frame NbFrame - 1 - i of the item.
 
     A phase whose mask is missing or has no LV region gets no tracing (the label, EF, does not depend on
     it); a mask file that cannot be read is an error naming it.
@@ -155,7 +210,9 @@ def mask_tracings(info: dict[str, str], info_path: Path, stem: Path, release: st
                             "the file") from error
         outline = lv_outline(mask[0, ..., 0])
         if outline is not None:
-            tracings.append(Tracing(frame=frame_index(info, phase, info_path), polygon=outline))
+            frame = frame_index(info, phase, info_path)
+            tracings.append(Tracing(frame=sequence_length(info, info_path) - 1 - frame if reverse else frame,
+                                    polygon=outline))
     return tuple(sorted(tracings, key=lambda tracing: tracing.frame))
 
 
@@ -177,6 +234,12 @@ def frame_index(info: dict[str, str], key: str, path: Path) -> int:
         raise DataError(f"{path}: {key} {info.get(key)!r} is not a frame number between 1 and "
                         f"{'NbFrame' if frames is None else int(frames)}")
     return int(number) - 1
+
+
+def sequence_length(info: dict[str, str], path: Path) -> int:
+    """``NbFrame``; without it, the later of ED and ES ends the half cycle."""
+    frames = number_or_none(info.get("NbFrame"))
+    return int(frames) if frames is not None else max(frame_index(info, key, path) for key in TRACED_PHASES) + 1
 
 
 def balanced_folds(index: DatasetIndex) -> dict[str, int]:

@@ -11,7 +11,7 @@ from benchmark.api import (
     Item,
     Split,
     as_ef,
-    check_unique,
+    listed_videos,
     read_table,
     require_root,
     strip_avi,
@@ -43,23 +43,17 @@ class EchoNetDynamic:
         root = require_root(self.root, ["FileList.csv", "Videos"], NAME)
         file_list = root / "FileList.csv"
         table = read_table(file_list, COLUMNS, text_columns=["FileName", "Split"])
-        names = [strip_avi(name) for name in table["FileName"]]
-        check_unique(names, file_list, "FileName")
         tracings = tracings_if_present(root / "VolumeTracings.csv", "lines", self.min_traced_frames)
-        builder = IndexBuilder(NAME, **self.builder_options)
-        for row_number, (name, ef, fold) in enumerate(zip(names, table["EF"], table["Split"]), start=2):
-            fold = str(fold).strip().upper()
+        builder = IndexBuilder(NAME, **self.builder_options, min_traced_frames=self.min_traced_frames,
+                               traced_rule=" (official EchoNet filter)")
+        for row_number, file_name, row in listed_videos(table, file_list, builder):
+            name = strip_avi(file_name)
+            fold = str(row["Split"]).strip().upper()
             if fold not in ROLES:
                 raise DataError(f"{file_list} row {row_number} ({name}): Split {fold!r} is not one of "
                                 "TRAIN, VAL, TEST")
-            video = root / "Videos" / f"{name}.avi"
-            traced = tracings.get(name, ())
-            if len(traced) < self.min_traced_frames:
-                builder.exclude(name, root / "VolumeTracings.csv",
-                                f"fewer than {self.min_traced_frames} traced frames (official EchoNet filter)")
-                continue
-            builder.add(Item(id=name, patient=name, ef=as_ef(ef), video=video,
-                             fold=fold, subgroups={"view": "A4C"}, tracings=traced), file_list)
+            builder.add(Item(id=name, patient=name, ef=as_ef(row["EF"]), video=root / "Videos" / f"{name}.avi",
+                             fold=fold, subgroups={"view": "A4C"}, tracings=tracings.of(name)), file_list, tracings)
         return builder.build(tabular_columns={})
 
     def splits(self, index: DatasetIndex, protocol: str, **options) -> list[Split]:

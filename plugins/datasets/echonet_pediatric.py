@@ -13,13 +13,13 @@ from benchmark.api import (
     Split,
     age_bin,
     as_ef,
-    check_unique,
     cross_validation,
+    find_root,
     fold_split,
+    listed_videos,
     normalise_sex,
     number_or_none,
     read_table,
-    require_root,
     strip_avi,
     tracings_if_present,
     unknown_protocol,
@@ -31,7 +31,9 @@ VIEWS = ("A4C", "PSAX")
 PROTOCOLS = ("fold", "cv10", "fold0")
 COLUMNS = ("FileName", "EF", "Sex", "Age", "Weight", "Height", "Split")
 TABULAR = {"Sex": "categorical", "Age": "numeric", "Weight": "numeric", "Height": "numeric"}
+MEASUREMENTS = [name for name, kind in TABULAR.items() if kind == "numeric"]
 AGE_EDGES = (0, 1, 5, 12, 19)
+NESTED = "<root>/pediatric_echo_avi/pediatric_echo_avi/A4C/FileList.csv"  # how the download unpacks
 
 
 class EchoNetPediatric:
@@ -47,35 +49,27 @@ class EchoNetPediatric:
         self.builder_options = dict(strict=strict, check_videos=check_videos, video_cache=video_cache)
 
     def load(self) -> DatasetIndex:
-        root = require_root(self.root, [f"{view}/FileList.csv" for view in self.views], NAME)
-        builder = IndexBuilder(NAME, **self.builder_options)
+        root, note = find_root(self.root, [f"{view}/FileList.csv" for view in self.views], NAME, NESTED)
+        builder = IndexBuilder(NAME, **self.builder_options, min_traced_frames=self.min_traced_frames)
         for view in self.views:
             self._load_view(root / view, view, builder)
-        return builder.build(tabular_columns=TABULAR)
+        return builder.build(tabular_columns=TABULAR, notes=[note] if note else [])
 
     def _load_view(self, folder: Path, view: str, builder: IndexBuilder) -> None:
         file_list = folder / "FileList.csv"
         table = read_table(file_list, COLUMNS, text_columns=["FileName", "Split", "Sex"])
-        check_unique(table["FileName"].str.strip(), file_list, "FileName")
         tracings = tracings_if_present(folder / "VolumeTracings.csv", "points", self.min_traced_frames)
-        for row_number, row in enumerate(table.to_dict("records"), start=2):
-            file_name = row["FileName"].strip()
+        for row_number, file_name, row in listed_videos(table, file_list, builder):
             name = strip_avi(file_name)
             fold = _fold(row["Split"], file_list, row_number, file_name)
-            traced = tracings.get(name, ())
-            if len(traced) < self.min_traced_frames:
-                builder.exclude(file_name, folder / "VolumeTracings.csv",
-                                f"fewer than {self.min_traced_frames} traced frames")
-                continue
             patient, accession = (name.split("-") + [""])[:2]
-            age = number_or_none(row["Age"])
-            sex = normalise_sex(row["Sex"])
-            tabular = {"Sex": sex, "Age": age, "Weight": number_or_none(row["Weight"]),
-                       "Height": number_or_none(row["Height"])}
+            tabular = {"Sex": normalise_sex(row["Sex"]),
+                       **{key: builder.measurement(file_name, file_list, key, row[key]) for key in MEASUREMENTS}}
             item = Item(id=file_name, patient=patient, ef=as_ef(row["EF"]), video=folder / "Videos" / f"{name}.avi",
-                        fold=str(fold), tabular=tabular, visit=f"{patient}-{accession}", tracings=traced,
-                        subgroups={"sex": sex, "age_bin": age_bin(age, AGE_EDGES), "view": view})
-            builder.add(item, file_list)
+                        fold=str(fold), tabular=tabular, visit=f"{patient}-{accession}", tracings=tracings.of(name),
+                        subgroups={"sex": tabular["Sex"], "age_bin": age_bin(tabular["Age"], AGE_EDGES),
+                                   "view": view})
+            builder.add(item, file_list, tracings)
 
     def splits(self, index: DatasetIndex, protocol: str, fold: int = 0, **options) -> list[Split]:
         if protocol == "fold":

@@ -6,6 +6,7 @@ are kept and handled: imputation, an explicit "unknown" category, repeated frame
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 
 import fakedata
@@ -77,8 +78,11 @@ def faulty_run(tmp_path_factory, pristine, synthetic_root):
 def test_damaged_items_are_excluded_with_reasons(faulty_run):
     tree, _, run, outcome = faulty_run
     assert outcome.code == 0, outcome.text
-    excluded = pd.read_csv(run / "excluded.csv", keep_default_na=False).set_index("id")
+    listed = pd.read_csv(run / "excluded.csv", keep_default_na=False)
+    excluded = listed[listed["dropped"] == "item"].set_index("id")
     assert sorted(excluded.index) == sorted(EXCLUDED)
+    tracings = listed[listed["dropped"] == "tracing"]  # the 2-frame video ends before its traced frame 2
+    assert list(zip(tracings["id"], tracings["frame"])) == [(SHORT_VIDEO, "2")]
     for item, reason in EXCLUDED.items():
         assert excluded.loc[item, "reason"].startswith(reason), excluded.loc[item].to_dict()
     assert excluded.loc[name(2), "file"] == str(tree.videos[name(2)]), "video faults name the video file"
@@ -213,3 +217,74 @@ def test_volume_with_wrong_header_is_excluded(tmp_path, synthetic_root, release,
     assert list(excluded.index) == ["patient0001_4CH"]
     assert excluded.loc["patient0001_4CH", "reason"].startswith(reason.format(path=damaged))
     assert (leaderboard(tmp_path / "run")["status"] == "ok").all()
+
+
+VISION_ONLY = '[[models]]\nhead = "mse"\nlabel = "mse"\nfusion = "none"\n'
+SEGMENTATION_STAGE_ONE = ("--set", "encoder.name=area_length", "--set", "encoder.params={ width = 4 }",
+                          "--set", "encoder.pretrain.objective=tracings", "--set", "encoder.pretrain.epochs=1")
+
+
+def _dynamic_with_tracing_defects(folder):
+    """Dynamic: a training video whose end-systolic frame (10) keeps 2 outline points (then it has one traced
+    frame, too few for the official filter), and one with a third traced frame past its 12-frame video."""
+    tree = fakedata.make_dynamic(folder)
+    tracings = folder / "VolumeTracings.csv"
+    two_points, beyond = tree.ids[0], tree.ids[1]
+    lines = tracings.read_text().splitlines()
+    del lines[max(i for i, line in enumerate(lines) if line.startswith(f"{two_points}.avi,") and line.endswith(",10"))]
+    tracings.write_text("\n".join(lines) + "\n")
+    fakedata.append_rows(tracings, [[f"{beyond}.avi", *line, 12] for line in ((15, 6, 15, 26), (11, 14, 19, 14),
+                                                                              (12, 20, 18, 20))])
+    return tree, {(two_points, "tracing", "10"): "too few outline points: 2 from rows",
+                  (two_points, "item", ""): "fewer than 2 traced frames (official EchoNet filter)",
+                  (beyond, "tracing", "12"): "traced frame past the video's end: frame 12 of a 12-frame video"}
+
+
+def _pediatric_with_tracing_defects(folder):
+    """Pediatric: a training video with a 2-point frame 5, another with a traced frame 10 of a 10-frame video."""
+    tree = fakedata.make_pediatric(folder, n_patients=20, views=(VIEW,))
+    two_points, beyond = name(2), name(4)
+    fakedata.append_rows(folder / VIEW / "VolumeTracings.csv", [
+        [two_points, 1, 1, 5], [two_points, 4, 4, 5], *([beyond, x, y, 10] for x, y in ((10, 10), (12, 11), (11, 14)))])
+    return tree, {(two_points, "tracing", "5"): "too few outline points: 2 from rows",
+                  (beyond, "tracing", "10"): "traced frame past the video's end: frame 10 of a 10-frame video"}
+
+
+@pytest.mark.parametrize("dataset, protocol, make", [
+    ("echonet_dynamic", "official", _dynamic_with_tracing_defects),
+    ("echonet_pediatric", "fold", _pediatric_with_tracing_defects),
+])
+def test_tracing_defects_drop_frames_and_the_run_goes_to_the_end(tmp_path, synthetic_root, dataset, protocol, make):
+    """With stage 1 trained on the tracings, which once met the frame past the end halfway through."""
+    tree, expected = make(tmp_path / "data")
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=synthetic_root, root=tree.root,
+                                  dataset=dataset, dataset_extra=f'protocol = "{protocol}"', models=VISION_ONLY)
+    outcome = cli(*run_args(experiment, tmp_path / "run", *SEGMENTATION_STAGE_ONE))
+    assert outcome.code == 0, outcome.text
+    excluded = pd.read_csv(tmp_path / "run" / "excluded.csv", dtype=str, keep_default_na=False)
+    assert list(excluded.columns) == ["id", "file", "dropped", "frame", "reason"]
+    listed = {(row.id, row.dropped, row.frame): row.reason for row in excluded.itertuples()}
+    assert set(listed) == set(expected)
+    for key, reason in expected.items():
+        assert listed[key].startswith(reason), (key, listed[key])
+    assert "tracing frame(s) dropped (too few outline points: 1, traced frame past the video's end: 1)" in outcome.out
+    assert (leaderboard(tmp_path / "run")["status"] == "ok").all()
+
+
+def test_camus_run_records_reversed_sequences_and_patients_in_no_split_file(tmp_path, synthetic_root):
+    tree = fakedata.make_camus(tmp_path / "camus", n_patients=20)
+    fakedata.store_es_to_ed(tree, "patient0002_4CH")
+    fakedata.unlist_camus_patient(tree, "patient0003")
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=synthetic_root, root=tree.root,
+                                  dataset="camus", dataset_extra='protocol = "official"\nview = "4CH"')
+    outcome = cli(*run_args(experiment, tmp_path / "run"))
+    assert outcome.code == 0, outcome.text
+    excluded = pd.read_csv(tmp_path / "run" / "excluded.csv").set_index("id")
+    assert list(excluded.index) == ["patient0003_4CH"]
+    assert excluded.loc["patient0003_4CH", "reason"].startswith("not in the split files: patient patient0003")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    (note,) = manifest["dataset_notes"]
+    assert note.startswith("patient0002_4CH: the sequence runs from ES to ED") and note in outcome.out
+    assert manifest["split_sources"] == {"official": f"{tree.root / 'database_split'}: subgroup_training.txt, "
+                                                     "subgroup_validation.txt, subgroup_testing.txt"}
+    assert manifest["excluded"] == 1
