@@ -15,7 +15,7 @@ import pandas as pd
 from benchmark.components import accepted, check_parameters
 from benchmark.config import DatasetConfig, Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
-from benchmark.data.helpers import summarise_exclusions
+from benchmark.data.helpers import summarise_exclusions, summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
 from benchmark.identity import dataset_fingerprint
 from benchmark.store import RunDir
@@ -70,7 +70,11 @@ class LoadedData:
             lines.append(f"split {split}: " + ", ".join(
                 f"{role} {int(counts.get(role, 0))} items / {roles.loc[roles.role == role, 'patient'].nunique()} "
                 "patients" for role in ("train", "val", "test")))
-        lines.append(f"excluded {len(self.index.excluded)}: {summarise_reasons(self.index.excluded)}")
+        left_out = [exclusion for exclusion in self.index.excluded if exclusion.dropped == "item"]
+        lines.append(f"excluded {len(left_out)}: {summarise_reasons(left_out)}")
+        dropped = summarise_exclusions([exclusion for exclusion in self.index.excluded if exclusion.dropped != "item"])
+        if dropped:
+            lines.append(f"kept, with {dropped}")
         share = f" ({len(traced) / len(items):.0%})" if items else ""
         lines.append(f"tracings: {len(traced)} of {len(items)} items traced{share}, {frames} traced frames")
         return lines
