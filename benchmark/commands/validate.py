@@ -5,8 +5,9 @@ import sys
 
 from benchmark.components import resolve
 from benchmark.config import load_experiment
+from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 
-HELP = "check an experiment file (keys, types, component names) without running it"
+HELP = "check an experiment file (keys, types, component names, checkpoint inputs) without running it"
 
 
 def add_arguments(parser) -> None:
@@ -17,6 +18,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     resolved = resolve(load_experiment(args.experiment, args.overrides))
+    check_checkpoint_models(resolved.experiment, resolved.registry)
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     experiment = resolved.experiment

@@ -25,6 +25,7 @@ from benchmark.encoding.encoder_stage import EncoderStage
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.report import write_report
+from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.manifest import build_manifest
 from benchmark.orchestration.storage import storage_url, study_name
@@ -67,6 +68,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     registry = resolved.registry
     for warning in resolved.warnings:
         say(f"warning: {warning}")
+    check_checkpoint_models(experiment, registry)
     run = RunDir(out or Path("runs") / experiment.name)
     if fresh and run.root.exists():
         shutil.rmtree(run.root)
