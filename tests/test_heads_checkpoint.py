@@ -3,9 +3,11 @@ against the reference's sampler written out independently (tests/mcsdr_reference
 evaluated it (K, sampler, tabular columns) and the refusal of tabular inputs it was not trained with."""
 from __future__ import annotations
 
+import json
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 from faults.faultkit import cli, write_experiment  # the suite's tiny experiment: 20 videos of 32 px
@@ -156,29 +158,72 @@ def test_command_writes_a_bundle_that_rebuilds_the_same_model(best_pth, imported
     assert registry.describe("head", bundle.head.name).metadata["probabilistic"]
 
 
-def test_a_checkpoint_model_is_evaluated_inside_a_run(best_pth, tmp_path):
-    """`checkpoint = "best.pth"` in [[models]]: the imported encoder, fusion and head are evaluated on the
-    run's TEST items like any other model (here a vision-only checkpoint on a tiny synthetic stand-in)."""
+def test_the_reference_config_decides_how_the_import_samples(best_pth, tmp_path):
+    """K, sampler, steps, eta, heads and columns come from the checkpoint's config: a key its `evaluation`
+    table lacks takes the reference code's default, no table the published setting; arguments win."""
+    from benchmark.training.mcsdr_import import recorded_settings
+
+    assert recorded_settings(None) == {"heads": 8, "sampler": "ddim", "steps": 10, "eta": 0.0, "samples": None,
+                                       "tabular_columns": None}
+    partial = recorded_settings({"evaluation": {"inference_samples": 10}, "data": {"use_tabular_data": False,
+                                                                                 "tabular_cols": ["Age"]}})
+    assert partial == {"heads": 8, "sampler": "ddpm", "steps": 1000, "eta": 0.0, "samples": 10,
+                       "tabular_columns": None}
     _, checkpoint = best_pth
+    config = {**REFERENCE_CONFIG, "evaluation": {"inference_samples": 10, "sampler": "ddim", "ddim_steps": 20,
+                                                 "ddim_eta": 0.5}}
+    torch.save({**checkpoint, "config": config}, tmp_path / "camus_like.pth")
+    head = import_mcsdr(tmp_path / "camus_like.pth", steps=5).head
+    assert (head.module.steps, head.module.eta, head.module.sampler) == (5, 0.5, "ddim")
+
+
+def test_tabular_inputs_the_checkpoint_was_not_trained_with_are_refused_before_the_run(best_pth, tmp_path):
+    path, _ = best_pth
+    models = f'[[models]]\nhead = "mcsdr"\nfusion = "concat"\nlabel = "published"\ncheckpoint = "{path}"\n'
+    for tabular, given in (('["Age", "Sex"]', "gives 2 (Age, Sex)"),
+                           ('["Sex", "Age", "Weight", "Height"]', "gives 4 (Sex, Age, Weight, Height)")):
+        experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data",
+                                      dataset_extra=f"tabular = {tabular}", models=models)
+        for command in (["validate", experiment], ["run", experiment, "--out", tmp_path / "run", "--quiet"]):
+            outcome = cli(*command)
+            text = " ".join(outcome.text.split())  # the CLI wraps its paragraph
+            assert outcome.code == 2, text
+            assert "tabular encoder of width 4" in text and given in text
+            assert "Age, Sex, Weight, Height, in this order" in text
+            assert 'dataset.tabular = ["Age", "Sex", "Weight", "Height"]' in text
+            if not (tmp_path / "run").exists():
+                break  # `run` is checked once: loading the checkpoint is what takes the time
+        assert not (tmp_path / "run").exists(), "nothing may start before the inputs are checked"
+
+
+def test_checkpoint_models_are_evaluated_inside_a_run_with_their_inputs_and_k(best_pth, tmp_path):
+    """`checkpoint = ...` in [[models]]: the imported encoder, fusion and head are evaluated on the run's
+    TEST items like any other model. A vision-only checkpoint takes no tabular inputs; the tabular one,
+    without dataset.tabular, the columns its config records through the reference transform (4 columns;
+    the standard one would give 9), and K = 40 from its config; one with `samples` and sampler `params`
+    is evaluated that way instead."""
+    _, checkpoint = best_pth
+    encoder = {key: value.abs() + 0.5 if key.endswith("running_var") else value  # random variances must be > 0
+               for key, value in checkpoint["model_state_dict"].items()}
+    torch.save({**checkpoint, "model_state_dict": encoder}, tmp_path / "best.pth")
     regressor = {key: value for key, value in checkpoint["regressor_state_dict"].items()
                  if not key.startswith("tabular_encoder.")}
     regressor["noise_predictor.map_cond.weight"] = regressor["noise_predictor.map_cond.weight"][:, :512].clone()
-    vision_only = tmp_path / "vision_best.pth"
-    encoder = {key: value.abs() + 0.5 if key.endswith("running_var") else value  # random variances must be > 0
-               for key, value in checkpoint["model_state_dict"].items()}
-    torch.save({**checkpoint, "model_state_dict": encoder, "regressor_state_dict": regressor}, vision_only)
-    experiment = write_experiment(tmp_path / "imported.toml", synthetic_root=tmp_path / "data",
-                                  dataset_extra="tabular = []", models=f'''
-[[models]]
-head = "mcsdr"
-fusion = "none"
-label = "mcsdr (imported)"
-checkpoint = "{vision_only}"
-''')
+    torch.save({**checkpoint, "model_state_dict": encoder, "regressor_state_dict": regressor},
+               tmp_path / "vision_best.pth")
+    models = "".join(f'[[models]]\nhead = "mcsdr"\nfusion = "{fusion}"\nlabel = "{label}"\n'
+                     f'checkpoint = "{tmp_path / name}"\n{extra}\n'
+                     for label, fusion, name, extra in (
+                         ("vision only", "none", "vision_best.pth", ""), ("as published", "concat", "best.pth", ""),
+                         ("told otherwise", "concat", "best.pth", "samples = 6\nparams = {steps = 3}")))
+    experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data", models=models)
     assert main(["run", str(experiment), "--out", str(tmp_path / "run"), "--quiet"]) == 0
-    import json
-    (result,) = [json.loads(path.read_text()) for path in (tmp_path / "run" / "jobs").glob("*/result.json")]
-    assert result["status"] == "ok", result.get("error")
-    assert result["checkpoint"]["epoch"] == 37
+    results = {r["model"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "run" / "jobs").glob("*/result.json"))}
+    assert {model: (r["status"], r["samples"]) for model, r in results.items()} == \
+        {"vision only": ("ok", 40), "as published": ("ok", 40), "told otherwise": ("ok", 6)}, results
+    assert results["vision only"]["checkpoint"]["epoch"] == 37
+    for model, k in (("as published", 40), ("told otherwise", 6)):
+        (job,) = (tmp_path / "run" / "jobs").glob(f"{model.replace(' ', '_')}*")
+        assert np.load(job / "samples.npz")["samples"].shape[1] == k
     leaderboard = (tmp_path / "run" / "leaderboard.csv").read_text()
-    assert "mcsdr (imported)" in leaderboard
+    assert all(model in leaderboard for model in results)
