@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from mcsdr_reference import reference_ddim, reference_grid, reference_tabular
+from mcsdr_reference import reference_ddim, reference_eps, reference_grid, reference_tabular
 
 import registry
 from benchmark.config import TrainConfig
@@ -167,3 +167,22 @@ def test_reference_tabular_transform_refuses_a_column_without_training_values():
     rows = items([{"Age": None}, {"Age": None}])
     with pytest.raises(Exception, match="'Age' has no value in the training split"):
         fit_tabular(["Age"], {"Age": "numeric"}, rows, transform="reference")
+
+
+def test_training_loss_is_the_references_epsilon_mse(regressor):
+    """p_losses: t ~ U{0..999} and eps ~ N(0, 1) drawn in that order, y_t = sqrt(abar_t) y0 + sqrt(1 - abar_t)
+    eps, loss = mean (eps_theta(y_t, t, condition) - eps)^2, on the raw EF."""
+    fusion, head = faithful_model(regressor)
+    feature, tabular, _ = inputs(3, batch=8)
+    target = torch.rand(8, generator=torch.Generator().manual_seed(4)) * 60 + 20
+    with torch.no_grad():
+        condition = fusion(feature, tabular)
+        torch.manual_seed(7)
+        loss = head.loss(condition, target)
+        torch.manual_seed(7)
+        t, noise = torch.randint(0, 1000, (8,)), torch.randn(8, 1)[:, 0].double()
+    alphabar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    y_t = alphabar[t].sqrt() * target.double() + (1 - alphabar[t]).sqrt() * noise
+    w = {key: value.double() for key, value in regressor.items()}
+    eps = torch.cat([reference_eps(w, y_t[i:i + 1], int(t[i]), condition[i:i + 1].double()) for i in range(8)])
+    assert loss.item() == pytest.approx(((eps - noise) ** 2).mean().item(), rel=1e-4)
