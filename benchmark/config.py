@@ -50,6 +50,8 @@ class DatasetConfig:
     synthetic_if_missing: bool = True
     strict: bool = False
     tabular: Literal["all"] | list[str] | None = None
+    # "auto": the standard transform for models trained here, MCSDR's own for models from a checkpoint
+    tabular_transform: Literal["auto", "standard", "reference"] = "auto"
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -107,6 +109,7 @@ class ModelConfig:
     fusion_params: dict[str, Any] = field(default_factory=dict)
     search_space: dict[str, Any] = field(default_factory=dict)
     checkpoint: str = ""
+    samples: int = 0  # K for this model; 0 = evaluate.samples (a checkpoint: the K it was evaluated with)
 
     @property
     def key(self) -> str:
@@ -404,6 +407,8 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         if not model.head:
             _fail(source, f"models[{index}].head", "must name a head, e.g. head = \"mcsdr\"")
         check_name(model.key, f"{source}: `models[{index}].label`")  # it names the model's folders
+        if model.samples == 1 or model.samples < 0:
+            _fail(source, f"models[{index}].samples", "must be 0 (the default K) or at least 2")
     keys = [model.key for model in experiment.models]
     duplicated = sorted({key for key in keys if keys.count(key) > 1})
     if duplicated:

@@ -63,30 +63,41 @@ def test_ddim_is_deterministic_and_converges_with_steps(diffusion):
 
 @pytest.mark.parametrize("faithful", [False, True])
 def test_ddim_sigma_is_the_ddpm_posterior_std_unless_faithful(diffusion, faithful):
-    """Two steps 500 -> 0 -> done with eps = 0 from x_T = 0: the result is sigma_500 z / sqrt(alphabar_0)."""
+    """Two steps t -> prev -> done with eps = 0 from x_T = 0: the result is sigma_t z / sqrt(alphabar_prev)
+    (t, prev = 500, 0 on the project's grid and 999, 499 on the reference's)."""
     zero_eps = lambda x, t: torch.zeros_like(x)
     x = diffusion.reverse(zero_eps, torch.zeros(1, 40000, dtype=torch.float64), steps=2, eta=1.0,
-                          faithful_sigma=faithful, generator=torch.Generator().manual_seed(0))
-    alphabar, alphabar_prev = diffusion.alphas_cumprod[500].double(), diffusion.alphas_cumprod[0].double()
-    jump = diffusion.betas[500].double() if faithful else 1 - alphabar / alphabar_prev
+                          faithful=faithful, generator=torch.Generator().manual_seed(0))
+    t, prev = (999, 499) if faithful else (500, 0)
+    alphabar, alphabar_prev = diffusion.alphas_cumprod[t].double(), diffusion.alphas_cumprod[prev].double()
+    jump = diffusion.betas[t].double() if faithful else 1 - alphabar / alphabar_prev
     sigma = ((1 - alphabar_prev) / (1 - alphabar) * jump).sqrt()
     assert x.std().item() == pytest.approx((sigma / alphabar_prev.sqrt()).item(), rel=0.02)
 
 
 def test_faithful_sigma_equals_the_correct_one_without_skipped_steps(diffusion):
+    """With all 1000 steps both grids are 999, .., 0 and the two sigmas agree up to float32 rounding."""
     eps, noise = exact_eps(diffusion), torch.randn(2, 50, dtype=torch.float64)
-    runs = [diffusion.reverse(eps, noise, steps=1000, eta=1.0, faithful_sigma=faithful,
+    runs = [diffusion.reverse(eps, noise, steps=1000, eta=1.0, faithful=faithful,
                               generator=torch.Generator().manual_seed(1)) for faithful in (False, True)]
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-3, atol=1e-4)  # float32 schedule rounding
 
 
-def test_clipping_keeps_every_x0_in_range_and_trajectories_are_recorded(diffusion):
+def test_clipping_moves_every_intermediate_x_t_towards_the_clipped_x0(diffusion):
+    """Each recorded x_t is the DDIM update written out here with x0 clamped to [-1, 2] and the noise
+    that this clamped x0 implies, not only the last one (which is the clamped x0 itself)."""
     wild = lambda x, t: torch.full_like(x, -50.0)
     trajectory = diffusion.reverse(wild, torch.zeros(3, 4), steps=5, clip_x0=(-1.0, 2.0), record=True)
     assert trajectory.shape == (6, 3, 4)
-    assert torch.equal(trajectory[0], torch.zeros(3, 4))
-    assert trajectory[-1].min() >= -1 and trajectory[-1].max() <= 2.0 + 1e-6
-    assert diffusion.reverse(wild, torch.zeros(3, 4), steps=5).max() > 2.0
+    alphabar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    x = torch.zeros(3, 4, dtype=torch.float64)
+    for index, t in enumerate([800, 600, 400, 200, 0]):
+        a, a_prev = alphabar[t], alphabar[t - 200] if t else torch.tensor(1.0, dtype=torch.float64)
+        x0 = ((x + (1 - a).sqrt() * 50) / a.sqrt()).clamp(-1, 2)
+        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        torch.testing.assert_close(trajectory[index + 1].double(), x, rtol=1e-4, atol=1e-5)
+    assert 0 < trajectory[1].min() < 2.0 < diffusion.reverse(wild, torch.zeros(3, 4), steps=5, record=True)[1].min()
 
 
 @pytest.mark.parametrize("predictor", ["legacy_attention", "deep_attention", "mlp"])

@@ -84,12 +84,15 @@ def unimodal(x):
 
 @pytest.mark.parametrize("name", ["mcsdr", "mdn"])
 def test_multimodal_heads_sample_both_modes(predictions, name):
+    """Margins that MCSDR's 10 DDIM steps pass and 3 steps do not: the same trained head sampled with
+    3 / 5 / 10 steps put 0.25 / 0.12 / 0.08 of its samples between the modes and 0.31 / 0.40 / 0.41
+    near the lower mode (mdn: 0.01 and 0.50)."""
     x, _, samples = predictions
     drawn = samples[name][bimodal(x)]
     upper, lower = (drawn > MODE / 2).float().mean().item(), (drawn < -MODE / 2).float().mean().item()
-    assert upper > 0.3 and lower > 0.3, f"{name}: share near +{MODE} {upper:.2f}, near -{MODE} {lower:.2f}"
+    assert upper > 0.35 and lower > 0.35, f"{name}: share near +{MODE} {upper:.2f}, near -{MODE} {lower:.2f}"
     between = (drawn.abs() < MODE / 2).float().mean().item()
-    assert between < 0.25, f"{name} puts {between:.2f} of its samples between the modes"
+    assert between < 0.15, f"{name} puts {between:.2f} of its samples between the modes"
 
 
 def test_mse_predicts_between_the_modes(predictions):
@@ -111,12 +114,17 @@ def test_sample_crps_ranks_multimodal_heads_first(predictions):
     crps = {name: fair_crps(drawn[bimodal(x)], y[bimodal(x)]).mean().item() for name, drawn in samples.items()}
     ranking = f"bimodal CRPS: {', '.join(f'{n} {v:.3f}' for n, v in sorted(crps.items(), key=lambda i: i[1]))}"
     assert max(crps["mcsdr"], crps["mdn"]) < crps["gaussian"] < min(crps["mse"], crps["l1"]), ranking
+    # By a margin that 3 DDIM steps miss: mcsdr's CRPS is 0.96 of gaussian's with 3 steps, 0.91 with 10.
+    assert crps["mcsdr"] < 0.94 * crps["gaussian"], ranking
     point_mae = (samples["mse"][bimodal(x), 0] - y[bimodal(x)]).abs().mean().item()
     assert crps["mse"] == pytest.approx(point_mae, abs=1e-5), "a point head's CRPS is its MAE"
 
 
 @pytest.mark.parametrize("name", list(HEADS))
 def test_every_head_is_near_optimal_where_unimodal(predictions, name):
+    """A point check only: mcsdr's mean of 32 samples is near optimal with 3 DDIM steps as well (MAE 0.204
+    against 0.212 with 10), since few steps narrow the samples but hardly move their mean where the
+    target is unimodal; the step count is checked by the multimodal tests above."""
     x, y, samples = predictions
     point = samples[name][unimodal(x)].mean(dim=1)
     mae = (point - y[unimodal(x)]).abs().mean().item()

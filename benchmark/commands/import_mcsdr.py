@@ -13,17 +13,19 @@ HELP = "import MCSDR's best.pth as uniformer_s + concat + mcsdr and write a mode
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", help="the reference's best.pth")
     parser.add_argument("--out", default="runs/imported", help="folder for model.pt and import_report.txt")
-    parser.add_argument("--heads", type=int, default=8, help="attention heads of the noise predictor "
-                        "(not recorded in the checkpoint; the published model uses 8)")
-    parser.add_argument("--steps", type=int, default=10, help="DDIM steps at evaluation")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta at evaluation")
+    parser.add_argument("--heads", type=int, help="attention heads of the noise predictor (default: the "
+                        "checkpoint's config, else 8 as published; the weights' shapes do not tell)")
+    parser.add_argument("--sampler", choices=("ddim", "ddpm"), help="sampler at evaluation (default: the "
+                        "checkpoint's config, else ddim as published)")
+    parser.add_argument("--steps", type=int, help="DDIM steps at evaluation (default: the config's, else 10)")
+    parser.add_argument("--eta", type=float, help="DDIM eta at evaluation (default: the config's, else 0)")
     parser.add_argument("--trust-checkpoint", action="store_true", help="unpickle a checkpoint that holds more "
                         "than tensors and plain data: this runs code from the file, so only for a file you trust")
 
 
 def run(args) -> int:
     with trusting_checkpoints(args.trust_checkpoint):
-        bundle = import_mcsdr(args.checkpoint, heads=args.heads, steps=args.steps, eta=args.eta)
+        bundle = import_mcsdr(args.checkpoint, heads=args.heads, steps=args.steps, eta=args.eta, sampler=args.sampler)
     out = Path(args.out)
     path = save_bundle(bundle, out / "model.pt")
     report = bundle.report()
@@ -33,4 +35,7 @@ def run(args) -> int:
     print(f"wrote {path}: uniformer_s + concat (tabular {fusion.get('tabular_dim', 0)} -> "
           f"{fusion.get('embed_dim', 0)}) + mcsdr {dict(bundle.head.params)}; targets on the "
           f"{bundle.target_scale} EF scale")
+    source = bundle.source
+    print(f"evaluated as the reference did: K = {source['samples'] or 'not recorded (evaluate.samples)'}, "
+          f"tabular columns {', '.join(source['tabular_columns'] or []) or 'not recorded'}")
     return 0

@@ -6,8 +6,9 @@ import sys
 
 from benchmark.components import resolve
 from benchmark.config import load_experiment
+from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 
-HELP = "check an experiment file (keys, ranges, components, a pre-flight of each model) without running it"
+HELP = "check an experiment file (keys, ranges, components, checkpoint inputs, a pre-flight of each model) without running it"
 
 
 def add_arguments(parser) -> None:
@@ -23,6 +24,7 @@ def run(args) -> int:
     from benchmark.training.preflight import preflight
 
     resolved = resolve(load_experiment(args.experiment, args.overrides))
+    check_checkpoint_models(resolved.experiment, resolved.registry)
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     experiment = resolved.experiment

@@ -1,9 +1,19 @@
 """Tabular patient attributes as model inputs, with every statistic fitted on the training split only.
 
-Numeric columns: missing values imputed with the training mean, standardised with the training mean and
-standard deviation, plus one 0/1 column marking that the value was missing. ``Sex`` has a fixed one-hot
-encoding (F, M, unknown) so its width never depends on the data; other categorical columns one-hot encode
-the training categories plus an explicit ``unknown``. Columns derived from the label are refused.
+Two transforms (``dataset.tabular_transform``):
+
+``standard`` (``TabularTransform``): numeric columns imputed with the training mean, standardised with
+the training mean and standard deviation, plus one 0/1 column marking that the value was missing.
+``Sex`` has a fixed one-hot encoding (F, M, unknown) so its width never depends on the data; other
+categorical columns one-hot encode the training categories plus an explicit ``unknown``.
+
+``reference`` (``ReferenceTabularTransform``): MCSDR's preprocessing, one column per attribute, which
+its checkpoints were trained on: categorical columns factorised into one integer column (codes in order
+of first appearance, missing -1, as ``pandas.factorize``), numeric ones imputed with the mean, then
+every column min-max scaled. The reference fits all of this on each split separately (TEST's own mean,
+minimum and maximum, even its own Sex codes: a leak); here it is fitted on TRAIN and applied everywhere.
+
+Columns derived from the label are refused.
 
 ``BMI`` and ``BSA`` are derived from ``Weight`` (kg) and ``Height`` (cm) wherever a dataset has both.
 Clinicians read cardiac size against body size, and a small network learns a ratio such as weight for
@@ -151,16 +161,79 @@ class TabularTransform:
         return row
 
 
+@dataclass
+class ReferenceTabularTransform:
+    """MCSDR's tabular preprocessing, fitted on TRAIN: one float32 column per attribute (see above)."""
+
+    columns: Sequence[str]
+    kinds: Mapping[str, str]
+    codes: dict[str, dict[str, int]] = field(default_factory=dict)
+    means: dict[str, float] = field(default_factory=dict)
+    low: np.ndarray | None = None
+    span: np.ndarray | None = None
+
+    def fit(self, train_items: Sequence[Item]) -> "ReferenceTabularTransform":
+        if not train_items:
+            raise ConfigError("the tabular transform needs training items to fit on; the train role is empty")
+        for column in self.columns:
+            values = [_value(item, column) for item in train_items]
+            if self.kinds[column] == "numeric":
+                present = [float(v) for v in values if not _missing(v)]
+                if not present:
+                    raise ConfigError(f"dataset.tabular: {column!r} has no value in the training split, so the "
+                                      "reference transform has no mean to fill it with; leave the column out")
+                self.means[column] = float(np.mean(present))
+            else:  # dict keeps insertion order: codes by first appearance, as pandas.factorize
+                self.codes[column] = {key: code for code, key in
+                                      enumerate(dict.fromkeys(str(v) for v in values if not _missing(v)))}
+        encoded = self._encode(train_items)
+        self.low = encoded.min(axis=0)
+        span = encoded.max(axis=0) - self.low
+        self.span = np.where(span > 0, span, 1.0)  # a constant column only shifts, as sklearn's MinMaxScaler
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.columns)
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
+
+    def transform(self, items: Sequence[Item]) -> np.ndarray:
+        if self.low is None:
+            raise RuntimeError("ReferenceTabularTransform.transform before fit: fit it on the training items first")
+        return ((self._encode(items) - self.low) / self.span).astype(np.float32)
+
+    def _encode(self, items: Sequence[Item]) -> np.ndarray:
+        out = np.zeros((len(items), self.width))
+        for row, item in enumerate(items):
+            for index, column in enumerate(self.columns):
+                value = _value(item, column)
+                if self.kinds[column] == "numeric":
+                    out[row, index] = self.means[column] if _missing(value) else float(value)
+                else:  # a missing value or one TRAIN never had: -1, as the reference codes a missing one
+                    out[row, index] = -1 if _missing(value) else self.codes[column].get(str(value), -1)
+        return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value == UNKNOWN or (isinstance(value, float) and math.isnan(value))
+
+
 def _value(item: Item, column: str) -> Any:
     if column in DERIVED and column not in item.tabular:
         return DERIVED[column].value(item.tabular)
     return item.tabular.get(column)
 
 
+TRANSFORMS = {"standard": TabularTransform, "reference": ReferenceTabularTransform}
+
+
 def fit_tabular(columns: Sequence[str], kinds: Mapping[str, str], train_items: Sequence[Item],
-                dataset: str = "the dataset") -> TabularTransform:
+                dataset: str = "the dataset", transform: str = "standard") -> TabularTransform | ReferenceTabularTransform:
     """Checks ``columns`` against the dataset's ``kinds`` (plus the derived attributes its columns allow)
-    and fits the transform on ``train_items``."""
+    and fits the ``transform`` (``standard`` or ``reference``) on ``train_items``."""
     kinds = with_derived(kinds)
     check_columns(columns, kinds, dataset)
-    return TabularTransform(columns=list(columns), kinds=kinds).fit(train_items)
+    return TRANSFORMS[transform](columns=list(columns), kinds=kinds).fit(train_items)

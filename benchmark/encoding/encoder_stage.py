@@ -165,5 +165,6 @@ def _tabular(experiment: Experiment, data: PreparedData, items: dict[str, list[I
     columns = experiment.dataset.tabular if experiment.dataset.tabular is not None else list(kinds)
     if not columns:
         return {role: None for role in ROLES}
-    transform = fit_tabular(columns, kinds, items["train"], experiment.dataset.name)
+    style = "reference" if experiment.dataset.tabular_transform == "reference" else "standard"
+    transform = fit_tabular(columns, kinds, items["train"], experiment.dataset.name, style)
     return {role: transform.transform(role_items) for role, role_items in items.items()}

@@ -13,7 +13,6 @@ import json
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -22,18 +21,20 @@ import torch
 from benchmark.components import accepted
 from benchmark.config import Experiment, ModelConfig
 from benchmark.data.prepare import PreparedData
+from benchmark.data.tabular import fit_tabular
 from benchmark.encoding.encoder_stage import EncoderStage
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.leaderboard import item_frame, write_predictions
 from benchmark.evaluation.pooling import pool_by_visit
 from benchmark.evaluation.scoring import item_scores
+from benchmark.orchestration.checkpoint_models import checkpoint_inputs, load_checkpoint_model
 from benchmark.orchestration.tuning import split_params
 from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
 from benchmark.training.finetune import finetune
 from benchmark.training.loop import train_model
 from benchmark.training.model import TrainedModel, build_model
-from benchmark.training.scaling import FeatureScaler, TargetScaler, wants_raw_targets
+from benchmark.training.scaling import FeatureScaler, TargetScaler, feature_scaler_for, wants_raw_targets
 from registry import Registry
 
 SUBGROUP_FIELDS = ("sex", "age_bin", "quality", "view", "ambiguous")
@@ -109,12 +110,13 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
     experiment, registry = context.experiment, context.registry
     test = context.features["test"]
     head_record = registry.describe("head", job.model.head)
-    samples, point = experiment.evaluate.samples, experiment.evaluate.point
+    samples, point = job.model.samples or experiment.evaluate.samples, experiment.evaluate.point
     directory = context.run.job(job.id)
     details: dict[str, Any] = {}
     if job.model.checkpoint:  # a model trained elsewhere (MCSDR's best.pth or a bundle): evaluated as is
         trained = _imported(job, context)
-        test = context.stage.featurize(trained.encoder, roles=("test",))["test"]
+        test = trained.test
+        samples = job.model.samples or trained.source.get("samples") or experiment.evaluate.samples
         predictive = trained.model.predict(test, samples=samples, point=point, seed=job.seed)
         details["checkpoint"] = trained.source
     elif head_record.metadata.get("needs_training", True):
@@ -124,8 +126,9 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
         train = features["train"]
         fusion, head = build_model(registry, job.model, train.feature_dim, train.tabular_dim, job.seed,
                                    params.head, params.fusion)
-        # Standardised with the stage-1 training features; fine-tuning trains the head on that scale too.
-        feature_scaler = FeatureScaler.fit(train.features)
+        # Standardised with the stage-1 training features (unless the head wants them raw); fine-tuning
+        # trains the head on that scale too.
+        feature_scaler = feature_scaler_for(head, train.features)
         if experiment.encoder.finetune:
             features, details["finetune_losses"] = _finetuned_features(job, context, fusion, head, settings,
                                                                        feature_scaler)
@@ -156,34 +159,36 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
     frame.insert(3, "visit", [visits[rows[0]] for rows in members])
     write_predictions(directory / "predictions.csv", frame)
     _save_arrays(directory / "samples.npz", {"ids": np.array(ids), "samples": predictive.samples.astype(np.float32)})
-    details["notes"] = scores.notes
+    details.update(notes=scores.notes, samples=samples)
     return details
 
 
 @dataclass
 class ImportedModel:
-    encoder: Any
     model: TrainedModel
+    test: FeatureSet  # TEST featurized by the checkpoint's own encoder, with its own tabular inputs
     source: Mapping[str, Any]
 
 
 def _imported(job: Job, context: JobContext) -> ImportedModel:
-    from benchmark.encoding.weights import read_checkpoint
-    from benchmark.training.bundle import BUNDLE_FORMAT, load_bundle
-    from benchmark.training.mcsdr_import import import_mcsdr
-
-    path = Path(job.model.checkpoint)
-    path = path if path.is_absolute() else context.experiment.base_dir / path
-    is_bundle = isinstance(content := read_checkpoint(path), Mapping) and content.get("format") == BUNDLE_FORMAT
-    bundle = load_bundle(path, context.registry) if is_bundle else import_mcsdr(path, registry=context.registry)
-    expected, given = bundle.fusion.module.tabular_dim, context.features["train"].tabular_dim
+    """The checkpoint's encoder, fusion and head, and TEST as they take it: clips normalised the way the
+    encoder declares, tabular columns through the transform ``checkpoint_inputs`` chose (fitted on TRAIN)."""
+    experiment, stage, kinds = context.experiment, context.stage, context.data.index.tabular_columns
+    bundle = load_checkpoint_model(experiment, job.model, context.registry)
+    inputs = checkpoint_inputs(experiment, job.model, bundle, list(kinds), context.registry)
+    transform = (fit_tabular(inputs.columns, kinds, stage.items["train"], experiment.dataset.name, inputs.transform)
+                 if inputs.columns else None)
+    expected, given = bundle.fusion.module.tabular_dim, transform.width if transform else 0
     if expected != given:
-        raise ConfigError(f"model {job.model.key!r}: {path} expects {expected} tabular inputs, but the experiment "
-                          f"gives {given}; set dataset.tabular to the checkpoint's attributes (or [] for vision only)")
-    scaler = TargetScaler.fit(context.features["train"].ef, raw=bundle.target_scale == "raw")
-    device = context.stage.device
+        raise ConfigError(f"model {job.model.key!r}: {job.model.checkpoint} expects {expected} tabular inputs, but "
+                          f"the {inputs.transform} transform of {', '.join(inputs.columns) or 'no columns'} gives "
+                          f"{given}; set dataset.tabular to the checkpoint's attributes (or [] for vision only)")
+    scaler = TargetScaler.fit(stage.features["train"].ef, raw=bundle.target_scale == "raw")
+    device = stage.device
     model = TrainedModel(bundle.fusion.module.to(device), bundle.head.module.to(device), scaler, job.model.key)
-    return ImportedModel(bundle.encoder.module.to(device), model, dict(bundle.source))
+    test = stage.featurize(bundle.encoder.module.to(device), roles=("test",))["test"]
+    test = dataclasses.replace(test, tabular=transform.transform(stage.items["test"]) if transform else None)
+    return ImportedModel(model, test, dict(bundle.source))
 
 
 def _finetuned_features(job: Job, context: JobContext, fusion, head, settings,

@@ -24,6 +24,7 @@ from benchmark.encoding.encoder_stage import EncoderStage
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.report import write_report
+from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.manifest import build_manifest, recorded_config
 from benchmark.orchestration.preflight import refuse_stand_in_over_real, start_over
@@ -70,6 +71,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     experiment, registry = resolved.experiment, resolved.registry
     for warning in resolved.warnings:
         say(f"warning: {warning}")
+    check_checkpoint_models(experiment, registry)
     preflight(experiment, registry)
     loaded = load_data(experiment, registry, say)
     run = RunDir(out or Path("runs") / experiment.name)

@@ -5,7 +5,8 @@ Bundle file (``save_bundle``/``load_bundle``), a ``torch.save`` dict of plain da
 
     {"format": "lvefbench.bundle/1",
      "target_scale": "raw" | "standardised",
-     "source": {"path": str, "epoch": int | None, "metric": float | None},
+     "source": {"path": str, "epoch": int | None, "metric": float | None,
+                "samples": int | None, "tabular_columns": [str] | None},   # K and inputs it was evaluated with
      "input_spec": {"frames", "size", "channels", "mean", "std"},     # what the encoder expects
      "encoder" | "fusion" | "head": {"name": str, "params": dict, "state_dict": {key: tensor}}}
 
@@ -70,8 +71,9 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
     return path
 
 
-def load_bundle(path: str | Path, registry=None) -> ModelBundle:
-    """Rebuild the three modules of a bundle file, loaded strictly and in eval mode."""
+def load_bundle(path: str | Path, registry=None, head_params: Mapping[str, Any] | None = None) -> ModelBundle:
+    """Rebuild the three modules of a bundle file, loaded strictly and in eval mode. ``head_params``
+    override the stored ones (e.g. another sampler for the same weights)."""
     registry = registry or default_registry.default()
     content = read_checkpoint(path)
     if not isinstance(content, Mapping) or content.get("format") != BUNDLE_FORMAT:
@@ -80,9 +82,10 @@ def load_bundle(path: str | Path, registry=None) -> ModelBundle:
     parts = {}
     for kind in PARTS:
         spec = content[kind]
+        params = {**spec["params"], **(head_params or {})} if kind == "head" else dict(spec["params"])
         extra = {"condition_dim": parts["fusion"].module.out_dim} if kind == "head" else {}
-        module = registry.build(kind, spec["name"], **extra, **spec["params"])
+        module = registry.build(kind, spec["name"], **extra, **params)
         load_state(module, spec["state_dict"], f"{path}: {kind}", strict=True, drop_prefixes=())
-        parts[kind] = Part(spec["name"], spec["params"], module.eval())
+        parts[kind] = Part(spec["name"], params, module.eval())
     parts["encoder"].module.input_spec = InputSpec(**content["input_spec"])
     return ModelBundle(**parts, target_scale=content["target_scale"], source=content["source"])

@@ -16,7 +16,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.predictive import fair_crps
 from benchmark.training.checks import HeadError, check_loss, checked
 from benchmark.training.model import EVAL_BATCH, Model, TrainedModel
-from benchmark.training.scaling import FeatureScaler, TargetScaler, wants_raw_targets
+from benchmark.training.scaling import FeatureScaler, TargetScaler, feature_scaler_for, wants_raw_targets
 
 MONITOR_SAMPLES = 8  # samples for the validation CRPS, and the MAE of heads without a closed-form mean
 
@@ -51,7 +51,8 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
                 feature_scaler: FeatureScaler | None = None) -> TrainedModel:
     """Fit ``fusion`` + ``head`` on ``train``, stop early on ``val`` and keep the best epoch's weights.
 
-    Features are standardised with ``feature_scaler``, by default one fitted on ``train``'s clips.
+    Features are standardised with ``feature_scaler``, by default one fitted on ``train``'s clips (none
+    for a head that declares ``feature_scale = "raw"``).
 
     Build the modules right after ``seed_everything(seed)`` (``build_model`` does) so that their
     initial weights are reproducible too.
@@ -68,7 +69,7 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
     device = resolve_device(settings.device)
     seed_everything(seed, device)
     scaler = TargetScaler.fit(train.ef, raw=wants_raw_targets(head))
-    feature_scaler = FeatureScaler.fit(train.features) if feature_scaler is None else feature_scaler
+    feature_scaler = feature_scaler_for(head, train.features) if feature_scaler is None else feature_scaler
     module = Model(fusion, head).to(device)
     trained = TrainedModel(fusion, head, scaler, name, feature_scaler=feature_scaler)
     parameters = [p for p in module.parameters() if p.requires_grad]

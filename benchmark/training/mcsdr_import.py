@@ -5,10 +5,19 @@ diffusion head, with ``tabular_encoder.*`` when patient attributes were used). T
 from the tensor shapes; ``tabular_encoder.*`` goes to the fusion, everything else to the head, and each
 part is loaded strictly. Every mismatch of all three parts is reported together, key by key.
 
-The reference trained on raw EF, so the head is built ``faithful`` (``target_scale == "raw"``), and it
-fed clips scaled to 0-1 without per-channel normalisation, which the encoder's ``input_spec`` records.
+The reference trained on raw EF, so the head is built ``faithful`` (``target_scale == "raw"``, raw
+features, the reference's DDIM grid and sigma), and it fed clips scaled to 0-1 without per-channel
+normalisation, which the encoder's ``input_spec`` records.
 
-The result is a ``ModelBundle`` (``benchmark.training.bundle``), which ``import-mcsdr`` saves.
+How the reference evaluated the model is read from the checkpoint's ``config`` where it has one (the
+reference saves its whole YAML config there): attention heads, sampler, DDIM steps and eta, K
+(``evaluation.inference_samples``) and the tabular columns in their order (``data.tabular_cols``).
+Missing keys of a present config take the reference code's own defaults; without a config the
+published setting (8 heads, DDIM, 10 steps, eta 0) is used and K and the columns stay unknown.
+Explicit arguments override both.
+
+The result is a ``ModelBundle`` (``benchmark.training.bundle``), which ``import-mcsdr`` saves; K and
+the columns go into its ``source``.
 """
 from __future__ import annotations
 
@@ -29,9 +38,14 @@ FUSION_PREFIX = "tabular_encoder."
 MCSDR_INPUT = InputSpec(frames=None, size=112, mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0))
 
 
-def import_mcsdr(path: str | Path, heads: int = 8, steps: int = 10, eta: float = 0.0,
-                 registry=None) -> ModelBundle:
-    """Read ``best.pth`` and load it strictly; raises ``BenchmarkError`` listing every mismatch."""
+# The published evaluation (mcsdr.md), used when the checkpoint holds no config.
+PUBLISHED = {"heads": 8, "sampler": "ddim", "steps": 10, "eta": 0.0}
+
+
+def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None = None, eta: float | None = None,
+                 sampler: str | None = None, registry=None) -> ModelBundle:
+    """Read ``best.pth`` and load it strictly; raises ``BenchmarkError`` listing every mismatch.
+    ``heads``, ``steps``, ``eta``, ``sampler``: None = as the checkpoint's config says (see above)."""
     registry = registry or default_registry.default()
     checkpoint = read_checkpoint(path)
     for key in ("model_state_dict", "regressor_state_dict"):
@@ -42,8 +56,11 @@ def import_mcsdr(path: str | Path, heads: int = 8, steps: int = 10, eta: float =
     fusion_state = {k: v for k, v in regressor.items() if k.startswith(FUSION_PREFIX)}
     head_state = {k: v for k, v in regressor.items() if not k.startswith(FUSION_PREFIX)}
 
+    recorded = recorded_settings(checkpoint.get("config"))
+    explicit = {"heads": heads, "steps": steps, "eta": eta, "sampler": sampler}
+    options = {key: value if value is not None else recorded[key] for key, value in explicit.items()}
     fusion_params = _fusion_params(fusion_state, head_state, path)
-    head_params = _head_params(head_state, path, heads=heads, steps=steps, eta=eta)
+    head_params = _head_params(head_state, path, **options)
     encoder = Part("uniformer_s", {}, registry.build("encoder", "uniformer_s"))
     encoder.module.input_spec = MCSDR_INPUT
     fusion = Part("concat", fusion_params, registry.build("fusion", "concat", **fusion_params))
@@ -69,12 +86,36 @@ def import_mcsdr(path: str | Path, heads: int = 8, steps: int = 10, eta: float =
         raise BenchmarkError(f"{path} does not match uniformer_s + concat + mcsdr(legacy_attention):\n"
                              + "\n".join(failures))
     source = {"path": str(path), "epoch": _plain(checkpoint.get("epoch")),
-              "metric": _plain(checkpoint.get("current_metric_val"))}
+              "metric": _plain(checkpoint.get("current_metric_val")), "samples": recorded["samples"],
+              "tabular_columns": recorded["tabular_columns"]}
     bundle = ModelBundle(encoder, fusion, head, target_scale=head.module.target_scale, source=source,
                          reports=tuple(reports))
     for part in bundle.parts().values():
         part.module.eval()
     return bundle
+
+
+def recorded_settings(config: Any) -> dict[str, Any]:
+    """Heads, sampler, steps, eta, K and tabular columns from the reference's saved config. A key its
+    ``evaluation`` table lacks takes the reference code's default (``.get('sampler', 'ddpm')``,
+    ``ddim_steps`` 1000, ``inference_samples`` 10), as the reference itself would have run; without the
+    table: ``PUBLISHED`` and K unknown. Columns only where ``data.use_tabular_data`` is on."""
+    config = config if isinstance(config, Mapping) else {}
+    settings = {**PUBLISHED, "samples": None, "tabular_columns": None}
+    predictor = _table(_table(_table(_table(config, "model"), "regressor_head"), "diffusion"), "predictor_config")
+    settings["heads"] = int(_table(predictor, "params").get("n_head", PUBLISHED["heads"]))
+    if isinstance(evaluation := config.get("evaluation"), Mapping):
+        settings.update(sampler=str(evaluation.get("sampler", "ddpm")), steps=int(evaluation.get("ddim_steps", 1000)),
+                        eta=float(evaluation.get("ddim_eta", 0.0)), samples=int(evaluation.get("inference_samples", 10)))
+    data = _table(config, "data")
+    if data.get("use_tabular_data") and data.get("tabular_cols"):
+        settings["tabular_columns"] = [str(column) for column in data["tabular_cols"]]
+    return settings
+
+
+def _table(config: Mapping, key: str) -> Mapping:
+    value = config.get(key)
+    return value if isinstance(value, Mapping) else {}
 
 
 def _fusion_params(fusion_state, head_state, path) -> dict[str, int]:

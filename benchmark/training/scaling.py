@@ -59,3 +59,11 @@ class FeatureScaler:
 def wants_raw_targets(head: nn.Module) -> bool:
     """Heads declaring ``target_scale = "raw"`` (the faithful MCSDR) train on EF in percent."""
     return getattr(head, "target_scale", "standard") == "raw"
+
+
+def feature_scaler_for(head: nn.Module, train_features: np.ndarray) -> FeatureScaler:
+    """The identity for heads declaring ``feature_scale = "raw"`` (the faithful MCSDR: the reference feeds
+    the encoder's features as they are); otherwise standardisation fitted on the training clips."""
+    if getattr(head, "feature_scale", "standardised") == "raw":
+        return FeatureScaler()
+    return FeatureScaler.fit(train_features)

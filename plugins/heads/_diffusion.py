@@ -90,21 +90,30 @@ class Diffusion(nn.Module):
         return torch.mean((predict(self.q_sample(x0, t, noise), t) - noise) ** 2)
 
     # ------------------------------------------------------------------ sampling
-    def ddim_timesteps(self, steps: int) -> list[int]:
-        """Evenly spaced timesteps from high to low, ending at 0 (T=1000, 10 steps: 900, 800, .. 0)."""
+    def ddim_timesteps(self, steps: int, reference: bool = False) -> list[int]:
+        """The S timesteps DDIM visits, from high to low; after the last one x0 is predicted.
+
+        The project's grid is evenly spaced and ends at 0 (T = 1000, S = 10: 900, 800, .., 0). The
+        reference's is ``reversed(linspace(-1, T - 1, S + 1).int())`` without its -1 end marker (999,
+        899, .., 99): it starts at the last timestep, so x_T ~ N(0, 1) is the prior it was trained for,
+        and predicts x0 from t = 99. Computed the way the reference does (float32 linspace, truncated),
+        since any other rounding moves a step and changes the samples of the same weights and noise.
+        """
         if not 1 <= steps <= self.timesteps:
             raise ValueError(f"DDIM steps must be between 1 and {self.timesteps}, got {steps}")
+        if reference:
+            return torch.linspace(-1, self.timesteps - 1, steps + 1).int().tolist()[:0:-1]
         stride = self.timesteps // steps
         return list(range(0, stride * steps, stride))[::-1]
 
     def reverse(self, eps: Denoiser, noise: torch.Tensor, sampler: str = "ddim", steps: int = 10,
-               eta: float = 0.0, clip_x0: tuple[float, float] | None = None, faithful_sigma: bool = False,
+               eta: float = 0.0, clip_x0: tuple[float, float] | None = None, faithful: bool = False,
                generator: torch.Generator | None = None, record: bool = False):
         """Run the reverse process from ``noise`` (B, K). Returns x_0, or every x_t (S+1, B, K) when
-        ``record``. DDIM with ``faithful_sigma`` reproduces the reference's sigma (beta_t in place of
-        1 - alphabar_t / alphabar_prev), which only differs for eta > 0."""
+        ``record``. DDIM with ``faithful`` follows the reference: its timestep grid (``ddim_timesteps``)
+        and its sigma (beta_t in place of 1 - alphabar_t / alphabar_prev, which differs for eta > 0)."""
         if sampler == "ddim":
-            schedule = self.ddim_timesteps(steps)
+            schedule = self.ddim_timesteps(steps, reference=faithful)
         elif sampler == "ddpm":
             schedule = list(range(self.timesteps))[::-1]
         else:
@@ -115,7 +124,7 @@ class Diffusion(nn.Module):
             prev = schedule[index + 1] if index + 1 < len(schedule) else -1
             predicted = eps(x, t)
             if sampler == "ddim":
-                x = self._ddim_step(x, predicted, t, prev, eta, clip_x0, faithful_sigma, generator)
+                x = self._ddim_step(x, predicted, t, prev, eta, clip_x0, faithful, generator)
             else:
                 x = self._ddpm_step(x, predicted, t, clip_x0, generator)
             if record:

@@ -159,7 +159,10 @@ class MCSDRHead(Diffusion):
     cosine); ``sampler`` ddim (``steps``, ``eta``) or ddpm (all T steps); ``clip_x0`` = [low, high] clamps
     every x0 prediction, in the units the head is trained on (standardised, or EF % when faithful).
     ``faithful`` reproduces the reference: raw EF targets
-    (``target_scale == "raw"``) and its DDIM sigma (differs only for eta > 0).
+    (``target_scale == "raw"``), raw encoder features (``feature_scale == "raw"``), its DDIM timestep
+    grid (999, 899, .., 99, then the x0 prediction) and its DDIM sigma (differs only for eta > 0).
+    Without it the head keeps the project's grid (900, .., 0), with which every figure in README was
+    measured; standardised targets and features are what it is tuned for.
     """
 
     def __init__(self, condition_dim: int, predictor: str = "legacy_attention", width: int = 256,
@@ -185,6 +188,7 @@ class MCSDRHead(Diffusion):
         self.sampler, self.steps, self.eta, self.faithful = sampler, steps, eta, faithful
         self.clip_x0 = tuple(clip_x0) if clip_x0 is not None else None
         self.target_scale = "raw" if faithful else "standardised"
+        self.feature_scale = "raw" if faithful else "standardised"
 
     def loss(self, condition: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         memory = self.noise_predictor.prepare(condition)

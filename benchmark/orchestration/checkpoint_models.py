@@ -1,0 +1,96 @@
+"""Models evaluated from a checkpoint instead of trained here (``[[models]] checkpoint``): MCSDR's
+``best.pth`` or a bundle written by ``import-mcsdr``.
+
+``check_checkpoint_models`` runs before any work (by ``run`` and ``validate``): it loads every such
+checkpoint and refuses (exit 2) tabular inputs that cannot be the ones it was trained with, since a
+tabular encoder fed other columns of the same width gives wrong predictions without a sound.
+``checkpoint_inputs`` says which columns, and which transform, a checkpoint model is evaluated with.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from benchmark.config import Experiment, ModelConfig
+from benchmark.encoding.weights import read_checkpoint
+from benchmark.errors import ConfigError
+from benchmark.training.bundle import BUNDLE_FORMAT, ModelBundle, load_bundle
+from benchmark.training.mcsdr_import import import_mcsdr
+from registry import Registry
+
+# What `[[models]] params` may change about a model that is not trained here: how it samples.
+SAMPLER_PARAMS = ("sampler", "steps", "eta")
+
+
+@dataclass(frozen=True)
+class TabularInputs:
+    columns: list[str]  # in the order the model takes them; [] = none
+    transform: str  # "standard" or "reference" (benchmark.data.tabular)
+
+
+def check_checkpoint_models(experiment: Experiment, registry: Registry) -> None:
+    """Load every checkpoint model and check its tabular inputs against the dataset's columns."""
+    available = registry.describe("dataset", experiment.dataset.name).metadata.get("tabular")
+    for model in experiment.models:
+        if model.checkpoint:
+            checkpoint_inputs(experiment, model, load_checkpoint_model(experiment, model, registry), available,
+                              registry)
+
+
+def load_checkpoint_model(experiment: Experiment, model: ModelConfig, registry: Registry) -> ModelBundle:
+    """The model's bundle, sampling as the checkpoint says unless ``[[models]] params`` say otherwise."""
+    where = f"{experiment.source}: `models[{experiment.models.index(model)}]`"
+    unknown = sorted(set(model.params) - set(SAMPLER_PARAMS))
+    if unknown:
+        raise ConfigError(f"{where}.params: {', '.join(unknown)} cannot change a model loaded from a checkpoint; "
+                          f"only {', '.join(SAMPLER_PARAMS)} (how it samples) can")
+    path = Path(model.checkpoint)
+    path = path if path.is_absolute() else experiment.base_dir / path
+    if not path.is_file():
+        raise ConfigError(f"{where}.checkpoint: {path} does not exist")
+    content = read_checkpoint(path)
+    if isinstance(content, dict) and content.get("format") == BUNDLE_FORMAT:
+        return load_bundle(path, registry, head_params=model.params)
+    return import_mcsdr(path, registry=registry, **model.params)
+
+
+def checkpoint_inputs(experiment: Experiment, model: ModelConfig, bundle: ModelBundle,
+                      available: Sequence[str] | None, registry: Registry) -> TabularInputs:
+    """The tabular columns and transform ``bundle`` is evaluated with.
+
+    ``dataset.tabular_transform = "auto"`` gives a checkpoint the reference's transform, one column per
+    attribute, in the order the checkpoint records (its config's ``tabular_cols``) or else the
+    reference's order for the dataset (the dataset's ``reference_tabular`` metadata). Without
+    ``dataset.tabular`` those columns are taken when the dataset has them. Raises ``ConfigError`` when
+    the columns cannot produce the tabular encoder's width or differ from the recorded ones.
+    """
+    width = bundle.fusion.module.tabular_dim
+    transform = "standard" if experiment.dataset.tabular_transform == "standard" else "reference"
+    configured = experiment.dataset.tabular
+    if not width:
+        return TabularInputs([], transform)
+    if transform == "standard":  # its width depends on the column kinds: the job checks it
+        return TabularInputs(list(configured if configured is not None else available or []), transform)
+    expected, origin = bundle.source.get("tabular_columns"), "recorded in the checkpoint's config"
+    if not expected:
+        reference = registry.describe("dataset", experiment.dataset.name).metadata.get("reference_tabular")
+        expected = reference if reference and len(reference) == width else None
+        origin = f"the reference's columns for {experiment.dataset.name}"
+    if configured is not None:
+        columns = list(configured)
+    elif expected and (available is None or set(expected) <= set(available)):
+        columns = list(expected)
+    else:
+        columns = list(available or [])
+    if len(columns) != width or (expected and columns != list(expected)):
+        wanted = (f"{', '.join(expected)}, in this order ({origin})" if expected
+                  else "which ones the checkpoint does not record")
+        fix = (f"Set dataset.tabular = {json.dumps(list(expected))}" if expected
+               else f"Set dataset.tabular to the {width} attributes it was trained with, in its order")
+        raise ConfigError(
+            f"{experiment.source}: `dataset.tabular`: model {model.key!r} ({model.checkpoint}) has a tabular encoder "
+            f"of width {width}: one reference-style column per attribute, {wanted}. The dataset gives "
+            f"{len(columns)} ({', '.join(columns) or 'none'}). {fix}.")
+    return TabularInputs(columns, transform)
