@@ -13,7 +13,7 @@ from benchmark.config import Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.data.helpers import summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
-from benchmark.identity import dataset_fingerprint
+from benchmark.identity import dataset_fingerprint, item_digest
 from benchmark.store import RunDir
 from registry import Registry
 
@@ -29,7 +29,7 @@ class PreparedData:
     splits: list[Split]
     manifest: pd.DataFrame
     split_hash: str
-    fingerprint: str
+    item_digests: dict[str, str]  # item id -> hash of its labels, tracings and video (see ``item_digest``)
     root: Path
 
     @property
@@ -44,6 +44,16 @@ class PreparedData:
         items = self.items
         return [items[item_id] for item_id in split.ids(role)]
 
+    def fingerprint(self, split: Split, roles: tuple[str, ...]) -> str:
+        """The content of the items of ``roles`` in ``split``: a stage that reads only the training items
+        is not redone when a test label changes."""
+        return dataset_fingerprint(self.item_digests[item_id] for role in roles for item_id in split.ids(role))
+
+    def fingerprints(self) -> dict[str, dict[str, str]]:
+        """Per split and role, for the manifest."""
+        return {split.name: {role: self.fingerprint(split, (role,)) for role in ("train", "val", "test")}
+                for split in self.splits}
+
 
 def prepare_data(experiment: Experiment, registry: Registry, run: RunDir, say: Callable[[str], None]) -> PreparedData:
     config = experiment.dataset
@@ -55,11 +65,15 @@ def prepare_data(experiment: Experiment, registry: Registry, run: RunDir, say: C
     splits = dataset.splits(index, config.protocol, **accepted(dataset.splits, {"fold": config.fold}))
     manifest = build_manifest(index, splits, config.protocol)
     split_hash = write_split_files(run.root, manifest, index)
-    fingerprint = dataset_fingerprint(
-        [(item.id, item.patient, item.ef, item.fold, sorted(item.tabular.items())) for item in index.items],
-        [item.video for item in index.items],
-    )
-    return PreparedData(index, splits, manifest, split_hash, fingerprint, root)
+    digests = {item.id: item_digest(_label_record(item), item.video) for item in index.items}
+    return PreparedData(index, splits, manifest, split_hash, digests, root)
+
+
+def _label_record(item: Item) -> list:
+    """Everything about an item but its video bytes: a changed label, attribute or tracing changes it."""
+    tracings = [(tracing.frame, tracing.polygon.round(4).tolist()) for tracing in item.tracings]
+    return [item.id, item.patient, item.ef, item.fold, sorted(item.tabular.items()), sorted(item.subgroups.items()),
+            item.visit, tracings]
 
 
 def _open(experiment: Experiment, registry: Registry, say: Callable[[str], None]):

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 from benchmark.config import ModelConfig
 from benchmark.errors import StoreError
-from benchmark.orchestration.storage import MAX_RETRY, optuna_module, study_name, worker_name
+from benchmark.orchestration.storage import MAX_RETRY, optuna_module, worker_name
 from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
 
 JOB = "job"                  # user attr: the job id a jobs-study trial stands for
@@ -357,10 +357,11 @@ def tuning_progress(storage, manifest: dict[str, Any]) -> list[TuningProgress]:
 
     config = manifest["config"]
     existing = {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    studies = manifest.get("identity", {}).get("tuning studies", {})  # named by their identity
     progress = []
     for model in config["models"]:
         key = ModelConfig(**model).key
-        name = study_name(manifest["experiment"], config["encoder"]["name"], key)
+        name = studies.get(key, "")
         if name not in existing:
             continue
         trials = counted_trials(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))

@@ -21,14 +21,18 @@ from benchmark.config import Experiment, ModelConfig
 from benchmark.contracts import Split
 from benchmark.data.prepare import PreparedData, prepare_data
 from benchmark.device import resolve_device
-from benchmark.encoding.encoder_stage import EncoderStage
+from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.report import write_report
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
+from benchmark.identity import file_digest
+from benchmark.orchestration.lock import LOCK_FILE, RunLock
 from benchmark.orchestration.manifest import build_manifest
+from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
+                                                study_identity)
 from benchmark.orchestration.storage import storage_url, study_name
-from benchmark.orchestration.tuning import tune_model
+from benchmark.orchestration.tuning import search_space, tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
 from registry import Registry
 
@@ -68,13 +72,21 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     for warning in resolved.warnings:
         say(f"warning: {warning}")
     run = RunDir(out or Path("runs") / experiment.name)
-    if fresh and run.root.exists():
-        shutil.rmtree(run.root)
     try:
         run.root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StoreError(f"cannot create the run directory {run.root}: {error.strerror or error}. "
                          "Choose a writable place with --out.") from None
+    with RunLock(run.root):
+        if fresh:  # everything but the lock this process now holds
+            for child in run.root.iterdir():
+                if child.name != LOCK_FILE:
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        return _run_locked(experiment, registry, run, storage, quiet, say, heartbeat)
+
+
+def _run_locked(experiment: Experiment, registry: Registry, run: RunDir, storage: str, quiet: bool,
+                say: Callable[[str], None], heartbeat: int) -> RunDir:
     run.remove_temporaries()
     info = RunInfo(experiment, run.root, registry)
     registry.hook.on_run_start(run=info)
@@ -84,25 +96,32 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     device = resolve_device(experiment.train.device)
     if experiment.train.threads:
         torch.set_num_threads(experiment.train.threads)
-    jobs = plan_jobs(experiment, data)
+    studies = {model.key: study_identity(experiment, registry, data, model, search_space(registry, model))
+               for model in experiment.models if _needs_tuning(experiment, registry, model)}
+    jobs = plan_jobs(experiment, registry, data, {key: digest(identity) for key, identity in studies.items()})
     context = RunContext(experiment, registry, data, run, device, info, quiet, say)
     manifest = build_manifest(
-        experiment, protocol=protocol(experiment, data), split_hash=data.split_hash, data_root=str(data.root),
-        synthetic=data.synthetic, oracle=str(data.index.oracle_path or ""), excluded=len(data.index.excluded),
-        device=str(device), jobs=[job.id for job in jobs])
+        experiment, protocol=protocol(experiment, data), split_hash=data.split_hash,
+        data_root=str(data.root.resolve()), synthetic=data.synthetic,
+        oracle=str(data.index.oracle_path.resolve()) if data.index.oracle_path else "",
+        excluded=len(data.index.excluded), device=str(device), jobs=[job.id for job in jobs],
+        identity=_manifest_identity(context, studies))
     atomic_write_json(run.manifest, manifest)
     if storage or experiment.tune.storage:
-        _run_shared(context, jobs, manifest, storage or experiment.tune.storage, heartbeat)
+        _run_shared(context, jobs, {key: digest(identity) for key, identity in studies.items()}, manifest,
+                    storage or experiment.tune.storage, heartbeat)
         return _finish(context)
-    pending = [job for job in jobs if not _finished(run, job)]
+    pending = [job for job in jobs if not _finished(context, job)]
     say(f"{len(jobs)} jobs ({len(experiment.models)} models x {len(experiment.seeds)} seeds x "
         f"{len(data.splits)} splits): {len(jobs) - len(pending)} already done, {len(pending)} to run")
+    for job in pending:
+        _say_why(context, job)
 
     # Tuning results of an earlier invocation are reused; the rest is tuned on the first split and seed.
-    to_tune = [m for m in experiment.models if _needs_tuning(experiment, registry, m)]
-    stored = {m.key: _stored_tuning(run, experiment, m) for m in to_tune}
+    stored = {key: _stored_tuning(run, experiment, experiment.model(key), digest(identity))
+              for key, identity in studies.items()}
     tuned: dict[str, dict[str, Any]] = {key: params for key, params in stored.items() if params is not None}
-    untuned = [m for m in to_tune if m.key not in tuned]
+    untuned = [experiment.model(key) for key in studies if key not in tuned]
     first = (data.splits[0].name, experiment.seeds[0])
     for split in data.splits:
         for seed in experiment.seeds:
@@ -113,7 +132,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
             stage = context.encoder_stage(split, seed)
             if is_first:
                 for model in untuned:
-                    tuned[model.key] = _tune(context, model, stage.features, storage)
+                    tuned[model.key] = _tune(context, model, stage.features, storage, digest(studies[model.key]))
             for job in here:
                 _run(context, job, stage, tuned.get(job.model.key, {}))
 
@@ -126,7 +145,8 @@ def _finish(context: RunContext) -> RunDir:
     return context.run
 
 
-def _run_shared(context: RunContext, jobs: list[Job], manifest: dict[str, Any], spec: str, heartbeat: int) -> None:
+def _run_shared(context: RunContext, jobs: list[Job], studies: dict[str, str], manifest: dict[str, Any], spec: str,
+                heartbeat: int) -> None:
     """One worker of many on the storage ``spec``: tune together, then claim jobs until none is left
     anywhere, then copy every stored result into this run directory for the report."""
     from benchmark.orchestration.cluster import JobBoard, job_files, jobs_study_name
@@ -144,8 +164,8 @@ def _run_shared(context: RunContext, jobs: list[Job], manifest: dict[str, Any], 
         return loaded[split, seed]
 
     first = (data.splits[0].name, experiment.seeds[0])
-    tuned = {model.key: _tune(context, model, stage_of(*first).features, spec, storage)
-             for model in experiment.models if _needs_tuning(experiment, context.registry, model)}
+    tuned = {key: _tune(context, experiment.model(key), stage_of(*first).features, spec, study, storage)
+             for key, study in studies.items()}
     board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]))
     by_id = {job.id: job for job in jobs}
     enqueued = board.publish(list(by_id), manifest)
@@ -183,8 +203,64 @@ def protocol(experiment: Experiment, data: PreparedData) -> dict[str, Any]:
             "tuning trials": experiment.tune.trials}
 
 
-def _finished(run: RunDir, job: Job) -> bool:
-    return run.is_done(job.id) and read_json(run.result(job.id)).get("status") == "ok"
+def _finished(context: RunContext, job: Job) -> bool:
+    """Done, ok, and its stored files are the ones it wrote; a damaged job is named and runs again."""
+    run = context.run
+    if not run.is_done(job.id):
+        return False
+    record = read_json(run.result(job.id))
+    if record.get("status") != "ok":
+        return False
+    problem = run.damage(job.id, record)
+    if problem:
+        context.say(f"damaged {job.id}: {problem}; it runs again")
+    return problem is None
+
+
+def _say_why(context: RunContext, job: Job) -> None:
+    """Why a job runs: what changed since an earlier version of it (same model, seed and split) ran."""
+    if context.run.is_done(job.id):
+        return  # failed or damaged: said already, or in its result
+    earlier = []
+    for result in context.run.jobs.glob(f"{job.prefix}__*/result.json"):
+        try:
+            identity = read_json(result).get("identity")
+        except StoreError:
+            continue
+        if isinstance(identity, dict):
+            earlier.append((result.stat().st_mtime_ns, identity))
+    if earlier:
+        changed = changes(max(earlier, key=lambda pair: pair[0])[1], dict(job.identity))
+        context.say(f"{job.model.key} (seed {job.seed}, {job.split}) runs again: {', '.join(changed)}")
+
+
+def _manifest_identity(context: RunContext, studies: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the run's results are identified by: data content per split and role, each component's
+    source, the weight files, and the tuning study of each tuned model."""
+    experiment, registry = context.experiment, context.registry
+    encoder = encoder_identity(experiment, registry)
+    return {"data": context.data.fingerprints(),
+            "sources": {key: value for model in experiment.models
+                        for key, value in component_sources(registry, experiment, model).items()},
+            "weights": {"encoder": encoder["weights"],
+                        **{f"checkpoint {job_key}": identity for job_key, identity in _checkpoints(experiment).items()}},
+            "tuning studies": {key: _study_name(experiment, experiment.model(key), digest(identity))
+                               for key, identity in studies.items()}}
+
+
+def _checkpoints(experiment: Experiment) -> dict[str, str]:
+    paths = {model.key: checkpoint_path(experiment, model) for model in experiment.models}
+    return {key: file_digest(path) for key, path in paths.items() if path is not None and path.is_file()}
+
+
+def failed_jobs(run: RunDir) -> list[str]:
+    """The run's jobs without a sound ok result (failed, damaged, or never stored), by id."""
+    failed = []
+    for job in read_json(run.manifest)["jobs"]:
+        record = read_json(run.result(job)) if run.is_done(job) else {}
+        if record.get("status") != "ok" or run.damage(job, record):
+            failed.append(job)
+    return failed
 
 
 def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig) -> bool:
@@ -197,34 +273,35 @@ def _tuning_path(run: RunDir, model: ModelConfig) -> Path:
     return run.root / "tuning" / f"{safe_name(model.key)}.json"
 
 
-def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig) -> dict[str, Any] | None:
+def _study_name(experiment: Experiment, model: ModelConfig, identity: str) -> str:
+    """Named by its identity: a changed search space, budget, data or code opens a new study."""
+    return study_name(experiment.name, experiment.encoder.name, model.key, identity[:12])
+
+
+def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig, identity: str) -> dict[str, Any] | None:
     path = _tuning_path(run, model)
     if not path.is_file():
         return None
     stored = read_json(path)
-    return stored["params"] if stored.get("config") == _tuning_config(experiment, model) else None
+    return stored["params"] if stored.get("identity") == identity else None
 
 
-def _tuning_config(experiment: Experiment, model: ModelConfig) -> dict[str, Any]:
-    return {"model": dataclasses.asdict(model), "tune": dataclasses.asdict(experiment.tune),
-            "seed": experiment.seeds[0]}
-
-
-def _tune(context: RunContext, model: ModelConfig, features: dict[str, FeatureSet], storage: str,
+def _tune(context: RunContext, model: ModelConfig, features: dict[str, FeatureSet], storage: str, identity: str,
           shared=None) -> dict[str, Any]:
     """Tune on VAL of the first split and seed; the winner is stored, and every seed trains with it.
-    ``shared``: the Optuna storage of a run with many workers, who then tune the study together."""
+    ``identity``: the study's digest; ``shared``: the Optuna storage of a run with many workers, who then
+    tune the study together."""
     experiment, run = context.experiment, context.run
     url = shared or storage_url(storage or experiment.tune.storage, run.root)
     result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
-                        storage=url, study=study_name(experiment.name, experiment.encoder.name, model.key),
+                        storage=url, study=_study_name(experiment, model, identity),
                         seed=experiment.seeds[0], samples=experiment.evaluate.samples,
                         point=experiment.evaluate.point, quiet=context.quiet, shared=shared is not None)
     context.say(f"tuned {model.key}: {experiment.tune.metric} {result.value:.3f} on VAL after {result.finished_trials} "
         f"trials, {result.params}")
     atomic_write_json(_tuning_path(run, model),
                       {"params": result.params, "value": result.value, "trials": result.finished_trials,
-                       "study": result.study, "config": _tuning_config(experiment, model)})
+                       "study": result.study, "identity": identity})
     return result.params
 
 
