@@ -52,6 +52,7 @@ def experiment_settings(experiment: Experiment) -> dict[str, Any]:
 def _model_settings(model: ModelConfig) -> dict[str, Any]:
     settings = dataclasses.asdict(model)
     settings.pop("checkpoint")  # its bytes are hashed instead
+    settings.pop("search_space")  # resolved, it is part of the tuning study's identity
     return settings
 
 
