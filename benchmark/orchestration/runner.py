@@ -108,8 +108,7 @@ def _run_locked(experiment: Experiment, registry: Registry, run: RunDir, storage
         identity=_manifest_identity(context, studies))
     atomic_write_json(run.manifest, manifest)
     if storage or experiment.tune.storage:
-        _run_shared(context, jobs, {key: digest(identity) for key, identity in studies.items()}, manifest,
-                    storage or experiment.tune.storage, heartbeat)
+        _run_shared(context, jobs, studies, manifest, storage or experiment.tune.storage, heartbeat)
         return _finish(context)
     pending = [job for job in jobs if not _finished(context, job)]
     say(f"{len(jobs)} jobs ({len(experiment.models)} models x {len(experiment.seeds)} seeds x "
@@ -118,8 +117,7 @@ def _run_locked(experiment: Experiment, registry: Registry, run: RunDir, storage
         _say_why(context, job)
 
     # Tuning results of an earlier invocation are reused; the rest is tuned on the first split and seed.
-    stored = {key: _stored_tuning(run, experiment, experiment.model(key), digest(identity))
-              for key, identity in studies.items()}
+    stored = {key: _stored_tuning(context, experiment.model(key), identity) for key, identity in studies.items()}
     tuned: dict[str, dict[str, Any]] = {key: params for key, params in stored.items() if params is not None}
     untuned = [experiment.model(key) for key in studies if key not in tuned]
     first = (data.splits[0].name, experiment.seeds[0])
@@ -132,7 +130,7 @@ def _run_locked(experiment: Experiment, registry: Registry, run: RunDir, storage
             stage = context.encoder_stage(split, seed)
             if is_first:
                 for model in untuned:
-                    tuned[model.key] = _tune(context, model, stage.features, storage, digest(studies[model.key]))
+                    tuned[model.key] = _tune(context, model, stage.features, storage, studies[model.key])
             for job in here:
                 _run(context, job, stage, tuned.get(job.model.key, {}))
 
@@ -145,7 +143,7 @@ def _finish(context: RunContext) -> RunDir:
     return context.run
 
 
-def _run_shared(context: RunContext, jobs: list[Job], studies: dict[str, str], manifest: dict[str, Any], spec: str,
+def _run_shared(context: RunContext, jobs: list[Job], studies: dict[str, dict[str, Any]], manifest: dict[str, Any], spec: str,
                 heartbeat: int) -> None:
     """One worker of many on the storage ``spec``: tune together, then claim jobs until none is left
     anywhere, then copy every stored result into this run directory for the report."""
@@ -278,30 +276,35 @@ def _study_name(experiment: Experiment, model: ModelConfig, identity: str) -> st
     return study_name(experiment.name, experiment.encoder.name, model.key, identity[:12])
 
 
-def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig, identity: str) -> dict[str, Any] | None:
-    path = _tuning_path(run, model)
+def _stored_tuning(context: RunContext, model: ModelConfig, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored winner of the model's study with this identity; for another identity None, saying why."""
+    path = _tuning_path(context.run, model)
     if not path.is_file():
         return None
     stored = read_json(path)
-    return stored["params"] if stored.get("identity") == identity else None
+    if stored.get("identity") == digest(identity):
+        return stored["params"]
+    if isinstance(stored.get("parts"), dict):
+        context.say(f"{model.key} is tuned again: {', '.join(changes(stored['parts'], identity))}")
+    return None
 
 
-def _tune(context: RunContext, model: ModelConfig, features: dict[str, FeatureSet], storage: str, identity: str,
-          shared=None) -> dict[str, Any]:
+def _tune(context: RunContext, model: ModelConfig, features: dict[str, FeatureSet], storage: str,
+          identity: dict[str, Any], shared=None) -> dict[str, Any]:
     """Tune on VAL of the first split and seed; the winner is stored, and every seed trains with it.
-    ``identity``: the study's digest; ``shared``: the Optuna storage of a run with many workers, who then
+    ``identity``: what the study depends on (see ``study_identity``); ``shared``: the Optuna storage of a run with many workers, who then
     tune the study together."""
     experiment, run = context.experiment, context.run
     url = shared or storage_url(storage or experiment.tune.storage, run.root)
     result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
-                        storage=url, study=_study_name(experiment, model, identity),
+                        storage=url, study=_study_name(experiment, model, digest(identity)),
                         seed=experiment.seeds[0], samples=experiment.evaluate.samples,
                         point=experiment.evaluate.point, quiet=context.quiet, shared=shared is not None)
     context.say(f"tuned {model.key}: {experiment.tune.metric} {result.value:.3f} on VAL after {result.finished_trials} "
         f"trials, {result.params}")
     atomic_write_json(_tuning_path(run, model),
                       {"params": result.params, "value": result.value, "trials": result.finished_trials,
-                       "study": result.study, "identity": identity})
+                       "study": result.study, "identity": digest(identity), "parts": identity})
     return result.params
 
 

@@ -157,6 +157,7 @@ def test_a_changed_search_space_retunes_only_its_model(tmp_path, data):
     assert "tuned mse" in outcome.out and "tuned gaussian" not in outcome.out, outcome.out
     assert "1 already done, 1 to run" in outcome.out
     assert "mse (seed 0, fold0) runs again: tuning changed" in outcome.out, outcome.out
+    assert "mse is tuned again: width search space changed" in outcome.out, outcome.out
     tuned = json.loads((out / "tuning" / "mse.json").read_text())
     assert tuned["params"]["width"] == 32, "the new study must search the new space, not reuse the old best"
 
