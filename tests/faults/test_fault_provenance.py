@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -201,3 +202,19 @@ def test_one_run_per_directory(tmp_path, experiment):
     outcome = cli(*run_args(experiment, out))
     assert outcome.code == 0, outcome.text
     assert not (out / "run.lock").exists()
+
+
+def test_report_works_from_another_directory(tmp_path, synthetic_root, reference_run, monkeypatch):
+    """A run started with relative paths records them absolute, so `report` elsewhere keeps the oracle overlay."""
+    (tmp_path / "started here").mkdir()
+    monkeypatch.chdir(tmp_path / "started here")
+    Path("data").symlink_to(synthetic_root)  # the session's generated data, named relatively
+    write_experiment(Path("experiment.toml"), synthetic_root=Path("data"), root="no-such-dataset")
+    run(Path("experiment.toml"), Path("run"))
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "started here" / "run"
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("oracle", "source", "data_root"):
+        assert Path(manifest[key]).is_absolute() and Path(manifest[key]).exists(), (key, manifest[key])
+    assert cli("report", out).code == 0
