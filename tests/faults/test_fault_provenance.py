@@ -155,12 +155,12 @@ def test_a_changed_search_space_retunes_only_its_model(tmp_path, data):
     assert "tuned mse" in first.out and "tuned gaussian" in first.out
 
     outcome = run(experiment("[32]"), out)
+    tuned = json.loads((out / "tuning" / "mse.json").read_text())
+    assert tuned["params"]["width"] == 32, "the new study must search the new space, not reuse the old best"
     assert "tuned mse" in outcome.out and "tuned gaussian" not in outcome.out, outcome.out
     assert "1 already done, 1 to run" in outcome.out
     assert "mse (seed 0, fold0) runs again: tuning changed" in outcome.out, outcome.out
     assert "mse is tuned again: width search space changed" in outcome.out, outcome.out
-    tuned = json.loads((out / "tuning" / "mse.json").read_text())
-    assert tuned["params"]["width"] == 32, "the new study must search the new space, not reuse the old best"
 
 
 def test_a_truncated_predictions_file_is_found_and_recomputed(tmp_path, reference_run):
