@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-# Components whose code lives outside these packages is hashed with the package they come from.
+# A factory defined by the engine itself has only its own module hashed, not every engine module it reaches.
 ENGINE_PACKAGES = ("benchmark", "registry")
 
 

@@ -84,7 +84,8 @@ def _show_local(run_dir, manifest) -> None:
 def _print(title: str, states, progress) -> None:
     from tabulate import tabulate
 
-    counts = {name: sum(state.state == name for state in states) for name in ("done", "running", "pending", "failed", "damaged")}
+    counts = {name: sum(state.state == name for state in states)
+              for name in ("done", "running", "pending", "failed", "damaged")}
     print(f"{title}: {len(states)} jobs: " + ", ".join(f"{count} {name}" for name, count in counts.items()))
     print(tabulate([(s.job, s.state, s.worker, s.detail) for s in states],
                    headers=["job", "state", "worker", "detail"], tablefmt="simple"))

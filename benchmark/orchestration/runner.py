@@ -25,8 +25,8 @@ from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.report import write_report
-from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.identity import file_digest
+from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
 from benchmark.orchestration.manifest import build_manifest
 from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
@@ -143,8 +143,8 @@ def _finish(context: RunContext) -> RunDir:
     return context.run
 
 
-def _run_shared(context: RunContext, jobs: list[Job], studies: dict[str, dict[str, Any]], manifest: dict[str, Any], spec: str,
-                heartbeat: int) -> None:
+def _run_shared(context: RunContext, jobs: list[Job], studies: dict[str, dict[str, Any]], manifest: dict[str, Any],
+                spec: str, heartbeat: int) -> None:
     """One worker of many on the storage ``spec``: tune together, then claim jobs until none is left
     anywhere, then copy every stored result into this run directory for the report."""
     from benchmark.orchestration.cluster import JobBoard, job_files, jobs_study_name
@@ -241,7 +241,7 @@ def _manifest_identity(context: RunContext, studies: dict[str, dict[str, Any]]) 
             "sources": {key: value for model in experiment.models
                         for key, value in component_sources(registry, experiment, model).items()},
             "weights": {"encoder": encoder["weights"],
-                        **{f"checkpoint {job_key}": identity for job_key, identity in _checkpoints(experiment).items()}},
+                        **{f"checkpoint {key}": bytes_hash for key, bytes_hash in _checkpoints(experiment).items()}},
             "tuning studies": {key: _study_name(experiment, experiment.model(key), digest(identity))
                                for key, identity in studies.items()}}
 
@@ -292,8 +292,8 @@ def _stored_tuning(context: RunContext, model: ModelConfig, identity: dict[str, 
 def _tune(context: RunContext, model: ModelConfig, features: dict[str, FeatureSet], storage: str,
           identity: dict[str, Any], shared=None) -> dict[str, Any]:
     """Tune on VAL of the first split and seed; the winner is stored, and every seed trains with it.
-    ``identity``: what the study depends on (see ``study_identity``); ``shared``: the Optuna storage of a run with many workers, who then
-    tune the study together."""
+    ``identity``: what the study depends on (see ``study_identity``); ``shared``: the Optuna storage of a
+    run with many workers, who then tune the study together."""
     experiment, run = context.experiment, context.run
     url = shared or storage_url(storage or experiment.tune.storage, run.root)
     result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
