@@ -1,13 +1,25 @@
-"""Content hashes that identify what a stored result depends on: configs, datasets and weights."""
+"""Content hashes that identify what a stored result depends on: configs, data, code and weights.
+
+A stored result (job, stage-1 encoder, feature cache entry, tuning study) is named by the hash of
+everything that can change it, and never by where things lie: moving the data folder or a weight file
+reruns nothing, while changing a label, a video, a plugin's source or a checkpoint's bytes does.
+"""
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import inspect
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterable, Mapping
 
 import torch
 from torch import nn
+
+# A factory defined by the engine itself has only its own module hashed, not every engine module it reaches.
+ENGINE_PACKAGES = ("benchmark", "registry")
 
 
 def stable_hash(parts: Mapping[str, Any]) -> str:
@@ -26,13 +38,71 @@ def weights_hash(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def dataset_fingerprint(records: Iterable[Iterable[Any]], files: Iterable[Path] = ()) -> str:
-    """A hash of the dataset's content: label records (e.g. id, EF, tabular) and video files by
-    name, size and modification time (reading every video's bytes would cost as much as decoding)."""
-    digest = hashlib.sha256()
-    for record in records:
-        digest.update(json.dumps([str(value) for value in record]).encode())
-    for path in sorted(Path(p) for p in files):
-        stat = path.stat()
-        digest.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+# Hashing a 100 MB checkpoint takes a while: a file whose size and modification time are unchanged is
+# taken to be unchanged for the rest of the process.
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, cached by (path, size, modification time)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_DIGESTS[key] = digest.hexdigest()
+    return _FILE_DIGESTS[key]
+
+
+def item_digest(record: Iterable[Any], video: Path | None) -> str:
+    """One dataset item: its label record (id, EF, tabular, tracings ...) and its video by name, size and
+    modification time (reading every video's bytes would cost as much as decoding them)."""
+    digest = hashlib.sha256(json.dumps([str(value) for value in record]).encode())
+    if video is not None:
+        stat = Path(video).stat()
+        digest.update(f"{Path(video).name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
+
+
+def dataset_fingerprint(item_digests: Iterable[str]) -> str:
+    """The content of a set of items (order-free): what a stage that reads exactly them depends on."""
+    return hashlib.sha256("|".join(sorted(item_digests)).encode()).hexdigest()
+
+
+def source_digest(record) -> str:
+    """The code of a registered component: the source files of the module defining its factory and of
+    the private modules of its own package it uses (``plugins.heads._diffusion`` for ``mcsdr``), plus the
+    distribution's version for an installed entry point."""
+    module = sys.modules.get(getattr(record.factory, "__module__", ""))
+    digest = hashlib.sha256()
+    for path in sorted(_source_files(module)):
+        digest.update(f"{Path(path).name}|{file_digest(path)}|".encode())
+    if record.origin.startswith("entry point") and module is not None:
+        top = module.__name__.split(".")[0]
+        for distribution in sorted(importlib.metadata.packages_distributions().get(top, [])):
+            digest.update(f"{distribution}=={importlib.metadata.version(distribution)}|".encode())
+    return digest.hexdigest()[:32]
+
+
+def _source_files(module: ModuleType | None) -> set[str]:
+    """Files of ``module`` and, transitively, of the modules of its top-level package it refers to."""
+    if module is None:
+        return set()
+    top = module.__name__.split(".")[0]
+    if top in ENGINE_PACKAGES:
+        top = module.__name__  # an engine-defined factory: its own module only
+    seen: dict[str, ModuleType] = {}
+    pending = [module]
+    while pending:
+        current = pending.pop()
+        if current.__name__ in seen:
+            continue
+        seen[current.__name__] = current
+        for value in vars(current).values():
+            used = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
+            if used is not None and (used.__name__ == top or used.__name__.startswith(top + ".")):
+                pending.append(used)
+    return {module.__file__ for module in seen.values() if getattr(module, "__file__", None)}

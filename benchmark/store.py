@@ -2,13 +2,17 @@
 
 Every file the benchmark produces is written to a temporary sibling, flushed to disk and renamed into
 place, so a crash (even kill -9) leaves either the old file or the complete new one, never half of one.
-A job counts as finished only when its ``result.json`` exists, and that file is written last.
+A job counts as finished only when its ``result.json`` exists, and that file is written last; it records
+the row count and SHA-256 of each file the tables are built from, so a file changed or cut short later
+(by a sync tool, an editor, a disk) is found and the job counted as damaged instead of scored.
 
 What is written is kept safe to share: names that become paths are checked (``check_name``, ``inside``),
 result files get the umask's mode, and CSV text cannot run as a spreadsheet formula (``csv_text``).
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -27,6 +31,8 @@ TEMPORARY_NAME = re.compile(r"\.(?P<final>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp"
 # it text; cells that already start with a quote get one too, so reading strips exactly one back.
 FORMULA_START = ("=", "+", "-", "@")
 CSV_ESCAPE = "'"
+# The files of a job that the tables and plots are built from: checked against result.json before use.
+SCORED_FILES = ("predictions.csv", "samples.npz", "trajectories.npz")
 
 
 def safe_name(text: str) -> str:
@@ -161,6 +167,51 @@ def read_json(path: str | Path) -> Any:
         raise StoreError(f"{path} is not valid JSON ({error}); delete it to recompute that step") from None
 
 
+def file_records(directory: str | Path, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``{name: {"sha256", "rows"}}`` for each of ``names`` present in ``directory``."""
+    records = {}
+    for name in names:
+        path = Path(directory) / name
+        if path.is_file():
+            data = path.read_bytes()
+            records[name] = {"sha256": hashlib.sha256(data).hexdigest(), "rows": _rows(name, data)}
+    return records
+
+
+def damage(directory: str | Path, records: dict[str, dict[str, Any]]) -> str | None:
+    """What is wrong with the stored files of ``records`` in ``directory`` (the first problem, naming the
+    file), or None when every file is the one that was written."""
+    for name, record in sorted(records.items()):
+        path = Path(directory) / name
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            return f"{path} cannot be read ({error.strerror or error})"
+        if hashlib.sha256(data).hexdigest() == record["sha256"]:
+            continue
+        rows = _rows(name, data)
+        if rows != record["rows"]:
+            found = "cannot be read" if rows is None else f"has {rows} rows"
+            return f"{path} {found}, but result.json records {record['rows']}"
+        return f"{path} differs from what was written (SHA-256 mismatch)"
+    return None
+
+
+def _rows(name: str, data: bytes) -> int | None:
+    """Data rows of a stored table (CSV lines after the header; length of an archive's first array)."""
+    if name.endswith(".csv"):
+        return max(data.count(b"\n") - 1, 0)
+    if name.endswith(".npz"):
+        import numpy as np
+
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                return len(arrays[arrays.files[0]]) if arrays.files else 0
+        except Exception:  # any damage a zip or array header can have: no row count to give
+            return None
+    return None
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -192,6 +243,10 @@ class RunDir:
 
     def is_done(self, job_id: str) -> bool:
         return self.result(job_id).is_file()
+
+    def damage(self, job_id: str, record: dict[str, Any]) -> str | None:
+        """What is wrong with a finished job's stored files (None: all as written)."""
+        return damage(self.job(job_id), record.get("files", {}))
 
     def remove_temporaries(self) -> list[Path]:
         """Delete what atomic writes of killed processes left under temporary names: never renamed into

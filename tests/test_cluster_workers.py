@@ -24,7 +24,7 @@ from benchmark.components import resolve
 from benchmark.config import load_experiment
 from benchmark.data.prepare import load_data
 from benchmark.orchestration.cluster import RESULT, counted_trials, jobs_study_name
-from benchmark.orchestration.storage import open_storage, study_name
+from benchmark.orchestration.storage import open_storage
 from benchmark.store import RunDir, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,9 +113,8 @@ def check_run(storage_spec: str, base: Path, name: str, sets: list[str], codes: 
     assert [trial.state for trial in retried] == [TrialState.COMPLETE]
     assert retried[0].user_attrs["worker"] != dead[0].user_attrs["worker"]
 
-    for model in ("mse", "gaussian"):
-        encoder = load_experiment(EXPERIMENT).encoder.name
-        study = optuna.load_study(study_name=study_name(name, encoder, model, "fold0"), storage=storage)
+    for model in ("mse", "gaussian"):  # each study is named by its identity, which the manifest records
+        study = optuna.load_study(study_name=manifest["identity"]["tuning studies"][model]["fold0"], storage=storage)
         counted = counted_trials(study.get_trials())
         assert len(counted) == TRIALS, [(t.number, t.state, t.user_attrs) for t in study.get_trials()]
         assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED) for trial in counted)

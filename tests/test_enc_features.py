@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmark.encoding.cache import FeatureCache, FeatureKey
-from benchmark.identity import dataset_fingerprint, weights_hash
+from benchmark.identity import dataset_fingerprint, item_digest, weights_hash
 from plugins.encoders.tiny3d import Tiny3D
 
 ITEMS, CLIPS = 5, 2
@@ -131,7 +131,7 @@ def test_identical_views_are_refused():
 def test_dataset_fingerprint_sees_labels_and_files(tmp_path):
     video = tmp_path / "a.avi"
     video.write_bytes(b"1234")
-    base = dataset_fingerprint([("a", 55.0)], [video])
-    assert dataset_fingerprint([("a", 56.0)], [video]) != base
+    base = dataset_fingerprint([item_digest(("a", 55.0), video)])
+    assert dataset_fingerprint([item_digest(("a", 56.0), video)]) != base
     video.write_bytes(b"12345")
-    assert dataset_fingerprint([("a", 55.0)], [video]) != base
+    assert dataset_fingerprint([item_digest(("a", 55.0), video)]) != base

@@ -62,9 +62,9 @@ def test_finetune_trains_all_three_and_freezes_the_encoder(monkeypatch):
 
 def test_finetune_is_part_of_the_job_identity(tmp_path):
     from benchmark.config import from_dict
-    from benchmark.orchestration.jobs import job_digest
+    from benchmark.orchestration.provenance import experiment_settings
 
     base = {"name": "x", "models": [{"head": "mse"}]}
     plain = from_dict(base)
     tuned = from_dict({**base, "encoder": {"finetune": True}})
-    assert job_digest(plain, plain.models[0], 0, "fold0", "h") != job_digest(tuned, tuned.models[0], 0, "fold0", "h")
+    assert experiment_settings(plain) != experiment_settings(tuned)

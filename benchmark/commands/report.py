@@ -18,6 +18,11 @@ def run(args) -> int:
     from benchmark.store import RunDir
 
     run_dir = RunDir(args.run_dir)
+    if not args.storage and not run_dir.manifest.is_file():
+        from benchmark.errors import ConfigError
+
+        raise ConfigError(f"{run_dir.root} has no manifest.json: not a run directory (or the run never started); "
+                          "give the directory `run` wrote, or --storage to collect a shared run's results")
     if args.storage:
         from benchmark.orchestration.cluster import fetch_results
         from benchmark.orchestration.storage import open_storage

@@ -1,8 +1,14 @@
-"""``run``: the main job: train and compare every model of an experiment and write the leaderboard."""
+"""``run``: the main job: train and compare every model of an experiment and write the leaderboard.
+
+Exit code 3 when any job failed (after the leaderboard is written), so a sweep or CI can tell.
+"""
 from __future__ import annotations
+
+import sys
 
 from benchmark.config import load_experiment
 
+JOBS_FAILED = 3  # the run finished and wrote its tables, but some jobs have no result
 HELP = "run an experiment: splits, encoder, tuning, every model x seed, leaderboard (resumes)"
 
 
@@ -25,10 +31,15 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from benchmark.encoding.weights import trusting_checkpoints
-    from benchmark.orchestration.runner import run_experiment
+    from benchmark.orchestration.runner import failed_jobs, run_experiment
 
     experiment = load_experiment(args.experiment, args.overrides)
     with trusting_checkpoints(args.trust_checkpoint):
-        run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet,
-                       heartbeat=args.heartbeat)
+        run_dir = run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet,
+                                 heartbeat=args.heartbeat)
+    failed = failed_jobs(run_dir)
+    if failed:
+        print(f"failed: {len(failed)} job(s) failed: {', '.join(failed)}; the leaderboard lists them, "
+              f"each has its traceback.txt; a rerun retries them (exit {JOBS_FAILED})", file=sys.stderr)
+        return JOBS_FAILED
     return 0

@@ -3,6 +3,9 @@
 The file needs ``FileName`` and ``EF_pred`` (the CardioBench contract); optional ``sample_0`` ...
 ``sample_{K-1}`` columns make it probabilistic, otherwise it is scored as a point prediction (CRPS =
 absolute error). Its ids must be exactly the run's test items.
+
+A name is refused (exit 2) when it equals, or becomes as a folder name, a model of the run or an external
+entry already scored; ``--replace`` replaces that external entry (never a trained model's row).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("predictions", help="CSV with FileName and EF_pred columns")
     parser.add_argument("--name", required=True, help="the row label on the leaderboard")
     add_plugin_arguments(parser)
+    parser.add_argument("--replace", action="store_true", help="replace the external entry of that name")
 
 
 def run(args) -> int:
@@ -30,11 +34,12 @@ def run(args) -> int:
     from benchmark.evaluation.leaderboard import item_frame, write_predictions
     from benchmark.evaluation.report import load_results, write_report
     from benchmark.evaluation.scoring import item_scores
-    from benchmark.store import RunDir, atomic_write_json, check_name, read_json, safe_name
+    from benchmark.store import RunDir, atomic_write_json, check_name, file_records, read_json, safe_name
 
     check_name(args.name, "--name")  # it names the model's folder under external/
     run = RunDir(args.run_dir)
     registry = registry_for(run, args)
+    _check_name(run, args.name, args.replace)
     reference = next((r for r in load_results(run) if r.status == "ok" and r.items is not None), None)
     if reference is None:
         raise DataError(f"{run.root} has no finished job to take the test items and labels from; run it first")
@@ -69,10 +74,32 @@ def run(args) -> int:
     slug = safe_name(args.name)
     directory = run.root / "external" / slug
     write_predictions(directory / "predictions.csv", frame)
+    files = file_records(directory, ("predictions.csv",))
     manifest = read_json(run.manifest)
     atomic_write_json(directory / "result.json", {
         "job": slug, "external": True, "model": args.name, "head": args.name, "fusion": "external",
         "encoder": "external", "dataset": manifest["config"]["dataset"]["name"], "seed": 0, "split": "external",
-        "status": "ok", "source": str(path.resolve()), "notes": scores.notes})
+        "status": "ok", "source": str(path.resolve()), "notes": scores.notes, "files": files})
     write_report(run, registry)
     return 0
+
+
+def _check_name(run, name: str, replace: bool) -> None:
+    """Refuse a name that would merge into, or overwrite, an existing row (exit 2, nothing written)."""
+    from benchmark.config import ModelConfig
+    from benchmark.errors import ConfigError
+    from benchmark.store import read_json, safe_name
+
+    if not run.manifest.is_file():
+        raise ConfigError(f"{run.root} has no manifest.json: not a run directory (or the run never started)")
+    config = read_json(run.manifest)["config"]
+    trained = [ModelConfig(**model).key for model in config["models"]]
+    external = [read_json(path)["model"] for path in sorted((run.root / "external").glob("*/result.json"))]
+    for existing in trained:
+        if safe_name(existing) == safe_name(name):
+            raise ConfigError(f"--name {name!r} is taken by the trained model {existing!r} of {run.root}; choose "
+                              "another name (the external row must not be pooled into a trained one)")
+    for existing in external:
+        if safe_name(existing) == safe_name(name) and not replace:
+            raise ConfigError(f"--name {name!r} is taken by the external model {existing!r} (external/"
+                              f"{safe_name(existing)}); choose another name, or add --replace to replace it")

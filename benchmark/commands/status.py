@@ -1,6 +1,7 @@
-"""``status``: where a run stands: each job pending, running (on which worker), done or failed, and the
+"""``status``: where a run stands: each job pending, running (on which worker), done, failed or damaged (its
+stored files changed after it finished; the next run recomputes it), and the
 tuning trials of each model against the budget. Works on a run directory (its own storage, if it has
-one) or on a storage shared by workers (every run in it)."""
+one) or on a storage shared by workers (every run in it). A target that is neither is a usage error (exit 2)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,16 +33,16 @@ def run(args) -> int:
                               "with --storage URL")
         if not spec:
             if manifest is None:
-                from benchmark.errors import StoreError
+                from benchmark.errors import ConfigError
 
-                raise StoreError(f"{target} has no manifest.json: not a run directory (or the run never started)")
+                raise ConfigError(f"{target} has no manifest.json: not a run directory (or the run never started)")
             _show_local(run_dir, manifest)
             return 0
         boards = [open_board(open_storage(spec, target), run_dir)]
     elif "://" not in args.target and not target.is_file():
-        from benchmark.errors import StoreError
+        from benchmark.errors import ConfigError
 
-        raise StoreError(f"{target} is neither a run directory nor a storage file; give the run directory, "
+        raise ConfigError(f"{target} is neither a run directory nor a storage file; give the run directory, "
                          "or the storage URL (postgresql://..., sqlite:///...) the workers use")
     else:
         storage = open_storage(args.target, Path.cwd())
@@ -73,8 +74,13 @@ def _show_local(run_dir, manifest) -> None:
             states.append(JobState(job, "pending"))
             continue
         record = read_json(run_dir.result(job))
-        states.append(JobState(job, "done", detail=f"{record['seconds']:.1f} s") if record["status"] == "ok"
-                      else JobState(job, "failed", detail=record.get("error", "")))
+        problem = run_dir.damage(job, record) if record["status"] == "ok" else None
+        if problem:  # its stored files changed after it finished: the next run computes it again
+            states.append(JobState(job, "damaged", detail=problem))
+        elif record["status"] == "ok":
+            states.append(JobState(job, "done", detail=f"{record['seconds']:.1f} s"))
+        else:
+            states.append(JobState(job, "failed", detail=record.get("error", "")))
     database = run_dir.root / "optuna.db"
     progress = tuning_progress(run_dir.optuna_storage, manifest) if database.is_file() else []
     _print(f"{manifest['experiment']} ({run_dir.root}, one process)", states, progress)
@@ -83,7 +89,8 @@ def _show_local(run_dir, manifest) -> None:
 def _print(title: str, states, progress) -> None:
     from tabulate import tabulate
 
-    counts = {name: sum(state.state == name for state in states) for name in ("done", "running", "pending", "failed")}
+    counts = {name: sum(state.state == name for state in states)
+              for name in ("done", "running", "pending", "failed", "damaged")}
     print(f"{title}: {len(states)} jobs: " + ", ".join(f"{count} {name}" for name, count in counts.items()))
     print(tabulate([(s.job, s.state, s.worker, s.detail) for s in states],
                    headers=["job", "state", "worker", "detail"], tablefmt="simple"))

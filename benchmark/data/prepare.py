@@ -17,7 +17,7 @@ from benchmark.config import DatasetConfig, Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.data.helpers import summarise_exclusions, summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
-from benchmark.identity import dataset_fingerprint
+from benchmark.identity import dataset_fingerprint, item_digest
 from benchmark.store import RunDir
 from registry import Registry
 
@@ -33,7 +33,7 @@ class PreparedData:
     splits: list[Split]
     manifest: pd.DataFrame
     split_hash: str
-    fingerprint: str
+    item_digests: dict[str, str]  # item id -> hash of its labels, tracings and video (see ``item_digest``)
     root: Path
 
     @property
@@ -47,6 +47,16 @@ class PreparedData:
     def role_items(self, split: Split, role: str) -> list[Item]:
         items = self.items
         return [items[item_id] for item_id in split.ids(role)]
+
+    def fingerprint(self, split: Split, roles: tuple[str, ...]) -> str:
+        """The content of the items of ``roles`` in ``split``: a stage that reads only the training items
+        is not redone when a test label changes."""
+        return dataset_fingerprint(self.item_digests[item_id] for role in roles for item_id in split.ids(role))
+
+    def fingerprints(self) -> dict[str, dict[str, str]]:
+        """Per split and role, for the manifest."""
+        return {split.name: {role: self.fingerprint(split, (role,)) for role in ("train", "val", "test")}
+                for split in self.splits}
 
 
 @dataclass
@@ -100,14 +110,8 @@ def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:
     """Write ``splits.csv`` and ``excluded.csv`` into the run directory; the data as every later step uses it."""
     index = loaded.index
     split_hash = write_split_files(run.root, loaded.manifest, index)
-    fingerprint = dataset_fingerprint(
-        # A reversed reading changes every clip; it is added only where it applies, so unaffected data keep
-        # their fingerprint (and cached features).
-        [(item.id, item.patient, item.ef, item.fold, sorted(item.tabular.items()), *(["reversed"] * item.reversed))
-         for item in index.items],
-        [item.video for item in index.items],
-    )
-    return PreparedData(index, loaded.splits, loaded.manifest, split_hash, fingerprint, loaded.root)
+    digests = {item.id: item_digest(_label_record(item), item.video) for item in index.items}
+    return PreparedData(index, loaded.splits, loaded.manifest, split_hash, digests, loaded.root)
 
 
 def uses_stand_in(config: DatasetConfig) -> bool:
@@ -121,6 +125,15 @@ def with_split_exclusions(index: DatasetIndex, splits: list[Split]) -> DatasetIn
     known = set(index.excluded)
     added = tuple(dict.fromkeys(e for split in splits for e in split.excluded if e not in known))
     return dataclasses.replace(index, excluded=index.excluded + added) if added else index
+
+
+def _label_record(item: Item) -> list:
+    """Everything about an item but its video bytes: a changed label, attribute or tracing changes it. A reversed
+    reading (CAMUS ES-to-ED) changes every clip; it is added only where it applies, so unaffected data keep
+    their digest (and cached features)."""
+    tracings = [(tracing.frame, tracing.polygon.round(4).tolist()) for tracing in item.tracings]
+    return [item.id, item.patient, item.ef, item.fold, sorted(item.tabular.items()), sorted(item.subgroups.items()),
+            item.visit, tracings, *(["reversed"] * item.reversed)]
 
 
 def _open(experiment: Experiment, registry: Registry, say: Callable[[str], None]):

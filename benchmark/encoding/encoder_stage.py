@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -22,9 +23,24 @@ from benchmark.encoding.cache import FeatureCache, FeatureKey
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.stage1 import freeze, pretrain_encoder
 from benchmark.errors import ConfigError
-from benchmark.identity import stable_hash, weights_hash
+from benchmark.identity import file_digest, source_digest, stable_hash, weights_hash
 from benchmark.store import RunDir, atomic_write_bytes
 from registry import Registry
+
+
+def weights_path(experiment: Experiment) -> Path | None:
+    """The encoder's local checkpoint (relative to the experiment file), or None."""
+    weights = experiment.encoder.weights
+    return (experiment.base_dir / weights if not weights.startswith("/") else Path(weights)) if weights else None
+
+
+def encoder_identity(experiment: Experiment, registry: Registry) -> dict[str, Any]:
+    """What the encoder before stage 1 is: its name, parameters, code and the bytes of its weight file
+    (not the file's path: a moved checkpoint is the same encoder)."""
+    config, path = experiment.encoder, weights_path(experiment)
+    return {"name": config.name, "params": config.params, "strict_weights": config.strict_weights,
+            "source": source_digest(registry.describe("encoder", config.name)),
+            "weights": file_digest(path) if path is not None and path.is_file() else ""}
 
 
 def build_encoder(experiment: Experiment, registry: Registry, say: Callable[[str], None]):
@@ -35,8 +51,7 @@ def build_encoder(experiment: Experiment, registry: Registry, say: Callable[[str
     check_parameters(factory, params, f"encoder {config.name!r} ([encoder] params)")
     encoder = factory(**params)
     if config.weights:
-        report = encoder.load_weights(experiment.base_dir / config.weights if not config.weights.startswith("/")
-                                      else config.weights, strict=config.strict_weights)
+        report = encoder.load_weights(weights_path(experiment), strict=config.strict_weights)
         say(str(report))
     return encoder
 
@@ -54,6 +69,7 @@ class EncoderStage:
         self.experiment, self.data, self.split, self.seed = experiment, data, split, seed
         self.run, self.device, self.say, self.quiet = run, device, say, quiet
         seed_everything(seed, device)
+        self.identity = encoder_identity(experiment, registry)
         self.encoder = build_encoder(experiment, registry, say)
         self.items = {role: data.role_items(split, role) for role in ROLES}
         self.normalisation = normalisation_for(experiment.clips, self.encoder.input_spec, self.items["train"])
@@ -67,9 +83,7 @@ class EncoderStage:
         experiment, clips = self.experiment, self.experiment.clips
         normalisation = (self.normalisation if encoder.input_spec == self.encoder.input_spec
                          else normalisation_for(clips, encoder.input_spec, self.items["train"]))
-        encoder_key = {"name": experiment.encoder.name, "params": experiment.encoder.params,
-                       "weights": experiment.encoder.weights,
-                       "pretrain": dataclasses.asdict(experiment.encoder.pretrain), "seed": self.seed}
+        encoder_key = {**self.identity, "pretrain": dataclasses.asdict(experiment.encoder.pretrain), "seed": self.seed}
         clip_key = {**dataclasses.asdict(clips), "normalisation": dataclasses.asdict(normalisation)}
         cache = FeatureCache(self.run.cache)
         features = {}
@@ -82,7 +96,10 @@ class EncoderStage:
                            else ClipDataset(role_items, clips, spec, normalisation, train=False))
                 return make_loader(dataset, experiment.encoder.batch_size, experiment.train.num_workers)
 
-            key = FeatureKey(dataset=self.data.fingerprint, split=f"{self.data.split_hash}/{self.split.name}",
+            # The stage-1 encoder (hashed by its weights) carries what the training items taught it; the
+            # entry itself holds this role's clips and labels only.
+            key = FeatureKey(dataset=self.data.fingerprint(self.split, (role,)),
+                             split=f"{self.data.split_hash}/{self.split.name}",
                              role=role, encoder=encoder_key, clips=clip_key)
             cached = cache.features(key, loader, encoder, self.device, progress=not self.quiet)
             self.say(f"features {self.split.name}/seed {self.seed}/{role}: {len(cached.features)} clips "
@@ -100,16 +117,22 @@ class EncoderStage:
             freeze(encoder)
             return
         where = f"stage 1 {self.split.name}/seed {self.seed}"
-        # Named by everything that shapes the trained weights, so that a changed setting trains anew.
-        shaped_by = {"initial": weights_hash(encoder), "pretrain": dataclasses.asdict(config),
-                     "clips": dataclasses.asdict(self.experiment.clips), "dataset": self.data.fingerprint,
-                     "split": self.data.split_hash}
+        # Named by everything that shapes the trained weights (the training items' content, the encoder's
+        # code and initial weights), so that a changed setting, label, video or source trains anew.
+        shaped_by = {"initial": weights_hash(encoder), "source": self.identity["source"],
+                     "pretrain": dataclasses.asdict(config), "clips": dataclasses.asdict(self.experiment.clips),
+                     "dataset": self.data.fingerprint(self.split, ("train",)), "split": self.data.split_hash}
         stored = self.run.root / "encoders" / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"
         if stored.is_file():
-            encoder.load_state_dict(torch.load(stored, map_location="cpu", weights_only=True))
-            freeze(encoder)
-            self.say(f"{where}: reused {stored.name}")
-            return
+            try:
+                state = torch.load(stored, map_location="cpu", weights_only=True)
+            except Exception as error:  # damaged outside the benchmark: named, then trained again
+                self.say(f"{where}: {stored} is damaged ({type(error).__name__}: {error}); training it again")
+            else:
+                encoder.load_state_dict(state)
+                freeze(encoder)
+                self.say(f"{where}: reused {stored.name}")
+                return
         loader = (self.traced_loader(config.batch_size, self.seed) if config.objective == "tracings"
                   else self.training_loader(config.batch_size, self.seed))
         history = pretrain_encoder(encoder, loader, config, self.device, self.seed, progress=not self.quiet)

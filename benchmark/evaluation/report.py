@@ -18,30 +18,36 @@ import pandas as pd
 
 from benchmark.errors import StoreError
 from benchmark.evaluation.leaderboard import JobResult, metric_specs, read_predictions, write_tables
-from benchmark.store import RunDir, check_name, read_csv_table, read_json
+from benchmark.store import RunDir, check_name, damage, read_csv_table, read_json
 from registry import Registry, load_registry
 
 
 def load_results(run: RunDir) -> list[JobResult]:
     """One JobResult per (model, seed): the test predictions of all its splits pooled (cv10 tests every
-    item once across the ten folds)."""
+    item once across the ten folds). A job whose stored files are not the ones it wrote is counted as
+    failed, naming the file; externally scored models are never pooled with trained ones."""
     if not run.manifest.is_file():
         raise StoreError(f"{run.root} has no manifest.json: it is not a run directory (or the run never started)")
     manifest = read_json(run.manifest)
     records = [read_json(run.result(job)) for job in manifest["jobs"] if run.is_done(job)]
     records += [read_json(path) for path in sorted((run.root / "external").glob("*/result.json"))]
+    trained = {record["model"] for record in records if not record.get("external")}
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
-        groups.setdefault((record["model"], record["seed"]), []).append(record)
+        model = record["model"]
+        if record.get("external") and model in trained:  # an old run's clash: shown apart, never merged
+            model = f"{model} (external)"
+        groups.setdefault((model, record["seed"]), []).append(record)
     results = []
     for (model, seed), group in groups.items():
-        failed = [record for record in group if record["status"] != "ok"]
         first = group[0]
         keys = dict(dataset=first["dataset"], encoder=first["encoder"], fusion=first["fusion"], head=first["head"],
                     model=model, seed=seed)
-        if failed:
-            errors = "; ".join(f"{record['split']}: {record['error']}" for record in failed)
-            results.append(JobResult(**keys, status="failed", error=errors))
+        errors = [f"{record['split']}: {record['error']}" for record in group if record["status"] != "ok"]
+        errors += [f"{record['split']}: damaged: {problem}" for record in group if record["status"] == "ok"
+                   and (problem := damage(_directory(run, record), record.get("files", {})))]
+        if errors:
+            results.append(JobResult(**keys, status="failed", error="; ".join(errors)))
             continue
         frames = [read_predictions(_directory(run, record) / "predictions.csv") for record in group]
         results.append(JobResult(**keys, items=pd.concat(frames, ignore_index=True), notes=first.get("notes", {})))
@@ -106,7 +112,7 @@ def _plots(run: RunDir, results: list[JobResult], manifest: dict[str, Any]) -> l
         if not run.is_done(job) or not (directory / "samples.npz").is_file():
             continue
         record = read_json(run.result(job))
-        if record["status"] != "ok" or record["model"] in examples:
+        if record["status"] != "ok" or record["model"] in examples or run.damage(job, record):
             continue
         stored = np.load(directory / "samples.npz")
         frame = read_predictions(directory / "predictions.csv")

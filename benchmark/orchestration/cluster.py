@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 from benchmark.config import ModelConfig
 from benchmark.errors import StoreError
-from benchmark.orchestration.storage import MAX_RETRY, optuna_module, study_name, worker_name
+from benchmark.orchestration.storage import MAX_RETRY, optuna_module, worker_name
 from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
 
 JOB = "job"                  # user attr: the job id a jobs-study trial stands for
@@ -362,17 +362,17 @@ def tuning_progress(storage, manifest: dict[str, Any]) -> list[TuningProgress]:
 
 
     config = manifest["config"]
-    existing = sorted(summary.study_name
-                      for summary in optuna.get_all_study_summaries(storage, include_best_trial=False))
+    existing = {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    studies = manifest.get("identity", {}).get("tuning studies", {})  # model key -> split -> name (its identity)
     progress = []
     for model in config["models"]:
         key = ModelConfig(**model).key
-        prefix = study_name(manifest["experiment"], config["encoder"]["name"], key, "")
-        for name in (name for name in existing if name.startswith(prefix)):
+        for split, name in studies.get(key, {}).items():
+            if name not in existing:
+                continue
             trials = counted_trials(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False))
             finished = sum(trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
                            for trial in trials)
             running = sum(trial.state == TrialState.RUNNING for trial in trials)
-            progress.append(TuningProgress(f"{key} on {name[len(prefix):]}", finished, running,
-                                           config["tune"]["trials"]))
+            progress.append(TuningProgress(f"{key} on {split}", finished, running, config["tune"]["trials"]))
     return progress

@@ -7,12 +7,10 @@ other jobs go on and the leaderboard lists it as failed, never as a number. A re
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -29,8 +27,10 @@ from benchmark.evaluation.leaderboard import item_frame, write_predictions
 from benchmark.evaluation.pooling import pool_by_visit
 from benchmark.evaluation.scoring import item_scores
 from benchmark.orchestration.checkpoint_models import checkpoint_inputs, load_checkpoint_model
+from benchmark.orchestration.provenance import digest, job_identity
 from benchmark.orchestration.tuning import split_params
-from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
+from benchmark.store import (SCORED_FILES, RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                             file_records, safe_name)
 from benchmark.training.finetune import finetune
 from benchmark.training.loop import train_model
 from benchmark.training.model import TrainedModel, build_model
@@ -46,29 +46,31 @@ class Job:
     seed: int
     split: str
     digest: str
+    identity: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # see provenance
 
     @property
     def id(self) -> str:
-        return f"{safe_name(self.model.key)}__seed{self.seed}__{self.split}__{self.digest[:8]}"
+        return f"{self.prefix}__{self.digest[:8]}"
+
+    @property
+    def prefix(self) -> str:
+        """The job's name without its digest: what earlier versions of it (other settings, data or code)
+        share in the run directory."""
+        return f"{safe_name(self.model.key)}__seed{self.seed}__{self.split}"
 
 
-def job_digest(experiment: Experiment, model: ModelConfig, seed: int, split: str, split_hash: str) -> str:
-    """Everything a job's outcome depends on; editing any of it makes a new job instead of reusing."""
-    relevant = {
-        "dataset": dataclasses.asdict(experiment.dataset), "synthetic": dataclasses.asdict(experiment.synthetic),
-        "clips": dataclasses.asdict(experiment.clips), "encoder": dataclasses.asdict(experiment.encoder),
-        "model": dataclasses.asdict(model), "train": dataclasses.asdict(experiment.train),
-        "tune": dataclasses.asdict(experiment.tune), "samples": experiment.evaluate.samples,
-        "point": experiment.evaluate.point, "pool": experiment.evaluate.pool, "seed": seed, "split": split, "split_hash": split_hash,
-    }
-    for volatile in ("device", "num_workers", "threads"):  # where it runs does not change what it computes
-        relevant["train"].pop(volatile)
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def plan_jobs(experiment: Experiment, data: PreparedData) -> list[Job]:
-    return [Job(model, seed, split.name, job_digest(experiment, model, seed, split.name, data.split_hash))
-            for split in data.splits for seed in experiment.seeds for model in experiment.models]
+def plan_jobs(experiment: Experiment, registry: Registry, data: PreparedData,
+              studies: Mapping[tuple[str, str], str]) -> list[Job]:
+    """Every model x seed x split, named by its identity. ``studies``: the tuning study digest per (model key,
+    split name)."""
+    jobs = []
+    for split in data.splits:
+        for seed in experiment.seeds:
+            for model in experiment.models:
+                identity = job_identity(experiment, registry, data, model, seed, split,
+                                        studies.get((model.key, split.name), ""))
+                jobs.append(Job(model, seed, split.name, digest(identity), identity))
+    return jobs
 
 
 @dataclass
@@ -91,11 +93,12 @@ def run_job(job: Job, context: JobContext, on_epoch: Callable[[int, dict], None]
     experiment = context.experiment
     record = {"job": job.id, "model": job.model.key, "head": job.model.head, "fusion": job.model.fusion,
               "encoder": experiment.encoder.name, "dataset": experiment.dataset.name, "seed": job.seed,
-              "split": job.split, "params": dict(context.params), "samples": experiment.evaluate.samples}
+              "split": job.split, "params": dict(context.params), "samples": experiment.evaluate.samples,
+              "identity": dict(job.identity)}
     started = time.perf_counter()
     try:
         record.update(_train_and_predict(job, context, on_epoch))
-        record["status"] = "ok"
+        record.update(status="ok", files=file_records(context.run.job(job.id), SCORED_FILES))
     except StoreError:  # the run directory cannot take the files (disk full): no fault of the model's
         raise
     except Exception as error:  # contained: one broken head must not take the run down

@@ -1,4 +1,5 @@
-"""What a run records about itself: resolved config, hashes, package versions, code revision, machine."""
+"""What a run records about itself: resolved config, hashes, package versions, code revision, machine, and
+(from the runner) the identities its results are named by: data content, component sources, weight files."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -62,7 +63,8 @@ def recorded_config(experiment: Experiment) -> dict[str, Any]:
 def build_manifest(experiment: Experiment, **sections: Any) -> dict[str, Any]:
     return {
         "experiment": experiment.name,
-        "source": experiment.source,
+        # Absolute, so that ``report`` finds the experiment's plugin files from any working directory.
+        "source": str(Path(experiment.source).resolve()) if Path(experiment.source).is_file() else experiment.source,
         "config": recorded_config(experiment),
         "config_hash": experiment.hash(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -20,8 +20,8 @@ from benchmark.store import RunDir
 MANIFEST_KEYS = ("experiment", "config", "jobs")  # what build_manifest always records
 
 
-def start_over(run: RunDir, say: Callable[[str], None]) -> None:
-    """``--fresh``: delete ``run.root`` if it is a run directory; refuse (exit 2) anything else."""
+def check_fresh(run: RunDir) -> None:
+    """``--fresh`` may delete ``run.root`` only if it is a run directory; refuse (exit 2) anything else."""
     root = run.root
     if not root.exists():
         return
@@ -32,8 +32,15 @@ def start_over(run: RunDir, say: Callable[[str], None]) -> None:
     if not root.is_dir() or (any(root.iterdir()) and previous_manifest(run) is None):
         raise ConfigError(f"--fresh refused to delete {root}: it holds no manifest.json of a run, so it is not a "
                           "run directory this tool made. Choose another --out, or delete it yourself.")
-    say(f"--fresh: deleting the run directory {resolved}")
-    shutil.rmtree(root)
+
+
+def start_over(run: RunDir, say: Callable[[str], None], keep: str) -> None:
+    """``--fresh`` after ``check_fresh``: delete everything in ``run.root`` but ``keep`` (the lock this process
+    holds, so that no other run can start in the directory while it is emptied)."""
+    say(f"--fresh: deleting the contents of the run directory {run.root.resolve()}")
+    for child in run.root.iterdir():
+        if child.name != keep:
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 def previous_manifest(run: RunDir) -> dict[str, Any] | None:

@@ -18,18 +18,22 @@ import torch
 from benchmark.components import PRIOR, resolve
 from benchmark.config import Experiment, ModelConfig
 from benchmark.contracts import Split
-from benchmark.data.prepare import PreparedData, load_data, store_data
+from benchmark.data.prepare import LoadedData, PreparedData, load_data, store_data
 from benchmark.device import resolve_device
-from benchmark.encoding.encoder_stage import EncoderStage
+from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.report import write_report
+from benchmark.identity import file_digest
 from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
-from benchmark.orchestration.manifest import build_manifest, recorded_config
-from benchmark.orchestration.preflight import refuse_stand_in_over_real, start_over
+from benchmark.orchestration.lock import LOCK_FILE, RunLock
+from benchmark.orchestration.manifest import build_manifest
+from benchmark.orchestration.preflight import check_fresh, refuse_stand_in_over_real, start_over
+from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
+                                                study_identity)
 from benchmark.orchestration.storage import storage_url, study_name
-from benchmark.orchestration.tuning import tune_model
+from benchmark.orchestration.tuning import search_space, tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
 from benchmark.training.preflight import preflight
 from registry import Registry
@@ -76,7 +80,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     loaded = load_data(experiment, registry, say)
     run = RunDir(out or Path("runs") / experiment.name)
     if fresh:
-        start_over(run, say)
+        check_fresh(run)
     else:
         refuse_stand_in_over_real(experiment, run)
     try:
@@ -84,6 +88,14 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     except OSError as error:
         raise StoreError(f"cannot create the run directory {run.root}: {error.strerror or error}. "
                          "Choose a writable place with --out.") from None
+    with RunLock(run.root):
+        if fresh:
+            start_over(run, say, keep=LOCK_FILE)
+        return _run_locked(experiment, registry, loaded, run, storage, quiet, say, heartbeat)
+
+
+def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, run: RunDir, storage: str,
+                quiet: bool, say: Callable[[str], None], heartbeat: int) -> RunDir:
     info = RunInfo(experiment, run.root, registry)
     registry.hook.on_run_start(run=info)
 
@@ -94,24 +106,32 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     run.remove_temporaries()
     if experiment.train.threads:
         torch.set_num_threads(experiment.train.threads)
-    jobs = plan_jobs(experiment, data)
+    # One tuning study per model and split (see below), named by what it depends on.
+    studies = {(model.key, split.name): study_identity(experiment, registry, data, model, split,
+                                                       search_space(registry, model))
+               for model in experiment.models if _needs_tuning(experiment, registry, model) for split in data.splits}
+    jobs = plan_jobs(experiment, registry, data, {key: digest(identity) for key, identity in studies.items()})
     context = RunContext(experiment, registry, data, run, device, info, quiet, say)
     manifest = build_manifest(
-        experiment, protocol=protocol(experiment, data), split_hash=data.split_hash, data_root=str(data.root),
-        synthetic=data.synthetic, oracle=str(data.index.oracle_path or ""), excluded=len(data.index.excluded_items),
-        dataset_notes=list(data.index.notes), split_sources={split.name: split.source for split in data.splits},
-        device=str(device), jobs=[job.id for job in jobs])
+        experiment, protocol=protocol(experiment, data), split_hash=data.split_hash,
+        data_root=str(data.root.resolve()), synthetic=data.synthetic,
+        oracle=str(data.index.oracle_path.resolve()) if data.index.oracle_path else "",
+        excluded=len(data.index.excluded_items), dataset_notes=list(data.index.notes),
+        split_sources={split.name: split.source for split in data.splits}, device=str(device),
+        jobs=[job.id for job in jobs], identity=_manifest_identity(context, studies))
     atomic_write_json(run.manifest, manifest)
     if storage or experiment.tune.storage:
-        _run_shared(context, jobs, manifest, storage or experiment.tune.storage, heartbeat)
+        _run_shared(context, jobs, studies, manifest, storage or experiment.tune.storage, heartbeat)
         return _finish(context)
-    pending = [job for job in jobs if not _finished(run, job)]
+    pending = [job for job in jobs if not _finished(context, job)]
     say(f"{len(jobs)} jobs ({len(experiment.models)} models x {len(experiment.seeds)} seeds x "
         f"{len(data.splits)} splits): {len(jobs) - len(pending)} already done, {len(pending)} to run")
+    for job in pending:
+        _say_why(context, job)
 
     # Each split is tuned on its own TRAIN and VAL at the first seed, so the parameters that predict a
     # split's TEST never come from a trial that trained or validated on those items (in cv10 every fold
-    # is some split's TEST). Tuning stored by an earlier invocation is reused.
+    # is some split's TEST). Tuning stored by an earlier invocation with the same identity is reused.
     to_tune = [m for m in experiment.models if _needs_tuning(experiment, registry, m)]
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
     for split in data.splits:
@@ -119,7 +139,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
         for model in to_tune:
             if not any(job.model.key == model.key and job.split == split.name for job in pending):
                 continue
-            stored = _stored_tuning(run, experiment, model, split.name)
+            stored = _stored_tuning(context, model, split.name, studies[model.key, split.name])
             if stored is None:
                 untuned.append(model)
             else:
@@ -132,7 +152,8 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
             stage = context.encoder_stage(split, seed)
             if is_first:
                 for model in untuned:
-                    tuned[model.key, split.name] = _tune(context, model, split.name, stage.features, storage)
+                    tuned[model.key, split.name] = _tune(context, model, split.name, stage.features, storage,
+                                                         studies[model.key, split.name])
             for job in here:
                 _run(context, job, stage, tuned.get((job.model.key, job.split), {}))
 
@@ -145,7 +166,8 @@ def _finish(context: RunContext) -> RunDir:
     return context.run
 
 
-def _run_shared(context: RunContext, jobs: list[Job], manifest: dict[str, Any], spec: str, heartbeat: int) -> None:
+def _run_shared(context: RunContext, jobs: list[Job], studies: dict[tuple[str, str], dict[str, Any]],
+                manifest: dict[str, Any], spec: str, heartbeat: int) -> None:
     """One worker of many on the storage ``spec``: tune together, then claim jobs until none is left
     anywhere, then copy every stored result into this run directory for the report."""
     from benchmark.orchestration.cluster import JobBoard, job_files, jobs_study_name
@@ -163,9 +185,9 @@ def _run_shared(context: RunContext, jobs: list[Job], manifest: dict[str, Any], 
         return loaded[split, seed]
 
     seed = experiment.seeds[0]  # each split tuned on its own TRAIN and VAL, as in a single-process run
-    tuned = {(model.key, split): _tune(context, model, split, stage_of(split, seed).features, spec, storage)
-             for split in splits for model in experiment.models
-             if _needs_tuning(experiment, context.registry, model)}
+    tuned = {(key, split): _tune(context, experiment.model(key), split, stage_of(split, seed).features, spec,
+                                 identity, storage)
+             for (key, split), identity in studies.items()}
     board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]))
     by_id = {job.id: job for job in jobs}
     enqueued = board.publish(list(by_id), manifest)
@@ -211,8 +233,71 @@ def protocol(experiment: Experiment, data: PreparedData) -> dict[str, Any]:
             "tuning trials": experiment.tune.trials}
 
 
-def _finished(run: RunDir, job: Job) -> bool:
-    return run.is_done(job.id) and read_json(run.result(job.id)).get("status") == "ok"
+def _finished(context: RunContext, job: Job) -> bool:
+    """Done, ok, and its stored files are the ones it wrote; a damaged job is named and runs again."""
+    run = context.run
+    if not run.is_done(job.id):
+        return False
+    record = read_json(run.result(job.id))
+    if record.get("status") != "ok":
+        return False
+    problem = run.damage(job.id, record)
+    if problem:
+        context.say(f"damaged {job.id}: {problem}; it runs again")
+    return problem is None
+
+
+def _say_why(context: RunContext, job: Job) -> None:
+    """Why a job runs: what changed since an earlier version of it (same model, seed and split) ran."""
+    if context.run.is_done(job.id):
+        return  # failed or damaged: said already, or in its result
+    earlier = []
+    for result in context.run.jobs.glob(f"{job.prefix}__*/result.json"):
+        try:
+            identity = read_json(result).get("identity")
+        except StoreError:
+            continue
+        if isinstance(identity, dict):
+            earlier.append((result.stat().st_mtime_ns, identity))
+    if earlier:
+        changed = changes(max(earlier, key=lambda pair: pair[0])[1], dict(job.identity))
+        context.say(f"{job.model.key} (seed {job.seed}, {job.split}) runs again: {', '.join(changed)}")
+
+
+def _manifest_identity(context: RunContext, studies: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    """What the run's results are identified by: data content per split and role, each component's
+    source, the weight files, and the tuning study of each tuned model."""
+    experiment, registry = context.experiment, context.registry
+    encoder = encoder_identity(experiment, registry)
+    return {"data": context.data.fingerprints(),
+            "sources": {key: value for model in experiment.models
+                        for key, value in component_sources(registry, experiment, model).items()},
+            "weights": {"encoder": encoder["weights"],
+                        **{f"checkpoint {key}": bytes_hash for key, bytes_hash in _checkpoints(experiment).items()}},
+            "tuning studies": _study_names(experiment, studies)}
+
+
+def _study_names(experiment: Experiment, studies: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Model key -> split -> the name of its tuning study in the storage."""
+    names: dict[str, dict[str, str]] = {}
+    for (key, split), identity in studies.items():
+        names.setdefault(key, {})[split] = _study_name(experiment, experiment.model(key), digest(identity))
+    return names
+
+
+def _checkpoints(experiment: Experiment) -> dict[str, str]:
+    paths = {model.key: checkpoint_path(experiment, model) for model in experiment.models}
+    return {key: file_digest(path) for key, path in paths.items() if path is not None and path.is_file()}
+
+
+def failed_jobs(run: RunDir) -> list[str]:
+    """The run's jobs without a sound ok result (failed, damaged, or never stored), by id."""
+    failed = []
+    for job in read_json(run.manifest)["jobs"]:
+        record = read_json(run.result(job)) if run.is_done(job) else {}
+        if record.get("status") != "ok" or run.damage(job, record):
+            failed.append(job)
+    return failed
 
 
 def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig) -> bool:
@@ -225,34 +310,42 @@ def _tuning_path(run: RunDir, model: ModelConfig, split: str) -> Path:
     return run.root / "tuning" / f"{safe_name(model.key)}__{safe_name(split)}.json"
 
 
-def _stored_tuning(run: RunDir, experiment: Experiment, model: ModelConfig, split: str) -> dict[str, Any] | None:
-    path = _tuning_path(run, model, split)
+def _study_name(experiment: Experiment, model: ModelConfig, identity: str) -> str:
+    """Named by its identity: a changed search space, budget, data, split or code opens a new study."""
+    return study_name(experiment.name, experiment.encoder.name, model.key, identity[:12])
+
+
+def _stored_tuning(context: RunContext, model: ModelConfig, split: str,
+                   identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored winner of the model's study on ``split`` with this identity; for another identity None,
+    saying why."""
+    path = _tuning_path(context.run, model, split)
     if not path.is_file():
         return None
     stored = read_json(path)
-    return stored["params"] if stored.get("config") == _tuning_config(experiment, model, split) else None
-
-
-def _tuning_config(experiment: Experiment, model: ModelConfig, split: str) -> dict[str, Any]:
-    return {"model": dataclasses.asdict(model), "tune": recorded_config(experiment)["tune"],
-            "seed": experiment.seeds[0], "split": split}
+    if stored.get("identity") == digest(identity):
+        return stored["params"]
+    if isinstance(stored.get("parts"), dict):
+        context.say(f"{model.key} is tuned again on {split}: {', '.join(changes(stored['parts'], identity))}")
+    return None
 
 
 def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[str, FeatureSet], storage: str,
-          shared=None) -> dict[str, Any]:
+          identity: dict[str, Any], shared=None) -> dict[str, Any]:
     """Tune on VAL of ``split`` at the first seed; the winner is stored, and every seed of that split trains
-    with it. ``shared``: the Optuna storage of a run with many workers, who then tune the study together."""
+    with it. ``identity``: what the study depends on (see ``study_identity``); ``shared``: the Optuna storage
+    of a run with many workers, who then tune the study together."""
     experiment, run = context.experiment, context.run
     url = shared or storage_url(storage or experiment.tune.storage, run.root)
     result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
-                        storage=url, study=study_name(experiment.name, experiment.encoder.name, model.key, split),
+                        storage=url, study=_study_name(experiment, model, digest(identity)),
                         seed=experiment.seeds[0], samples=experiment.evaluate.samples,
                         point=experiment.evaluate.point, quiet=context.quiet, shared=shared is not None)
     context.say(f"tuned {model.key} on {split}: {experiment.tune.metric} {result.value:.3f} on VAL after "
                 f"{result.finished_trials} trials, {result.params}")
     atomic_write_json(_tuning_path(run, model, split),
                       {"params": result.params, "value": result.value, "trials": result.finished_trials,
-                       "study": result.study, "split": split, "config": _tuning_config(experiment, model, split)})
+                       "study": result.study, "split": split, "identity": digest(identity), "parts": identity})
     return result.params
 
 

@@ -21,6 +21,9 @@ from benchmark.training.model import build_model
 from registry.errors import did_you_mean
 from registry.records import ComponentRecord, Param, param_from_spec
 
+INTERRUPTED = "interrupted"  # trial user attr: stopped by Ctrl-C or a kill, not by its parameters
+RETRY_OF = "retry_of"        # trial user attr: the number of the interrupted trial whose parameters it reruns
+
 
 def search_space(registry, model: ModelConfig) -> dict[str, Param]:
     """The head's and fusion's default spaces, updated by the model's TOML ``search_space``."""
@@ -90,8 +93,12 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
         fusion, head = build_model(registry, model, train.feature_dim, train.tabular_dim, seed,
                                    params.head, params.fusion)
         epochs = params.trainer.get("epochs") or tune_settings.epochs or None
-        trained = train_model(fusion, head, train, val, settings, seed, epochs=epochs, trial=trial,
-                              quiet=True, name=model.head)
+        try:
+            trained = train_model(fusion, head, train, val, settings, seed, epochs=epochs, trial=trial,
+                                  quiet=True, name=model.head)
+        except KeyboardInterrupt:  # Optuna marks the trial failed; the mark says it was not the parameters
+            trial.set_user_attr(INTERRUPTED, True)
+            raise
         return score(val.ef, trained.predict(val, samples=samples, point=point, seed=seed))
 
     direction = "maximize" if metric.metadata.get("direction") == "max" else "minimize"
@@ -102,12 +109,14 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
 
     def reseed() -> int:
         # The trial after k finished ones always samples with seed + k, whether or not the study was
-        # interrupted (a killed trial stays RUNNING and does not count), so a resumed study suggests
-        # exactly what the undisturbed one would have, and replays none of its earlier suggestions.
-        finished = len(handle.get_trials(deepcopy=False, states=finished_states))
+        # interrupted (an interrupted trial does not count: its parameters run again in its place), so a
+        # resumed study suggests exactly what the undisturbed one would have.
+        finished = len(_counted(handle.get_trials(deepcopy=False, states=finished_states)))
         handle.sampler = optuna.samplers.TPESampler(seed=seed + finished, n_startup_trials=startup)
         return finished
 
+    if not shared:  # a run directory's own study: nobody else runs in it (the run lock), so RUNNING is dead
+        _requeue_interrupted(handle)
     done = reseed()
     remaining = max(tune_settings.trials - done, 0)
     if shared:
@@ -134,7 +143,30 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
                              "failed. Check the search space and train.lr, or raise tune.trials.")
     best = handle.best_trial
     return TuningResult(dict(best.params), float(best.value),
-                        len(handle.get_trials(deepcopy=False, states=finished_states)), study)
+                        len(_counted(handle.get_trials(deepcopy=False, states=finished_states))), study)
+
+
+def _counted(trials: list) -> list:
+    """The trials that used the budget: not those interrupted (their retry counts in their place)."""
+    return [trial for trial in trials if not trial.user_attrs.get(INTERRUPTED)]
+
+
+def _requeue_interrupted(study) -> None:
+    """Enqueue once more, with the same parameters, every trial that was cut short: failed by Ctrl-C, or
+    left RUNNING by a killed process (then marked failed and interrupted here). Interrupted-then-resumed
+    tuning thus runs exactly the trials of an undisturbed one."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {trial.user_attrs.get(RETRY_OF) for trial in trials}
+    for trial in trials:
+        if trial.state == TrialState.RUNNING:
+            study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        elif not (trial.state == TrialState.FAIL and trial.user_attrs.get(INTERRUPTED)):
+            continue
+        if trial.number not in retried:
+            study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
 
 
 def _objective_score(metric: ComponentRecord) -> Callable[..., float]:

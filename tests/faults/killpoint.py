@@ -1,10 +1,13 @@
 """Run ``python -m benchmark`` and kill -9 the process at an exact point: crash injection without races.
 
     python killpoint.py call MODULE:FUNCTION N -- run experiment.toml --out DIR
+    python killpoint.py interrupt MODULE:FUNCTION N -- run experiment.toml --out DIR
     python killpoint.py replace GLOB N -- run experiment.toml --out DIR
 
 ``call``: the process SIGKILLs itself on entering the N-th call of ``MODULE.FUNCTION`` (the function is
 looked up through its module at call time, so patching the module attribute reaches every caller).
+``interrupt``: as ``call``, but the process sends itself SIGINT (what Ctrl-C sends), which Python raises as
+KeyboardInterrupt in the middle of the work, so every ``finally`` and ``except`` of the benchmark runs.
 ``replace``: it SIGKILLs itself at the N-th atomic rename onto a path matching ``GLOB``, i.e. after the
 temporary file is complete and before it takes the final name: the worst moment for a writer.
 
@@ -36,7 +39,11 @@ def nth_time(n: int) -> Callable[[], bool]:
     return due
 
 
-def arm_call(target: str, n: int) -> None:
+def interrupt() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def arm_call(target: str, n: int, action: Callable[[], None] = kill) -> None:
     module_name, name = target.split(":")
     module = importlib.import_module(module_name)
     original = getattr(module, name)
@@ -44,7 +51,7 @@ def arm_call(target: str, n: int) -> None:
 
     def wrapper(*args, **kwargs):
         if due():
-            kill()
+            action()
         return original(*args, **kwargs)
 
     setattr(module, name, wrapper)
@@ -65,7 +72,9 @@ def arm_replace(pattern: str, n: int) -> None:
 def main(argv: list[str]) -> int:
     separator = argv.index("--")
     (mode, target, n), cli_args = argv[:separator], argv[separator + 1:]
-    {"call": arm_call, "replace": arm_replace}[mode](target, int(n))
+    modes = {"call": arm_call, "replace": arm_replace,
+             "interrupt": lambda target, n: arm_call(target, n, action=interrupt)}
+    modes[mode](target, int(n))
     from benchmark.cli import main as benchmark_main
 
     return benchmark_main(cli_args)

@@ -94,7 +94,11 @@ def broken_run(tmp_path_factory, synthetic_root):
 
 def test_failing_heads_fail_only_their_jobs(broken_run):
     _, run, outcome = broken_run
-    assert outcome.code == 0, outcome.text
+    # Exit 3 once the leaderboard is written: a sweep or CI can tell that jobs failed.
+    assert outcome.code == 3, outcome.text
+    assert (run / "leaderboard.csv").is_file()
+    (summary,) = [line for line in outcome.err.splitlines() if line.startswith("failed: ")]
+    assert summary.startswith("failed: 3 job(s) failed: ") and all(model in summary for model in EXPECTED_ERRORS)
     results = {record["model"]: record for record in
                (json.loads(path.read_text()) for path in (run / "jobs").glob("*/result.json"))}
     assert results["mse"]["status"] == "ok"
@@ -138,7 +142,7 @@ def test_rerun_retries_failed_jobs_only(broken_run):
     experiment, run, _ = broken_run
     before = leaderboard(run)
     outcome = cli(*run_args(experiment, run))
-    assert outcome.code == 0
+    assert outcome.code == 3
     assert "2 already done, 3 to run" in outcome.out  # mse and the prior row are done
     pd.testing.assert_frame_equal(leaderboard(run), before)
 

@@ -77,8 +77,9 @@ def test_kill_during_feature_caching(tmp_path, experiment, reference_run):
 
 def test_kill_during_training(tmp_path, experiment, reference_run):
     out = tmp_path / "run"
-    # Two epochs per job: the third validation pass is the first epoch of the second job.
-    killed(run_killed(tmp_path, ["call", "benchmark.training.loop:_validate", "3"], experiment, out))
+    # Two epochs per job: the fourth validation pass is the second epoch of the second job, whose first
+    # epoch is already in training_log.csv.
+    killed(run_killed(tmp_path, ["call", "benchmark.training.loop:_validate", "4"], experiment, out))
     finished = sorted(path.parent.name for path in (out / "jobs").glob("*/result.json"))
     assert [name.split("__")[0] for name in finished] == ["mse"]
     assert_complete_files(out)
@@ -86,6 +87,9 @@ def test_kill_during_training(tmp_path, experiment, reference_run):
     outcome = resume(experiment, out)
     assert "1 already done, 2 to run" in outcome.out  # gaussian and the prior row
     pd.testing.assert_frame_equal(leaderboard(out), leaderboard(reference_run))
+    log, reference_log = (pd.read_csv(run / "training_log.csv") for run in (out, reference_run))
+    assert not log.duplicated(["job", "epoch"]).any(), "the resumed job's first epoch is logged twice"
+    assert len(log) == len(reference_log)
 
 
 @pytest.mark.parametrize("target, jobs_done", [("*/jobs/*/result.json", 0), ("*/leaderboard.csv", 3)])
@@ -109,7 +113,8 @@ search_space = { lr = { float = [1e-4, 1e-2], log = true }, width = { choices = 
 """
 
 
-def test_kill_during_tuning(tmp_path, synthetic_root):
+@pytest.mark.parametrize("how", ["call", "interrupt"])  # kill -9, or Ctrl-C (SIGINT) in the middle of a trial
+def test_kill_during_tuning(tmp_path, synthetic_root, how):
     def tuned_experiment(folder):
         return write_experiment(folder / "experiment.toml", synthetic_root=synthetic_root, models=TUNED_MODEL,
                                 trials=3)
@@ -120,7 +125,12 @@ def test_kill_during_tuning(tmp_path, synthetic_root):
     folder = tmp_path / "interrupted"
     experiment = tuned_experiment(folder)
     # Each trial trains two epochs; the third validation pass is inside the second trial.
-    killed(run_killed(folder, ["call", "benchmark.training.loop:_validate", "3"], experiment, folder / "run"))
+    stopped = run_killed(folder, [how, "benchmark.training.loop:_validate", "3"], experiment, folder / "run")
+    if how == "interrupt":
+        assert stopped.returncode == 130 and "interrupted" in stopped.stderr, stopped.stderr[-2000:]
+        assert not (folder / "run" / "run.lock").exists(), "Ctrl-C must release the run directory"
+    else:
+        killed(stopped)
     assert (folder / "run" / "optuna.db").is_file() and not (folder / "run" / "tuning").exists()
 
     resume(experiment, folder / "run")

@@ -1,0 +1,107 @@
+"""What a job and a tuning study depend on, part by part, and in words what changed between two runs.
+
+A job's identity is a dict of parts (data content per role, split manifest, settings, component sources,
+weight files, tuning study, seed); its digest names the job. Paths and storage URLs are left out, so a
+moved data folder or weight file, or another storage password, reuses everything. ``result.json`` keeps
+the parts, so a rerun can say why a job runs again ("mse: head source changed").
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from benchmark.config import Experiment, ModelConfig
+from benchmark.contracts import ROLES, Split
+from benchmark.data.prepare import PreparedData
+from benchmark.encoding.encoder_stage import encoder_identity
+from benchmark.identity import file_digest, source_digest, stable_hash
+from registry import Registry
+
+# Where a job runs does not change what it computes.
+VOLATILE_TRAIN = ("device", "num_workers", "threads")
+
+
+def checkpoint_path(experiment: Experiment, model: ModelConfig) -> Path | None:
+    """A model's ``checkpoint`` (relative to the experiment file), or None for a model trained here."""
+    if not model.checkpoint:
+        return None
+    path = Path(model.checkpoint)
+    return path if path.is_absolute() else experiment.base_dir / path
+
+
+def component_sources(registry: Registry, experiment: Experiment, model: ModelConfig) -> dict[str, str]:
+    """Source digests of the encoder, fusion and head a model runs on, keyed like ``head mse``."""
+    named = {"encoder": experiment.encoder.name, "fusion": model.fusion, "head": model.head}
+    return {f"{kind} {name}": source_digest(registry.describe(kind, name)) for kind, name in named.items()}
+
+
+def experiment_settings(experiment: Experiment) -> dict[str, Any]:
+    """The experiment's settings that shape every model's result, without paths and storages."""
+    dataset = dataclasses.asdict(experiment.dataset)
+    for where in ("root", "synthetic_if_missing"):  # the data itself is hashed by content
+        dataset.pop(where)
+    train = dataclasses.asdict(experiment.train)
+    for volatile in VOLATILE_TRAIN:
+        train.pop(volatile)
+    encoder = dataclasses.asdict(experiment.encoder)
+    encoder.pop("weights")  # its bytes are in the encoder identity
+    return {"dataset": dataset, "clips": dataclasses.asdict(experiment.clips), "encoder": encoder, "train": train}
+
+
+def _model_settings(model: ModelConfig) -> dict[str, Any]:
+    settings = dataclasses.asdict(model)
+    settings.pop("checkpoint")  # its bytes are hashed instead
+    settings.pop("search_space")  # resolved, it is part of the tuning study's identity
+    return settings
+
+
+def study_identity(experiment: Experiment, registry: Registry, data: PreparedData, model: ModelConfig,
+                   split: Split, space: dict[str, Any]) -> dict[str, Any]:
+    """What a model's tuning study on ``split`` depends on: that split's TRAIN and VAL, the search space
+    ``space``, the budget, the settings and code; its digest names the study."""
+    tune = dataclasses.asdict(experiment.tune)
+    tune.pop("storage")
+    return {"data": data.fingerprint(split, ("train", "val")), "split": data.split_hash, "split name": split.name,
+            "settings": {**experiment_settings(experiment), "model": _model_settings(model),
+                         "samples": experiment.evaluate.samples, "point": experiment.evaluate.point},
+            "search space": {key: repr(param) for key, param in sorted(space.items())}, "budget": tune,
+            "sources": component_sources(registry, experiment, model),
+            "encoder weights": encoder_identity(experiment, registry)["weights"], "seed": experiment.seeds[0]}
+
+
+def job_identity(experiment: Experiment, registry: Registry, data: PreparedData, model: ModelConfig, seed: int,
+                 split: Split, study: str) -> dict[str, Any]:
+    """Everything a job's outcome depends on. ``study``: the digest of its tuning study ("" untuned)."""
+    checkpoint = checkpoint_path(experiment, model)
+    return {"data": {role: data.fingerprint(split, (role,)) for role in ROLES}, "split": data.split_hash,
+            "settings": {**experiment_settings(experiment), "model": _model_settings(model),
+                         "evaluate": {"samples": experiment.evaluate.samples, "point": experiment.evaluate.point,
+                                      "pool": experiment.evaluate.pool}},
+            "sources": component_sources(registry, experiment, model),
+            "weights": {"encoder": encoder_identity(experiment, registry)["weights"],
+                        "checkpoint": file_digest(checkpoint) if checkpoint and checkpoint.is_file() else ""},
+            "tuning": study, "seed": seed, "split name": split.name}
+
+
+def digest(identity: dict[str, Any]) -> str:
+    return stable_hash(identity)
+
+
+def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two identities, in words: ``test data changed``, ``head mse source changed``."""
+    said = []
+    for part in sorted(set(old) | set(new)):
+        before, after = old.get(part), new.get(part)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict) and part != "settings":
+            said += [f"{key} {_noun(part)} changed" for key in sorted(set(before) | set(after))
+                     if before.get(key) != after.get(key)]
+        else:
+            said.append(f"{part} changed")
+    return said
+
+
+def _noun(part: str) -> str:
+    return {"data": "data", "sources": "source", "weights": "weights"}.get(part, part)

@@ -1,0 +1,220 @@
+"""Provenance: a stored result is reused only while everything it depends on is unchanged. A changed label,
+video, plugin source or search space reruns exactly the jobs and studies it affects, and the run says why;
+a moved data folder reruns nothing; a stored file changed after the fact is found, never scored."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from faultkit import MODELS, cli, leaderboard, run_args, write_experiment
+
+PLUGIN = '''
+from torch.nn import functional as F
+
+from benchmark.api import PointHead
+from registry import hookimpl
+
+
+class Plug(PointHead):
+    """A point head whose loss the test edits."""
+
+    criterion = staticmethod(F.{loss})
+
+
+@hookimpl
+def register_heads(registry):
+    registry.add("plug", Plug)
+'''
+
+
+@pytest.fixture
+def data(tmp_path, synthetic_root, reference_run):
+    """A copy of the session's generated Pediatric-format data, used as real data (so it can be edited);
+    the reference run has generated it. ``copytree`` keeps the files' modification times."""
+    (generated,) = synthetic_root.glob("echonet_pediatric-*")
+    return shutil.copytree(generated, tmp_path / "data")
+
+
+def run(experiment, out, *extra):
+    outcome = cli(*run_args(experiment, out, *extra))
+    assert outcome.code == 0, outcome.text
+    return outcome
+
+
+def set_ef(data, item_id: str, ef: float) -> None:
+    """Rewrite one row's EF in A4C/FileList.csv, leaving every other byte as it was."""
+    path = data / "A4C" / "FileList.csv"
+    with path.open(newline="") as stream:
+        rows = list(csv.reader(stream))
+    column = rows[0].index("EF")
+    (row,) = [row for row in rows[1:] if row[rows[0].index("FileName")] == item_id]
+    row[column] = f"{ef:.2f}"
+    with path.open("w", newline="") as stream:
+        csv.writer(stream).writerows(rows)
+
+
+def an_item(out, role: str) -> str:
+    splits = pd.read_csv(out / "splits.csv", dtype=str)
+    return splits.loc[splits["role"] == role, "id"].iloc[0]
+
+
+def predictions(out, model: str) -> pd.DataFrame:
+    manifest = json.loads((out / "manifest.json").read_text())
+    (job,) = [job for job in manifest["jobs"] if job.startswith(f"{model}__")]
+    return pd.read_csv(out / "jobs" / job / "predictions.csv", dtype={"FileName": str}).set_index("FileName")
+
+
+def test_changed_labels_and_videos_recompute_what_they_affect(tmp_path, data):
+    experiment, out = write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=data), \
+        tmp_path / "run"
+    run(experiment, out)
+
+    test_item = an_item(out, "test")
+    set_ef(data, test_item, 12.5)
+    outcome = run(experiment, out)
+    assert "0 already done, 2 to run" in outcome.out, outcome.out
+    assert "mse (seed 0, fold0) runs again: test data changed" in outcome.out, outcome.out
+    assert "stage 1 fold0/seed 0: reused" in outcome.out  # trained on TRAIN only: still valid
+    assert re.search(r"features fold0/seed 0/train: \d+ clips \(hit\)", outcome.out), outcome.out
+    assert re.search(r"features fold0/seed 0/test: \d+ clips \(miss\)", outcome.out), outcome.out
+    assert predictions(out, "mse").loc[test_item, "EF"] == pytest.approx(12.5)
+
+    set_ef(data, an_item(out, "train"), 12.5)
+    outcome = run(experiment, out)
+    assert "mse (seed 0, fold0) runs again: train data changed" in outcome.out, outcome.out
+    assert "reused" not in outcome.out, "stage 1 saw a changed training label and must train again"
+
+    video = next((data / "A4C" / "Videos").glob(an_item(out, "train")))
+    stat = video.stat()
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a replaced video (same name)
+    outcome = run(experiment, out)
+    assert "gaussian (seed 0, fold0) runs again: train data changed" in outcome.out, outcome.out
+    assert "0 already done, 2 to run" in outcome.out
+
+
+def test_a_moved_data_folder_reruns_nothing(tmp_path, data):
+    out = tmp_path / "run"
+    run(write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=data), out)
+    before = leaderboard(out)
+
+    moved = data.rename(tmp_path / "moved data")
+    outcome = run(write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=moved), out)
+    assert "2 already done, 0 to run" in outcome.out, outcome.out
+    pd.testing.assert_frame_equal(leaderboard(out), before)
+
+
+def test_an_edited_plugin_reruns_only_its_own_jobs(tmp_path, data):
+    plugin = tmp_path / "plug.py"
+    plugin.write_text(PLUGIN.format(loss="mse_loss"))
+    models = MODELS.split("[[models]]\nhead = \"gaussian\"")[0] + '[[models]]\nhead = "plug"\nlabel = "plug"\n'
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=data,
+                                  models=models, plugins=["plug.py"])
+    out = tmp_path / "run"
+    run(experiment, out)
+    mse = predictions(out, "mse")
+
+    plugin.write_text(PLUGIN.format(loss="l1_loss"))
+    outcome = run(experiment, out)
+    assert "1 already done, 1 to run" in outcome.out, outcome.out
+    assert "plug (seed 0, fold0) runs again: head plug source changed" in outcome.out, outcome.out
+    pd.testing.assert_frame_equal(predictions(out, "mse"), mse)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["identity"]["sources"]) >= {"head plug", "head mse", "fusion concat", "encoder tiny3d"}
+
+
+TUNED = '''\
+[[models]]
+head = "mse"
+label = "mse"
+search_space = {{ lr = {{ float = [1e-4, 1e-2], log = true }}, width = {{ choices = {widths} }} }}
+
+[[models]]
+head = "gaussian"
+label = "gaussian"
+search_space = { lr = { float = [1e-4, 1e-2], log = true } }
+'''
+
+
+def test_a_changed_search_space_retunes_only_its_model(tmp_path, data):
+    def experiment(widths):
+        return write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=data,
+                                models=TUNED.replace("{widths}", widths).replace("{{", "{").replace("}}", "}"),
+                                trials=2)
+
+    out = tmp_path / "run"
+    first = run(experiment("[8, 16]"), out)
+    assert "tuned mse" in first.out and "tuned gaussian" in first.out
+
+    outcome = run(experiment("[32]"), out)
+    tuned = json.loads((out / "tuning" / "mse.json").read_text())
+    assert tuned["params"]["width"] == 32, "the new study must search the new space, not reuse the old best"
+    assert "tuned mse" in outcome.out and "tuned gaussian" not in outcome.out, outcome.out
+    assert "1 already done, 1 to run" in outcome.out
+    assert "mse (seed 0, fold0) runs again: tuning changed" in outcome.out, outcome.out
+    assert "mse is tuned again: width search space changed" in outcome.out, outcome.out
+
+
+def test_a_truncated_predictions_file_is_found_and_recomputed(tmp_path, reference_run):
+    experiment, out = reference_run.parent / "experiment.toml", tmp_path / "run"
+    shutil.copytree(reference_run, out)
+    (job,) = out.glob("jobs/mse__*")
+    lines = (job / "predictions.csv").read_text().splitlines(keepends=True)
+    (job / "predictions.csv").write_text("".join(lines[:2]))  # header and one row: readable, but not whole
+
+    report = cli("report", out)
+    assert report.code == 0, report.text
+    board = leaderboard(out).set_index("model")
+    assert board.loc["mse", "status"] == "failed" and pd.isna(board.loc["mse", "mae"])
+    assert f"{job / 'predictions.csv'} has 1 rows, but result.json records {len(lines) - 1}" in \
+        board.loc["mse", "error"]
+    status = cli("status", out)
+    assert "damaged" in status.out and "1 damaged" in status.out
+
+    outcome = run(experiment, out)
+    assert f"damaged {job.name}: " in outcome.out and "1 already done, 1 to run" in outcome.out
+    pd.testing.assert_frame_equal(leaderboard(out), leaderboard(reference_run))
+
+
+def test_one_run_per_directory(tmp_path, experiment):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "run.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid}))
+        outcome = cli(*run_args(experiment, out))
+        assert outcome.code == 2, outcome.text
+        message = " ".join(outcome.err.split())
+        assert f"is in use by process {holder.pid} on {socket.gethostname()}" in message
+        assert not (out / "manifest.json").exists(), "a refused run must start nothing"
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone: its lock is stale, and the next run takes it over and releases it at the end.
+    outcome = cli(*run_args(experiment, out))
+    assert outcome.code == 0, outcome.text
+    assert not (out / "run.lock").exists()
+
+
+def test_report_works_from_another_directory(tmp_path, synthetic_root, reference_run, monkeypatch):
+    """A run started with relative paths records them absolute, so `report` elsewhere keeps the oracle overlay."""
+    (tmp_path / "started here").mkdir()
+    monkeypatch.chdir(tmp_path / "started here")
+    Path("data").symlink_to(synthetic_root)  # the session's generated data, named relatively
+    write_experiment(Path("experiment.toml"), synthetic_root=Path("data"), root="no-such-dataset")
+    run(Path("experiment.toml"), Path("run"))
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "started here" / "run"
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("oracle", "source", "data_root"):
+        assert Path(manifest[key]).is_absolute() and Path(manifest[key]).exists(), (key, manifest[key])
+    assert cli("report", out).code == 0
