@@ -81,7 +81,7 @@ def test_changed_labels_and_videos_recompute_what_they_affect(tmp_path, data):
     test_item = an_item(out, "test")
     set_ef(data, test_item, 12.5)
     outcome = run(experiment, out)
-    assert "0 already done, 2 to run" in outcome.out, outcome.out
+    assert "0 already done, 3 to run" in outcome.out, outcome.out
     assert "mse (seed 0, fold0) runs again: test data changed" in outcome.out, outcome.out
     assert "stage 1 fold0/seed 0: reused" in outcome.out  # trained on TRAIN only: still valid
     assert re.search(r"features fold0/seed 0/train: \d+ clips \(hit\)", outcome.out), outcome.out
@@ -98,7 +98,7 @@ def test_changed_labels_and_videos_recompute_what_they_affect(tmp_path, data):
     os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a replaced video (same name)
     outcome = run(experiment, out)
     assert "gaussian (seed 0, fold0) runs again: train data changed" in outcome.out, outcome.out
-    assert "0 already done, 2 to run" in outcome.out
+    assert "0 already done, 3 to run" in outcome.out
 
 
 def test_a_moved_data_folder_reruns_nothing(tmp_path, data):
@@ -108,7 +108,7 @@ def test_a_moved_data_folder_reruns_nothing(tmp_path, data):
 
     moved = data.rename(tmp_path / "moved data")
     outcome = run(write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=moved), out)
-    assert "2 already done, 0 to run" in outcome.out, outcome.out
+    assert "3 already done, 0 to run" in outcome.out, outcome.out
     pd.testing.assert_frame_equal(leaderboard(out), before)
 
 
@@ -124,7 +124,7 @@ def test_an_edited_plugin_reruns_only_its_own_jobs(tmp_path, data):
 
     plugin.write_text(PLUGIN.format(loss="l1_loss"))
     outcome = run(experiment, out)
-    assert "1 already done, 1 to run" in outcome.out, outcome.out
+    assert "2 already done, 1 to run" in outcome.out, outcome.out
     assert "plug (seed 0, fold0) runs again: head plug source changed" in outcome.out, outcome.out
     pd.testing.assert_frame_equal(predictions(out, "mse"), mse)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -155,12 +155,12 @@ def test_a_changed_search_space_retunes_only_its_model(tmp_path, data):
     assert "tuned mse" in first.out and "tuned gaussian" in first.out
 
     outcome = run(experiment("[32]"), out)
-    tuned = json.loads((out / "tuning" / "mse.json").read_text())
+    tuned = json.loads((out / "tuning" / "mse__fold0.json").read_text())
     assert tuned["params"]["width"] == 32, "the new study must search the new space, not reuse the old best"
     assert "tuned mse" in outcome.out and "tuned gaussian" not in outcome.out, outcome.out
-    assert "1 already done, 1 to run" in outcome.out
+    assert "2 already done, 1 to run" in outcome.out
     assert "mse (seed 0, fold0) runs again: tuning changed" in outcome.out, outcome.out
-    assert "mse is tuned again: width search space changed" in outcome.out, outcome.out
+    assert "mse is tuned again on fold0: width search space changed" in outcome.out, outcome.out
 
 
 def test_a_truncated_predictions_file_is_found_and_recomputed(tmp_path, reference_run):
@@ -180,7 +180,7 @@ def test_a_truncated_predictions_file_is_found_and_recomputed(tmp_path, referenc
     assert "damaged" in status.out and "1 damaged" in status.out
 
     outcome = run(experiment, out)
-    assert f"damaged {job.name}: " in outcome.out and "1 already done, 1 to run" in outcome.out
+    assert f"damaged {job.name}: " in outcome.out and "2 already done, 1 to run" in outcome.out
     pd.testing.assert_frame_equal(leaderboard(out), leaderboard(reference_run))
 
 
