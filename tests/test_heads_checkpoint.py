@@ -193,7 +193,8 @@ checkpoint = "{vision_only}"
 ''')
     assert main(["run", str(experiment), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     import json
-    (result,) = [json.loads(path.read_text()) for path in (tmp_path / "run" / "jobs").glob("*/result.json")]
+    results = [json.loads(path.read_text()) for path in (tmp_path / "run" / "jobs").glob("*/result.json")]
+    (result,) = [result for result in results if result["model"] == "mcsdr (imported)"]  # beside the prior row
     assert result["status"] == "ok", result.get("error")
     assert result["checkpoint"]["epoch"] == 37
     leaderboard = (tmp_path / "run" / "leaderboard.csv").read_text()
