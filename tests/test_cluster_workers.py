@@ -128,7 +128,7 @@ def check_run(storage_spec: str, base: Path, name: str, sets: list[str], codes: 
     capsys.readouterr()
     assert main(["status", storage_spec]) == 0
     shown = capsys.readouterr().out
-    assert f"{name} (jobs study" in shown and "4 jobs: 4 done, 0 running, 0 pending, 0 failed" in shown
+    assert f"{name} (jobs study" in shown and "6 jobs: 6 done, 0 running, 0 pending, 0 failed" in shown
     assert "3/3" in shown
     fresh = base / name
     assert main(["report", str(fresh), "--storage", storage_spec]) == 0

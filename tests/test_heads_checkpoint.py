@@ -219,6 +219,7 @@ def test_checkpoint_models_are_evaluated_inside_a_run_with_their_inputs_and_k(be
     experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data", models=models)
     assert main(["run", str(experiment), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     results = {r["model"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "run" / "jobs").glob("*/result.json"))}
+    assert results.pop("prior")["status"] == "ok"  # the row every run adds beside the imported models
     assert {model: (r["status"], r["samples"]) for model, r in results.items()} == \
         {"vision only": ("ok", 40), "as published": ("ok", 40), "told otherwise": ("ok", 6)}, results
     assert results["vision only"]["checkpoint"]["epoch"] == 37
