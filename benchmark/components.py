@@ -65,6 +65,8 @@ def resolve(experiment: Experiment) -> Resolved:
     for index, model in enumerate(experiment.models):
         check("head", model.head, f"models[{index}].head")
         check("fusion", model.fusion, f"models[{index}].fusion")
+        if model.conformal:
+            _check_conformal(registry.describe("head", model.head), model, f"{experiment.source}: `models[{index}].conformal`")
         fusion = registry.describe("fusion", model.fusion)
         if fusion.metadata.get("needs_tabular") and dataset_tabular is not None and not dataset_tabular:
             raise ConfigError(
@@ -76,6 +78,16 @@ def resolve(experiment: Experiment) -> Resolved:
     if experiment.tune.trials:
         find_metric(registry, experiment.tune.metric, f"{experiment.source}: `tune.metric`")
     return Resolved(experiment, registry, warnings)
+
+
+def _check_conformal(head, model, where: str) -> None:
+    """Conformal calibration stretches a trained head's samples on VAL: it needs both a spread and VAL."""
+    if not head.metadata.get("probabilistic", False):
+        raise ConfigError(f"{where}: head {model.head!r} predicts a point; its intervals have zero width and "
+                          "cannot be calibrated by stretching. Use a probabilistic head.")
+    if model.checkpoint or not head.metadata.get("needs_training", True):
+        raise ConfigError(f"{where}: only a head trained in this run is calibrated on VAL; "
+                          f"{model.key!r} is not trained here (checkpoint or oracle).")
 
 
 def find_metric(registry: Registry, name: str, where: str) -> str:

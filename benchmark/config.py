@@ -92,10 +92,13 @@ class ModelConfig:
     fusion_params: dict[str, Any] = field(default_factory=dict)
     search_space: dict[str, Any] = field(default_factory=dict)
     checkpoint: str = ""
+    conformal: bool = False  # stretch the TEST predictive so its intervals reach nominal coverage on VAL
 
     @property
     def key(self) -> str:
-        return self.label or f"{self.head}+{self.fusion}"
+        """The row name; a conformalised model says so, and stays distinct from the same model without."""
+        name = self.label or f"{self.head}+{self.fusion}"
+        return f"{name} (conformal)" if self.conformal else name
 
 
 @dataclass
