@@ -2,10 +2,11 @@
 
 The intervals scored are the sample quantiles at (1 -+ level) / 2 (``scoring.item_scores``). Stretching an
 item's samples about their median by a factor c stretches those quantiles by exactly c, so the conformity
-score of a VAL item is the smallest c whose stretched interval holds its target (the scaled form of
-conformalised quantile regression, Romano et al. 2019, normalised by each item's own half-widths). With
-n VAL items, the ceil((n + 1) level)-th smallest score gives TEST coverage of at least ``level`` for data
-exchangeable with VAL; one factor, the largest over ``INTERVAL_LEVELS``, serves every level at once.
+score of a VAL item is the smallest c whose stretched interval holds its target: conformalised quantile
+regression (Romano et al. 2019) with the residual normalised by the item's own half-width, in place of its
+additive margin, so that the calibration is a transform of the samples. With n VAL items, the
+ceil((n + 1) level)-th smallest score gives TEST coverage of at least ``level`` for data exchangeable with
+VAL; one factor, the largest over ``INTERVAL_LEVELS``, serves every level at once.
 The closed forms follow the same affine map exactly (CRPS is scale-equivariant).
 """
 from __future__ import annotations

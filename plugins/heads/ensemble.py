@@ -25,8 +25,9 @@ class GaussianMember(TrunkHead):
 
 
 class EnsembleHead(nn.Module):
-    """``members`` Gaussian heads trained side by side, each on its own NLL; the predictive is their equal
-    mixture, so every closed form (CRPS included) is exact through ``mixture``.
+    """A deep ensemble: M Gaussian heads, each on its own NLL; predicts their equal mixture (exact forms).
+
+    ``members`` = M. Through ``mixture``, every closed form (CRPS included) is exact.
 
     Each member is initialised from its own seed, drawn from the generator the engine seeded for the job,
     so the ensemble is reproducible and the members differ. They see the same batches: the paper found

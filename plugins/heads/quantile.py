@@ -9,7 +9,9 @@ from registry import IntParam, hookimpl
 
 
 class QuantileHead(TrunkHead):
-    """``levels`` quantiles at tau_j = j / (levels + 1), non-crossing by construction: the lowest is free
+    """Non-crossing quantiles by the pinball loss; samples by inverse-CDF interpolation between them.
+
+    ``levels`` quantiles at tau_j = j / (levels + 1), non-crossing by construction: the lowest is free
     and each next one adds a softplus step.
 
     The predictive is the distribution whose quantile function interpolates them linearly, extended to
