@@ -11,10 +11,10 @@ import registry
 from benchmark.predictive import mixture_predictive
 
 TOY = {  # small, so the whole file stays well under a minute on two busy cores
-    "card": (dict(width=64, depth=2, sampler="ddim", steps=20), 800),
-    "ensemble": (dict(width=32, depth=2, dropout=0.0, members=3), 300),
+    "card": (dict(width=64, depth=2, sampler="ddim", steps=20), 600),
+    "ensemble": (dict(width=32, depth=2, dropout=0.0, members=3), 200),
     "quantile": (dict(width=64, depth=2, dropout=0.0), 300),
-    "evidential": (dict(width=64, depth=2, dropout=0.0), 300),
+    "evidential": (dict(width=64, depth=2, dropout=0.0), 200),
 }
 SAMPLES = 32
 

@@ -1,6 +1,8 @@
 """Quantile regression: monotone quantiles trained by the pinball loss, sampled by inverse-CDF interpolation."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.nn import functional as F
 
@@ -28,6 +30,11 @@ class QuantileHead(TrunkHead):
         self.outputs = levels
         super().__init__(condition_dim, **trunk)
         self.register_buffer("tau", torch.arange(1, levels + 1, dtype=torch.float32) / (levels + 1))
+        # Start at the quantiles of N(0, 1), the standardised target's scale: with zero biases the softplus
+        # steps (0.69 each) would open a first predictive levels * 0.69 standard deviations wide.
+        normal = torch.erfinv(2 * self.tau - 1) * math.sqrt(2)
+        with torch.no_grad():
+            self.out.bias.copy_(torch.cat([normal[:1], torch.log(torch.expm1(normal.diff()))]))
 
     def quantiles(self, condition: torch.Tensor) -> torch.Tensor:
         """(B, levels), increasing along the last axis."""
