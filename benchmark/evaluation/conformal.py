@@ -49,7 +49,10 @@ def calibrated_stretch(samples: np.ndarray, y: np.ndarray, levels=INTERVAL_LEVEL
 def stretched(predictive: Predictive, stretch: float) -> Predictive:
     """The predictive of m + stretch (Y - m) per item, m the median of its samples; the point is kept."""
     median = np.median(predictive.samples, axis=1)
-    back = lambda y: median + (np.asarray(y, dtype=float) - median) / stretch  # noqa: E731
+
+    def back(y: np.ndarray) -> np.ndarray:  # the original predictive's value for a stretched one's y
+        return median + (np.asarray(y, dtype=float) - median) / stretch
+
     return Predictive(
         samples=median[:, None] + stretch * (predictive.samples - median[:, None]),
         point=predictive.point,

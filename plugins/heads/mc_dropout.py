@@ -28,7 +28,7 @@ class MCDropoutHead(TrunkHead):
             raise ValueError(f"mc_dropout: dropout must be in (0, 1), got {dropout}")
         super().__init__(condition_dim, dropout=dropout, **trunk)
 
-    def train(self, mode: bool = True) -> "MCDropoutHead":
+    def train(self, mode: bool = True) -> MCDropoutHead:
         """Keep every dropout layer in training mode whatever the engine asks: that is the method."""
         super().train(mode)
         for layer in self.modules():
