@@ -239,6 +239,8 @@ def resolve(experiment: Experiment) -> Resolved:
             raise ConfigError(f"{source}: `models[{index}].label`: {PRIOR.key!r} names the training-"
                               f"distribution row every leaderboard has; give this {model.head!r} model another label")
         fusion = check("fusion", model.fusion, f"models[{index}].fusion")
+        if model.conformal:
+            _check_conformal(head, model, f"{source}: `models[{index}].conformal`")
         check_component_params(head.factory, model.params, "head", model.head, f"models[{index}].params", source)
         check_component_params(fusion.factory, model.fusion_params, "fusion", model.fusion,
                                f"models[{index}].fusion_params", source)
@@ -271,6 +273,14 @@ def _with_protocol(experiment: Experiment, dataset: Callable[..., Any]) -> Exper
                           f"{config.protocol!r}.{did_you_mean(config.protocol, protocols)} "
                           f"Its protocols: {', '.join(protocols)}.")
     return experiment
+def _check_conformal(head, model, where: str) -> None:
+    """Conformal calibration stretches a trained head's samples on VAL: it needs both a spread and VAL."""
+    if not head.metadata.get("probabilistic", False):
+        raise ConfigError(f"{where}: head {model.head!r} predicts a point; its intervals have zero width and "
+                          "cannot be calibrated by stretching. Use a probabilistic head.")
+    if model.checkpoint or not head.metadata.get("needs_training", True):
+        raise ConfigError(f"{where}: only a head trained in this run is calibrated on VAL; "
+                          f"{model.key!r} is not trained here (checkpoint or oracle).")
 
 
 def find_metric(registry: Registry, name: str, where: str) -> str:

@@ -110,10 +110,13 @@ class ModelConfig:
     search_space: dict[str, Any] = field(default_factory=dict)
     checkpoint: str = ""
     samples: int = 0  # K for this model; 0 = evaluate.samples (a checkpoint: the K it was evaluated with)
+    conformal: bool = False  # stretch the TEST predictive so its intervals reach nominal coverage on VAL
 
     @property
     def key(self) -> str:
-        return self.label or f"{self.head}+{self.fusion}"
+        """The row name; a conformalised model says so, and stays distinct from the same model without."""
+        name = self.label or f"{self.head}+{self.fusion}"
+        return f"{name} (conformal)" if self.conformal else name
 
 
 @dataclass

@@ -177,10 +177,13 @@ def test_gaussian_nll_and_beta_nll():
     torch.testing.assert_close(-nll, plain.log_prob(condition, target))
 
 
-@pytest.mark.parametrize("name", ["mse", "l1", "gaussian", "mdn", "mcsdr"])
+@pytest.mark.parametrize("name", ["mse", "l1", "gaussian", "mdn", "mcsdr", "card", "ensemble", "mc_dropout",
+                                  "quantile", "evidential"])
 def test_heads_are_registered_with_metadata_and_a_search_space(name):
     record = registry.describe("head", name)
     assert record.metadata["probabilistic"] is (name not in ("mse", "l1"))
     assert "lr" in record.search_space and len(record.search_space) >= 3
     head = registry.build("head", name, condition_dim=5)
     assert head.sample(torch.randn(2, 5), 3).shape == (2, 3)
+    loss = head.loss(torch.randn(4, 5), torch.randn(4))
+    assert loss.ndim == 0 and torch.isfinite(loss)

@@ -39,11 +39,12 @@ def fair_crps(samples: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (samples - y[:, None]).abs().mean(dim=1) - spread
 
 
-def train(name: str) -> torch.nn.Module:
+def train(name: str, params: dict | None = None, steps: int | None = None) -> torch.nn.Module:
+    """``name`` trained on fresh toy draws, with this file's parameters and steps unless given."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(1)
-    head = registry.build("head", name, condition_dim=1, **HEADS[name])
-    steps = STEPS.get(name, 300)
+    head = registry.build("head", name, condition_dim=1, **(HEADS[name] if params is None else params))
+    steps = steps or STEPS.get(name, 300)
     optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=steps)
     for _ in range(steps):

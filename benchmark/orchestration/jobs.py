@@ -23,6 +23,7 @@ from benchmark.data.tabular import fit_tabular
 from benchmark.encoding.encoder_stage import EncoderStage
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
+from benchmark.evaluation.conformal import calibrated_stretch, stretched
 from benchmark.evaluation.leaderboard import item_frame, write_predictions
 from benchmark.evaluation.pooling import pool_by_visit
 from benchmark.evaluation.scoring import item_scores
@@ -140,6 +141,11 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
                               on_epoch=on_epoch, quiet=context.quiet, name=job.model.key,
                               feature_scaler=feature_scaler)
         predictive = trained.predict(test, samples=samples, point=point, seed=job.seed)
+        if job.model.conformal:
+            val = features["val"]
+            details["conformal_stretch"] = calibrated_stretch(
+                trained.predict(val, samples=samples, point=point, seed=job.seed).samples, val.ef)
+            predictive = stretched(predictive, details["conformal_stretch"])
         trained.save(directory / "model.pt")
         details.update(best_epoch=trained.best_epoch, epochs_run=len(trained.history))
         if head_record.metadata.get("trajectories") and test.single_clip:

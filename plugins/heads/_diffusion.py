@@ -56,9 +56,10 @@ class SinusoidalEmbedding(nn.Module):
 class Diffusion(nn.Module):
     """Forward process, epsilon loss and DDPM/DDIM samplers over (B, K) scalar samples."""
 
-    def __init__(self, timesteps: int = 1000, schedule: str = "linear"):
+    def __init__(self, timesteps: int = 1000, schedule: str = "linear", beta_start: float = 1e-4,
+                 beta_end: float = 0.02):
         super().__init__()
-        betas = make_betas(schedule, timesteps)
+        betas = make_betas(schedule, timesteps, beta_start, beta_end)
         alphas_cumprod = torch.cumprod(1 - betas, dim=0)
         alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
         buffers = {
