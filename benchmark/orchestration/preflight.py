@@ -37,7 +37,7 @@ def check_fresh(run: RunDir) -> None:
 def start_over(run: RunDir, say: Callable[[str], None], keep: str) -> None:
     """``--fresh`` after ``check_fresh``: delete everything in ``run.root`` but ``keep`` (the lock this process
     holds, so that no other run can start in the directory while it is emptied)."""
-    say(f"--fresh: deleting the contents of the run directory {run.root.resolve()}")
+    say(f"--fresh: deleting the run directory {run.root.resolve()} (all but the lock this run holds)")
     for child in run.root.iterdir():
         if child.name != keep:
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()

@@ -4,7 +4,6 @@ asked for, and leaves no proof file; --trust-checkpoint is the only way to unpic
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 import pytest
@@ -38,10 +37,9 @@ def test_a_model_checkpoint_refuses_a_crafted_pickle(crafted, tmp_path, syntheti
         f'[[models]]\nhead = "mcsdr"\nfusion = "none"\nlabel = "received"\ncheckpoint = "{path}"\n'))
     outcome = cli(*run_args(experiment, tmp_path / "run"))
     assert not proof.exists()
-    (result,) = (tmp_path / "run" / "jobs").glob("*/result.json")
-    record = json.loads(result.read_text())
-    assert record["status"] == "failed" and f"refused to load {path}" in record["error"]
-    assert f"refused to load {path}" in " ".join(outcome.out.split())
+    # The checkpoint's inputs are checked before any work, so the refusal stops the run there (exit 2).
+    assert outcome.code == 2 and f"refused to load {path}" in " ".join(outcome.err.split()), outcome.text
+    assert not (tmp_path / "run").exists()
 
 
 def test_only_trust_checkpoint_unpickles_arbitrary_objects(crafted, tmp_path):
