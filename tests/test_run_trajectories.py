@@ -19,7 +19,7 @@ head = "mse"
 ''')
     assert main(["run", str(experiment), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     jobs = {json.loads((job / "result.json").read_text())["head"]: job for job in (tmp_path / "run" / "jobs").iterdir()}
-    assert set(jobs) == {"mcsdr", "mse"}
+    assert set(jobs) == {"mcsdr", "mse", "prior"}  # prior: the row every run adds
     assert (jobs["mcsdr"] / "trajectories.npz").is_file() and not (jobs["mse"] / "trajectories.npz").exists()
     paths = np.load(jobs["mcsdr"] / "trajectories.npz")["paths"]
     assert paths.shape[:2] == (2, 5)  # the confident and the ambiguous item, 4 steps + the starting noise
