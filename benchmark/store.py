@@ -254,14 +254,17 @@ class RunDir:
         are candidates (a user's own ``.notes.tmp`` is not one), and those of writers still alive on this
         machine are kept."""
         stale = sorted(path for path in self.root.rglob(f".*{TEMPORARY_SUFFIX}")
-                       if path.is_file() and TEMPORARY_NAME.fullmatch(path.name) and not _writer_alive(path))
+                       if path.is_file() and (name := TEMPORARY_NAME.fullmatch(path.name))
+                       and not process_alive(int(name["pid"])))
         for path in stale:
             path.unlink(missing_ok=True)
         return stale
 
 
-def _writer_alive(temporary: Path) -> bool:
-    pid = int(TEMPORARY_NAME.fullmatch(temporary.name)["pid"])
+def process_alive(pid: object) -> bool:
+    """Whether a process with this id exists on this machine (a temporary's writer, a lock's holder)."""
+    if not isinstance(pid, int):
+        return False
     try:
         os.kill(pid, 0)  # signal 0 only asks whether the process exists
     except ProcessLookupError:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmark.errors import ConfigError
+from benchmark.store import process_alive
 
 LOCK_FILE = "run.lock"
 
@@ -36,7 +37,7 @@ class RunLock:
             except FileExistsError:
                 holder = self._current()
                 if holder is not None and holder.get("host") == self.holder["host"] and \
-                        not _alive(holder.get("pid")):
+                        not process_alive(holder.get("pid")):
                     self.path.unlink(missing_ok=True)
                     continue
                 raise RunDirectoryBusy(self._busy(holder)) from None
@@ -64,15 +65,3 @@ class RunLock:
         return (f"{self.path.parent} is in use by {who}: one run per directory at a time. Wait for it to finish, "
                 f"or give this run its own --out (workers sharing a --storage each need their own). If that "
                 f"process is gone, delete {self.path}.")
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
