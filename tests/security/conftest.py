@@ -1,6 +1,5 @@
-"""Fixtures of the security suite: the fault suite's tiny experiment (20 synthetic videos of 32 px, two
-heads, seconds per run), one finished run to copy, and a crafted pickle that leaves a proof file behind
-if anything ever unpickles it."""
+"""Fixtures of the security suite: a private copy of the shared reference run (tests/conftest.py), and a
+crafted pickle that leaves a proof file behind if anything ever unpickles it."""
 from __future__ import annotations
 
 import shutil
@@ -8,33 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults.faultkit import cli, run_args, write_experiment
-
-
-@pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("synthetic")
 
 
 @pytest.fixture
-def experiment(tmp_path, synthetic_root) -> Path:
-    return write_experiment(tmp_path / "experiment.toml", synthetic_root=synthetic_root)
-
-
-@pytest.fixture(scope="session")
-def finished_run(tmp_path_factory, synthetic_root) -> Path:
-    folder = tmp_path_factory.mktemp("finished")
-    experiment = write_experiment(folder / "experiment.toml", synthetic_root=synthetic_root)
-    outcome = cli(*run_args(experiment, folder / "run"))
-    assert outcome.code == 0, outcome.text
-    return folder / "run"
-
-
-@pytest.fixture
-def run_copy(tmp_path, finished_run) -> Path:
+def run_copy(tmp_path, reference_run) -> Path:
     """A private copy of the finished run (with its experiment file beside it, as the manifest says)."""
-    shutil.copy(finished_run.parent / "experiment.toml", tmp_path / "experiment.toml")
-    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+    shutil.copy(reference_run.parent / "experiment.toml", tmp_path / "experiment.toml")
+    return Path(shutil.copytree(reference_run, tmp_path / "run"))
 
 
 class _Payload:
