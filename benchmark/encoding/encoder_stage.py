@@ -23,7 +23,7 @@ from benchmark.encoding.cache import FeatureCache, FeatureKey
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.stage1 import freeze, pretrain_encoder
 from benchmark.errors import ConfigError
-from benchmark.identity import file_digest, source_digest, stable_hash, weights_hash
+from benchmark.identity import STAGE_ONE_ENGINE, engine_digests, file_digest, source_digest, stable_hash, weights_hash
 from benchmark.store import RunDir, atomic_write_bytes
 from registry import Registry
 
@@ -35,11 +35,13 @@ def weights_path(experiment: Experiment) -> Path | None:
 
 
 def encoder_identity(experiment: Experiment, registry: Registry) -> dict[str, Any]:
-    """What the encoder before stage 1 is: its name, parameters, code and the bytes of its weight file
-    (not the file's path: a moved checkpoint is the same encoder)."""
+    """What the encoder before stage 1 is: its name, parameters, code, the engine code that trains it and
+    extracts its features, and the bytes of its weight file (not the file's path: a moved checkpoint is the
+    same encoder)."""
     config, path = experiment.encoder, weights_path(experiment)
     return {"name": config.name, "params": config.params, "strict_weights": config.strict_weights,
             "source": source_digest(registry.describe("encoder", config.name)),
+            "engine": engine_digests(STAGE_ONE_ENGINE),
             "weights": file_digest(path) if path is not None and path.is_file() else ""}
 
 
@@ -118,8 +120,9 @@ class EncoderStage:
             return
         where = f"stage 1 {self.split.name}/seed {self.seed}"
         # Named by everything that shapes the trained weights (the training items' content, the encoder's
-        # code and initial weights), so that a changed setting, label, video or source trains anew.
+        # code, the engine's and initial weights), so that a changed setting, label, video or source trains anew.
         shaped_by = {"initial": weights_hash(encoder), "source": self.identity["source"],
+                     "engine": self.identity["engine"],
                      "pretrain": dataclasses.asdict(config), "clips": dataclasses.asdict(self.experiment.clips),
                      "dataset": self.data.fingerprint(self.split, ("train",)), "split": self.data.split_hash}
         stored = self.run.root / "encoders" / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"

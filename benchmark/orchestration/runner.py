@@ -24,7 +24,7 @@ from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.report import write_report
-from benchmark.identity import file_digest
+from benchmark.identity import TUNING_ENGINE, engine_digests, file_digest
 from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
@@ -272,6 +272,7 @@ def _manifest_identity(context: RunContext, studies: dict[tuple[str, str], dict[
     return {"data": context.data.fingerprints(),
             "sources": {key: value for model in experiment.models
                         for key, value in component_sources(registry, experiment, model).items()},
+            "engine": engine_digests(TUNING_ENGINE),
             "weights": {"encoder": encoder["weights"],
                         **{f"checkpoint {key}": bytes_hash for key, bytes_hash in _checkpoints(experiment).items()}},
             "tuning studies": _study_names(experiment, studies)}
