@@ -338,10 +338,16 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
     of a run with many workers, who then tune the study together."""
     experiment, run = context.experiment, context.run
     url = shared or storage_url(storage or experiment.tune.storage, run.root)
+    tuned = Job(model, experiment.seeds[0], split, digest(identity))  # what on_trial_end receives as ``job``
+
+    def on_trial(number: int, value: float | None) -> None:
+        context.registry.hook.on_trial_end(run=context.info, job=tuned, trial=number, value=value)
+
     result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
                         storage=url, study=_study_name(experiment, model, digest(identity)),
                         seed=experiment.seeds[0], samples=experiment.evaluate.samples,
-                        point=experiment.evaluate.point, quiet=context.quiet, shared=shared is not None)
+                        point=experiment.evaluate.point, quiet=context.quiet, on_trial=on_trial,
+                        shared=shared is not None)
     context.say(f"tuned {model.key} on {split}: {experiment.tune.metric} {result.value:.3f} on VAL after "
                 f"{result.finished_trials} trials, {result.params}")
     atomic_write_json(_tuning_path(run, model, split),
