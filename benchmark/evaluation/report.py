@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import StoreError
-from benchmark.evaluation.leaderboard import JobResult, metric_specs, read_predictions, write_tables
+from benchmark.evaluation.board_files import write_tables
+from benchmark.evaluation.leaderboard import JobResult, SampleRange, metric_specs, read_predictions
 from benchmark.store import RunDir, check_name, damage, read_csv_table, read_json
 from registry import Registry, load_registry
 
@@ -49,9 +50,23 @@ def load_results(run: RunDir) -> list[JobResult]:
         if errors:
             results.append(JobResult(**keys, status="failed", error="; ".join(errors)))
             continue
-        frames = [read_predictions(_directory(run, record) / "predictions.csv") for record in group]
-        results.append(JobResult(**keys, items=pd.concat(frames, ignore_index=True), notes=first.get("notes", {})))
+        directories = [_directory(run, record) for record in group]
+        frames = [read_predictions(directory / "predictions.csv") for directory in directories]
+        results.append(JobResult(**keys, items=pd.concat(frames, ignore_index=True), notes=first.get("notes", {}),
+                                 samples=_sample_range(directories)))
     return results
+
+
+def _sample_range(directories: Sequence[Path]) -> SampleRange | None:
+    """Where the predictive samples of a (model, seed) lie, over its splits; None without stored samples."""
+    stored = [directory / "samples.npz" for directory in directories]
+    if not all(path.is_file() for path in stored):
+        return None
+    ranges = []
+    for path in stored:
+        with np.load(path) as arrays:
+            ranges.append(SampleRange.of(arrays["samples"]))
+    return SampleRange.pooled(ranges)
 
 
 def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: bool = False,
