@@ -61,7 +61,7 @@ addEventListener("load", function () {
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
-                          capture_output=True, text=True, timeout=TIMEOUT)
+                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
 
 
 def console_messages(stderr: str) -> list[str]:
@@ -75,7 +75,7 @@ def probe(report: Path, folder: Path) -> tuple[dict, list[str]]:
     page = folder / "page.html"
     page.write_text(report.read_text().replace("<head>", "<head>" + PROBE, 1))
     loaded = chromium(page, folder / "profile", "--dump-dom")
-    found = re.search(r'<pre id="probe">(.*?)</pre>', loaded.stdout, re.S)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', loaded.stdout, re.DOTALL)
     assert found, f"the probe never reported (exit {loaded.returncode}): {loaded.stderr[-2000:]}"
     text = found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     return json.loads(text), console_messages(loaded.stderr)

@@ -2,6 +2,7 @@
 import re
 import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,5 +85,5 @@ def test_the_template_ships_with_the_package():
     from importlib.resources import files
 
     assert files("benchmark.evaluation").joinpath("templates", "report.html.j2").is_file()
-    text = open("pyproject.toml").read()
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"benchmark.evaluation" = ["templates/*.j2"]' in text

@@ -12,8 +12,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from benchmark.evaluation.display import Table, leaderboard_table, protocol_text, run_tables
-from benchmark.evaluation.leaderboard import (SUBGROUPS, JobResult, MetricSpec, Tables, build_tables,
-                                              metric_specs)
+from benchmark.evaluation.leaderboard import SUBGROUPS, JobResult, MetricSpec, Tables, build_tables, metric_specs
 from benchmark.store import atomic_write_text, csv_text
 
 

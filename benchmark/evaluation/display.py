@@ -12,8 +12,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.evaluation.leaderboard import (EF_RANGE, HEADLINE, KEY_COLUMNS, PAIRED_LOSSES, SIGNIFICANCE,
-                                              MetricSpec, Tables)
+from benchmark.evaluation.leaderboard import (
+    EF_RANGE,
+    HEADLINE,
+    KEY_COLUMNS,
+    PAIRED_LOSSES,
+    SIGNIFICANCE,
+    MetricSpec,
+    Tables,
+)
 
 SUBGROUP_ORDER = ("ambiguous", "sex", "age_bin", "view", "quality")  # the synthetic benchmark's point first
 

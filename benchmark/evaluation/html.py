@@ -22,19 +22,19 @@ TEMPLATE = "report.html.j2"
 # What each figure shows, by file name (trajectories_<model>.png by prefix).
 CAPTIONS = {
     "posterior": ("Posteriors on the same items",
-                  "Every model's predictive density on four test items: the two with the widest and the two with the "
-                  "narrowest oracle posterior (or, without an oracle, predictive spread). Dashed black: the oracle "
-                  "posterior; solid black: the true EF; samples outside 0-100 are counted in the panel."),
-    "pred_vs_true": ("Predicted vs true", "Every seed's test items pooled, one panel per model, bars: 90% "
-                     "predictive interval."),
-    "bland_altman": ("Bland-Altman", "Difference against mean, bias and 95% limits of agreement, bars: 90% "
-                     "predictive interval."),
+                  ("Every model's predictive density on four test items: the two with the widest and the two with the "
+                   "narrowest oracle posterior (or, without an oracle, predictive spread). Dashed black: the oracle "
+                   "posterior; solid black: the true EF; samples outside 0-100 are counted in the panel.")),
+    "pred_vs_true": ("Predicted vs true", ("Every seed's test items pooled, one panel per model, bars: 90% "
+                                           "predictive interval.")),
+    "bland_altman": ("Bland-Altman", ("Difference against mean, bias and 95% limits of agreement, bars: 90% "
+                                      "predictive interval.")),
     "pit": ("PIT histograms", "Flat: calibrated; U-shaped: intervals too narrow; a hump: too wide."),
     "reliability": ("Reliability diagram", "Fraction of targets below each predictive quantile, all seeds pooled."),
-    "forest": ("Forest plot", "Headline metrics per model with their 95% patient-bootstrap CI; the reference rows "
-               "(oracle, prior) as vertical lines."),
-    "trajectories": ("Diffusion trajectories", "Reverse-diffusion paths of two test items, labelled by the "
-                     "oracle's ambiguity where the data has an oracle."),
+    "forest": ("Forest plot", ("Headline metrics per model with their 95% patient-bootstrap CI; the reference rows "
+                               "(oracle, prior) as vertical lines.")),
+    "trajectories": ("Diffusion trajectories", ("Reverse-diffusion paths of two test items, labelled by the "
+                                                "oracle's ambiguity where the data has an oracle.")),
 }
 
 
