@@ -7,7 +7,7 @@ import pytest
 from benchmark.contracts import Predictive
 from benchmark.evaluation.figures import FigureInputs, write_all
 from benchmark.evaluation.figures.posterior import ModelSamples, choose_items, mixture_density, mixture_sd
-from benchmark.evaluation.figures.posterior import _density as posterior_density
+from benchmark.evaluation.figures.posterior import predictive_density as posterior_density
 from benchmark.evaluation.figures.style import model_colours, outside_range, short_label
 from benchmark.evaluation.figures.trajectories import Trajectories, oracle_labels
 from benchmark.evaluation.leaderboard import JobResult, build_leaderboard, item_frame, metric_specs

@@ -167,10 +167,15 @@ def _share(value: float) -> Cell:
     return Cell(f"{100 * value:.1f}%" if np.isfinite(value) else "n/a", float(value))
 
 
+def _extremes(low: float, high: float) -> Cell:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return Cell("n/a")
+    return Cell(f"{number(low)} to {number(high)}", float(high))
+
+
 def sample_range_table(board: pd.DataFrame) -> Table:
     low, high = (f"{bound:g}" for bound in EF_RANGE)
-    rows = [[_text(row["model"]), _share(row["samples_outside"]),
-             Cell(f"{number(row['samples_min'])} to {number(row['samples_max'])}", float(row["samples_max"]))]
+    rows = [[_text(row["model"]), _share(row["samples_outside"]), _extremes(row["samples_min"], row["samples_max"])]
             for row in board[board["status"] != "failed"].to_dict("records")]
     return Table("outside", f"Samples outside [{low}, {high}] EF", ["model", "share outside", "range of samples"],
                  rows, "Share of all predictive samples (every test item, every seed) that are impossible EF values; "

@@ -76,7 +76,7 @@ def choose_items(models: Mapping[str, ModelSamples], oracle: Mapping[str, Compon
     return chosen, f"the {per_side} test items with the largest and the {per_side} with the smallest {rule}"
 
 
-def _density(stored: ModelSamples, row: int) -> np.ndarray | None:
+def predictive_density(stored: ModelSamples, row: int) -> np.ndarray | None:
     """The exact density where stored, else a Gaussian KDE of the samples inside ``EF_RANGE`` scaled by their
     share (outliers would otherwise widen the kernel until the shape is gone); None for a point prediction."""
     if stored.density is not None and stored.grid is not None:
@@ -102,7 +102,7 @@ def posterior_figure(path: str | Path, models: Mapping[str, ModelSamples], oracl
             count = outside_range(stored.samples[row])
             if count:
                 outside.append(f"{model} {count}/{stored.samples.shape[1]}")
-            density = _density(stored, row)
+            density = predictive_density(stored, row)
             if density is None:  # a point prediction: a line where it lies
                 axis.axvline(float(np.mean(stored.samples[row])), color=colours[model], linestyle=":", label=model)
             else:
