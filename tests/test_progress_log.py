@@ -26,3 +26,12 @@ def test_a_redirected_run_logs_lines_without_progress_bar_fragments(tmp_path, sy
     for model in ("mse", "gaussian", "prior"):
         assert re.search(rf"^start {model}__seed0__fold0__\w+$", text, re.MULTILINE), text
         assert re.search(rf"^done {model}__seed0__fold0__\w+ in \d+\.\d s$", text, re.MULTILINE), text
+
+
+def test_bars_are_drawn_on_a_terminal_unless_quiet(monkeypatch):
+    from benchmark.progress import bars_wanted
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert bars_wanted() and not bars_wanted(quiet=True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert not bars_wanted()
