@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.stage1 import freeze, pretrain_encoder
 from benchmark.errors import ConfigError
 from benchmark.identity import STAGE_ONE_ENGINE, engine_digests, file_digest, source_digest, stable_hash, weights_hash
+from benchmark.progress import bars_wanted
 from benchmark.store import RunDir, atomic_write_bytes
 from registry import Registry
 
@@ -138,9 +140,12 @@ class EncoderStage:
                 return
         loader = (self.traced_loader(config.batch_size, self.seed) if config.objective == "tracings"
                   else self.training_loader(config.batch_size, self.seed))
-        history = pretrain_encoder(encoder, loader, config, self.device, self.seed, progress=not self.quiet)
+        self.say(f"{where} ({config.objective}): training {config.epochs} epochs")
+        started = time.perf_counter()
+        # Its per-epoch lines only on a terminal: a redirected log gets this stage's start and end lines.
+        history = pretrain_encoder(encoder, loader, config, self.device, self.seed, progress=bars_wanted(self.quiet))
         self.say(f"{where} ({config.objective}): loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f} "
-                 f"over {config.epochs} epochs")
+                 f"over {config.epochs} epochs in {time.perf_counter() - started:.1f} s")
         buffer = io.BytesIO()
         torch.save({key: value.cpu() for key, value in encoder.state_dict().items()}, buffer)
         atomic_write_bytes(stored, buffer.getvalue())

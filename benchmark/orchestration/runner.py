@@ -9,6 +9,7 @@ many: tuning, job claims and results go through the storage (``benchmark.orchest
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -343,13 +344,15 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
     def on_trial(number: int, value: float | None) -> None:
         context.registry.hook.on_trial_end(run=context.info, job=tuned, trial=number, value=value)
 
+    context.say(f"tuning {model.key} on {split}: {experiment.tune.trials} trials")
+    started = time.perf_counter()
     result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
                         storage=url, study=_study_name(experiment, model, digest(identity)),
                         seed=experiment.seeds[0], samples=experiment.evaluate.samples,
                         point=experiment.evaluate.point, quiet=context.quiet, on_trial=on_trial,
                         shared=shared is not None)
     context.say(f"tuned {model.key} on {split}: {experiment.tune.metric} {result.value:.3f} on VAL after "
-                f"{result.finished_trials} trials, {result.params}")
+                f"{result.finished_trials} trials in {time.perf_counter() - started:.1f} s, {result.params}")
     atomic_write_json(_tuning_path(run, model, split),
                       {"params": result.params, "value": result.value, "trials": result.finished_trials,
                        "study": result.study, "split": split, "identity": digest(identity), "parts": identity})
@@ -359,6 +362,7 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
 def _run(context: RunContext, job: Job, stage: EncoderStage, params: dict[str, Any]) -> dict[str, Any]:
     hook, info = context.registry.hook, context.info
     hook.on_job_start(run=info, job=job)
+    context.say(f"start {job.id}")
     job_context = JobContext(context.experiment, context.registry, context.data, context.run, stage, params,
                              context.quiet)
     result = run_job(job, job_context, on_epoch=lambda epoch, logs: hook.on_epoch_end(

@@ -16,6 +16,7 @@ from benchmark.components import FUSION_PREFIX, ModelParams, split_params
 from benchmark.config import ModelConfig, TrainConfig, TuneConfig
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.progress import progress_bar
 from benchmark.training.checks import HeadError
 from benchmark.training.loop import train_model
 from benchmark.training.model import build_model
@@ -137,10 +138,8 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
         optimize_shared(handle, reported, tune_settings.trials, startup, catch=(HeadError,),
                         timeout=tune_settings.timeout or None)
     elif remaining:
-        from tqdm.auto import tqdm
-
-        with tqdm(total=tune_settings.trials, initial=done, desc=f"tune {model.key}", unit="trial",
-                  disable=quiet, leave=False) as progress:
+        with progress_bar(total=tune_settings.trials, initial=done, quiet=quiet, desc=f"tune {model.key}",
+                          unit="trial", leave=False) as progress:
             def after_trial(_study, _trial) -> None:
                 reseed()
                 progress.update()
