@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from benchmark.errors import ConfigError, StoreError
