@@ -67,13 +67,15 @@ def open_artifacts(spec: str, run_root: str | Path) -> Artifacts:
         raise ConfigError(f"--artifacts {problem}")
     if spec.startswith("s3://"):
         return Artifacts(_s3_store(spec), {"store": spec})
-    folder = Path(spec or Path(run_root) / RUN_FOLDER).resolve()
-    try:
+    if not spec:  # made at the first upload: a run that only reads (``report``) leaves no empty folder
+        folder = (Path(run_root) / RUN_FOLDER).resolve()
+        return Artifacts(FileSystemArtifactStore(folder), {"host": socket.gethostname(), "folder": str(folder)})
+    folder = Path(spec).resolve()
+    try:  # a named folder is checked at once, before any work
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"cannot use the artifact folder {folder}: {error.strerror or error}") from None
-    where = {"store": spec} if spec else {"host": socket.gethostname(), "folder": str(folder)}
-    return Artifacts(FileSystemArtifactStore(folder), where)
+    return Artifacts(FileSystemArtifactStore(folder), {"store": spec})
 
 
 def _s3_store(spec: str):
@@ -94,6 +96,8 @@ def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, str]:
     from optuna.artifacts import upload_artifact
 
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    if "folder" in artifacts.where:
+        Path(artifacts.where["folder"]).mkdir(parents=True, exist_ok=True)
     artifact = upload_artifact(artifact_store=artifacts.store, file_path=str(path), study_or_trial=trial)
     return {"artifact": artifact, "sha256": sha256, **artifacts.where}
 
