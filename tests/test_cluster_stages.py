@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.cli import main
 from benchmark.config import load_experiment
 from benchmark.errors import ConfigError
 from benchmark.orchestration.artifacts import open_artifacts
@@ -111,7 +112,7 @@ def test_workers_given_one_artifact_folder_share_it(tmp_path):
     assert not (first.run.root / "artifacts").exists()
 
 
-def test_the_artifact_setting_is_checked_with_its_key(tmp_path):
+def test_the_artifact_setting_is_checked_with_its_key(tmp_path, capsys):
     experiment = ROOT / "experiments" / "quick.toml"
     with pytest.raises(ConfigError, match=r"`tune.artifacts` is 'gs://bucket/x': give a folder"):
         load_experiment(experiment, ['tune.artifacts="gs://bucket/x"'])
@@ -120,4 +121,9 @@ def test_the_artifact_setting_is_checked_with_its_key(tmp_path):
     assert load_experiment(experiment, ['tune.artifacts="s3://bucket/lvef"']).tune.artifacts == "s3://bucket/lvef"
     with pytest.raises(ConfigError, match=r"--artifacts is 'http://x'"):
         open_artifacts("http://x", tmp_path)
+    for given, said in ((["--artifacts", "http://x", "--storage", "s.db"], "--artifacts is 'http://x'"),
+                        (["--artifacts", str(tmp_path / "store")], "give the storage too")):
+        assert main(["run", str(experiment), "--out", str(tmp_path / "run"), *given]) == 2
+        assert said in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "run").exists()  # refused before the run directory exists
     assert open_artifacts("", tmp_path).where["folder"] == str((tmp_path / "artifacts").resolve())

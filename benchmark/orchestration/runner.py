@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from benchmark.components import PRIOR, resolve
-from benchmark.config import Experiment, ModelConfig
+from benchmark.config import Experiment, ModelConfig, artifacts_problem
 from benchmark.contracts import Split
 from benchmark.data.prepare import LoadedData, PreparedData, load_data, store_data
 from benchmark.device import resolve_device
@@ -71,6 +71,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
                    heartbeat: int = 10, artifacts: str = "") -> RunDir:
     # Everything that can be checked is checked before the run directory exists: settings, components, the
     # pre-flight of every model, and the data (loaded, split; synthetic data generated if it must be).
+    _check_artifacts(experiment, storage, artifacts)
     resolved = resolve(experiment)
     experiment, registry = resolved.experiment, resolved.registry
     for warning in resolved.warnings:
@@ -220,6 +221,19 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
     ran = jobs_board.work(run_one, say)
     say(f"computed {board.computed} of {len(stages)} encoder stages and ran {ran} jobs here; "
         f"{jobs_board.materialise(run, by_id)} of {len(jobs)} results stored")
+
+
+def _check_artifacts(experiment: Experiment, storage: str, artifacts: str) -> None:
+    """``--artifacts`` names a store only shared-storage workers use (``tune.artifacts`` is checked with the
+    experiment)."""
+    if not artifacts:
+        return
+    problem = artifacts_problem(artifacts)
+    if problem:
+        raise ConfigError(f"--artifacts {problem}")
+    if not (storage or experiment.tune.storage):
+        raise ConfigError(f"--artifacts {artifacts}: the artifact store is where workers sharing a storage exchange "
+                          "encoder stages and models; give the storage too (--storage URL or tune.storage)")
 
 
 def _models_for(experiment: Experiment, registry: Registry, data: PreparedData, say) -> Experiment:
