@@ -68,17 +68,12 @@ def _show_board(board) -> None:
 
 def _show_stages(storage, manifest) -> None:
     """The encoder stages of a shared run, and whether workers on other machines can use them."""
-    from tabulate import tabulate
-
     from benchmark.orchestration.stages import FILES, StageClaims, stages_study_name
 
     stages = StageClaims(storage, stages_study_name(manifest["experiment"], manifest["stages"]))
     states = stages.states(manifest["stages"])
     print()
-    print(f"{len(states)} encoder stages: " + ", ".join(
-        f"{sum(s.state == name for s in states)} {name}" for name in ("done", "running", "pending", "failed")))
-    print(tabulate([(s.name, s.state, s.worker, s.detail) for s in states],
-                   headers=["encoder stage", "state", "worker", "detail"], tablefmt="simple"))
+    _print_claims(f"{len(states)} encoder stages", states, "encoder stage", ("done", "running", "pending", "failed"))
     records = [record for trial in stages.study.get_trials(deepcopy=False)
                for record in trial.user_attrs.get(FILES, {}).values()]
     hosts = sorted({record.get("host") for record in records if "store" not in record})
@@ -113,12 +108,17 @@ def _show_local(run_dir, manifest) -> None:
 def _print(title: str, states, progress) -> None:
     from tabulate import tabulate
 
-    counts = {name: sum(state.state == name for state in states)
-              for name in ("done", "running", "pending", "failed", "damaged")}
-    print(f"{title}: {len(states)} jobs: " + ", ".join(f"{count} {name}" for name, count in counts.items()))
-    print(tabulate([(s.name, s.state, s.worker, s.detail) for s in states],
-                   headers=["job", "state", "worker", "detail"], tablefmt="simple"))
+    _print_claims(f"{title}: {len(states)} jobs", states, "job", ("done", "running", "pending", "failed", "damaged"))
     if progress:
         print()
         print(tabulate([(p.model, f"{p.finished}/{p.budget}", p.running) for p in progress],
                        headers=["tuning", "trials finished", "running"], tablefmt="simple"))
+
+
+def _print_claims(title: str, states, header: str, counted: tuple[str, ...]) -> None:
+    """``title: 3 done, 1 running, ...`` and one row per job or stage."""
+    from tabulate import tabulate
+
+    print(f"{title}: " + ", ".join(f"{sum(state.state == name for state in states)} {name}" for name in counted))
+    print(tabulate([(s.name, s.state, s.worker, s.detail) for s in states],
+                   headers=[header, "state", "worker", "detail"], tablefmt="simple"))
