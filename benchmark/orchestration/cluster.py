@@ -51,7 +51,7 @@ MODEL_FILE = "model.pt"      # too large for the rows: it goes to the artifact s
 POLL_S = 1.0
 
 
-def beat_now(trial) -> None:
+def _beat_now(trial) -> None:
     """Record a claimed trial's first heartbeat before any work. Optuna's heartbeat thread records its
     first beat concurrently, and a RUNNING trial that never beat is never found stale: a worker killed
     before that beat would hold its claim forever. (Optuna keys heartbeats by its internal trial id.)"""
@@ -60,14 +60,14 @@ def beat_now(trial) -> None:
         storage.record_heartbeat(trial._trial_id)
 
 
-def pruned(trial, reason: str):
+def _pruned(trial, reason: str):
     import optuna
 
     trial.set_user_attr(SKIPPED, reason)
     return optuna.TrialPruned(reason)
 
 
-def marking_errors(objective: Callable) -> Callable:
+def _marking_errors(objective: Callable) -> Callable:
     """``objective`` that records on its trial the exception that fails it, so that a FAIL trial without
     one is known to be a dead worker's."""
     import optuna
@@ -83,7 +83,7 @@ def marking_errors(objective: Callable) -> Callable:
     return marked
 
 
-def settled(trials: list) -> bool:
+def _settled(trials: list) -> bool:
     """Nothing waiting or running, and no dead worker's trial still due for its retry: Optuna fails a
     stale trial first and enqueues its copy just after, and a worker looking in between must not stop."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
@@ -120,14 +120,14 @@ def optimize_shared(study, objective: Callable, budget: int, startup: int, catch
     me = worker_name()
 
     def within_budget(trial) -> float:
-        beat_now(trial)
+        _beat_now(trial)
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         if trial.number >= budget and Retry.retried_trial_number(frozen) is None:
-            raise pruned(trial, "over budget: another worker took the last trial")
+            raise _pruned(trial, "over budget: another worker took the last trial")
         trial.set_user_attr(WORKER, me)
         return objective(trial)
 
-    within_budget = marking_errors(within_budget)
+    within_budget = _marking_errors(within_budget)
     if len(study.get_trials(deepcopy=False)) < budget:
         study.optimize(within_budget, timeout=timeout, catch=catch,
                        callbacks=[optuna.study.MaxTrialsCallback(budget, states=None)])
@@ -136,7 +136,7 @@ def optimize_shared(study, objective: Callable, budget: int, startup: int, catch
         trials = study.get_trials(deepcopy=False)
         if any(trial.state == TrialState.WAITING for trial in trials):  # a dead worker's trial, retried
             study.optimize(within_budget, n_trials=1, catch=catch)
-        elif settled(trials):
+        elif _settled(trials):
             return
         else:
             time.sleep(POLL_S)
@@ -249,16 +249,16 @@ class ClaimBoard:
         me = worker_name()
 
         def objective(trial) -> float:
-            beat_now(trial)
+            _beat_now(trial)
             name = trial.user_attrs.get(self.attr)
             if name is None:
-                raise pruned(trial, f"empty: another worker took the last waiting {self.unit}")
+                raise _pruned(trial, f"empty: another worker took the last waiting {self.unit}")
             trial.set_user_attr(WORKER, me)
             if self._taken_elsewhere(name, trial.number):
-                raise pruned(trial, f"duplicate: the {self.unit} is done or claimed by an earlier trial")
+                raise _pruned(trial, f"duplicate: the {self.unit} is done or claimed by an earlier trial")
             return run_one(name, trial)
 
-        self.study.optimize(marking_errors(objective), n_trials=1)
+        self.study.optimize(_marking_errors(objective), n_trials=1)
 
     def _taken_elsewhere(self, name: str, number: int) -> bool:
         from optuna.trial import TrialState
@@ -317,7 +317,7 @@ class JobBoard(ClaimBoard):
             trials = self.study.get_trials(deepcopy=False)
             if self.waiting(trials):
                 self.claim_one(run_and_store)
-            elif settled(trials):
+            elif _settled(trials):
                 return ran
             else:
                 running = {t.user_attrs.get(WORKER, "?") for t in trials if t.state == TrialState.RUNNING}
