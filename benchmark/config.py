@@ -125,6 +125,7 @@ class TuneConfig:
     timeout: float = 0.0
     metric: str = "CRPS"
     storage: str = ""
+    artifacts: str = ""  # where shared workers keep stage outputs and model weights: a folder or s3://bucket/prefix
     epochs: int = 0
 
 
@@ -406,6 +407,9 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         if failed:
             _fail(source, key_path, message)
     check_name(experiment.name, f"{source}: `name`")  # it names the run directory and the studies
+    problem = artifacts_problem(tune.artifacts)
+    if problem:
+        _fail(source, "tune.artifacts", problem)
     for index, model in enumerate(experiment.models):
         if not model.head:
             _fail(source, f"models[{index}].head", "must name a head, e.g. head = \"mcsdr\"")
@@ -418,6 +422,20 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         _fail(source, "models", f"has two models called {duplicated[0]!r}: give one a distinct `label`")
     if experiment.baseline and experiment.baseline not in keys:
         _fail(source, "baseline", f"names no model.{did_you_mean(experiment.baseline, keys)} Models: {', '.join(keys)}")
+
+
+def artifacts_problem(spec: str) -> str | None:
+    """What is wrong with an artifact store setting (``tune.artifacts``, ``--artifacts``), or None: a folder
+    path, or ``s3://bucket/prefix``; another scheme would otherwise be taken for a folder name."""
+    if "://" not in spec:
+        return None
+    scheme, rest = spec.split("://", 1)
+    if scheme != "s3":
+        return (f"is {spec!r}: give a folder every worker can reach (e.g. /mnt/shared/artifacts) or an "
+                "S3-compatible bucket as s3://bucket/prefix")
+    if not rest.split("/", 1)[0]:
+        return f"is {spec!r}, which names no bucket: write s3://bucket or s3://bucket/prefix"
+    return None
 
 
 def _check_finite(node: Any, key_path: str, source: str) -> None:

@@ -2,20 +2,24 @@
 
 Generates the experiment's data once, then runs the whole experiment twice from a clean temporary
 folder, each time with a fresh sqlite storage: one ``run`` worker, then ``--workers`` workers started
-together (each with its own run directory, as on separate machines). The machine's cores are split
-evenly between the workers (OMP_NUM_THREADS), so both configurations use the same hardware. Prints both
-wall times and the speed-up. Every worker repeats the encoder stage of the (split, seed) pairs it
-works on; tuning trials and the final jobs are what the workers share.
+together (each with its own run directory; they share encoder stages through those run folders, as
+workers on one machine do without --artifacts). Every process runs on ``--threads`` threads
+(OMP_NUM_THREADS, default 1), with ``--seeds`` seeds (default 2). Prints both wall times, the speed-up,
+whether the two configurations wrote the same leaderboard, and the load average before and after (the
+figures mean little on a busy machine).
 
-    python perf/workers.py [--experiment experiments/quick.toml] [--workers 2] [--set KEY=VALUE ...]
+    python perf/workers.py [--experiment experiments/quick.toml] [--workers 2] [--seeds 2] [--threads 1]
+                           [--set KEY=VALUE ...]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,42 +35,77 @@ def prepare(experiment: Path, overrides: list[str]) -> None:
     load_data(resolved.experiment, resolved.registry, say=lambda _: None)
 
 
-def run_workers(experiment: Path, overrides: list[str], workers: int, folder: Path) -> float:
-    threads = max(1, (os.cpu_count() or 1) // workers)
+def run_workers(experiment: Path, overrides: list[str], workers: int, threads: int,
+                folder: Path) -> tuple[float, float, float]:
+    """Seconds until every worker had every result stored (its last line before the report), until every
+    worker exited, and the CPU seconds of all workers together (what a busy machine cannot distort)."""
+    cpu_before = _children_cpu()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     sets = [item for value in overrides for item in ("--set", value)]
     storage = f"sqlite:///{folder / 'storage.db'}"
     started = time.perf_counter()
     processes = [subprocess.Popen([sys.executable, "-m", "benchmark", "run", str(experiment), *sets, "--quiet",
                                    "--out", str(folder / f"worker{index}"), "--storage", storage],
-                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for index in range(workers)]
-    failures = [process.communicate()[1][-2000:] for process in processes if process.wait() != 0]
+    outputs: list[list[str]] = [[] for _ in processes]
+    stored: list[float] = []
+
+    def follow(process, lines: list[str]) -> None:
+        for line in process.stdout:
+            lines.append(line)
+            if "results stored" in line:
+                stored.append(time.perf_counter() - started)
+
+    readers = [threading.Thread(target=follow, args=pair) for pair in zip(processes, outputs)]
+    for reader in readers:
+        reader.start()
+    failures = ["".join(lines)[-2000:] for process, lines in zip(processes, outputs) if process.wait() != 0]
     elapsed = time.perf_counter() - started
+    for reader in readers:
+        reader.join()
     if failures:
         raise SystemExit(f"{len(failures)} of {workers} workers failed:\n" + "\n".join(failures))
-    return elapsed
+    return max(stored), elapsed, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", default=str(ROOT / "experiments" / "quick.toml"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every process")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     experiment = Path(args.experiment).resolve()
+    print(f"load average before: {load_average()}", flush=True)
     with tempfile.TemporaryDirectory() as temporary:
         base = Path(temporary)
-        overrides = [f'synthetic.root="{base / "data"}"', *args.overrides]
+        overrides = [f'synthetic.root="{base / "data"}"', f"seeds={list(range(args.seeds))}", *args.overrides]
         prepare(experiment, overrides)
-        times = {}
+        stored, times, boards = {}, {}, {}
         for count in (1, args.workers):
             folder = base / f"{count}-workers"
             folder.mkdir()
-            times[count] = run_workers(experiment, overrides, count, folder)
-            print(f"{count} worker(s): {times[count]:.1f} s", flush=True)
-    print(f"speed-up of {args.workers} workers over 1 on {experiment.name} ({os.cpu_count()} cores): "
-          f"{times[1] / times[args.workers]:.2f}x")
+            stored[count], times[count], cpu = run_workers(experiment, overrides, count, args.threads, folder)
+            boards[count] = (folder / "worker0" / "leaderboard.csv").read_bytes()
+            print(f"{count} worker(s): {times[count]:.1f} s ({stored[count]:.1f} s until every result was stored, "
+                  f"then the report); {cpu:.1f} CPU seconds in all", flush=True)
+    workers = args.workers
+    print(f"speed-up of {workers} workers over 1 on {experiment.name} ({args.seeds} seeds, {args.threads} "
+          f"thread(s) a process, {os.cpu_count()} cores): {times[1] / times[workers]:.2f}x to the end, "
+          f"{stored[1] / stored[workers]:.2f}x until every result was stored; "
+          f"the same leaderboard: {'yes' if boards[1] == boards[workers] else 'NO'}")
+    print(f"load average after: {load_average()}")
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -2,13 +2,16 @@
 themselves are in test_cluster_workers.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from benchmark.errors import ConfigError
-from benchmark.orchestration.cluster import CHUNK, JOB, SKIPPED, JobBoard, decode_files, encode_files, job_states
+from benchmark.orchestration.artifacts import open_artifacts
+from benchmark.orchestration.cluster import CHUNK, JOB, MODEL, SKIPPED, JobBoard, decode_files, encode_files
 from benchmark.orchestration.storage import open_storage
-from benchmark.store import RunDir, read_json
+from benchmark.store import RunDir, atomic_write_text, read_json
 
 JOBS = ["mse__seed0__fold0__aaaa", "mse__seed1__fold0__bbbb"]
 MANIFEST = {"experiment": "exp", "jobs": JOBS}
@@ -16,16 +19,20 @@ MANIFEST = {"experiment": "exp", "jobs": JOBS}
 
 @pytest.fixture
 def board(tmp_path):
-    return JobBoard(open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1), "exp/jobs/plan")
+    storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
+    return JobBoard(storage, "exp/jobs/plan", open_artifacts("", tmp_path / "worker"))
 
 
-def recorder(fail: tuple[str, ...] = ()):
+def recorder(folder: Path, fail: tuple[str, ...] = ()):
+    """A worker's ``run_one``: each job writes its predictions and its model into ``folder``."""
     ran = []
 
     def run_one(job: str):
         ran.append(job)
         status = {"status": "failed", "error": "HeadError: NaN"} if job in fail else {"status": "ok"}
-        return {"job": job, "seconds": 0.5, **status}, {"predictions.csv": f"FileName\n{job}\n".encode()}
+        atomic_write_text(folder / job / "predictions.csv", f"FileName\n{job}\n")
+        atomic_write_text(folder / job / "model.pt", f"weights of {job}")
+        return {"job": job, "seconds": 0.5, **status}, folder / job
     return ran, run_one
 
 
@@ -33,12 +40,12 @@ def test_a_job_enqueued_twice_runs_once_and_a_done_job_never_again(board, tmp_pa
     assert board.publish(JOBS, MANIFEST) == 2
     board.study.enqueue_trial({}, user_attrs={JOB: JOBS[0]})  # a worker that looked before the first enqueued
     assert board.publish(JOBS, MANIFEST) == 0
-    ran, run_one = recorder()
+    ran, run_one = recorder(tmp_path)
     assert board.work(run_one, say=lambda _: None) == 2
     assert sorted(ran) == JOBS
     skipped = [trial.user_attrs[SKIPPED] for trial in board.study.get_trials() if SKIPPED in trial.user_attrs]
     assert len(skipped) == 1 and skipped[0].startswith("duplicate")
-    assert [state.state for state in job_states(board.study.get_trials(), JOBS)] == ["done", "done"]
+    assert [state.state for state in board.states(JOBS)] == ["done", "done"]
 
     assert board.publish(JOBS, MANIFEST) == 0
     assert board.work(run_one, say=lambda _: None) == 0  # nothing is run twice
@@ -47,17 +54,36 @@ def test_a_job_enqueued_twice_runs_once_and_a_done_job_never_again(board, tmp_pa
     assert board.materialise(run, JOBS) == 2
     assert read_json(run.result(JOBS[1]))["status"] == "ok"
     assert (run.job(JOBS[1]) / "predictions.csv").read_text() == f"FileName\n{JOBS[1]}\n"
+    assert not (run.job(JOBS[1]) / "model.pt").exists()  # models come only from an artifact store
     assert board.manifest() == MANIFEST
 
 
-def test_a_failed_job_is_enqueued_again_by_the_next_worker(board):
+def test_models_travel_through_the_artifact_store_and_a_changed_one_is_refused(board, tmp_path):
     board.publish(JOBS, MANIFEST)
-    ran, run_one = recorder(fail=(JOBS[0],))
+    board.work(recorder(tmp_path)[1], say=lambda _: None)
+    said = []
+    elsewhere = RunDir(tmp_path / "elsewhere")  # a machine reading the workers' store (their run folder here)
+    board.materialise(elsewhere, JOBS, say=said.append, models=open_artifacts("", elsewhere.root))
+    assert [(elsewhere.job(job) / "model.pt").read_text() for job in JOBS] == [f"weights of {job}" for job in JOBS]
+    assert said == []
+
+    record = board.study.get_trials()[-1].user_attrs[MODEL]  # the last job's model, tampered with in the store
+    (Path(record["folder"]) / record["artifact"]).write_text("weights of someone else")
+    again = RunDir(tmp_path / "again")
+    board.materialise(again, JOBS, say=said.append, models=open_artifacts("", again.root))
+    assert len(said) == 1 and f"refused artifact {record['artifact']} (model.pt of job" in said[0]
+    assert "SHA-256" in said[0]
+    assert sum((again.job(job) / "model.pt").exists() for job in JOBS) == 1
+
+
+def test_a_failed_job_is_enqueued_again_by_the_next_worker(board, tmp_path):
+    board.publish(JOBS, MANIFEST)
+    ran, run_one = recorder(tmp_path, fail=(JOBS[0],))
     board.work(run_one, say=lambda _: None)
-    states = job_states(board.study.get_trials(), JOBS)
+    states = board.states(JOBS)
     assert [(state.state, state.detail) for state in states] == [("failed", "HeadError: NaN"), ("done", "0.5 s")]
     assert board.publish(JOBS, MANIFEST) == 1
-    ran, run_one = recorder()
+    ran, run_one = recorder(tmp_path)
     assert board.work(run_one, say=lambda _: None) == 1 and ran == [JOBS[0]]
 
 

@@ -10,6 +10,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("run_dir", help="a run directory, e.g. runs/pediatric")
     parser.add_argument("--storage", default="", help="first copy every result the workers stored there "
                         "(postgresql://..., sqlite:///..., a journal file) into run_dir")
+    parser.add_argument("--artifacts", default="", metavar="PATH_OR_URL", help="with --storage: the workers' "
+                        "artifact store, to copy each job's model.pt too (default: tune.artifacts of the run; the "
+                        "workers' own run folders on this machine are read without it)")
     add_plugin_arguments(parser)
 
 
@@ -24,10 +27,19 @@ def run(args) -> int:
         raise ConfigError(f"{run_dir.root} has no manifest.json: not a run directory (or the run never started); "
                           "give the directory `run` wrote, or --storage to collect a shared run's results")
     if args.storage:
+        from benchmark.orchestration.artifacts import open_artifacts
         from benchmark.orchestration.cluster import fetch_results
         from benchmark.orchestration.storage import open_storage
 
-        count = fetch_results(open_storage(args.storage, run_dir.root), run_dir)
+        count = fetch_results(open_storage(args.storage, run_dir.root), run_dir,
+                              models=open_artifacts(args.artifacts or _recorded_artifacts(run_dir), run_dir.root))
         print(f"{count} stored job results copied into {run_dir.root}")
     write_report(run_dir, registry_for(run_dir, args))
     return 0
+
+
+def _recorded_artifacts(run_dir) -> str:
+    """``tune.artifacts`` of the run, when its manifest is here already."""
+    from benchmark.store import read_json
+
+    return read_json(run_dir.manifest)["config"]["tune"].get("artifacts", "") if run_dir.manifest.is_file() else ""

@@ -23,6 +23,9 @@ def add_arguments(parser) -> None:
                         "tune.storage; without either, one process and sqlite in the run directory)")
     parser.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
                         help="with a storage: a worker silent for three heartbeats is dead and its work is retried")
+    parser.add_argument("--artifacts", default="", metavar="PATH_OR_URL", help="with a storage: where workers "
+                        "share encoder stages and trained models, a folder every worker reaches or s3://bucket/prefix "
+                        "(default: tune.artifacts; without either, the run directory, shared by workers on one machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, only one line per step")
     parser.add_argument("--trust-checkpoint", action="store_true", help="unpickle checkpoints ([encoder] weights, "
                         "[[models]] checkpoint) that hold more than tensors and plain data: this runs code from "
@@ -36,7 +39,7 @@ def run(args) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     with trusting_checkpoints(args.trust_checkpoint):
         run_dir = run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet,
-                                 heartbeat=args.heartbeat)
+                                 heartbeat=args.heartbeat, artifacts=args.artifacts)
     failed = failed_jobs(run_dir)
     if failed:
         print(f"failed: {len(failed)} job(s) failed: {', '.join(failed)}; the leaderboard lists them, "

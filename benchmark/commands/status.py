@@ -1,12 +1,14 @@
 """``status``: where a run stands: each job pending, running (on which worker), done, failed or damaged (its
-stored files changed after it finished; the next run recomputes it), and the
-tuning trials of each model against the budget. Works on a run directory (its own storage, if it has
+stored files changed after it finished; the next run recomputes it), each encoder stage of a shared run
+(pending, running on which worker, done and where its files are), and the tuning trials of each model
+against the budget. Works on a run directory (its own storage, if it has
 one) or on a storage shared by workers (every run in it). A target that is neither is a usage error (exit 2)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-HELP = "progress of a run or of a shared storage: jobs pending / running (where) / done / failed, tuning trials"
+HELP = ("progress of a run or of a shared storage: jobs and encoder stages pending / running (where) / done / "
+        "failed, tuning trials")
 
 
 def add_arguments(parser) -> None:
@@ -58,32 +60,49 @@ def run(args) -> int:
 
 
 def _show_board(board) -> None:
-    from benchmark.orchestration.cluster import job_states, tuning_progress
+    from benchmark.orchestration.cluster import tuning_progress
 
     manifest = board.manifest()
-    states = job_states(board.study.get_trials(deepcopy=False), manifest["jobs"])
-    _print(f"{manifest['experiment']} (jobs study {board.name!r})", states,
+    _print(f"{manifest['experiment']} (jobs study {board.name!r})", board.states(manifest["jobs"]),
            tuning_progress(board.storage, manifest))
+    if manifest.get("stages"):
+        _show_stages(board.storage, manifest)
+
+
+def _show_stages(storage, manifest) -> None:
+    """The encoder stages of a shared run, and whether workers on other machines can use them."""
+    from benchmark.orchestration.stages import FILES, StageClaims, stages_study_name
+
+    stages = StageClaims(storage, stages_study_name(manifest["experiment"], manifest["stages"]))
+    states = stages.states(manifest["stages"])
+    print()
+    _print_claims(f"{len(states)} encoder stages", states, "encoder stage", ("done", "running", "pending", "failed"))
+    records = [record for trial in stages.study.get_trials(deepcopy=False)
+               for record in trial.user_attrs.get(FILES, {}).values()]
+    hosts = sorted({record.get("host") for record in records if "store" not in record})
+    if hosts:
+        print(f"stages stored in the workers' own run folders (no --artifacts) on {', '.join(hosts)}: workers on "
+              "other machines compute their own; give every worker --artifacts PATH_OR_URL to share them")
 
 
 def _show_local(run_dir, manifest) -> None:
     """A run without shared storage: its result files, and the tuning studies in its own optuna.db."""
-    from benchmark.orchestration.cluster import JobState, tuning_progress
+    from benchmark.orchestration.cluster import ClaimState, tuning_progress
     from benchmark.store import read_json
 
     states = []
     for job in manifest["jobs"]:
         if not run_dir.is_done(job):
-            states.append(JobState(job, "pending"))
+            states.append(ClaimState(job, "pending"))
             continue
         record = read_json(run_dir.result(job))
         problem = run_dir.damage(job, record) if record["status"] == "ok" else None
         if problem:  # its stored files changed after it finished: the next run computes it again
-            states.append(JobState(job, "damaged", detail=problem))
+            states.append(ClaimState(job, "damaged", detail=problem))
         elif record["status"] == "ok":
-            states.append(JobState(job, "done", detail=f"{record['seconds']:.1f} s"))
+            states.append(ClaimState(job, "done", detail=f"{record['seconds']:.1f} s"))
         else:
-            states.append(JobState(job, "failed", detail=record.get("error", "")))
+            states.append(ClaimState(job, "failed", detail=record.get("error", "")))
     database = run_dir.root / "optuna.db"
     progress = tuning_progress(run_dir.optuna_storage, manifest) if database.is_file() else []
     _print(f"{manifest['experiment']} ({run_dir.root}, one process)", states, progress)
@@ -92,12 +111,17 @@ def _show_local(run_dir, manifest) -> None:
 def _print(title: str, states, progress) -> None:
     from tabulate import tabulate
 
-    counts = {name: sum(state.state == name for state in states)
-              for name in ("done", "running", "pending", "failed", "damaged")}
-    print(f"{title}: {len(states)} jobs: " + ", ".join(f"{count} {name}" for name, count in counts.items()))
-    print(tabulate([(s.job, s.state, s.worker, s.detail) for s in states],
-                   headers=["job", "state", "worker", "detail"], tablefmt="simple"))
+    _print_claims(f"{title}: {len(states)} jobs", states, "job", ("done", "running", "pending", "failed", "damaged"))
     if progress:
         print()
         print(tabulate([(p.model, f"{p.finished}/{p.budget}", p.running) for p in progress],
                        headers=["tuning", "trials finished", "running"], tablefmt="simple"))
+
+
+def _print_claims(title: str, states, header: str, counted: tuple[str, ...]) -> None:
+    """``title: 3 done, 1 running, ...`` and one row per job or stage."""
+    from tabulate import tabulate
+
+    print(f"{title}: " + ", ".join(f"{sum(state.state == name for state in states)} {name}" for name in counted))
+    print(tabulate([(s.name, s.state, s.worker, s.detail) for s in states],
+                   headers=[header, "state", "worker", "detail"], tablefmt="simple"))

@@ -20,7 +20,7 @@ from benchmark.data.prepare import PreparedData
 from benchmark.data.tabular import fit_tabular
 from benchmark.data.tracings import TracedFrames
 from benchmark.device import seed_everything
-from benchmark.encoding.cache import FeatureCache, FeatureKey
+from benchmark.encoding.cache import CachedFeatures, FeatureCache, FeatureKey
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.stage1 import freeze, pretrain_encoder
 from benchmark.errors import ConfigError
@@ -77,20 +77,26 @@ class EncoderStage:
         self.encoder = build_encoder(experiment, registry, say)
         self.items = {role: data.role_items(split, role) for role in ROLES}
         self.normalisation = normalisation_for(experiment.clips, self.encoder.input_spec, self.items["train"])
-        self._stage_one()
+        self.cache = FeatureCache(run.cache)
+        trained = self._stage_one()
         self.tabular = _tabular(experiment, data, self.items)
-        self.features = self.featurize(self.encoder.to(device))
+        cached = self._cached(self.encoder.to(device), ROLES)
+        self.features = {role: self._feature_set(role, entry) for role, entry in cached.items()}
+        # What another process needs to have this stage without computing it (shared-storage workers).
+        self.files = [*trained, *(path for entry in cached.values() for path in self.cache.paths(entry.key))]
 
     def featurize(self, encoder, roles: tuple[str, ...] = ROLES) -> dict[str, FeatureSet]:
         """Train/val/test features of ``encoder`` (frozen), computed once and cached. An encoder that
         declares other input constants than the stage's (an imported one) gets clips normalised its way."""
+        return {role: self._feature_set(role, cached) for role, cached in self._cached(encoder, roles).items()}
+
+    def _cached(self, encoder, roles: tuple[str, ...]) -> dict[str, CachedFeatures]:
         experiment, clips = self.experiment, self.experiment.clips
         normalisation = (self.normalisation if encoder.input_spec == self.encoder.input_spec
                          else normalisation_for(clips, encoder.input_spec, self.items["train"]))
         encoder_key = {**self.identity, "pretrain": dataclasses.asdict(experiment.encoder.pretrain), "seed": self.seed}
         clip_key = {**dataclasses.asdict(clips), "normalisation": dataclasses.asdict(normalisation)}
-        cache = FeatureCache(self.run.cache)
-        features = {}
+        entries = {}
         for role in roles:
             role_items = self.items[role]
 
@@ -105,21 +111,24 @@ class EncoderStage:
             key = FeatureKey(dataset=self.data.fingerprint(self.split, (role,)),
                              split=f"{self.data.split_hash}/{self.split.name}",
                              role=role, encoder=encoder_key, clips=clip_key)
-            cached = cache.features(key, loader, encoder, self.device, progress=not self.quiet)
-            self.say(f"features {self.split.name}/seed {self.seed}/{role}: {len(cached.features)} clips "
-                     f"({cached.status})")
-            features[role] = FeatureSet(
-                ids=[item.id for item in role_items], features=cached.features,
-                ef=np.array([item.ef for item in role_items]), tabular=self.tabular[role],
-                clip_item=cached.item_index)
-        return features
+            entries[role] = self.cache.features(key, loader, encoder, self.device, progress=not self.quiet)
+            self.say(f"features {self.split.name}/seed {self.seed}/{role}: {len(entries[role].features)} clips "
+                     f"({entries[role].status})")
+        return entries
 
-    def _stage_one(self) -> None:
-        """Train the encoder once per (split, seed); its weights are stored, so a rerun reloads them."""
+    def _feature_set(self, role: str, cached: CachedFeatures) -> FeatureSet:
+        role_items = self.items[role]
+        return FeatureSet(ids=[item.id for item in role_items], features=cached.features,
+                          ef=np.array([item.ef for item in role_items]), tabular=self.tabular[role],
+                          clip_item=cached.item_index)
+
+    def _stage_one(self) -> list[Path]:
+        """Train the encoder once per (split, seed); its weights are stored, so a rerun reloads them.
+        Returns the stored weights file (none without stage 1)."""
         config, encoder = self.experiment.encoder.pretrain, self.encoder
         if config.objective == "none" or config.epochs == 0:
             freeze(encoder)
-            return
+            return []
         where = f"stage 1 {self.split.name}/seed {self.seed}"
         # Named by everything that shapes the trained weights (the training items' content, the encoder's
         # code, the engine's and initial weights), so that a changed setting, label, video or source trains anew.
@@ -137,7 +146,7 @@ class EncoderStage:
                 encoder.load_state_dict(state)
                 freeze(encoder)
                 self.say(f"{where}: reused {stored.name}")
-                return
+                return [stored]
         loader = (self.traced_loader(config.batch_size, self.seed) if config.objective == "tracings"
                   else self.training_loader(config.batch_size, self.seed))
         self.say(f"{where} ({config.objective}): training {config.epochs} epochs")
@@ -149,6 +158,7 @@ class EncoderStage:
         buffer = io.BytesIO()
         torch.save({key: value.cpu() for key, value in encoder.state_dict().items()}, buffer)
         atomic_write_bytes(stored, buffer.getvalue())
+        return [stored]
 
     def trainable_copy(self):
         """A copy of the stage-1 encoder to fine-tune; the shared one stays frozen for the other models."""

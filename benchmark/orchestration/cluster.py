@@ -11,8 +11,11 @@ schedules: the storage does, through Optuna's own mechanisms.
 * Jobs: one study ``<experiment>/jobs/<plan>`` holds one trial per job (user attr ``job``), enqueued
   WAITING. ``study.optimize`` takes a WAITING trial atomically (``ask``), so a job is claimed by one
   worker; the claim records ``worker`` = host:pid; the finished trial holds the result record and the
-  job's files. Two enqueues of one job (workers starting together) are harmless: of two live claims the
-  lower trial number runs, the other is pruned as a duplicate, and a job done is never run again.
+  job's files (its ``model.pt`` goes to the artifact store, ``orchestration.artifacts``). Two enqueues of
+  one job (workers starting together) are harmless: of two live claims the lower trial number runs, the
+  other is pruned as a duplicate, and a job done is never run again.
+* Encoder stages are claimed the same way (``ClaimBoard``, the study ``<experiment>/stages/<plan>``,
+  ``orchestration.stages``), their outputs travelling through the artifact store.
 * Dead workers: RDB storages (sqlite, PostgreSQL, MySQL) record a heartbeat of each running trial. A
   trial silent for a grace period goes FAIL when any worker next looks, and
   ``RetryHeartbeatStaleTrialCallback`` enqueues a copy, which another worker takes. A journal file has no
@@ -30,6 +33,7 @@ from typing import Any, Callable, Iterable
 
 from benchmark.config import ModelConfig
 from benchmark.errors import StoreError
+from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
 from benchmark.orchestration.storage import MAX_RETRY, optuna_module, worker_name
 from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
 
@@ -41,7 +45,9 @@ CHUNK = 60_000               # characters per file attr: MySQL's TEXT column hol
 SKIPPED = "skipped"          # user attr: why a claim was pruned unrun (duplicate, empty, over budget)
 ERROR = "error"              # user attr: the exception that failed a trial (a dead worker's trial has none)
 MANIFEST = "manifest"        # study user attr of the jobs study: the run's manifest.json
+MODEL = "model"              # user attr: the artifact record of the job's model.pt
 STORED_FILES = ("predictions.csv", "samples.npz", "trajectories.npz", "traceback.txt")
+MODEL_FILE = "model.pt"      # too large for the rows: it goes to the artifact store
 POLL_S = 1.0
 
 
@@ -164,47 +170,19 @@ def decode_files(attrs: dict[str, Any]) -> dict[str, bytes]:
 
 
 @dataclass(frozen=True)
-class JobState:
-    job: str
+class ClaimState:
+    name: str           # the job or stage
     state: str          # done, running, pending, failed
     worker: str = ""
     detail: str = ""
 
 
-def job_states(trials: Iterable, job_ids: Iterable[str]) -> list[JobState]:
-    """Per job, the most advanced of its claims: done > running > pending > failed."""
-    from optuna.trial import TrialState
+class ClaimBoard:
+    """A study whose trials are claims on named units of work (the user attr ``attr``): enqueue the
+    missing ones, claim one waiting claim at a time, and tell each unit's state."""
 
-    claims: dict[str, list] = {}
-    for trial in trials:
-        if JOB in trial.user_attrs and SKIPPED not in trial.user_attrs:
-            claims.setdefault(trial.user_attrs[JOB], []).append(trial)
-    states = []
-    for job in job_ids:
-        mine = sorted(claims.get(job, []), key=lambda trial: trial.number)
-        ok = [t for t in mine if t.state == TrialState.COMPLETE and t.user_attrs[RESULT]["status"] == "ok"]
-        running = [t for t in mine if t.state == TrialState.RUNNING]
-        waiting = [t for t in mine if t.state == TrialState.WAITING]
-        if ok:
-            states.append(JobState(job, "done", ok[0].user_attrs.get(WORKER, ""),
-                                   f"{ok[0].user_attrs[RESULT]['seconds']:.1f} s"))
-        elif running:
-            states.append(JobState(job, "running", running[0].user_attrs.get(WORKER, "")))
-        elif waiting:
-            retry = [t for t in waiting if "failed_trial" in t.system_attrs]
-            states.append(JobState(job, "pending", detail="retry after a dead worker" if retry else ""))
-        elif mine:
-            last = mine[-1]
-            error = (last.user_attrs[RESULT].get("error", "") if RESULT in last.user_attrs
-                     else last.user_attrs.get(ERROR, "the worker stopped during the job (crash or kill)"))
-            states.append(JobState(job, "failed", last.user_attrs.get(WORKER, ""), error))
-        else:
-            states.append(JobState(job, "pending", detail="not yet enqueued"))
-    return states
-
-
-class JobBoard:
-    """The jobs study of one run: enqueue, claim and run, and read back the stored results."""
+    attr = JOB
+    unit = "job"
 
     def __init__(self, storage, name: str):
         optuna = optuna_module()
@@ -212,47 +190,133 @@ class JobBoard:
         self.storage = storage
         self.study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
 
-    def publish(self, job_ids: list[str], manifest: dict[str, Any]) -> int:
-        """Store the manifest and enqueue every job not done, running or waiting; returns how many.
-        A job whose result is ``failed`` is enqueued again, as a local rerun retries it."""
-        self.study.set_user_attr(MANIFEST, manifest)
-        missing = [state.job for state in job_states(self.study.get_trials(deepcopy=False), job_ids)
+    def succeeded(self, trial) -> bool:
+        """Whether a COMPLETE claim did its work (a job may complete with a failed result)."""
+        return True
+
+    def detail(self, trial) -> str:
+        """What a finished claim shows in ``status``."""
+        return ""
+
+    def states(self, names: Iterable[str], trials: Iterable | None = None) -> list[ClaimState]:
+        """Per unit, the most advanced of its claims: done > running > pending > failed."""
+        from optuna.trial import TrialState
+
+        claims: dict[str, list] = {}
+        for trial in self.study.get_trials(deepcopy=False) if trials is None else trials:
+            if self.attr in trial.user_attrs and SKIPPED not in trial.user_attrs:
+                claims.setdefault(trial.user_attrs[self.attr], []).append(trial)
+        states = []
+        for name in names:
+            mine = sorted(claims.get(name, []), key=lambda trial: trial.number)
+            done = [t for t in mine if t.state == TrialState.COMPLETE and self.succeeded(t)]
+            running = [t for t in mine if t.state == TrialState.RUNNING]
+            waiting = [t for t in mine if t.state == TrialState.WAITING]
+            if done:
+                states.append(ClaimState(name, "done", done[0].user_attrs.get(WORKER, ""), self.detail(done[0])))
+            elif running:
+                states.append(ClaimState(name, "running", running[0].user_attrs.get(WORKER, "")))
+            elif waiting:
+                retry = [t for t in waiting if "failed_trial" in t.system_attrs]
+                states.append(ClaimState(name, "pending", detail="retry after a dead worker" if retry else ""))
+            elif mine:
+                last = mine[-1]
+                error = (last.user_attrs[RESULT].get("error", "") if RESULT in last.user_attrs
+                         else last.user_attrs.get(ERROR, f"the worker stopped during the {self.unit} (crash or kill)"))
+                states.append(ClaimState(name, "failed", last.user_attrs.get(WORKER, ""), error))
+            else:
+                states.append(ClaimState(name, "pending", detail="not yet enqueued"))
+        return states
+
+    def enqueue_missing(self, names: Iterable[str]) -> int:
+        """Enqueue every unit not done, running or waiting; returns how many. A failed one is enqueued
+        again, as a local rerun retries it."""
+        missing = [state.name for state in self.states(names)
                    if state.state == "failed" or state.detail == "not yet enqueued"]
-        for job in missing:
-            self.study.enqueue_trial({}, user_attrs={JOB: job})
+        for name in missing:
+            self.study.enqueue_trial({}, user_attrs={self.attr: name})
         return len(missing)
 
-    def work(self, run_one: Callable[[str], tuple[dict[str, Any], dict[str, bytes]]],
-             say: Callable[[str], None] = print) -> int:
+    def waiting(self, trials: Iterable | None = None) -> bool:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False) if trials is None else trials
+        return any(trial.state == TrialState.WAITING for trial in trials)
+
+    def claim_one(self, run_one: Callable[[str, Any], float]) -> None:
+        """Take the first waiting claim (atomically, with Optuna's ``ask``) and run ``run_one(name, trial)``,
+        which does the unit's work and stores its outcome in the trial; its return value is the trial's."""
+        me = worker_name()
+
+        def objective(trial) -> float:
+            _beat_now(trial)
+            name = trial.user_attrs.get(self.attr)
+            if name is None:
+                raise _pruned(trial, f"empty: another worker took the last waiting {self.unit}")
+            trial.set_user_attr(WORKER, me)
+            if self._taken_elsewhere(name, trial.number):
+                raise _pruned(trial, f"duplicate: the {self.unit} is done or claimed by an earlier trial")
+            return run_one(name, trial)
+
+        self.study.optimize(_marking_errors(objective), n_trials=1)
+
+    def _taken_elsewhere(self, name: str, number: int) -> bool:
+        from optuna.trial import TrialState
+
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.user_attrs.get(self.attr) != name or trial.number == number or SKIPPED in trial.user_attrs:
+                continue
+            if trial.state == TrialState.RUNNING and trial.number < number:
+                return True
+            if trial.state == TrialState.COMPLETE and self.succeeded(trial):
+                return True
+        return False
+
+
+class JobBoard(ClaimBoard):
+    """The jobs study of one run: enqueue, claim and run, and read back the stored results (and, from the
+    artifact store, the trained models)."""
+
+    def __init__(self, storage, name: str, artifacts: Artifacts | None = None):
+        super().__init__(storage, name)
+        self.artifacts = artifacts
+
+    def succeeded(self, trial) -> bool:
+        return trial.user_attrs[RESULT]["status"] == "ok"
+
+    def detail(self, trial) -> str:
+        return f"{trial.user_attrs[RESULT]['seconds']:.1f} s"
+
+    def publish(self, job_ids: list[str], manifest: dict[str, Any]) -> int:
+        """Store the manifest and enqueue every job not done, running or waiting; returns how many."""
+        self.study.set_user_attr(MANIFEST, manifest)
+        return self.enqueue_missing(job_ids)
+
+    def work(self, run_one: Callable[[str], tuple[dict[str, Any], Path]], say: Callable[[str], None] = print) -> int:
         """Claim and run jobs until none is waiting or running anywhere; returns how many ran here.
-        ``run_one(job_id)`` returns the result record and the job's files to store."""
+        ``run_one(job_id)`` returns the result record and the job's folder, whose files are stored (its
+        ``model.pt`` in the artifact store)."""
         from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
-        me, ran, waited = worker_name(), 0, set()
+        ran, waited = 0, set()
 
-        def objective(trial) -> float:
+        def run_and_store(job: str, trial) -> float:
             nonlocal ran
-            _beat_now(trial)
-            job = trial.user_attrs.get(JOB)
-            if job is None:
-                raise _pruned(trial, "empty: another worker took the last waiting job")
-            trial.set_user_attr(WORKER, me)
-            if self._taken_elsewhere(job, trial.number):
-                raise _pruned(trial, "duplicate: the job is done or claimed by an earlier trial")
-            record, files = run_one(job)
+            record, directory = run_one(job)
             trial.set_user_attr(RESULT, record)
-            for key, text in encode_files(files).items():
+            for key, text in encode_files(job_files(directory)).items():
                 trial.set_user_attr(key, text)
+            if self.artifacts is not None and (directory / MODEL_FILE).is_file():
+                trial.set_user_attr(MODEL, upload(self.artifacts, trial, directory / MODEL_FILE))
             ran += 1
             return float(record["seconds"])
 
-        objective = _marking_errors(objective)
         while True:
             fail_stale_trials(self.study)
             trials = self.study.get_trials(deepcopy=False)
-            if any(trial.state == TrialState.WAITING for trial in trials):
-                self.study.optimize(objective, n_trials=1)
+            if self.waiting(trials):
+                self.claim_one(run_and_store)
             elif _settled(trials):
                 return ran
             else:
@@ -262,25 +326,15 @@ class JobBoard:
                     waited = running
                 time.sleep(POLL_S)
 
-    def _taken_elsewhere(self, job: str, number: int) -> bool:
-        from optuna.trial import TrialState
-
-        for trial in self.study.get_trials(deepcopy=False):
-            if trial.user_attrs.get(JOB) != job or trial.number == number or SKIPPED in trial.user_attrs:
-                continue
-            if trial.state == TrialState.RUNNING and trial.number < number:
-                return True
-            if trial.state == TrialState.COMPLETE and trial.user_attrs[RESULT]["status"] == "ok":
-                return True
-        return False
-
     def manifest(self) -> dict[str, Any] | None:
         return self.study.user_attrs.get(MANIFEST)
 
-    def materialise(self, run: RunDir, job_ids: Iterable[str], say: Callable[[str], None] = print) -> int:
+    def materialise(self, run: RunDir, job_ids: Iterable[str], say: Callable[[str], None] = print,
+                    models: Artifacts | None = None) -> int:
         """Write each stored job's files and then its ``result.json`` into ``run``; returns how many.
         Whoever can write to the storage chooses the stored names: only the known job file names are
-        written (a name like ``../x`` would land outside the run directory); others are refused and named."""
+        written (a name like ``../x`` would land outside the run directory); others are refused and named.
+        With ``models`` (this machine's artifact store) also each job's ``model.pt`` that it can reach."""
         from optuna.trial import TrialState
 
         best: dict[str, Any] = {}
@@ -302,9 +356,27 @@ class JobBoard:
                     say(f"refused a file of job {job} in the storage: {name!r} is not one of {', '.join(STORED_FILES)}")
                     continue
                 atomic_write_bytes(run.job(job) / name, data)
+            if models is not None and MODEL in attrs:
+                _fetch_model(run, job, attrs[MODEL], models, say)
             atomic_write_json(run.result(job), attrs[RESULT])
             written += 1
         return written
+
+
+def _fetch_model(run: RunDir, job: str, record: dict[str, Any], models: Artifacts, say: Callable[[str], None]) -> None:
+    """The job's ``model.pt`` from the artifact store, unless this machine cannot reach it (said) or has it."""
+    path = run.job(job) / MODEL_FILE
+    if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == record.get("sha256"):
+        return
+    try:
+        data = download(record, models, f"{MODEL_FILE} of job {job}")
+    except StoreError as error:
+        say(str(error))
+        return
+    if data is None:
+        say(f"{MODEL_FILE} of job {job} is in {describe(record)}, which this machine cannot read: give --artifacts")
+        return
+    atomic_write_bytes(path, data)
 
 
 def job_files(directory: Path) -> dict[str, bytes]:
@@ -337,13 +409,14 @@ def open_board(storage, run: RunDir) -> JobBoard:
     return JobBoard(storage, found[0])
 
 
-def fetch_results(storage, run: RunDir) -> int:
-    """Bring every result stored for ``run`` (and its manifest, if missing) into the run directory."""
+def fetch_results(storage, run: RunDir, models: Artifacts | None = None) -> int:
+    """Bring every result stored for ``run`` (and its manifest, if missing) into the run directory; with
+    ``models``, the artifact store this machine reads, also the trained models."""
     board = open_board(storage, run)
     manifest = board.manifest()
     if not run.manifest.is_file():
         atomic_write_json(run.manifest, manifest)
-    return board.materialise(run, manifest["jobs"])
+    return board.materialise(run, manifest["jobs"], models=models)
 
 
 @dataclass(frozen=True)

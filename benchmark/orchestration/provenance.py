@@ -16,10 +16,12 @@ from benchmark.contracts import ROLES, Split
 from benchmark.data.prepare import PreparedData
 from benchmark.encoding.encoder_stage import encoder_identity
 from benchmark.identity import JOB_ENGINE, TUNING_ENGINE, engine_digests, file_digest, source_digest, stable_hash
+from benchmark.store import safe_name
 from registry import Registry
 
-# Where a job runs does not change what it computes.
+# Where a job runs does not change what it computes, nor where its results are kept.
 VOLATILE_TRAIN = ("device", "num_workers", "threads")
+VOLATILE_TUNE = ("storage", "artifacts")
 
 
 def checkpoint_path(experiment: Experiment, model: ModelConfig) -> Path | None:
@@ -61,7 +63,8 @@ def study_identity(experiment: Experiment, registry: Registry, data: PreparedDat
     """What a model's tuning study on ``split`` depends on: that split's TRAIN and VAL, the search space
     ``space``, the budget, the settings and code; its digest names the study."""
     tune = dataclasses.asdict(experiment.tune)
-    tune.pop("storage")
+    for volatile in VOLATILE_TUNE:
+        tune.pop(volatile)
     return {"data": data.fingerprint(split, ("train", "val")), "split": data.split_hash, "split name": split.name,
             "settings": {**experiment_settings(experiment), "model": _model_settings(model),
                          "samples": experiment.evaluate.samples, "point": experiment.evaluate.point},
@@ -82,6 +85,19 @@ def job_identity(experiment: Experiment, registry: Registry, data: PreparedData,
             "weights": {"encoder": encoder_identity(experiment, registry)["weights"],
                         "checkpoint": file_digest(checkpoint) if checkpoint and checkpoint.is_file() else ""},
             "tuning": study, "seed": seed, "split name": split.name}
+
+
+def stage_name(experiment: Experiment, registry: Registry, data: PreparedData, split: Split, seed: int) -> str:
+    """The name of the encoder stage of ``split`` at ``seed`` (stage 1 and the features of every role), from
+    what it computes with: each role's data, the clip and encoder settings, the encoder's code and initial
+    weights, and the seed. Workers that agree on it share one computation."""
+    settings = experiment_settings(experiment)
+    encoder = encoder_identity(experiment, registry)
+    identity = {"data": {role: data.fingerprint(split, (role,)) for role in ROLES}, "split": data.split_hash,
+                "settings": {"clips": settings["clips"], "encoder": settings["encoder"]},
+                "encoder": {"source": encoder["source"], "engine": encoder["engine"], "weights": encoder["weights"]},
+                "seed": seed}
+    return f"{safe_name(split.name)}__seed{seed}__{digest(identity)[:12]}"
 
 
 def digest(identity: dict[str, Any]) -> str:

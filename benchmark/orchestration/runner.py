@@ -17,7 +17,7 @@ from typing import Any, Callable
 import torch
 
 from benchmark.components import PRIOR, resolve
-from benchmark.config import Experiment, ModelConfig
+from benchmark.config import Experiment, ModelConfig, artifacts_problem
 from benchmark.contracts import Split
 from benchmark.data.prepare import LoadedData, PreparedData, load_data, store_data
 from benchmark.device import resolve_device
@@ -32,7 +32,7 @@ from benchmark.orchestration.lock import LOCK_FILE, RunLock
 from benchmark.orchestration.manifest import build_manifest
 from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
 from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
-                                                study_identity)
+                                                stage_name, study_identity)
 from benchmark.orchestration.storage import storage_url, study_name
 from benchmark.orchestration.tuning import search_space, tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
@@ -69,9 +69,10 @@ class RunContext:
 
 def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh: bool = False,
                    storage: str = "", quiet: bool = False, say: Callable[[str], None] = print,
-                   heartbeat: int = 10) -> RunDir:
+                   heartbeat: int = 10, artifacts: str = "") -> RunDir:
     # Everything that can be checked is checked before the run directory exists: settings, components, the
     # pre-flight of every model, and the data (loaded, split; synthetic data generated if it must be).
+    _check_artifacts(experiment, storage, artifacts)
     resolved = resolve(experiment)
     experiment, registry = resolved.experiment, resolved.registry
     for warning in resolved.warnings:
@@ -92,11 +93,11 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     with RunLock(run.root):
         if fresh:
             start_over(run, say, keep=LOCK_FILE)
-        return _run_locked(experiment, registry, loaded, run, storage, quiet, say, heartbeat)
+        return _run_locked(experiment, registry, loaded, run, storage, quiet, say, heartbeat, artifacts)
 
 
 def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, run: RunDir, storage: str,
-                quiet: bool, say: Callable[[str], None], heartbeat: int) -> RunDir:
+                quiet: bool, say: Callable[[str], None], heartbeat: int, artifacts: str) -> RunDir:
     info = RunInfo(experiment, run.root, registry)
     registry.hook.on_run_start(run=info)
 
@@ -113,16 +114,19 @@ def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, 
                for model in experiment.models if _needs_tuning(experiment, registry, model) for split in data.splits}
     jobs = plan_jobs(experiment, registry, data, {key: digest(identity) for key, identity in studies.items()})
     context = RunContext(experiment, registry, data, run, device, info, quiet, say)
+    stages = {stage_name(experiment, registry, data, split, seed): (split, seed)
+              for split in data.splits for seed in experiment.seeds}
     manifest = build_manifest(
         experiment, protocol=protocol(experiment, data), split_hash=data.split_hash,
         data_root=str(data.root.resolve()), synthetic=data.synthetic,
         oracle=str(data.index.oracle_path.resolve()) if data.index.oracle_path else "",
         excluded=len(data.index.excluded_items), dataset_notes=list(data.index.notes),
         split_sources={split.name: split.source for split in data.splits}, device=str(device),
-        jobs=[job.id for job in jobs], identity=_manifest_identity(context, studies))
+        jobs=[job.id for job in jobs], stages=list(stages), identity=_manifest_identity(context, studies))
     atomic_write_json(run.manifest, manifest)
     if storage or experiment.tune.storage:
-        _run_shared(context, jobs, studies, manifest, storage or experiment.tune.storage, heartbeat)
+        _run_shared(context, jobs, stages, studies, manifest, storage or experiment.tune.storage, heartbeat,
+                    artifacts or experiment.tune.artifacts)
         return _finish(context)
     pending = [job for job in jobs if not _finished(context, job)]
     say(f"{len(jobs)} jobs ({len(experiment.models)} models x {len(experiment.seeds)} seeds x "
@@ -167,40 +171,70 @@ def _finish(context: RunContext) -> RunDir:
     return context.run
 
 
-def _run_shared(context: RunContext, jobs: list[Job], studies: dict[tuple[str, str], dict[str, Any]],
-                manifest: dict[str, Any], spec: str, heartbeat: int) -> None:
-    """One worker of many on the storage ``spec``: tune together, then claim jobs until none is left
-    anywhere, then copy every stored result into this run directory for the report."""
-    from benchmark.orchestration.cluster import JobBoard, job_files, jobs_study_name
+def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Split, int]],
+                studies: dict[tuple[str, str], dict[str, Any]], manifest: dict[str, Any], spec: str, heartbeat: int,
+                artifacts_spec: str) -> None:
+    """One worker of many on the storage ``spec``: compute the encoder stages no worker has taken, tune
+    together, then claim jobs until none is left anywhere, then copy every stored result into this run
+    directory for the report. Stage outputs and trained models travel through the artifact store."""
+    from benchmark.orchestration.artifacts import open_artifacts
+    from benchmark.orchestration.cluster import JobBoard, jobs_study_name
+    from benchmark.orchestration.stages import StageBoard, stages_study_name
     from benchmark.orchestration.storage import open_storage
 
-    experiment, data, run, say = context.experiment, context.data, context.run, context.say
+    experiment, run, say = context.experiment, context.run, context.say
     storage = open_storage(spec, run.root, heartbeat)
-    splits = {split.name: split for split in data.splits}
+    artifacts = open_artifacts(artifacts_spec, run.root)
+    named = {(split.name, seed): name for name, (split, seed) in stages.items()}
     loaded: dict[tuple[str, int], EncoderStage] = {}
 
+    def compute(name: str) -> list[Path]:
+        split, seed = stages[name]
+        loaded.clear()  # one (split, seed) in memory: claims come in plan order
+        loaded[split.name, seed] = context.encoder_stage(split, seed)
+        return loaded[split.name, seed].files
+
+    board = StageBoard(storage, stages_study_name(experiment.name, stages), run, artifacts, compute, say)
+    board.enqueue_missing(stages)
+    board.compute_waiting()
+
     def stage_of(split: str, seed: int) -> EncoderStage:
-        if (split, seed) not in loaded:  # one (split, seed) in memory: claims come in plan order
-            loaded.clear()
-            loaded[split, seed] = context.encoder_stage(splits[split], seed)
+        if (split, seed) not in loaded:
+            board.fetch(named[split, seed])  # if it cannot, the stage computes here, as without a storage
+        if (split, seed) not in loaded:  # (fetching may have computed it here)
+            compute(named[split, seed])
         return loaded[split, seed]
 
     seed = experiment.seeds[0]  # each split tuned on its own TRAIN and VAL, as in a single-process run
     tuned = {(key, split): _tune(context, experiment.model(key), split, stage_of(split, seed).features, spec,
                                  identity, storage)
              for (key, split), identity in studies.items()}
-    board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]))
+    jobs_board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]), artifacts)
     by_id = {job.id: job for job in jobs}
-    enqueued = board.publish(list(by_id), manifest)
-    say(f"{len(jobs)} jobs shared through study {board.name!r}; this worker enqueued {enqueued}")
+    enqueued = jobs_board.publish(list(by_id), manifest)
+    say(f"{len(jobs)} jobs shared through study {jobs_board.name!r}; this worker enqueued {enqueued}")
 
-    def run_one(job_id: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    def run_one(job_id: str) -> tuple[dict[str, Any], Path]:
         job = by_id[job_id]
         result = _run(context, job, stage_of(job.split, job.seed), tuned.get((job.model.key, job.split), {}))
-        return result, job_files(run.job(job_id))
+        return result, run.job(job_id)
 
-    ran = board.work(run_one, say)
-    say(f"ran {ran} jobs here; {board.materialise(run, by_id)} of {len(jobs)} results stored")
+    ran = jobs_board.work(run_one, say)
+    say(f"computed {board.computed} of {len(stages)} encoder stages and ran {ran} jobs here; "
+        f"{jobs_board.materialise(run, by_id)} of {len(jobs)} results stored")
+
+
+def _check_artifacts(experiment: Experiment, storage: str, artifacts: str) -> None:
+    """``--artifacts`` names a store only shared-storage workers use (``tune.artifacts`` is checked with the
+    experiment)."""
+    if not artifacts:
+        return
+    problem = artifacts_problem(artifacts)
+    if problem:
+        raise ConfigError(f"--artifacts {problem}")
+    if not (storage or experiment.tune.storage):
+        raise ConfigError(f"--artifacts {artifacts}: the artifact store is where workers sharing a storage exchange "
+                          "encoder stages and models; give the storage too (--storage URL or tune.storage)")
 
 
 def _models_for(experiment: Experiment, registry: Registry, data: PreparedData, say) -> Experiment:

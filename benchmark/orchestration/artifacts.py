@@ -1,0 +1,150 @@
+"""The artifact store of shared runs: where workers keep files too large for the storage's rows (stage-1
+weights, feature cache entries, trained models), through Optuna's artifact API.
+
+``--artifacts`` / ``tune.artifacts`` names it: a folder every worker reaches (``FileSystemArtifactStore``)
+or ``s3://bucket/prefix`` (``Boto3ArtifactStore``, any S3-compatible service; boto3 reads its endpoint and
+keys from the environment). Without it a worker stores into its own run directory's ``artifacts/``, which
+workers on the same machine read too; a worker elsewhere cannot, and computes what it needs itself.
+
+A stored file is described in its trial by a record: the artifact id, the SHA-256 of its bytes and where
+the store is (``store`` for a named one, ``host`` and ``folder`` for a run's own). The store is as untrusted
+as the storage: a download whose bytes differ from the recorded SHA-256 is refused, an artifact id must be a
+plain name, and what comes back is only ever read as data (``torch.load(weights_only=True)``, numpy
+without pickles) by the code that uses it.
+"""
+from __future__ import annotations
+
+import hashlib
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.config import artifacts_problem
+from benchmark.errors import ConfigError, StoreError
+from benchmark.store import check_name
+
+RUN_FOLDER = "artifacts"  # a run directory's own store, when no shared one is named
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """One worker's artifact store and how its records say where it is."""
+
+    store: Any  # an optuna.artifacts store: open_reader, write, remove
+    where: dict[str, str]
+
+    @property
+    def shared(self) -> bool:
+        """Named with --artifacts, so every worker given the same setting reads it."""
+        return "store" in self.where
+
+
+class _Prefixed:
+    """``Boto3ArtifactStore`` keeps its artifacts at the top of the bucket; ``s3://bucket/prefix`` puts them
+    under ``prefix/``, so that one bucket can serve several benchmarks."""
+
+    def __init__(self, store, prefix: str):
+        self.store, self.prefix = store, prefix
+
+    def open_reader(self, artifact_id: str):
+        return self.store.open_reader(self.prefix + artifact_id)
+
+    def write(self, artifact_id: str, content_body) -> None:
+        self.store.write(self.prefix + artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self.store.remove(self.prefix + artifact_id)
+
+
+def open_artifacts(spec: str, run_root: str | Path) -> Artifacts:
+    """The store ``spec`` names (a folder or ``s3://bucket/prefix``), or, for an empty ``spec``, the run
+    directory's own ``artifacts/`` folder."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    problem = artifacts_problem(spec)
+    if problem:
+        raise ConfigError(f"--artifacts {problem}")
+    if spec.startswith("s3://"):
+        return Artifacts(_s3_store(spec), {"store": spec})
+    if not spec:  # made at the first upload: a run that only reads (``report``) leaves no empty folder
+        folder = (Path(run_root) / RUN_FOLDER).resolve()
+        return Artifacts(FileSystemArtifactStore(folder), {"host": socket.gethostname(), "folder": str(folder)})
+    folder = Path(spec).resolve()
+    try:  # a named folder is checked at once, before any work
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot use the artifact folder {folder}: {error.strerror or error}") from None
+    return Artifacts(FileSystemArtifactStore(folder), {"store": spec})
+
+
+def _s3_store(spec: str):
+    from optuna.artifacts import Boto3ArtifactStore
+
+    bucket, _, prefix = spec[len("s3://"):].partition("/")
+    try:
+        import boto3  # only S3 users need it
+    except ImportError:
+        raise ConfigError(f"--artifacts {spec}: S3 needs boto3 (pip install boto3); its endpoint and keys come "
+                          "from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)") from None
+    store = Boto3ArtifactStore(bucket, client=boto3.client("s3"))
+    return _Prefixed(store, prefix.rstrip("/") + "/") if prefix.strip("/") else store
+
+
+def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, str]:
+    """Store the file ``path`` as an artifact of ``trial``; returns its record for the trial's attributes."""
+    from optuna.artifacts import upload_artifact
+
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    if "folder" in artifacts.where:
+        Path(artifacts.where["folder"]).mkdir(parents=True, exist_ok=True)
+    artifact = upload_artifact(artifact_store=artifacts.store, file_path=str(path), study_or_trial=trial)
+    return {"artifact": artifact, "sha256": sha256, **artifacts.where}
+
+
+def download(record: dict[str, Any], mine: Artifacts, what: str) -> bytes | None:
+    """The bytes of the stored file ``record`` describes (``what`` names it in messages), or None where this
+    worker cannot reach its store (another machine's run folder, or a store other than its own). Bytes that
+    are not the ones recorded are refused with a StoreError."""
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    store = _reader(record, mine)
+    if store is None:
+        return None
+    artifact = str(record.get("artifact", ""))
+    try:
+        check_name(artifact, "artifact id")  # a name like ../x would read outside the store
+    except ConfigError as error:
+        raise StoreError(f"refused {what}: {error}") from None
+    try:
+        stream = store.open_reader(artifact)
+    except ArtifactNotFound:
+        return None
+    try:
+        data = stream.read()
+    finally:
+        stream.close()
+    found = hashlib.sha256(data).hexdigest()
+    if found != record.get("sha256"):
+        raise StoreError(f"refused artifact {artifact} ({what}) from {describe(record)}: its SHA-256 {found[:16]}... "
+                         f"is not the {str(record.get('sha256'))[:16]}... recorded when it was stored, so it was "
+                         "changed or damaged after upload")
+    return data
+
+
+def _reader(record: dict[str, Any], mine: Artifacts):
+    """The store this worker reads ``record``'s artifact from: its own named store for a file stored in a
+    named store, another run's folder on this machine for one stored there, else None."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    if "store" in record:
+        return mine.store if mine.shared else None
+    folder = Path(str(record.get("folder", "")))
+    if record.get("host") != socket.gethostname() or not folder.is_absolute() or folder.name != RUN_FOLDER:
+        return None
+    return mine.store if mine.where.get("folder") == str(folder) else FileSystemArtifactStore(folder)
+
+
+def describe(record: dict[str, Any]) -> str:
+    """Where a record's store is, in words."""
+    return str(record["store"]) if "store" in record else f"{record.get('folder')} on {record.get('host')}"
