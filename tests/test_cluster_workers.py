@@ -81,7 +81,7 @@ def on_job_start(run, job):
     first_to("{KILL_AT_JOB}")
 '''
 # One stage-1 encoder trained to the end (its loss said), one feature extraction per role of a stage.
-TRAINED = re.compile(r"^stage 1 (\S+)/seed (\d+) \(", re.MULTILINE)
+TRAINED = re.compile(r"^stage 1 (\S+)/seed (\d+) \(\w+\): loss ", re.MULTILINE)  # the line of a finished training
 EXTRACTED = re.compile(r"^features (\S+)/seed (\d+)/(\w+): \d+ clips \(miss\)", re.MULTILINE)
 
 
