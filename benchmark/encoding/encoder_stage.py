@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -73,9 +74,13 @@ class EncoderStage:
         self.encoder = build_encoder(experiment, registry, say)
         self.items = {role: data.role_items(split, role) for role in ROLES}
         self.normalisation = normalisation_for(experiment.clips, self.encoder.input_spec, self.items["train"])
+        started = time.perf_counter()
         self._stage_one()
+        trained = time.perf_counter()
         self.tabular = _tabular(experiment, data, self.items)
         self.features = self.featurize(self.encoder.to(device))
+        # Wall seconds of stage 1 (or reloading its weights) and of feature extraction (or reading the cache).
+        self.seconds = {"stage 1": trained - started, "features": time.perf_counter() - trained}
 
     def featurize(self, encoder, roles: tuple[str, ...] = ROLES) -> dict[str, FeatureSet]:
         """Train/val/test features of ``encoder`` (frozen), computed once and cached. An encoder that
