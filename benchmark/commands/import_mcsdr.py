@@ -3,10 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.encoding.weights import trusting_checkpoints
-from benchmark.training.bundle import save_bundle
-from benchmark.training.mcsdr_import import import_mcsdr
-
 HELP = "import MCSDR's best.pth as uniformer_s + concat + mcsdr and write a model bundle"
 
 
@@ -24,6 +20,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    # Imported here: they import torch, which every other command's --help would otherwise wait for.
+    from benchmark.encoding.weights import trusting_checkpoints
+    from benchmark.training.bundle import save_bundle
+    from benchmark.training.mcsdr_import import import_mcsdr
+
     with trusting_checkpoints(args.trust_checkpoint):
         bundle = import_mcsdr(args.checkpoint, heads=args.heads, steps=args.steps, eta=args.eta, sampler=args.sampler)
     out = Path(args.out)
