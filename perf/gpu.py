@@ -46,14 +46,13 @@ PAPER = Setting(frames=32, frequency=4, size=112, batch=16, videos=48, samples=4
 TINY = Setting(frames=4, frequency=4, size=32, batch=2, videos=4, samples=5, items=20)
 
 
-def clips(setting: Setting, folder: Path) -> torch.Tensor:
+def clips(setting: Setting, spec, folder: Path) -> torch.Tensor:
     """One central clip of each generated video, (videos, 3, T, S, S), normalised as a run would."""
     root = generate("echonet_dynamic", setting.videos, folder / "dynamic", seed=0, size=max(setting.size, 32),
                     workers=2)
     items = list(registry.build("dataset", "echonet_dynamic", root=root).load().items)
     config = ClipsConfig(mode="mcsdr", frames=setting.frames, frequency=setting.frequency, size=setting.size,
                          augment=False)
-    spec = registry.build("encoder", "uniformer_s", size=setting.size).input_spec
     dataset = ClipDataset(items, config, spec, normalisation_for(config, spec, items), train=False)
     return torch.cat([batch[0] for batch in make_loader(dataset, setting.batch)])
 
@@ -142,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{name}: UniFormer-S, {setting.frames} frames every {setting.frequency}th at {setting.size} px, "
           f"{setting.batch} clips a step, {steps} steps, K = {setting.samples}, AMP {amp}")
     torch.manual_seed(0)
+    encoder = registry.build("encoder", "uniformer_s", size=setting.size)
     with tempfile.TemporaryDirectory(prefix="lvef-gpu-") as folder:
-        work = batches(clips(setting, Path(folder)), setting, steps, device)
+        work = batches(clips(setting, encoder.input_spec, Path(folder)), setting, steps, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    encoder = registry.build("encoder", "uniformer_s", size=setting.size).to(device)
+    encoder.to(device)
     print(f"feature extraction  {extraction_rate(encoder, work, autocast, device):9.1f} clips/s")
     print(f"stage-1 training    {training_rate(encoder, work, autocast, scaler, device):9.1f} clips/s")
     print(f"sampling (K = {setting.samples})   {sampling_seconds(setting, device):9.3f} s per 1000 items")
