@@ -21,6 +21,15 @@ from torch import nn
 # A factory defined by the engine itself has only its own module hashed, not every engine module it reaches.
 ENGINE_PACKAGES = ("benchmark", "registry")
 
+# The engine's own code that turns data and settings into stored results, per kind of result (paths under
+# the ``benchmark`` package). Tables, plots, the report and the orchestration are left out: they are redrawn
+# from the stored predictions on every run, or decide only what runs where.
+STAGE_ONE_ENGINE = ("data", "encoding", "contracts.py", "device.py")
+JOB_ENGINE = STAGE_ONE_ENGINE + ("training", "api", "components.py", "predictive.py", "evaluation/scoring.py",
+                                 "evaluation/pooling.py", "evaluation/conformal.py", "orchestration/jobs.py")
+TUNING_ENGINE = JOB_ENGINE + ("orchestration/tuning.py",)
+ENGINE_ROOT = Path(__file__).resolve().parent
+
 
 def stable_hash(parts: Mapping[str, Any]) -> str:
     """A stable hash of JSON-able ``parts`` (keys sorted; other values by their text)."""
@@ -70,6 +79,16 @@ def item_digest(record: Iterable[Any], video: Path | None) -> str:
 def dataset_fingerprint(item_digests: Iterable[str]) -> str:
     """The content of a set of items (order-free): what a stage that reads exactly them depends on."""
     return hashlib.sha256("|".join(sorted(item_digests)).encode()).hexdigest()
+
+
+def engine_digests(parts: Iterable[str]) -> dict[str, str]:
+    """Digest of each engine source file under ``parts`` (folders or files of the ``benchmark`` package),
+    keyed by its path in the package, so that a changed file is named when a result is recomputed."""
+    files = set()
+    for part in parts:
+        where = ENGINE_ROOT / part
+        files.update(where.rglob("*.py") if where.is_dir() else [where])
+    return {path.relative_to(ENGINE_ROOT).as_posix(): file_digest(path)[:16] for path in sorted(files)}
 
 
 def source_digest(record) -> str:

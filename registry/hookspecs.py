@@ -165,7 +165,8 @@ def on_trial_end(run: RunView, job: JobView, trial: int, value: float | None) ->
     """An Optuna tuning trial finished.
 
     :param run: as in ``on_run_start``.
-    :param job: the model being tuned.
+    :param job: the model being tuned, on its split, with the first seed (a model is tuned once per split);
+        its ``id`` names the tuning study, not a job folder.
     :param trial: the trial's number in its study.
     :param value: the objective, or None when the trial was pruned or failed.
     """

@@ -158,6 +158,16 @@ def test_command_writes_a_bundle_that_rebuilds_the_same_model(best_pth, imported
     assert registry.describe("head", bundle.head.name).metadata["probabilistic"]
 
 
+def test_command_never_overwrites_an_earlier_import(best_pth, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["import-mcsdr", str(best_pth[0]), "--out", str(out)]) == 0
+    stored = (out / "model.pt").read_bytes()
+    assert main(["import-mcsdr", str(best_pth[0]), "--out", str(out), "--steps", "50"]) == 2
+    assert "model.pt already exists" in capsys.readouterr().err
+    assert (out / "model.pt").read_bytes() == stored
+    assert not [path.name for path in out.iterdir() if path.name not in ("model.pt", "import_report.txt")]
+
+
 def test_the_reference_config_decides_how_the_import_samples(best_pth, tmp_path):
     """K, sampler, steps, eta, heads and columns come from the checkpoint's config: a key its `evaluation`
     table lacks takes the reference code's default, no table the published setting; arguments win."""

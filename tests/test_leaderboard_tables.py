@@ -1,4 +1,5 @@
 """Leaderboard, subgroup and paired-test tables and the files that carry them."""
+import dataclasses
 import json
 
 import numpy as np
@@ -6,17 +7,17 @@ import pandas as pd
 import pytest
 
 from benchmark.contracts import Predictive
+from benchmark.evaluation.board_files import render_markdown, write_tables
 from benchmark.evaluation.leaderboard import (
     JobResult,
     MetricSpec,
     build_leaderboard,
     build_subgroups,
+    build_tables,
     item_frame,
     metric_specs,
     read_predictions,
-    render_markdown,
     write_predictions,
-    write_tables,
 )
 from benchmark.evaluation.scoring import item_scores
 from benchmark.evaluation.stats import holm
@@ -172,14 +173,14 @@ def test_paired_tests_against_the_baseline(tmp_path, results, specs):
 
 
 def test_markdown_marks_significance_only_after_the_holm_adjustment(specs):
-    board = build_leaderboard([job("mse", 0, noise=5, spread=0)], specs, n_boot=10)
+    tables = build_tables([job("mse", 0, noise=5, spread=0)], specs, n_boot=10)
     paired = pd.DataFrame([
         {"model": "a", "baseline": "mse", "loss": "crps", "n_patients": 30, "mean_diff": -1.0, "ci_low": -2.0,
          "ci_high": -0.1, "wilcoxon_p": 0.02, "wilcoxon_p_holm": 0.08, "bootstrap_p": 0.03, "bootstrap_p_holm": 0.09},
         {"model": "b", "baseline": "mse", "loss": "crps", "n_patients": 30, "mean_diff": -3.0, "ci_low": -4.0,
          "ci_high": -2.0, "wilcoxon_p": 0.001, "wilcoxon_p_holm": 0.004, "bootstrap_p": 0.002,
          "bootstrap_p_holm": 0.008}])
-    text = render_markdown(board, specs, PROTOCOL, paired)
+    text = render_markdown(dataclasses.replace(tables, paired=paired), specs, PROTOCOL)
     row_a, row_b = (line for line in text.splitlines() if line.startswith(("| a ", "| b ")))
     assert "*" not in row_a and "0.08 " in row_a
     assert "0.004*" in row_b and "0.008*" in row_b and "0.001*" not in row_b

@@ -22,15 +22,21 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     # Imported here: they import torch, which every other command's --help would otherwise wait for.
     from benchmark.encoding.weights import trusting_checkpoints
+    from benchmark.errors import ConfigError
+    from benchmark.store import atomic_write_text
     from benchmark.training.bundle import save_bundle
     from benchmark.training.mcsdr_import import import_mcsdr
 
+    out = Path(args.out)
+    taken = [path for path in (out / "model.pt", out / "import_report.txt") if path.exists()]
+    if taken:  # checked before the import: a stored model is never overwritten
+        raise ConfigError(f"{taken[0]} already exists; import-mcsdr does not overwrite an earlier import. "
+                          "Choose another --out folder.")
     with trusting_checkpoints(args.trust_checkpoint):
         bundle = import_mcsdr(args.checkpoint, heads=args.heads, steps=args.steps, eta=args.eta, sampler=args.sampler)
-    out = Path(args.out)
     path = save_bundle(bundle, out / "model.pt")
     report = bundle.report()
-    (out / "import_report.txt").write_text(report + "\n")
+    atomic_write_text(out / "import_report.txt", report + "\n")
     print(report)
     fusion = bundle.fusion.params
     print(f"wrote {path}: uniformer_s + concat (tabular {fusion.get('tabular_dim', 0)} -> "

@@ -25,12 +25,15 @@ def run(args) -> int:
     if target.is_dir():
         run_dir = RunDir(target)
         manifest = read_json(run_dir.manifest) if run_dir.manifest.is_file() else None
-        spec = args.storage or (manifest or {}).get("config", {}).get("tune", {}).get("storage", "")
-        if "***" in spec and not args.storage:
+        recorded = (manifest or {}).get("config", {}).get("tune", {}).get("storage", "")
+        if recorded and not args.storage:
+            # A received run directory is data: what its manifest names is not connected to, nor created.
             from benchmark.errors import ConfigError
 
-            raise ConfigError(f"{run_dir.manifest} records the storage {spec} without its password; give it "
-                              "with --storage URL")
+            raise ConfigError(f"{run_dir.manifest} records that its workers shared the storage "
+                              f"{safe_url(recorded)}; status opens a storage only when you name it: add "
+                              "--storage URL (with the password, where it has one)")
+        spec = args.storage
         if not spec:
             if manifest is None:
                 from benchmark.errors import ConfigError

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from benchmark.identity import stable_hash, weights_hash
+from benchmark.progress import progress_bar
 from benchmark.store import atomic_write_bytes, atomic_write_json
 
 FORMAT_VERSION = 1
@@ -167,7 +168,9 @@ def _encode(loader_factory: LoaderFactory, encoder: nn.Module, device, views: in
     columns: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
     try:
         for view in range(views):
-            for batch_number, batch in enumerate(loader_factory(view)):
+            batches = progress_bar(loader_factory(view), quiet=not progress, desc=f"features view {view + 1}/{views}",
+                                   unit="batch", leave=False)
+            for batch in batches:
                 clip, target, item_index, clip_index = batch[:4]
                 features = encoder(clip.to(device)).float().cpu().numpy()
                 columns["features"].append(features)
@@ -175,10 +178,6 @@ def _encode(loader_factory: LoaderFactory, encoder: nn.Module, device, views: in
                 columns["item_index"].append(np.asarray(item_index, dtype=np.int64).reshape(-1))
                 columns["clip_index"].append(np.asarray(clip_index, dtype=np.int64).reshape(-1))
                 columns["view"].append(np.full(len(features), view, dtype=np.int64))
-                if progress:
-                    print(f"\rfeatures: view {view + 1}/{views}, batch {batch_number + 1}", end="", flush=True)
-        if progress:
-            print()
     finally:
         encoder.train(was_training)
     if not columns["features"]:

@@ -24,7 +24,8 @@ from benchmark.encoding.cache import FeatureCache, FeatureKey
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.stage1 import freeze, pretrain_encoder
 from benchmark.errors import ConfigError
-from benchmark.identity import file_digest, source_digest, stable_hash, weights_hash
+from benchmark.identity import STAGE_ONE_ENGINE, engine_digests, file_digest, source_digest, stable_hash, weights_hash
+from benchmark.progress import bars_wanted
 from benchmark.store import RunDir, atomic_write_bytes
 from registry import Registry
 
@@ -36,11 +37,13 @@ def weights_path(experiment: Experiment) -> Path | None:
 
 
 def encoder_identity(experiment: Experiment, registry: Registry) -> dict[str, Any]:
-    """What the encoder before stage 1 is: its name, parameters, code and the bytes of its weight file
-    (not the file's path: a moved checkpoint is the same encoder)."""
+    """What the encoder before stage 1 is: its name, parameters, code, the engine code that trains it and
+    extracts its features, and the bytes of its weight file (not the file's path: a moved checkpoint is the
+    same encoder)."""
     config, path = experiment.encoder, weights_path(experiment)
     return {"name": config.name, "params": config.params, "strict_weights": config.strict_weights,
             "source": source_digest(registry.describe("encoder", config.name)),
+            "engine": engine_digests(STAGE_ONE_ENGINE),
             "weights": file_digest(path) if path is not None and path.is_file() else ""}
 
 
@@ -123,8 +126,9 @@ class EncoderStage:
             return
         where = f"stage 1 {self.split.name}/seed {self.seed}"
         # Named by everything that shapes the trained weights (the training items' content, the encoder's
-        # code and initial weights), so that a changed setting, label, video or source trains anew.
+        # code, the engine's and initial weights), so that a changed setting, label, video or source trains anew.
         shaped_by = {"initial": weights_hash(encoder), "source": self.identity["source"],
+                     "engine": self.identity["engine"],
                      "pretrain": dataclasses.asdict(config), "clips": dataclasses.asdict(self.experiment.clips),
                      "dataset": self.data.fingerprint(self.split, ("train",)), "split": self.data.split_hash}
         stored = self.run.root / "encoders" / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"
@@ -140,9 +144,12 @@ class EncoderStage:
                 return
         loader = (self.traced_loader(config.batch_size, self.seed) if config.objective == "tracings"
                   else self.training_loader(config.batch_size, self.seed))
-        history = pretrain_encoder(encoder, loader, config, self.device, self.seed, progress=not self.quiet)
+        self.say(f"{where} ({config.objective}): training {config.epochs} epochs")
+        started = time.perf_counter()
+        # Its per-epoch lines only on a terminal: a redirected log gets this stage's start and end lines.
+        history = pretrain_encoder(encoder, loader, config, self.device, self.seed, progress=bars_wanted(self.quiet))
         self.say(f"{where} ({config.objective}): loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f} "
-                 f"over {config.epochs} epochs")
+                 f"over {config.epochs} epochs in {time.perf_counter() - started:.1f} s")
         buffer = io.BytesIO()
         torch.save({key: value.cpu() for key, value in encoder.state_dict().items()}, buffer)
         atomic_write_bytes(stored, buffer.getvalue())

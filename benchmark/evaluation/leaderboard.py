@@ -6,9 +6,14 @@ test set, subgroups and bootstrap replicates all come from the same stored numbe
 rebuilds identical tables. Output file contract (run directory):
 
 - ``leaderboard.csv`` / ``.json``: dataset, encoder, fusion, head, n_seeds, then ``<metric>`` and
-  ``<metric>_std`` for each metric (registry names), then model, status, error and
-  ``<metric>_ci_low`` / ``<metric>_ci_high`` (95% patient-bootstrap CI of the mean over seeds).
-- ``leaderboard.md`` / ``.tex``: the same, labelled, mean ± std, best value bold, with a protocol line.
+  ``<metric>_std`` for each metric (registry names), then model, status, error,
+  ``<metric>_ci_low`` / ``<metric>_ci_high`` (95% patient-bootstrap CI of the mean over seeds), and
+  ``samples_outside`` / ``samples_min`` / ``samples_max`` (share of the predictive samples outside
+  ``EF_RANGE``, and their extremes). Each ``.json`` row also carries ``per_seed``, ``subgroups`` and
+  ``paired_tests``: that model's rows of the tables below.
+- ``leaderboard.md`` / ``.tex``: the same, labelled, mean ± std, best value bold, with a protocol line;
+  the ``.md`` adds the CIs, a per-seed table, the subgroup tables, the samples outside ``EF_RANGE`` and
+  the paired tests (``benchmark.evaluation.display`` lays them out, for the HTML report too).
 - ``subgroups.csv``: dataset, encoder, fusion, head, subgroup, group, then ``<metric>``/``<metric>_std``,
   then model, n_items, n_seeds.
 - ``paired_tests.csv``: each model against the baseline on per-item absolute error and CRPS, each p-value
@@ -16,7 +21,6 @@ rebuilds identical tables. Output file contract (run directory):
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
@@ -34,6 +38,39 @@ PAIRED_LOSSES = {"abs_error": "absolute error", "crps": "CRPS"}
 SCORE_NOTES = ("crps", "nll", "nll_kde", "pit")
 P_VALUES = ("wilcoxon_p", "bootstrap_p")  # each gets a Holm-adjusted column ``<name>_holm`` beside it
 SIGNIFICANCE = 0.05
+HEADLINE = ("mae", "crps", "calibration")  # the metrics of the subgroup tables and the forest plot
+EF_RANGE = (0.0, 100.0)  # EF is a percentage: samples outside it are impossible values
+SAMPLE_COLUMNS = ("samples_outside", "samples_min", "samples_max")
+
+
+@dataclass(frozen=True)
+class SampleRange:
+    """How many of a job's predictive samples fall outside ``EF_RANGE``, and the extremes of all of them."""
+
+    count: int
+    outside: int
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> SampleRange:
+        samples = np.asarray(samples, dtype=float)
+        outside = int(((samples < EF_RANGE[0]) | (samples > EF_RANGE[1])).sum())
+        if not samples.size:
+            return cls(0, 0, float("nan"), float("nan"))
+        return cls(int(samples.size), outside, float(np.nanmin(samples)), float(np.nanmax(samples)))
+
+    @staticmethod
+    def pooled(ranges: Sequence[SampleRange]) -> SampleRange | None:
+        """One range over several jobs' samples (the splits of a seed, the seeds of a model)."""
+        if not ranges:
+            return None
+        return SampleRange(sum(r.count for r in ranges), sum(r.outside for r in ranges),
+                           float(np.nanmin([r.low for r in ranges])), float(np.nanmax([r.high for r in ranges])))
+
+    @property
+    def share(self) -> float:
+        return self.outside / self.count if self.count else float("nan")
 
 
 @dataclass
@@ -51,6 +88,7 @@ class JobResult:
     items: pd.DataFrame | None = None  # id, patient, item score columns, subgroup columns
     notes: Mapping[str, str] = field(default_factory=dict)  # ItemScores.notes
     metrics: Mapping[str, float] = field(default_factory=dict)  # metrics without an aggregate
+    samples: SampleRange | None = None  # None where no samples were stored (an external model)
 
     def keys(self) -> dict[str, str]:
         return {key: getattr(self, key) for key in KEY_COLUMNS}
@@ -157,10 +195,33 @@ def build_leaderboard(results: Sequence[JobResult], specs: Sequence[MetricSpec],
                 values, interval = [_value(spec, c) for c in columns], bootstrap.interval(columns, spec.aggregate)
             row[spec.name], row[f"{spec.name}_std"] = seed_summary(values)
             extra[f"{spec.name}_ci_low"], extra[f"{spec.name}_ci_high"] = interval
+        pooled = SampleRange.pooled([r.samples for r in ok if r.samples is not None])
+        if pooled is not None:
+            extra.update(samples_outside=pooled.share, samples_min=pooled.low, samples_max=pooled.high)
         rows.append({**row, **extra})
     columns = [*KEY_COLUMNS, "n_seeds", *_metric_columns(specs), "model", "status", "error",
-               *_metric_columns(specs, ("_ci_low", "_ci_high"))]
+               *_metric_columns(specs, ("_ci_low", "_ci_high")), *SAMPLE_COLUMNS]
     return pd.DataFrame(rows, columns=columns)
+
+
+def build_per_seed(results: Sequence[JobResult], specs: Sequence[MetricSpec]) -> pd.DataFrame:
+    """One row per model x seed: each metric on that seed's test items, and its samples outside ``EF_RANGE``."""
+    rows = []
+    for model, group in _by_model(results).items():
+        for result in group:
+            row: dict[str, Any] = {"model": model, "seed": result.seed, "status": result.status}
+            ok = result.status == "ok"
+            columns = _columns(result.items) if ok and result.items is not None else None
+            for spec in specs:
+                if not ok:
+                    row[spec.name] = np.nan
+                elif spec.aggregate is None or columns is None:
+                    row[spec.name] = result.metrics.get(spec.name, np.nan)
+                else:
+                    row[spec.name] = _value(spec, columns)
+            row["samples_outside"] = result.samples.share if ok and result.samples is not None else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["model", "seed", "status", *(spec.name for spec in specs), "samples_outside"])
 
 
 def build_subgroups(results: Sequence[JobResult], specs: Sequence[MetricSpec],
@@ -224,131 +285,24 @@ def _mean_losses(group: Sequence[JobResult]) -> pd.DataFrame | None:
     return stacked.groupby("id").agg({"patient": "first", **{loss: "mean" for loss in PAIRED_LOSSES}})
 
 
-# --------------------------------------------------------------------------- rendering
-def _format(mean: float, std: float) -> str:
-    """'mean ± std' with the std at the mean's precision: 3 decimals below 1, else 2."""
-    digits = 3 if abs(mean) < 1 else 2
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if np.isfinite(std) else "")
+# --------------------------------------------------------------------------- all tables of a run
+@dataclass
+class Tables:
+    """Every table of a run, built once: the files and the HTML report all show these."""
+
+    board: pd.DataFrame  # build_leaderboard
+    per_seed: pd.DataFrame  # build_per_seed
+    subgroups: pd.DataFrame  # build_subgroups
+    paired: pd.DataFrame | None  # build_paired_tests, None without a baseline
+    notes: dict[str, dict[str, str]]  # per model: how its scores were computed (SCORE_NOTES)
 
 
-def _cells(board: pd.DataFrame, specs: Sequence[MetricSpec], bold: tuple[str, str]) -> list[list[str]]:
-    """Display rows: keys, model, n_seeds, then 'mean ± std' per metric, best bold, 'failed' for failures."""
-    ok = (board["status"] != "failed").to_numpy()
-    best = {spec.name: spec.best(np.where(ok, board[spec.name].to_numpy(dtype=float), np.nan)) for spec in specs}
-    rows = []
-    for index, row in enumerate(board.to_dict("records")):
-        cells = [*(str(row[key]) for key in KEY_COLUMNS), str(row["model"]), str(row["n_seeds"])]
-        for spec in specs:
-            mean, std = row[spec.name], row[f"{spec.name}_std"]
-            if not ok[index]:
-                cells.append("failed")
-                continue
-            if not np.isfinite(mean):
-                cells.append("n/a")
-                continue
-            text = _format(mean, std)
-            cells.append(f"{bold[0]}{text}{bold[1]}" if best[spec.name][index] else text)
-        rows.append(cells)
-    return rows
-
-
-def _protocol_text(protocol: Mapping[str, Any]) -> str:
-    def show(value: Any) -> str:
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        if isinstance(value, (list, tuple)):
-            return ", ".join(map(str, value))
-        return str(value)
-
-    return "; ".join(f"{key.replace('_', ' ')}: {show(value)}" for key, value in protocol.items())
-
-
-def _protocol_lines(protocol: Mapping[str, Any]) -> list[str]:
-    lines = [f"**Protocol**: {_protocol_text(protocol)}"]
-    if protocol.get("synthetic"):
-        lines.append("> **Synthetic data.** These numbers come from the generated stand-in dataset, "
-                     "not from patients, and say nothing about clinical performance.")
-    return lines
-
-
-def render_markdown(board: pd.DataFrame, specs: Sequence[MetricSpec], protocol: Mapping[str, Any],
-                    paired: pd.DataFrame | None = None,
-                    notes: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    from tabulate import tabulate
-
-    headers = [*KEY_COLUMNS, "model", "seeds", *(spec.label for spec in specs)]
-    parts = ["# Leaderboard", "", *_protocol_lines(protocol), "",
-             tabulate(_cells(board, specs, ("**", "**")), headers=headers, tablefmt="github"), "",
-             "Mean ± std over seeds; the best mean of each column in bold (PICP: closest to its nominal level), "
-             "reference rows (oracle, prior) included: bold claims no significant difference, the Holm-adjusted "
-             "paired tests against the baseline do; 95% patient-bootstrap CIs are in leaderboard.csv."]
-    failed = board[board["status"] != "ok"]
-    if len(failed):
-        parts += ["", "## Failed jobs", ""] + [f"- {row.model}: {row.error}" for row in failed.itertuples()]
-    if notes:
-        labels = {spec.name: spec.label for spec in specs} | {"pit": "PIT"}
-        parts += ["", "## How scores were computed", ""]
-        parts += [f"- {model}: " + "; ".join(f"{labels.get(key, key)} {text}" for key, text in sorted(by.items()))
-                  for model, by in notes.items()]
-    if paired is not None and len(paired):
-        table = [[row.model, row.baseline, PAIRED_LOSSES[row.loss], row.n_patients, f"{row.mean_diff:+.3f}",
-                  f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]", f"{row.wilcoxon_p:.3g}", _adjusted(row.wilcoxon_p_holm),
-                  f"{row.bootstrap_p:.3g}", _adjusted(row.bootstrap_p_holm)]
-                 for row in paired.itertuples()]
-        parts += ["", "## Paired tests against the baseline", "",
-                  tabulate(table, headers=["model", "baseline", "loss", "patients", "mean diff", "95% CI",
-                                           "Wilcoxon p", "(Holm)", "bootstrap p", "(Holm)"], tablefmt="github"), "",
-                  "Mean diff = model - baseline per item (negative: model better); Wilcoxon signed-rank on "
-                  "per-patient means; bootstrap resamples patients. Holm: the p-value adjusted over the "
-                  f"{len(paired)} comparisons of this table (per test); * marks an adjusted p below "
-                  f"{SIGNIFICANCE:g}, the only p-values to read as significant."]
-    return "\n".join(parts) + "\n"
-
-
-def _adjusted(p_value: float) -> str:
-    return f"{p_value:.3g}" + ("*" if p_value < SIGNIFICANCE else "")
-
-
-def render_latex(board: pd.DataFrame, specs: Sequence[MetricSpec], protocol: Mapping[str, Any]) -> str:
-    from tabulate import tabulate
-
-    headers = [_latex_escape(h) for h in (*KEY_COLUMNS, "model", "seeds", *(spec.label for spec in specs))]
-    rows = [[_latex_escape(cell).replace("±", r"$\pm$").replace("BOLDOPEN", r"\textbf{").replace("BOLDCLOSE", "}")
-             for cell in row] for row in _cells(board, specs, ("BOLDOPEN", "BOLDCLOSE"))]
-    caption = _latex_escape(_protocol_text(protocol))
-    return f"% {caption}\n" + tabulate(rows, headers=headers, tablefmt="latex_raw") + "\n"
-
-
-def _latex_escape(text: str) -> str:
-    for special in ("\\", "&", "%", "$", "#", "_", "{", "}"):
-        text = text.replace(special, "\\" + special)
-    return text
-
-
-# --------------------------------------------------------------------------- files
-def _frame_json(frame: pd.DataFrame) -> str:
-    return json.dumps(json.loads(frame.to_json(orient="records")), indent=2) + "\n"
-
-
-def write_tables(run_dir: str | Path, results: Sequence[JobResult], protocol: Mapping[str, Any],
-                 baseline: str = "", specs: Sequence[MetricSpec] | None = None, n_boot: int = 1000,
-                 seed: int = 0, subgroups: Sequence[str] = SUBGROUPS) -> dict[str, Path]:
-    """Write leaderboard.{md,csv,json,tex}, subgroups.csv and (with a baseline) paired_tests.csv."""
-    run_dir = Path(run_dir)
-    specs = metric_specs() if specs is None else list(specs)
-    board = build_leaderboard(results, specs, n_boot=n_boot, seed=seed)
-    paired = build_paired_tests(results, baseline, n_boot=max(n_boot, 1), seed=seed) if baseline else None
+def build_tables(results: Sequence[JobResult], specs: Sequence[MetricSpec], baseline: str = "", n_boot: int = 1000,
+                 seed: int = 0, subgroups: Sequence[str] = SUBGROUPS) -> Tables:
     notes = {model: {key: text for key, text in group[0].notes.items() if key in SCORE_NOTES}
              for model, group in _by_model([r for r in results if r.status == "ok"]).items()}
-    written = {
-        "leaderboard.md": atomic_write_text(run_dir / "leaderboard.md",
-                                            render_markdown(board, specs, protocol, paired, notes)),
-        "leaderboard.csv": atomic_write_text(run_dir / "leaderboard.csv", csv_text(board)),
-        "leaderboard.json": atomic_write_text(run_dir / "leaderboard.json", _frame_json(board)),
-        "leaderboard.tex": atomic_write_text(run_dir / "leaderboard.tex", render_latex(board, specs, protocol)),
-        "subgroups.csv": atomic_write_text(run_dir / "subgroups.csv",
-                                           csv_text(build_subgroups(results, specs, subgroups))),
-    }
-    if paired is not None:
-        written["paired_tests.csv"] = atomic_write_text(run_dir / "paired_tests.csv", csv_text(paired))
-    return written
+    return Tables(board=build_leaderboard(results, specs, n_boot=n_boot, seed=seed),
+                  per_seed=build_per_seed(results, specs),
+                  subgroups=build_subgroups(results, specs, subgroups),
+                  paired=build_paired_tests(results, baseline, n_boot=max(n_boot, 1), seed=seed) if baseline else None,
+                  notes=notes)

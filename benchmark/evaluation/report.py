@@ -17,7 +17,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import StoreError
-from benchmark.evaluation.leaderboard import JobResult, metric_specs, read_predictions, write_tables
+from benchmark.evaluation.board_files import write_tables
+from benchmark.evaluation.figures import FigureInputs, write_all
+from benchmark.evaluation.figures.posterior import ModelSamples
+from benchmark.evaluation.figures.trajectories import Trajectories
+from benchmark.evaluation.html import write_html
+from benchmark.evaluation.leaderboard import JobResult, MetricSpec, SampleRange, Tables, metric_specs, read_predictions
 from benchmark.store import RunDir, check_name, damage, read_csv_table, read_json
 from registry import Registry, load_registry
 
@@ -49,9 +54,23 @@ def load_results(run: RunDir) -> list[JobResult]:
         if errors:
             results.append(JobResult(**keys, status="failed", error="; ".join(errors)))
             continue
-        frames = [read_predictions(_directory(run, record) / "predictions.csv") for record in group]
-        results.append(JobResult(**keys, items=pd.concat(frames, ignore_index=True), notes=first.get("notes", {})))
+        directories = [_directory(run, record) for record in group]
+        frames = [read_predictions(directory / "predictions.csv") for directory in directories]
+        results.append(JobResult(**keys, items=pd.concat(frames, ignore_index=True), notes=first.get("notes", {}),
+                                 samples=_sample_range(directories)))
     return results
+
+
+def _sample_range(directories: Sequence[Path]) -> SampleRange | None:
+    """Where the predictive samples of a (model, seed) lie, over its splits; None without stored samples."""
+    stored = [directory / "samples.npz" for directory in directories]
+    if not all(path.is_file() for path in stored):
+        return None
+    ranges = []
+    for path in stored:
+        with np.load(path) as arrays:
+            ranges.append(SampleRange.of(arrays["samples"]))
+    return SampleRange.pooled(ranges)
 
 
 def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: bool = False,
@@ -82,11 +101,12 @@ def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = p
     config = manifest["config"]
     previous = run.root / "leaderboard.csv"
     before = list(read_csv_table(previous).columns) if previous.is_file() else []
-    write_tables(run.root, results, manifest["protocol"], baseline=config.get("baseline", ""),
-                 specs=metric_specs(registry.records("metric")), n_boot=config["evaluate"]["bootstrap"],
-                 seed=config["seeds"][0])
-    _plots(run, results, manifest)
-    say(f"leaderboard: {run.root / 'leaderboard.md'}")
+    specs = metric_specs(registry.records("metric"))
+    tables = write_tables(run.root, results, manifest["protocol"], baseline=config.get("baseline", ""), specs=specs,
+                          n_boot=config["evaluate"]["bootstrap"], seed=config["seeds"][0])
+    figures = write_all(run.plots, _figure_inputs(run, results, tables, specs, manifest, registry))
+    html = write_html(run.root / "report.html", tables, specs, manifest, figures, _excluded(run))
+    say(f"leaderboard: {run.root / 'leaderboard.md'}; report: {html}")
     board = read_csv_table(run.root / "leaderboard.csv")
     lost = [column for column in before if column not in board.columns]
     if lost:
@@ -95,50 +115,43 @@ def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = p
     return board
 
 
+def _excluded(run: RunDir) -> pd.DataFrame:
+    """The run's excluded.csv (items left out, frames or values dropped); empty where there is none."""
+    return read_csv_table(run.excluded, dtype=str) if run.excluded.is_file() else pd.DataFrame()
+
+
 def _directory(run: RunDir, record: dict[str, Any]) -> Path:
     if record.get("external"):
         return run.root / "external" / check_name(record["job"], f"{run.root}/external: job")
     return run.job(record["job"])
 
 
-def _plots(run: RunDir, results: list[JobResult], manifest: dict[str, Any]) -> list[Path]:
-    from benchmark.evaluation.plots import PosteriorExamples, Trajectories, write_all
-    from benchmark.synth.oracle import stack
-
-    examples, trajectories = {}, {}
-    oracle = _oracle_components(manifest.get("oracle", ""))
-    for job in manifest["jobs"]:
+def _figure_inputs(run: RunDir, results: list[JobResult], tables: Tables, specs: list[MetricSpec],
+                   manifest: dict[str, Any], registry: Registry) -> FigureInputs:
+    """What the figures need beyond the tables: each model's samples (and closed-form density) on its first
+    finished job, the oracle posteriors, the diffusion paths, and which rows are references."""
+    samples, trajectories = {}, {}
+    for job in manifest["jobs"]:  # in plan order: the first split's lowest seed comes first
         directory = run.job(job)
         if not run.is_done(job) or not (directory / "samples.npz").is_file():
             continue
         record = read_json(run.result(job))
-        if record["status"] != "ok" or record["model"] in examples or run.damage(job, record):
+        if record["status"] != "ok" or record["model"] in samples or run.damage(job, record):
             continue
-        stored = np.load(directory / "samples.npz")
-        frame = read_predictions(directory / "predictions.csv")
-        chosen = _example_rows(frame)
-        ids = [str(i) for i in stored["ids"][chosen]]
-        posterior = {}
-        found = [oracle.get(i) for i in ids]
-        if ids and all(components is not None for components in found):
-            mixture = stack(found)
-            posterior = dict(oracle_weights=mixture.weights, oracle_means=mixture.means, oracle_stds=mixture.stds)
-        examples[record["model"]] = PosteriorExamples(ids=ids, y=frame["EF"].to_numpy(float)[chosen],
-                                                      samples=stored["samples"][chosen], **posterior)
+        truth = read_predictions(directory / "predictions.csv").set_index("id")["EF"]
+        with np.load(directory / "samples.npz") as stored:
+            ids = [str(item) for item in stored["ids"]]
+            closed_form = {"density": stored["density"], "grid": stored["density_grid"]} if "density" in stored else {}
+            samples[record["model"]] = ModelSamples(ids=ids, y=truth.loc[ids].to_numpy(float),
+                                                    samples=stored["samples"], **closed_form)
         if (directory / "trajectories.npz").is_file():
-            paths = np.load(directory / "trajectories.npz")
-            trajectories[record["model"]] = Trajectories(labels=list(paths["labels"]), ids=list(paths["ids"]),
-                                                         y=paths["y"], paths=list(paths["paths"]))
-    return write_all(run.plots, results, examples, trajectories)
-
-
-def _example_rows(frame: pd.DataFrame, count: int = 4) -> np.ndarray:
-    """A few test items for the posterior plot, ambiguous ones first where the data marks them."""
-    rows = np.arange(len(frame))
-    if "ambiguous" in frame:
-        flagged = frame["ambiguous"].astype(str).to_numpy() == "yes"
-        rows = np.concatenate([rows[flagged][: count // 2], rows[~flagged]])
-    return rows[:count]
+            with np.load(directory / "trajectories.npz") as paths:
+                trajectories[record["model"]] = Trajectories(labels=list(paths["labels"]), ids=list(paths["ids"]),
+                                                             y=paths["y"], paths=list(paths["paths"]))
+    untrained = {record.name for record in registry.records("head") if not record.metadata.get("needs_training", True)}
+    reference = set(tables.board.loc[tables.board["head"].isin(untrained), "model"])
+    return FigureInputs(results, tables.board, specs, samples, _oracle_components(manifest.get("oracle", "")),
+                        trajectories, reference)
 
 
 def _oracle_components(path: str) -> dict[str, list[tuple[float, float, float]]]:

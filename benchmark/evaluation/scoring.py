@@ -22,6 +22,7 @@ INTERVAL_LEVELS = (0.90, 0.95)
 THRESHOLDS = (50.0, 40.0)
 KDE_FLOOR = 0.5  # EF points: the narrowest kernel, so a near-degenerate ensemble gets a finite density
 PIT_SEED = 0  # randomised PIT is reproducible: the same predictions always give the same PIT
+DENSITY_GRID = np.linspace(0.0, 100.0, 201)  # EF points where a closed-form density is stored for the figures
 
 Items = Mapping[str, np.ndarray]
 Aggregate = Callable[[Items, np.ndarray], np.ndarray]
@@ -124,6 +125,15 @@ def item_scores(y: np.ndarray, predictive: Predictive) -> ItemScores:
             probability = (samples < threshold).mean(axis=1)
         columns[threshold_column(threshold)] = np.asarray(probability, dtype=float)
     return ItemScores(columns, notes)
+
+
+def grid_density(predictive: Predictive, grid: np.ndarray = DENSITY_GRID) -> np.ndarray | None:
+    """(N, G) density of each item's predictive on ``grid``, or None without a closed form. Stored with the
+    samples, because the figures are drawn later (by ``report``) when the head is gone."""
+    if predictive.log_prob is None:
+        return None
+    n = len(predictive.point)
+    return np.exp(np.stack([np.asarray(predictive.log_prob(np.full(n, x)), dtype=float) for x in grid], axis=1))
 
 
 def evaluate_aggregate(aggregate: Aggregate, y: np.ndarray, predictive: Predictive) -> float:

@@ -26,7 +26,7 @@ from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.conformal import calibrated_stretch, stretched
 from benchmark.evaluation.leaderboard import item_frame, write_predictions
 from benchmark.evaluation.pooling import pool_by_visit
-from benchmark.evaluation.scoring import item_scores
+from benchmark.evaluation.scoring import DENSITY_GRID, grid_density, item_scores
 from benchmark.orchestration.checkpoint_models import checkpoint_inputs, load_checkpoint_model
 from benchmark.orchestration.provenance import digest, job_identity
 from benchmark.orchestration.tuning import split_params
@@ -169,7 +169,11 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
     frame.insert(2, "split", job.split)
     frame.insert(3, "visit", [visits[rows[0]] for rows in members])
     write_predictions(directory / "predictions.csv", frame)
-    _save_arrays(directory / "samples.npz", {"ids": np.array(ids), "samples": predictive.samples.astype(np.float32)})
+    arrays = {"ids": np.array(ids), "samples": predictive.samples.astype(np.float32)}
+    density = grid_density(predictive)
+    if density is not None:  # the posterior figure draws it instead of a KDE of the samples
+        arrays.update(density_grid=DENSITY_GRID, density=density.astype(np.float32))
+    _save_arrays(directory / "samples.npz", arrays)
     details.update(notes=scores.notes, samples=samples)
     return details
 

@@ -1,7 +1,7 @@
 """What a job and a tuning study depend on, part by part, and in words what changed between two runs.
 
 A job's identity is a dict of parts (data content per role, split manifest, settings, component sources,
-weight files, tuning study, seed); its digest names the job. Paths and storage URLs are left out, so a
+the engine's own source files, weight files, tuning study, seed); its digest names the job. Paths and storage URLs are left out, so a
 moved data folder or weight file, or another storage password, reuses everything. ``result.json`` keeps
 the parts, so a rerun can say why a job runs again ("mse: head source changed").
 """
@@ -15,7 +15,7 @@ from benchmark.config import Experiment, ModelConfig
 from benchmark.contracts import ROLES, Split
 from benchmark.data.prepare import PreparedData
 from benchmark.encoding.encoder_stage import encoder_identity
-from benchmark.identity import file_digest, source_digest, stable_hash
+from benchmark.identity import JOB_ENGINE, TUNING_ENGINE, engine_digests, file_digest, source_digest, stable_hash
 from registry import Registry
 
 # Where a job runs does not change what it computes.
@@ -67,7 +67,7 @@ def study_identity(experiment: Experiment, registry: Registry, data: PreparedDat
             "settings": {**experiment_settings(experiment), "model": _model_settings(model),
                          "samples": experiment.evaluate.samples, "point": experiment.evaluate.point},
             "search space": {key: repr(param) for key, param in sorted(space.items())}, "budget": tune,
-            "sources": component_sources(registry, experiment, model),
+            "sources": component_sources(registry, experiment, model), "engine": engine_digests(TUNING_ENGINE),
             "encoder weights": encoder_identity(experiment, registry)["weights"], "seed": experiment.seeds[0]}
 
 
@@ -79,7 +79,7 @@ def job_identity(experiment: Experiment, registry: Registry, data: PreparedData,
             "settings": {**experiment_settings(experiment), "model": _model_settings(model),
                          "evaluate": {"samples": experiment.evaluate.samples, "point": experiment.evaluate.point,
                                       "pool": experiment.evaluate.pool}},
-            "sources": component_sources(registry, experiment, model),
+            "sources": component_sources(registry, experiment, model), "engine": engine_digests(JOB_ENGINE),
             "weights": {"encoder": encoder_identity(experiment, registry)["weights"],
                         "checkpoint": file_digest(checkpoint) if checkpoint and checkpoint.is_file() else ""},
             "tuning": study, "seed": seed, "split name": split.name}
@@ -105,4 +105,4 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _noun(part: str) -> str:
-    return {"data": "data", "sources": "source", "weights": "weights"}.get(part, part)
+    return {"data": "data", "sources": "source", "weights": "weights", "engine": "engine source"}.get(part, part)

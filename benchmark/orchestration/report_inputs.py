@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import benchmark.evaluation
-from benchmark.evaluation.report import write_report
 from benchmark.identity import file_digest, source_digest
 from benchmark.store import RunDir, atomic_write_json, read_csv_table, read_json
 from registry import Registry
@@ -27,7 +26,7 @@ INPUTS_FILE = "report_inputs.json"
 MANIFEST_SECTIONS = ("config", "protocol", "jobs", "oracle")  # what the report reads of manifest.json
 # The report's code: the evaluation stage, the oracle posteriors its plots draw and the CSV writing.
 PACKAGE = Path(benchmark.evaluation.__file__).parent.parent
-CODE = (*sorted((PACKAGE / "evaluation").glob("*.py")), PACKAGE / "synth" / "oracle.py", PACKAGE / "store.py")
+CODE = (*sorted((PACKAGE / "evaluation").rglob("*.py")), PACKAGE / "synth" / "oracle.py", PACKAGE / "store.py")
 
 
 def report_if_changed(run: RunDir, registry: Registry, say: Callable[[str], None] = print):
@@ -38,6 +37,9 @@ def report_if_changed(run: RunDir, registry: Registry, say: Callable[[str], None
         say("report unchanged, not rebuilt")
         return read_csv_table(run.root / "leaderboard.csv")
     say(f"report rebuilt: {reason}")
+    # Imported only to rebuild: the figures' plotting library is most of a rerun's start-up otherwise.
+    from benchmark.evaluation.report import write_report
+
     before = _outputs(run)
     board = write_report(run, registry, say=say)
     written = {name: file_digest(run.root / name) for name, stamp in _outputs(run).items() if before.get(name) != stamp}

@@ -9,6 +9,7 @@ many: tuning, job claims and results go through the storage (``benchmark.orchest
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from benchmark.device import resolve_device
 from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
-from benchmark.identity import file_digest
+from benchmark.identity import TUNING_ENGINE, engine_digests, file_digest
 from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
@@ -316,6 +317,7 @@ def _manifest_identity(context: RunContext, studies: dict[tuple[str, str], dict[
     return {"data": context.data.fingerprints(),
             "sources": {key: value for model in experiment.models
                         for key, value in component_sources(registry, experiment, model).items()},
+            "engine": engine_digests(TUNING_ENGINE),
             "weights": {"encoder": encoder["weights"],
                         **{f"checkpoint {key}": bytes_hash for key, bytes_hash in _checkpoints(experiment).items()}},
             "tuning studies": _study_names(experiment, studies)}
@@ -381,12 +383,20 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
     of a run with many workers, who then tune the study together."""
     experiment, run = context.experiment, context.run
     url = shared or storage_url(storage or experiment.tune.storage, run.root)
+    tuned = Job(model, experiment.seeds[0], split, digest(identity))  # what on_trial_end receives as ``job``
+
+    def on_trial(number: int, value: float | None) -> None:
+        context.registry.hook.on_trial_end(run=context.info, job=tuned, trial=number, value=value)
+
+    context.say(f"tuning {model.key} on {split}: {experiment.tune.trials} trials")
+    started = time.perf_counter()
     result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
                         storage=url, study=_study_name(experiment, model, digest(identity)),
                         seed=experiment.seeds[0], samples=experiment.evaluate.samples,
-                        point=experiment.evaluate.point, quiet=context.quiet, shared=shared is not None)
+                        point=experiment.evaluate.point, quiet=context.quiet, on_trial=on_trial,
+                        shared=shared is not None)
     context.say(f"tuned {model.key} on {split}: {experiment.tune.metric} {result.value:.3f} on VAL after "
-                f"{result.finished_trials} trials, {result.params}")
+                f"{result.finished_trials} trials in {time.perf_counter() - started:.1f} s, {result.params}")
     atomic_write_json(_tuning_path(run, model, split),
                       {"params": result.params, "value": result.value, "trials": result.finished_trials,
                        "study": result.study, "split": split, "identity": digest(identity), "parts": identity})
@@ -396,6 +406,7 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
 def _run(context: RunContext, job: Job, stage: EncoderStage, params: dict[str, Any]) -> dict[str, Any]:
     hook, info = context.registry.hook, context.info
     hook.on_job_start(run=info, job=job)
+    context.say(f"start {job.id}")
     job_context = JobContext(context.experiment, context.registry, context.data, context.run, stage, params,
                              context.quiet)
     result = run_job(job, job_context, on_epoch=lambda epoch, logs: hook.on_epoch_end(

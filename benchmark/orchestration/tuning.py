@@ -8,6 +8,7 @@ budget; every model gets the same number of trials.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -15,6 +16,7 @@ from benchmark.components import FUSION_PREFIX, ModelParams, split_params
 from benchmark.config import ModelConfig, TrainConfig, TuneConfig
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.progress import progress_bar
 from benchmark.training.checks import HeadError
 from benchmark.training.loop import train_model
 from benchmark.training.model import build_model
@@ -73,7 +75,8 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
     Each trial builds the model with the suggested parameters, trains it on ``train`` with early
     stopping and pruning on ``val``, draws ``samples`` per validation item and scores the metric named
     by ``tune_settings.metric``. A trial whose head produces NaN is recorded as failed and uses its
-    slot of the budget. ``on_trial(number, value)`` follows each trial (value None unless complete).
+    slot of the budget. ``on_trial(number, value)`` follows each trial this process runs (value None
+    when it was pruned or failed).
     ``storage`` is a URL or an Optuna storage; ``shared`` means other workers tune the same study at the
     same time (see ``benchmark.orchestration.cluster``): the budget is then shared, and unseeded sampling keeps the
     workers from suggesting alike.
@@ -101,6 +104,16 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
             raise
         return score(val.ef, trained.predict(val, samples=samples, point=point, seed=seed))
 
+    def reported(trial) -> float:
+        # Reported from inside the trial, so that a worker tuning a shared study reports its own trials too.
+        value = None
+        try:
+            value = objective(trial)
+            return value
+        finally:
+            if on_trial is not None:
+                on_trial(trial.number, value if value is not None and math.isfinite(value) else None)
+
     direction = "maximize" if metric.metadata.get("direction") == "max" else "minimize"
     handle = optuna.create_study(study_name=study, storage=storage, direction=direction,
                                  pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
@@ -122,20 +135,16 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
     if shared:
         from benchmark.orchestration.cluster import optimize_shared
 
-        optimize_shared(handle, objective, tune_settings.trials, startup, catch=(HeadError,),
+        optimize_shared(handle, reported, tune_settings.trials, startup, catch=(HeadError,),
                         timeout=tune_settings.timeout or None)
     elif remaining:
-        from tqdm.auto import tqdm
-
-        with tqdm(total=tune_settings.trials, initial=done, desc=f"tune {model.key}", unit="trial",
-                  disable=quiet, leave=False) as progress:
-            def after_trial(_study, trial) -> None:
+        with progress_bar(total=tune_settings.trials, initial=done, quiet=quiet, desc=f"tune {model.key}",
+                          unit="trial", leave=False) as progress:
+            def after_trial(_study, _trial) -> None:
                 reseed()
                 progress.update()
-                if on_trial is not None:
-                    on_trial(trial.number, trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None)
 
-            handle.optimize(objective, n_trials=remaining, timeout=tune_settings.timeout or None,
+            handle.optimize(reported, n_trials=remaining, timeout=tune_settings.timeout or None,
                             catch=(HeadError,), callbacks=[after_trial])
     completed = handle.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not completed:

@@ -15,6 +15,7 @@ Building each part is ``registry.build(kind, name, **params)`` then ``load_state
 from __future__ import annotations
 
 import dataclasses
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,6 +27,7 @@ import registry as default_registry
 from benchmark.contracts import InputSpec, LoadReport
 from benchmark.encoding.weights import load_state, read_checkpoint
 from benchmark.errors import BenchmarkError
+from benchmark.store import atomic_write_bytes
 
 BUNDLE_FORMAT = "lvefbench.bundle/1"
 
@@ -61,14 +63,14 @@ class ModelBundle:
 
 
 def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``bundle`` to ``path`` atomically: an interrupted save leaves no half-written bundle."""
     content = {"format": BUNDLE_FORMAT, "target_scale": bundle.target_scale, "source": dict(bundle.source),
                "input_spec": dataclasses.asdict(bundle.encoder.module.input_spec)}
     for kind, part in bundle.parts().items():
         content[kind] = {"name": part.name, "params": dict(part.params), "state_dict": part.module.state_dict()}
-    torch.save(content, path)
-    return path
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_bundle(path: str | Path, registry=None, head_params: Mapping[str, Any] | None = None) -> ModelBundle:

@@ -14,6 +14,7 @@ from benchmark.device import autocast, grad_scaler, resolve_device, seed_everyth
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import BenchmarkError
 from benchmark.predictive import fair_crps
+from benchmark.progress import progress_bar
 from benchmark.training.checks import HeadError, check_loss, checked
 from benchmark.training.model import EVAL_BATCH, Model, TrainedModel
 from benchmark.training.scaling import FeatureScaler, TargetScaler, feature_scaler_for, wants_raw_targets
@@ -86,9 +87,7 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
     evaluated = module if averaged is None else averaged.module
     best_value, best_state = math.inf, _snapshot(evaluated)
 
-    from tqdm.auto import tqdm
-
-    progress = tqdm(range(1, epochs + 1), desc=f"train {name}", unit="epoch", disable=quiet, leave=False)
+    progress = progress_bar(range(1, epochs + 1), quiet=quiet, desc=f"train {name}", unit="epoch", leave=False)
     for epoch in progress:
         module.train()
         total = 0.0

@@ -218,3 +218,36 @@ def test_report_works_from_another_directory(tmp_path, synthetic_root, reference
     for key in ("oracle", "source", "data_root"):
         assert Path(manifest[key]).is_absolute() and Path(manifest[key]).exists(), (key, manifest[key])
     assert cli("report", out).code == 0
+
+
+@pytest.fixture
+def engine_copy(tmp_path, monkeypatch):
+    """The engine's source files read from a copy the test may edit (the running code stays the same)."""
+    from benchmark import identity
+
+    copy = shutil.copytree(identity.ENGINE_ROOT, tmp_path / "engine", ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(identity, "ENGINE_ROOT", copy)
+    return copy
+
+
+def test_edited_engine_code_reruns_what_it_computes(tmp_path, data, engine_copy):
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=data)
+    out = tmp_path / "run"
+    run(experiment, out)
+    encoders = sorted(path.name for path in (out / "encoders").iterdir())
+
+    with (engine_copy / "training" / "loop.py").open("a") as source:
+        source.write("\n# an edit to the training loop\n")
+    outcome = run(experiment, out)
+    assert "0 already done, 3 to run" in outcome.out, outcome.out
+    assert "mse (seed 0, fold0) runs again: training/loop.py engine source changed" in outcome.out, outcome.out
+    assert "reused" in outcome.out and sorted(path.name for path in (out / "encoders").iterdir()) == encoders
+
+    with (engine_copy / "encoding" / "stage1.py").open("a") as source:
+        source.write("\n# an edit to stage 1\n")
+    outcome = run(experiment, out)
+    assert "encoding/stage1.py engine source changed" in outcome.out, outcome.out
+    assert len(list((out / "encoders").iterdir())) == len(encoders) + 1  # trained anew, the old one kept
+
+    (engine_copy / "evaluation" / "plots.py").write_text("# drawing code is not part of any result\n")
+    assert "3 already done, 0 to run" in run(experiment, out).out

@@ -88,3 +88,15 @@ def test_a_run_of_real_data_does_not_continue_on_the_stand_in(run_copy):
 
     assert cli(*run_args(experiment, run_copy, "--fresh")).code == 0  # starting over is the way to switch
     assert json.loads((run_copy / "manifest.json").read_text())["synthetic"] is True
+
+
+def test_status_opens_no_storage_a_received_manifest_names(run_copy, tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "planted.db"
+    manifest = json.loads((run_copy / "manifest.json").read_text())
+    manifest["config"]["tune"]["storage"] = str(elsewhere)
+    (run_copy / "manifest.json").write_text(json.dumps(manifest))
+
+    outcome = cli("status", run_copy)
+    assert outcome.code == 2, outcome.text
+    assert "--storage URL" in outcome.err and str(elsewhere) in outcome.err
+    assert not elsewhere.parent.exists(), "status created a storage a received manifest named"
