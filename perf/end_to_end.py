@@ -128,6 +128,12 @@ def print_timings(timings: dict) -> None:
     print(f"  {'total':12s} {timings['total']:7.1f} s (from the start of the run, imports and CLI excluded)")
 
 
+def _mean_std(row: dict[str, str], metric: str) -> str:
+    """``mean +- std`` of a leaderboard cell; one seed has no std."""
+    std = f"{float(row[metric + '_std']):<5.2f}" if row[metric + "_std"] else "-    "
+    return f"{float(row[metric]):7.2f} +- {std}"
+
+
 def test_videos(run_dir: Path) -> int:
     """Test videos scored per job (the same for every job of a split)."""
     predictions = next((run_dir / "jobs").glob("*/predictions.csv"))
@@ -142,8 +148,7 @@ def report(run_dir: Path, fresh: dict[str, float], resume: dict[str, float], rer
     rows = leaderboard_rows(run_dir)
     print(f"\n{'model':16s} {'head':10s} {'fusion':8s} {'MAE':>15s} {'CRPS':>15s}")
     for row in rows:
-        print(f"{row['model']:16s} {row['head']:10s} {row['fusion']:8s} {float(row['mae']):7.2f} +- "
-              f"{float(row['mae_std']):<5.2f} {float(row['crps']):7.2f} +- {float(row['crps_std']):<5.2f}")
+        print(f"{row['model']:16s} {row['head']:10s} {row['fusion']:8s} {_mean_std(row, 'mae')} {_mean_std(row, 'crps')}")
     ambiguous = ambiguous_crps(run_dir)
     print("\nambiguous subset CRPS: " + ", ".join(f"{model} {value:.3f}" for model, value in ambiguous.items()))
     mae = {row["model"]: float(row["mae"]) for row in rows}
@@ -151,7 +156,8 @@ def report(run_dir: Path, fresh: dict[str, float], resume: dict[str, float], rer
     for row in rows:
         by_head.setdefault(row["head"], []).append(row["model"])
     oracle = by_head.get("oracle", [])
-    learned = {model: value for model, value in mae.items() if model not in oracle}
+    untrained = oracle + by_head.get("prior", [])  # the bounds and the floor, not learned rows
+    learned = {model: value for model, value in mae.items() if model not in untrained}
     best = min(learned, key=learned.get)
     rivals = [ambiguous[model] for head in ("mse", "gaussian") for model in by_head.get(head, [])]
     seeds = len(json.loads((run_dir / "manifest.json").read_text())["config"]["seeds"])
