@@ -24,9 +24,7 @@ from registry import Registry
 
 INPUTS_FILE = "report_inputs.json"
 MANIFEST_SECTIONS = ("config", "protocol", "jobs", "oracle")  # what the report reads of manifest.json
-# The report's code: the evaluation stage, the oracle posteriors its plots draw and the CSV writing.
 PACKAGE = Path(benchmark.evaluation.__file__).parent.parent
-CODE = (*sorted((PACKAGE / "evaluation").rglob("*.py")), PACKAGE / "synth" / "oracle.py", PACKAGE / "store.py")
 
 
 def report_if_changed(run: RunDir, registry: Registry, say: Callable[[str], None] = print):
@@ -58,8 +56,14 @@ def report_inputs(run: RunDir, registry: Registry) -> dict[str, Any]:
         "results": {str(path.relative_to(run.root)): file_digest(path) for path in results},
         "oracle": file_digest(oracle) if oracle.is_file() else "",
         "metrics": {record.name: source_digest(record) for record in registry.records("metric")},
-        "code": _digest("|".join(file_digest(path) for path in CODE)),
+        "code": _digest("|".join(f"{path.relative_to(PACKAGE)}:{file_digest(path)}" for path in _report_code())),
     }
+
+
+def _report_code() -> list[Path]:
+    """The report's code as it is on disk now: the evaluation stage, the oracle posteriors its figures draw
+    and the CSV writing."""
+    return [*sorted((PACKAGE / "evaluation").rglob("*.py")), PACKAGE / "synth" / "oracle.py", PACKAGE / "store.py"]
 
 
 def _why_rebuild(run: RunDir, inputs: dict[str, Any]) -> str | None:
