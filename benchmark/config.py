@@ -97,6 +97,9 @@ class EncoderConfig:
     lr_mult: float = 0.1
     params: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 8  # clips per forward pass when features are extracted
+    # Processes that build the encoder stages (stage 1 and features) of different seeds side by side, one
+    # torch thread each: small convolutions do not scale over threads, processes do. 1 = in the run's process.
+    workers: int = 1
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
@@ -377,6 +380,7 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (not 0 <= clips.intensity_jitter < 1, "clips.intensity_jitter", "must be at least 0 (off) and below 1"),
         (clips.speckle < 0, "clips.speckle", "must be 0 (off) or a positive std"),
         (encoder.batch_size < 1, "encoder.batch_size", "must be at least 1"),
+        (encoder.workers < 1, "encoder.workers", "must be at least 1 (1 = stages built in the run's process)"),
         (encoder.finetune_epochs < 1 and encoder.finetune, "encoder.finetune_epochs",
          "must be at least 1 when encoder.finetune is set"),
         (encoder.lr_mult <= 0, "encoder.lr_mult", "must be positive"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 
 import numpy as np
 import torch
@@ -66,4 +67,14 @@ def seed_everything(seed: int, device: torch.device | None = None) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if device is None or device.type == "cpu":
+        _deterministic_kernels()
+
+
+def _deterministic_kernels() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of torch._inductor
+    (which imports torch._dynamo: over a second, most of a rerun with nothing to do) just to set the
+    compiler's flag: nothing here compiles. Once the compiler is loaded anyway, the public call sets both."""
+    if "torch._inductor.config" in sys.modules:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)

@@ -126,3 +126,21 @@ def test_stored_stage_one_encoder_is_reused_only_for_the_same_stage_one_settings
     assert "reused" in said[-1], said  # a rerun with the same settings keeps the stored encoder
     EncoderStage._stage_one(_stage_one_of(tmp_path, PretrainConfig(objective="tracings", epochs=2, lr=1e-2), said))
     assert "reused" not in said[-1], f"an encoder trained with other stage-1 settings was reused: {said}"
+
+
+def test_each_traced_frame_is_decoded_once_over_the_epochs(tmp_path, monkeypatch):
+    from benchmark.data import tracings
+
+    decoded = []
+    read = tracings.Video.read
+    monkeypatch.setattr(tracings.Video, "read", lambda video, frames: decoded.append(list(frames)) or read(video, frames))
+    dataset = TracedFrames([_traced_item(tmp_path, "a")], ClipsConfig(size=32, augment=True),
+                           InputSpec(frames=None, size=32, channels=1), Normalisation((0.0,), (255.0,)), train=True)
+    epochs = []
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        epochs.append([dataset[index][0] for index in range(len(dataset))])
+    assert decoded == [[1], [4]]
+    # The cached frame is not changed by the augmentation drawn on it: epoch 0 again gives epoch 0's images.
+    dataset.set_epoch(0)
+    assert all(torch.equal(dataset[index][0], epochs[0][index]) for index in range(len(dataset)))

@@ -3,12 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.encoding.weights import trusting_checkpoints
-from benchmark.errors import ConfigError
-from benchmark.store import atomic_write_text
-from benchmark.training.bundle import save_bundle
-from benchmark.training.mcsdr_import import import_mcsdr
-
 HELP = "import MCSDR's best.pth as uniformer_s + concat + mcsdr and write a model bundle"
 
 
@@ -26,6 +20,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    # Imported here: they import torch, which every other command's --help would otherwise wait for.
+    from benchmark.encoding.weights import trusting_checkpoints
+    from benchmark.errors import ConfigError
+    from benchmark.store import atomic_write_text
+    from benchmark.training.bundle import save_bundle
+    from benchmark.training.mcsdr_import import import_mcsdr
+
     out = Path(args.out)
     taken = [path for path in (out / "model.pt", out / "import_report.txt") if path.exists()]
     if taken:  # checked before the import: a stored model is never overwritten

@@ -6,7 +6,6 @@ import sys
 
 from benchmark.components import resolve
 from benchmark.config import load_experiment
-from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 
 HELP = "check an experiment file (keys, ranges, components, checkpoint inputs, a pre-flight of each model) without running it"
 
@@ -21,6 +20,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    # Imported here: both import torch, which every other command's --help would otherwise wait for.
+    from benchmark.orchestration.checkpoint_models import check_checkpoint_models
     from benchmark.training.preflight import preflight
 
     resolved = resolve(load_experiment(args.experiment, args.overrides))

@@ -68,6 +68,9 @@ class TracedFrames(Dataset):
         self.transform = ClipTransform(config, spec, normalisation)
         self.train, self.seed, self.epoch = train, seed, 0
         self._masks: dict[int, np.ndarray] = {}  # drawn once per traced frame (per worker); augmentation comes after
+        # Decoded once per traced frame too: stage 1 visits every frame each epoch, and decoding it again
+        # cost more than the step that trains on it. Two frames of each training video at most.
+        self._frames: dict[int, np.ndarray] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -77,14 +80,9 @@ class TracedFrames(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         position, tracing = self.pairs[index]
-        item = self.items[position]
-        video = Video(item.video, reverse=item.reversed)
-        if not 0 <= tracing.frame < len(video):
-            # Loading drops such tracings when it checks the videos; this catches them when it was told not to.
-            raise DataError(f"{item.video}: the LV tracing of item {item.id!r} is on frame {tracing.frame}, but the "
-                            f"video has {len(video)} frames. Fix that frame number in the dataset's tracings, "
-                            "replace the video, or leave dataset.params.check_videos on to drop such frames.")
-        frame = video.read(np.array([tracing.frame]))[0]  # (H, W, C) uint8
+        if index not in self._frames:
+            self._frames[index] = self._frame(self.items[position], tracing.frame)
+        frame = self._frames[index]
         if index not in self._masks:
             self._masks[index] = self._mask(tracing.polygon, *frame.shape[:2])
         mask = torch.from_numpy(self._masks[index]).float().div_(SUPERSAMPLE ** 2)[None, None]  # (1, T=1, S, S)
@@ -92,6 +90,17 @@ class TracedFrames(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         image, mask = self.transform.with_mask(image, mask, rng)
         return image[:, 0], mask[:, 0], position
+
+    @staticmethod
+    def _frame(item: Item, number: int) -> np.ndarray:
+        """Frame ``number`` of the item's video, (H, W, C) uint8."""
+        video = Video(item.video, reverse=item.reversed)
+        if not 0 <= number < len(video):
+            # Loading drops such tracings when it checks the videos; this catches them when it was told not to.
+            raise DataError(f"{item.video}: the LV tracing of item {item.id!r} is on frame {number}, but the "
+                            f"video has {len(video)} frames. Fix that frame number in the dataset's tracings, "
+                            "replace the video, or leave dataset.params.check_videos on to drop such frames.")
+        return video.read(np.array([number]))[0]
 
     def _mask(self, polygon: np.ndarray, height: int, width: int) -> np.ndarray:
         """Subpixel counts at the encoder's size: the outline is mapped the way the frame is resized (pixel

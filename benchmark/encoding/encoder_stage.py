@@ -78,12 +78,16 @@ class EncoderStage:
         self.items = {role: data.role_items(split, role) for role in ROLES}
         self.normalisation = normalisation_for(experiment.clips, self.encoder.input_spec, self.items["train"])
         self.cache = FeatureCache(run.cache)
+        started = time.perf_counter()
         trained = self._stage_one()
+        stage_one_done = time.perf_counter()
         self.tabular = _tabular(experiment, data, self.items)
         cached = self._cached(self.encoder.to(device), ROLES)
         self.features = {role: self._feature_set(role, entry) for role, entry in cached.items()}
         # What another process needs to have this stage without computing it (shared-storage workers).
         self.files = [*trained, *(path for entry in cached.values() for path in self.cache.paths(entry.key))]
+        # Wall seconds of stage 1 (or reloading its weights) and of feature extraction (or reading the cache).
+        self.seconds = {"stage 1": stage_one_done - started, "features": time.perf_counter() - stage_one_done}
 
     def featurize(self, encoder, roles: tuple[str, ...] = ROLES) -> dict[str, FeatureSet]:
         """Train/val/test features of ``encoder`` (frozen), computed once and cached. An encoder that

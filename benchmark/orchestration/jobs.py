@@ -133,6 +133,7 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
         # Standardised with the stage-1 training features (unless the head wants them raw); fine-tuning
         # trains the head on that scale too.
         feature_scaler = feature_scaler_for(head, train.features)
+        started = time.perf_counter()
         if experiment.encoder.finetune:
             features, details["finetune_losses"] = _finetuned_features(job, context, fusion, head, settings,
                                                                        feature_scaler)
@@ -140,6 +141,7 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
         trained = train_model(fusion, head, features["train"], features["val"], settings, job.seed,
                               on_epoch=on_epoch, quiet=context.quiet, name=job.model.key,
                               feature_scaler=feature_scaler)
+        details["training_seconds"] = round(time.perf_counter() - started, 2)  # the rest of the job is evaluation
         predictive = trained.predict(test, samples=samples, point=point, seed=job.seed)
         if job.model.conformal:
             val = features["val"]

@@ -48,6 +48,7 @@ def experiment_settings(experiment: Experiment) -> dict[str, Any]:
         train.pop(volatile)
     encoder = dataclasses.asdict(experiment.encoder)
     encoder.pop("weights")  # its bytes are in the encoder identity
+    encoder.pop("workers")  # where stages are built: each worker uses one thread, as train.threads = 1 does
     return {"dataset": dataset, "clips": dataclasses.asdict(experiment.clips), "encoder": encoder, "train": train}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,16 +24,19 @@ from benchmark.device import resolve_device
 from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
-from benchmark.evaluation.report import write_report
 from benchmark.identity import TUNING_ENGINE, engine_digests, file_digest
 from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
 from benchmark.orchestration.manifest import build_manifest
+from benchmark.orchestration.provenance import changes, checkpoint_path, component_sources, digest, study_identity
+from benchmark.orchestration.report_inputs import report_if_changed
 from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
 from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
                                                 stage_name, study_identity)
+from benchmark.orchestration.stage_workers import build_in_processes
 from benchmark.orchestration.storage import storage_url, study_name
+from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
 from benchmark.orchestration.tuning import search_space, tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
 from benchmark.training.preflight import preflight
@@ -61,10 +64,18 @@ class RunContext:
     info: RunInfo
     quiet: bool
     say: Callable[[str], None]
+    times: StageTimes = field(default_factory=StageTimes)
 
     def encoder_stage(self, split: Split, seed: int) -> EncoderStage:
-        return EncoderStage(self.experiment, self.registry, self.data, split, seed, self.run, self.device, self.say,
-                            self.quiet)
+        stage = EncoderStage(self.experiment, self.registry, self.data, split, seed, self.run, self.device, self.say,
+                             self.quiet)
+        for name, seconds in stage.seconds.items():
+            self.times.add(name, seconds, self.part(split.name, seed))
+        return stage
+
+    def part(self, split: str, seed: int) -> str:
+        """How the timings name the work of one (split, seed)."""
+        return f"seed {seed}" if len(self.data.splits) == 1 else f"{split}/seed {seed}"
 
 
 def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh: bool = False,
@@ -73,13 +84,15 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     # Everything that can be checked is checked before the run directory exists: settings, components, the
     # pre-flight of every model, and the data (loaded, split; synthetic data generated if it must be).
     _check_artifacts(experiment, storage, artifacts)
+    times = StageTimes()
     resolved = resolve(experiment)
     experiment, registry = resolved.experiment, resolved.registry
     for warning in resolved.warnings:
         say(f"warning: {warning}")
     check_checkpoint_models(experiment, registry)
     preflight(experiment, registry)
-    loaded = load_data(experiment, registry, say)
+    with times.measure("data"):  # synthetic generation included, when the stand-in is generated now
+        loaded = load_data(experiment, registry, say)
     run = RunDir(out or Path("runs") / experiment.name)
     if fresh:
         check_fresh(run)
@@ -93,11 +106,12 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     with RunLock(run.root):
         if fresh:
             start_over(run, say, keep=LOCK_FILE)
-        return _run_locked(experiment, registry, loaded, run, storage, quiet, say, heartbeat, artifacts)
+        return _run_locked(experiment, registry, loaded, run, storage, quiet, say, heartbeat, artifacts, times)
 
 
 def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, run: RunDir, storage: str,
-                quiet: bool, say: Callable[[str], None], heartbeat: int, artifacts: str) -> RunDir:
+                quiet: bool, say: Callable[[str], None], heartbeat: int, artifacts: str,
+                times: StageTimes) -> RunDir:
     info = RunInfo(experiment, run.root, registry)
     registry.hook.on_run_start(run=info)
 
@@ -113,7 +127,7 @@ def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, 
                                                        search_space(registry, model))
                for model in experiment.models if _needs_tuning(experiment, registry, model) for split in data.splits}
     jobs = plan_jobs(experiment, registry, data, {key: digest(identity) for key, identity in studies.items()})
-    context = RunContext(experiment, registry, data, run, device, info, quiet, say)
+    context = RunContext(experiment, registry, data, run, device, info, quiet, say, times)
     stages = {stage_name(experiment, registry, data, split, seed): (split, seed)
               for split in data.splits for seed in experiment.seeds}
     manifest = build_manifest(
@@ -139,35 +153,68 @@ def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, 
     # is some split's TEST). Tuning stored by an earlier invocation with the same identity is reused.
     to_tune = [m for m in experiment.models if _needs_tuning(experiment, registry, m)]
     tuned: dict[tuple[str, str], dict[str, Any]] = {}
-    for split in data.splits:
-        untuned = []
-        for model in to_tune:
-            if not any(job.model.key == model.key and job.split == split.name for job in pending):
-                continue
-            stored = _stored_tuning(context, model, split.name, studies[model.key, split.name])
-            if stored is None:
-                untuned.append(model)
-            else:
-                tuned[model.key, split.name] = stored
-        for seed in experiment.seeds:
-            here = [job for job in pending if (job.split, job.seed) == (split.name, seed)]
-            is_first = seed == experiment.seeds[0]
-            if not here and not (is_first and untuned):
-                continue
-            stage = context.encoder_stage(split, seed)
-            if is_first:
-                for model in untuned:
+    untuned = {split.name: _untuned(context, to_tune, split.name, pending, studies, tuned) for split in data.splits}
+    needed = [(split, seed) for split in data.splits for seed in experiment.seeds
+              if any((job.split, job.seed) == (split.name, seed) for job in pending)
+              or (seed == experiment.seeds[0] and untuned[split.name])]
+    _build_stages_in_workers(context, needed)
+    for split, seed in needed:
+        stage = context.encoder_stage(split, seed)
+        if seed == experiment.seeds[0]:
+            for model in untuned[split.name]:
+                with context.times.measure("tuning", model.key):
                     tuned[model.key, split.name] = _tune(context, model, split.name, stage.features, storage,
                                                          studies[model.key, split.name])
-            for job in here:
+        for job in pending:
+            if (job.split, job.seed) == (split.name, seed):
                 _run(context, job, stage, tuned.get((job.model.key, job.split), {}))
 
     return _finish(context)
 
 
+def _untuned(context: RunContext, to_tune: list[ModelConfig], split: str, pending: list[Job],
+             studies: dict[tuple[str, str], dict[str, Any]],
+             tuned: dict[tuple[str, str], dict[str, Any]]) -> list[ModelConfig]:
+    """The models that still need tuning on ``split``; the stored winners of the others go into ``tuned``."""
+    untuned = []
+    for model in to_tune:
+        if not any(job.model.key == model.key and job.split == split for job in pending):
+            continue
+        stored = _stored_tuning(context, model, split, studies[model.key, split])
+        if stored is None:
+            untuned.append(model)
+        else:
+            tuned[model.key, split] = stored
+    return untuned
+
+
+def _build_stages_in_workers(context: RunContext, stages: list[tuple[Split, int]]) -> None:
+    """With ``encoder.workers`` > 1, build the encoder stages in that many processes first; the run then
+    reloads what they stored. Their stage-1 and feature seconds go into the timings."""
+    workers = min(context.experiment.encoder.workers, len(stages))
+    if workers < 2:
+        return
+    builds = {context.part(split.name, seed): _stage_build(context, split, seed) for split, seed in stages}
+    with context.times.measure_parallel(f"encoder stages in {workers} processes"):
+        seconds = build_in_processes(builds, workers, context.say)
+    for part, figures in seconds.items():
+        for name, value in figures.items():
+            context.times.add(name, value, part)
+
+
+def _stage_build(context: RunContext, split: Split, seed: int):
+    def build() -> dict[str, float]:
+        return EncoderStage(context.experiment, context.registry, context.data, split, seed, context.run,
+                            context.device, context.say, context.quiet).seconds
+    return build
+
+
 def _finish(context: RunContext) -> RunDir:
-    board = write_report(context.run, context.registry, say=context.say)
+    with context.times.measure("report"):
+        board = report_if_changed(context.run, context.registry, say=context.say)
     context.registry.hook.on_run_end(run=context.info, leaderboard=board)
+    context.say(context.times.summary())
+    atomic_write_json(context.run.root / TIMINGS_FILE, context.times.record())
     return context.run
 
 
@@ -401,6 +448,9 @@ def _run(context: RunContext, job: Job, stage: EncoderStage, params: dict[str, A
                              context.quiet)
     result = run_job(job, job_context, on_epoch=lambda epoch, logs: hook.on_epoch_end(
         run=info, job=job, epoch=epoch, logs=logs))
+    training = result.get("training_seconds", 0.0)
+    context.times.add("training", training, context.part(job.split, job.seed))
+    context.times.add("evaluation", result["seconds"] - training, context.part(job.split, job.seed))
     hook.on_job_end(run=info, job=job, result=result)
     if result["status"] == "ok":
         context.say(f"done {job.id} in {result['seconds']:.1f} s")

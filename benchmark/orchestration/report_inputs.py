@@ -1,0 +1,98 @@
+"""The report of a run is rebuilt only when what it is made of changed.
+
+A rerun that finds every job done would otherwise redraw every table and plot (bootstrap, matplotlib)
+from the same files. What the report reads is hashed: the manifest's sections it uses, every stored
+result record (which holds the SHA-256 of each file the tables and plots read), externally scored
+results, the metrics registered and the report code itself. The hash and the digests of the files the
+report wrote go to ``report_inputs.json``; while both still hold, the report is not rebuilt and the run
+says so. ``report`` (the command) always rebuilds.
+
+This wraps ``evaluation.report.write_report`` and looks only at its inputs and outputs, not at how the
+tables are made.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import benchmark.evaluation
+from benchmark.identity import file_digest, source_digest
+from benchmark.store import RunDir, atomic_write_json, read_csv_table, read_json
+from registry import Registry
+
+INPUTS_FILE = "report_inputs.json"
+MANIFEST_SECTIONS = ("config", "protocol", "jobs", "oracle")  # what the report reads of manifest.json
+PACKAGE = Path(benchmark.evaluation.__file__).parent.parent
+
+
+def report_if_changed(run: RunDir, registry: Registry, say: Callable[[str], None] = print):
+    """``write_report`` unless its inputs and outputs are those recorded by the last one; the leaderboard."""
+    inputs = report_inputs(run, registry)
+    reason = _why_rebuild(run, inputs)
+    if reason is None:
+        say("report unchanged, not rebuilt")
+        return read_csv_table(run.root / "leaderboard.csv")
+    say(f"report rebuilt: {reason}")
+    # Imported only to rebuild: the figures' plotting library is most of a rerun's start-up otherwise.
+    from benchmark.evaluation.report import write_report
+
+    before = _outputs(run)
+    board = write_report(run, registry, say=say)
+    written = {name: file_digest(run.root / name) for name, stamp in _outputs(run).items() if before.get(name) != stamp}
+    atomic_write_json(run.root / INPUTS_FILE, {"inputs": inputs, "outputs": written})
+    return board
+
+
+def report_inputs(run: RunDir, registry: Registry) -> dict[str, Any]:
+    """Digests of everything the report is made of, by part."""
+    manifest = read_json(run.manifest)
+    results = [run.result(job) for job in manifest["jobs"] if run.is_done(job)]
+    results += sorted((run.root / "external").glob("*/result.json"))
+    oracle = Path(manifest.get("oracle") or "")
+    return {
+        "manifest": _digest(repr([manifest.get(section) for section in MANIFEST_SECTIONS])),
+        "results": {str(path.relative_to(run.root)): file_digest(path) for path in results},
+        "oracle": file_digest(oracle) if oracle.is_file() else "",
+        "metrics": {record.name: source_digest(record) for record in registry.records("metric")},
+        "code": _digest("|".join(f"{path.relative_to(PACKAGE)}:{file_digest(path)}" for path in _report_code())),
+    }
+
+
+def _report_code() -> list[Path]:
+    """The report's code as it is on disk now: the evaluation stage, the oracle posteriors its figures draw
+    and the CSV writing."""
+    return [*sorted((PACKAGE / "evaluation").rglob("*.py")), PACKAGE / "synth" / "oracle.py", PACKAGE / "store.py"]
+
+
+def _why_rebuild(run: RunDir, inputs: dict[str, Any]) -> str | None:
+    """Why the report must be drawn again, in words; None when it need not."""
+    path = run.root / INPUTS_FILE
+    if not path.is_file():
+        return "no earlier report"
+    recorded = read_json(path)
+    before = recorded.get("inputs", {})
+    changed = [part for part in inputs if before.get(part) != inputs[part]]
+    if changed:
+        return f"{', '.join(changed)} changed"
+    for name, digest in recorded.get("outputs", {}).items():
+        output = run.root / name
+        if not output.is_file() or file_digest(output) != digest:
+            return f"{name} is missing or was changed"
+    return None
+
+
+def _outputs(run: RunDir) -> dict[str, tuple[int, int, int]]:
+    """(inode, size, modification time) of each file in the run directory and its plots: what changed
+    across ``write_report`` is what it wrote (its writes are atomic renames, a new inode each)."""
+    stamps = {}
+    for path in [*run.root.glob("*"), *run.plots.glob("*")]:
+        if path.is_file() and path.name != INPUTS_FILE:
+            stat = path.stat()
+            stamps[str(path.relative_to(run.root))] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return stamps
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
