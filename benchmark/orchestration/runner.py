@@ -29,11 +29,10 @@ from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
 from benchmark.orchestration.manifest import build_manifest
-from benchmark.orchestration.provenance import changes, checkpoint_path, component_sources, digest, study_identity
-from benchmark.orchestration.report_inputs import report_if_changed
-from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
 from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
                                                 stage_name, study_identity)
+from benchmark.orchestration.report_inputs import report_if_changed
+from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
 from benchmark.orchestration.stage_workers import build_in_processes
 from benchmark.orchestration.storage import storage_url, study_name
 from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
