@@ -121,7 +121,8 @@ def test_leaderboard_lists_failed_jobs_as_failed_never_as_numbers(broken_run):
         assert board.loc[model, metrics].isna().all(), f"{model} failed and must have no metric values"
         assert error in board.loc[model, "error"]
     table = (run / "leaderboard.md").read_text()
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()
+    main_table = table[table.index("\n|"):].split("\n\n")[0]  # the main board; per-seed, CI and subgroup tables follow
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in main_table.splitlines()
             if line.startswith("|") and not line.startswith("|--")]
     header = rows[0]
     body = {row[header.index("model")]: dict(zip(header, row)) for row in rows[1:]}
