@@ -29,16 +29,22 @@ def _seeds(frame: pd.DataFrame) -> str:
     return f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds pooled"
 
 
+def _interval_bars(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True EF, predicted EF and the (2, n) distances from the prediction down and up to its interval's ends
+    (clipped at 0: the point prediction may lie outside the interval of a skewed or multimodal predictive)."""
+    y, predicted = frame["EF"].to_numpy(float), frame["EF_pred"].to_numpy(float)
+    below, above = predicted - frame[LOW].to_numpy(float), frame[HIGH].to_numpy(float) - predicted
+    return y, predicted, np.clip([below, above], 0, None)
+
+
 def predicted_vs_true(path: str | Path, items: Mapping[str, pd.DataFrame], colours: Mapping[str, tuple]) -> Path:
     """``items``: per model, its test items over every seed (EF, EF_pred, lo90, hi90, seed)."""
     models = list(items)
     figure, axes = _panels(models)
     for axis, model in zip(axes, models):
         frame = items[model]
-        y, predicted = frame["EF"].to_numpy(float), frame["EF_pred"].to_numpy(float)
-        below, above = predicted - frame[LOW].to_numpy(float), frame[HIGH].to_numpy(float) - predicted
-        axis.errorbar(y, predicted, yerr=np.clip([below, above], 0, None), fmt="o", markersize=3, elinewidth=0.6,
-                      alpha=0.6, color=colours[model])
+        y, predicted, bars = _interval_bars(frame)
+        axis.errorbar(y, predicted, yerr=bars, fmt="o", markersize=3, elinewidth=0.6, alpha=0.6, color=colours[model])
         axis.plot(EF_RANGE, EF_RANGE, color="black", linewidth=0.8)
         axis.set(xlim=EF_RANGE, ylim=EF_RANGE, title=f"{model} ({_seeds(frame)})", xlabel="true EF (%)",
                  ylabel="predicted EF (%)")
@@ -55,11 +61,10 @@ def bland_altman(path: str | Path, items: Mapping[str, pd.DataFrame], colours: M
     figure, axes = _panels(models)
     for axis, model in zip(axes, models):
         frame = items[model]
-        y, predicted = frame["EF"].to_numpy(float), frame["EF_pred"].to_numpy(float)
+        y, predicted, bars = _interval_bars(frame)
         difference, average = predicted - y, (predicted + y) / 2
-        below, above = predicted - frame[LOW].to_numpy(float), frame[HIGH].to_numpy(float) - predicted
-        axis.errorbar(average, difference, yerr=np.clip([below, above], 0, None), fmt="o", markersize=3,
-                      elinewidth=0.6, alpha=0.6, color=colours[model])
+        axis.errorbar(average, difference, yerr=bars, fmt="o", markersize=3, elinewidth=0.6, alpha=0.6,
+                      color=colours[model])
         bias = difference.mean()
         spread = 1.96 * difference.std(ddof=1) if len(difference) > 1 else 0.0
         axis.axhline(bias, color="black", linewidth=1, label=f"bias {bias:+.2f}")
