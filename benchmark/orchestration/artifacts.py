@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmark.config import artifacts_problem
 from benchmark.errors import ConfigError, StoreError
+from benchmark.identity import file_digest
 from benchmark.store import check_name
 
 RUN_FOLDER = "artifacts"  # a run directory's own store, when no shared one is named
@@ -95,7 +96,7 @@ def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, str]:
     """Store the file ``path`` as an artifact of ``trial``; returns its record for the trial's attributes."""
     from optuna.artifacts import upload_artifact
 
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha256 = file_digest(path)
     if "folder" in artifacts.where:
         Path(artifacts.where["folder"]).mkdir(parents=True, exist_ok=True)
     artifact = upload_artifact(artifact_store=artifacts.store, file_path=str(path), study_or_trial=trial)

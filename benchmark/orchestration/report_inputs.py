@@ -12,19 +12,19 @@ tables are made.
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import benchmark.evaluation
-from benchmark.identity import file_digest, source_digest
+from benchmark.identity import engine_digests, file_digest, source_digest, stable_hash
 from benchmark.store import RunDir, atomic_write_json, read_csv_table, read_json
 from registry import Registry
 
 INPUTS_FILE = "report_inputs.json"
 MANIFEST_SECTIONS = ("config", "protocol", "jobs", "oracle")  # what the report reads of manifest.json
-PACKAGE = Path(benchmark.evaluation.__file__).parent.parent
+# The report's code (paths in the benchmark package): the evaluation stage, the oracle posteriors its figures
+# draw and the CSV writing. Listed when hashed, so a file added or removed since start-up counts too.
+REPORT_CODE = ("evaluation", "synth/oracle.py", "store.py")
 
 
 def report_if_changed(run: RunDir, registry: Registry, say: Callable[[str], None] = print):
@@ -52,18 +52,12 @@ def report_inputs(run: RunDir, registry: Registry) -> dict[str, Any]:
     results += sorted((run.root / "external").glob("*/result.json"))
     oracle = Path(manifest.get("oracle") or "")
     return {
-        "manifest": _digest(repr([manifest.get(section) for section in MANIFEST_SECTIONS])),
+        "manifest": stable_hash({section: manifest.get(section) for section in MANIFEST_SECTIONS}),
         "results": {str(path.relative_to(run.root)): file_digest(path) for path in results},
         "oracle": file_digest(oracle) if oracle.is_file() else "",
         "metrics": {record.name: source_digest(record) for record in registry.records("metric")},
-        "code": _digest("|".join(f"{path.relative_to(PACKAGE)}:{file_digest(path)}" for path in _report_code())),
+        "code": stable_hash(engine_digests(REPORT_CODE)),
     }
-
-
-def _report_code() -> list[Path]:
-    """The report's code as it is on disk now: the evaluation stage, the oracle posteriors its figures draw
-    and the CSV writing."""
-    return [*sorted((PACKAGE / "evaluation").rglob("*.py")), PACKAGE / "synth" / "oracle.py", PACKAGE / "store.py"]
 
 
 def _why_rebuild(run: RunDir, inputs: dict[str, Any]) -> str | None:
@@ -92,7 +86,3 @@ def _outputs(run: RunDir) -> dict[str, tuple[int, int, int]]:
             stat = path.stat()
             stamps[str(path.relative_to(run.root))] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
     return stamps
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
