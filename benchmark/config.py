@@ -146,6 +146,9 @@ class TrainConfig:
     amp: bool = False
     num_workers: int = 0
     threads: int = 0
+    # Processes that tune the models and run the jobs side by side on the CPU, one torch thread each, every
+    # job once its model is tuned: small heads do not scale over threads, processes do. 1 = in the run's process.
+    workers: int = 1
 
 
 @dataclass
@@ -401,6 +404,7 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (not 0 <= train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
         (train.num_workers < 0, "train.num_workers", "must be 0 (decode in the main process) or more"),
         (train.threads < 0, "train.threads", "must be 0 (torch's default) or a positive thread count"),
+        (train.workers < 1, "train.workers", "must be at least 1 (1 = tuning and jobs in the run's process)"),
         (evaluate.samples < 2, "evaluate.samples", "must be at least 2 (the fair CRPS needs two samples)"),
         (evaluate.samples > MAX_SAMPLES, "evaluate.samples",
          (f"must be at most {MAX_SAMPLES}: each job keeps K samples per test item in memory several times over "

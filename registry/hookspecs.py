@@ -112,6 +112,10 @@ def register_metrics(registry: ComponentAdder) -> None:
 
 
 # --------------------------------------------------------------------------- lifecycle hooks
+# A job's hooks (on_job_start, on_epoch_end, on_job_end) and a tuning study's on_trial_end are called in
+# the process that does that work: with ``train.workers`` > 1 a forked worker process, with a shared
+# storage the worker that claimed it. A plugin that gathers figures across jobs should write them to a
+# file (as ``plugins/observers/csv_log.py`` does), not keep them in memory for ``on_run_end``.
 @hookspec
 def on_run_start(run: RunView) -> None:
     """A run begins: its directory exists; the data are not prepared yet.

@@ -20,7 +20,7 @@ from benchmark.store import safe_name
 from registry import Registry
 
 # Where a job runs does not change what it computes, nor where its results are kept.
-VOLATILE_TRAIN = ("device", "num_workers", "threads")
+VOLATILE_TRAIN = ("device", "num_workers", "threads", "workers")
 VOLATILE_TUNE = ("storage", "artifacts")
 
 

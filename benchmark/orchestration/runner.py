@@ -33,8 +33,8 @@ from benchmark.orchestration.provenance import (changes, checkpoint_path, compon
                                                 stage_name, study_identity)
 from benchmark.orchestration.report_inputs import report_if_changed
 from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
-from benchmark.orchestration.stage_workers import build_in_processes
-from benchmark.orchestration.storage import storage_url, study_name
+from benchmark.orchestration.processes import run_in_processes
+from benchmark.orchestration.storage import local_storage, storage_url, study_name
 from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
 from benchmark.orchestration.tuning import search_space, tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
@@ -157,16 +157,21 @@ def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, 
               if any((job.split, job.seed) == (split.name, seed) for job in pending)
               or (seed == experiment.seeds[0] and untuned[split.name])]
     _build_stages_in_workers(context, needed)
+    ran = _tune_and_run_in_workers(context, needed, untuned, pending, studies, tuned, storage)
+    # What no worker process did (all of it with train.workers = 1), in this process.
     for split, seed in needed:
+        to_tune = [model for model in untuned[split.name]
+                   if seed == experiment.seeds[0] and (model.key, split.name) not in tuned]
+        to_run = [job for job in pending if (job.split, job.seed) == (split.name, seed) and job.id not in ran]
+        if not (to_tune or to_run):
+            continue
         stage = context.encoder_stage(split, seed)
-        if seed == experiment.seeds[0]:
-            for model in untuned[split.name]:
-                with context.times.measure("tuning", model.key):
-                    tuned[model.key, split.name] = _tune(context, model, split.name, stage.features, storage,
-                                                         studies[model.key, split.name])
-        for job in pending:
-            if (job.split, job.seed) == (split.name, seed):
-                _run(context, job, stage, tuned.get((job.model.key, job.split), {}))
+        for model in to_tune:
+            with context.times.measure("tuning", model.key):
+                tuned[model.key, split.name] = _tune(context, model, split.name, stage.features, storage,
+                                                     studies[model.key, split.name])
+        for job in to_run:
+            _count(context, job, _run(context, job, stage, tuned.get((job.model.key, job.split), {})))
 
     return _finish(context)
 
@@ -195,10 +200,71 @@ def _build_stages_in_workers(context: RunContext, stages: list[tuple[Split, int]
         return
     builds = {context.part(split.name, seed): _stage_build(context, split, seed) for split, seed in stages}
     with context.times.measure_parallel(f"encoder stages in {workers} processes"):
-        seconds = build_in_processes(builds, workers, context.say)
+        seconds = run_in_processes(builds, workers, context.say)
     for part, figures in seconds.items():
         for name, value in figures.items():
             context.times.add(name, value, part)
+
+
+def _tune_and_run_in_workers(context: RunContext, needed: list[tuple[Split, int]],
+                             untuned: dict[str, list[ModelConfig]], pending: list[Job],
+                             studies: dict[tuple[str, str], dict[str, Any]], tuned: dict[tuple[str, str], dict[str, Any]],
+                             storage: str) -> set[str]:
+    """With ``train.workers`` > 1 on the CPU, tune the models and run the pending jobs in that many processes
+    of one torch thread each, every job once its model is tuned on its split; the ids of the jobs that ran
+    there. Tuning winners go into ``tuned``."""
+    workers, experiment = context.experiment.train.workers, context.experiment
+    if workers < 2 or not pending:
+        return set()
+    if context.device.type != "cpu":
+        context.say(f"train.workers = {workers} is for the CPU: on {context.device.type} the jobs run one after "
+                    "another in this process (a forked process cannot use its parent's GPU context)")
+        return set()
+    stages = {(split.name, seed): context.encoder_stage(split, seed) for split, seed in needed}
+    local_storage(storage_url(storage or experiment.tune.storage, context.run.root)).engine.dispose()  # its tables
+    pieces, after = {}, {}
+    for split, models in untuned.items():
+        for model in models:
+            pieces[_tuning_piece(model.key, split)] = _tuning(context, model, split,
+                                                              stages[split, experiment.seeds[0]], storage,
+                                                              studies[model.key, split])
+    for job in pending:
+        stage = stages[job.split, job.seed]
+        # ``tuned`` is read in the job's process, forked after its model's tuning answered (see on_done).
+        pieces[job.id] = lambda job=job, stage=stage: _run(context, job, stage, tuned.get((job.model.key, job.split), {}))
+        after[job.id] = (_tuning_piece(job.model.key, job.split),)
+    by_id = {job.id: job for job in pending}
+
+    def on_done(name: str, answer: Any) -> None:
+        if name in by_id:
+            _count(context, by_id[name], answer)
+        else:
+            (key, split), (params, seconds) = _tuned_piece(name, untuned), answer
+            tuned[key, split] = params
+            context.times.add("tuning", seconds, key)
+
+    with context.times.measure_parallel(f"tuning and jobs in {workers} processes"):
+        answers = run_in_processes(pieces, workers, context.say, after=after, on_done=on_done)
+    return set(answers) & set(by_id)
+
+
+def _tuning_piece(model: str, split: str) -> str:
+    return f"tuning {model} on {split}"
+
+
+def _tuned_piece(name: str, untuned: dict[str, list[ModelConfig]]) -> tuple[str, str]:
+    """The (model key, split) a tuning piece's name stands for."""
+    return next((model.key, split) for split, models in untuned.items() for model in models
+                if _tuning_piece(model.key, split) == name)
+
+
+def _tuning(context: RunContext, model: ModelConfig, split: str, stage: EncoderStage, storage: str,
+            identity: dict[str, Any]):
+    def tune() -> tuple[dict[str, Any], float]:
+        started = time.perf_counter()
+        params = _tune(context, model, split, stage.features, storage, identity)
+        return params, time.perf_counter() - started
+    return tune
 
 
 def _stage_build(context: RunContext, split: Split, seed: int):
@@ -263,6 +329,7 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
     def run_one(job_id: str) -> tuple[dict[str, Any], Path]:
         job = by_id[job_id]
         result = _run(context, job, stage_of(job.split, job.seed), tuned.get((job.model.key, job.split), {}))
+        _count(context, job, result)
         return result, run.job(job_id)
 
     ran = jobs_board.work(run_one, say)
@@ -418,7 +485,7 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
     with it. ``identity``: what the study depends on (see ``study_identity``); ``shared``: the Optuna storage
     of a run with many workers, who then tune the study together."""
     experiment, run = context.experiment, context.run
-    url = shared or storage_url(storage or experiment.tune.storage, run.root)
+    url = shared or local_storage(storage_url(storage or experiment.tune.storage, run.root))
     tuned = Job(model, experiment.seeds[0], split, digest(identity))  # what on_trial_end receives as ``job``
 
     def on_trial(number: int, value: float | None) -> None:
@@ -439,6 +506,13 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
     return result.params
 
 
+def _count(context: RunContext, job: Job, result: dict[str, Any]) -> None:
+    """A finished job's seconds into the timings (in the run's process: a worker's own timings are lost)."""
+    training = result.get("training_seconds", 0.0)
+    context.times.add("training", training, context.part(job.split, job.seed))
+    context.times.add("evaluation", result["seconds"] - training, context.part(job.split, job.seed))
+
+
 def _run(context: RunContext, job: Job, stage: EncoderStage, params: dict[str, Any]) -> dict[str, Any]:
     hook, info = context.registry.hook, context.info
     hook.on_job_start(run=info, job=job)
@@ -447,9 +521,6 @@ def _run(context: RunContext, job: Job, stage: EncoderStage, params: dict[str, A
                              context.quiet)
     result = run_job(job, job_context, on_epoch=lambda epoch, logs: hook.on_epoch_end(
         run=info, job=job, epoch=epoch, logs=logs))
-    training = result.get("training_seconds", 0.0)
-    context.times.add("training", training, context.part(job.split, job.seed))
-    context.times.add("evaluation", result["seconds"] - training, context.part(job.split, job.seed))
     hook.on_job_end(run=info, job=job, result=result)
     if result["status"] == "ok":
         context.say(f"done {job.id} in {result['seconds']:.1f} s")

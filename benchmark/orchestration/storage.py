@@ -38,6 +38,18 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def local_storage(url: str):
+    """The storage of one run's own tuning studies (``RUN_DIR/optuna.db`` by default). With ``train.workers``
+    several processes tune in it at once: sqlite then serialises their writes, and each waits for the lock."""
+    optuna = optuna_module()
+    return optuna.storages.RDBStorage(url, engine_kwargs=_engine_settings(url))
+
+
+def _engine_settings(url: str) -> dict:
+    # sqlite serialises writers; waiting for the lock beats failing with "database is locked".
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
 def open_storage(spec: str, run_dir: str | Path, heartbeat: int = 10):
     """The Optuna storage of ``--storage``/``tune.storage``: a URL (sqlite, PostgreSQL, MySQL) as an
     RDB storage with heartbeats every ``heartbeat`` s and a grace of three beats; a ``.log``/``.journal``
@@ -51,8 +63,7 @@ def open_storage(spec: str, run_dir: str | Path, heartbeat: int = 10):
         Path(spec).parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(Path(spec).resolve())))
     url = storage_url(spec, run_dir)
-    # sqlite serialises writers; waiting for the lock beats failing with "database is locked".
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine = _engine_settings(url)
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
             storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,

@@ -3,7 +3,9 @@ a TensorBoard or MLflow logger would be."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
+from contextlib import contextmanager
 
 from benchmark.api import csv_cell
 from registry import hookimpl
@@ -16,11 +18,40 @@ def on_job_start(run, job):
     # A job that starts again (after a crash, Ctrl-C or as a retry of a failure) logs its epochs anew:
     # the rows of its earlier attempt go, so the log holds each epoch of each job once.
     path = run.directory / "training_log.csv"
-    if not path.exists():
-        return
+    with _one_writer(run.directory):
+        if path.exists():
+            _drop_rows_of(job.id, path)
+
+
+@hookimpl
+def on_epoch_end(run, job, epoch, logs):
+    path = run.directory / "training_log.csv"
+    with _one_writer(run.directory):
+        new = not path.exists()
+        # Appending a line is the right tool for a log: it is never read back as a result.
+        with path.open("a", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=FIELDS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({"job": csv_cell(job.id), "epoch": epoch, **logs})
+
+
+@contextmanager
+def _one_writer(directory):
+    """Jobs may run side by side in processes (``train.workers``), each calling these hooks: an exclusive
+    lock on the run directory lets one of them at a time read or write the log."""
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+def _drop_rows_of(job_id: str, path) -> None:
     with path.open(newline="") as stream:
         rows = list(csv.DictReader(stream))
-    kept = [row for row in rows if row.get("job") != job.id]
+    kept = [row for row in rows if row.get("job") != job_id]
     if len(kept) == len(rows):
         return
     temporary = path.with_name(f".{path.name}.{os.getpid()}.0.tmp")  # renamed into place: never half written
@@ -29,15 +60,3 @@ def on_job_start(run, job):
         writer.writeheader()
         writer.writerows(kept)
     os.replace(temporary, path)
-
-
-@hookimpl
-def on_epoch_end(run, job, epoch, logs):
-    path = run.directory / "training_log.csv"
-    new = not path.exists()
-    # Appending a line is the right tool for a log: it is never read back as a result.
-    with path.open("a", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=FIELDS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow({"job": csv_cell(job.id), "epoch": epoch, **logs})
