@@ -18,7 +18,8 @@ LOW, HIGH = interval_columns(INTERVAL)
 
 def _panels(models: list[str]):
     rows, columns = grid_of(len(models))
-    figure, axes = pyplot().subplots(rows, columns, figsize=(3.6 * columns, 3.4 * rows), squeeze=False)
+    figure, axes = pyplot().subplots(rows, columns, figsize=(3.6 * columns, 3.4 * rows), squeeze=False,
+                                     layout="constrained")
     for axis in axes.flat[len(models):]:
         axis.set_visible(False)
     return figure, axes.flat
@@ -50,8 +51,7 @@ def predicted_vs_true(path: str | Path, items: Mapping[str, pd.DataFrame], colou
                  ylabel="predicted EF (%)")
         axis.title.set_fontsize("small")
     figure.suptitle(f"Predicted vs true EF, bars: {INTERVAL:.0%} predictive interval (axes clipped to "
-                    f"{EF_RANGE[0]:g}-{EF_RANGE[1]:g})", y=1.0)
-    figure.tight_layout()
+                    f"{EF_RANGE[0]:g}-{EF_RANGE[1]:g})")
     return save(figure, path)
 
 
@@ -77,6 +77,5 @@ def bland_altman(path: str | Path, items: Mapping[str, pd.DataFrame], colours: M
                  xlabel="mean of predicted and true EF (%)", ylabel="predicted - true (%)")
         axis.title.set_fontsize("small")
         axis.legend(loc="upper right", fontsize="x-small")
-    figure.suptitle(f"Bland-Altman, bars: {INTERVAL:.0%} predictive interval", y=1.0)
-    figure.tight_layout()
+    figure.suptitle(f"Bland-Altman, bars: {INTERVAL:.0%} predictive interval")
     return save(figure, path)

@@ -18,7 +18,7 @@ def pit_histograms(path: str | Path, pits: Mapping[str, np.ndarray], colours: Ma
     models = list(pits)
     rows, columns = grid_of(len(models))
     figure, axes = pyplot().subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False,
-                                     sharex=True)
+                                     sharex=True, layout="constrained")
     for axis in axes.flat[len(models):]:
         axis.set_visible(False)
     for axis, model in zip(axes.flat, models):
@@ -28,15 +28,14 @@ def pit_histograms(path: str | Path, pits: Mapping[str, np.ndarray], colours: Ma
         axis.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
         axis.set(xlim=(0, 1), title=f"{model} (n={len(pit)})", xlabel="PIT")
         axis.title.set_fontsize("small")
-    figure.suptitle("PIT histograms, all seeds pooled (dashed: calibrated)", y=1.0)
-    figure.tight_layout()
+    figure.suptitle("PIT histograms, all seeds pooled (dashed: calibrated)")
     return save(figure, path)
 
 
 def reliability_diagram(path: str | Path, pits: Mapping[str, np.ndarray], colours: Mapping[str, tuple],
                         seeds: int) -> Path:
     """Observed frequency of PIT <= level against the level, one line per model (diagonal = calibrated)."""
-    figure, axis = pyplot().subplots(figsize=(4.8, 4.8))
+    figure, axis = pyplot().subplots(figsize=(4.8, 4.8), layout="constrained")
     axis.plot([0, 1], [0, 1], color="black", linewidth=1, label="calibrated")
     for model, pit in pits.items():
         pit = np.asarray(pit, dtype=float)

@@ -45,7 +45,8 @@ def sampling_trajectories(path: str | Path, trajectories: Trajectories, labels: 
     oracle's, else the job's choice is named as what it is (the model's own spread)."""
     labels = labels or [BY_MODEL.get(str(label), str(label)) for label in trajectories.labels]
     cases = len(trajectories.paths)
-    figure, axes = pyplot().subplots(1, cases, figsize=(5 * cases, 3.6), squeeze=False, sharey=True)
+    figure, axes = pyplot().subplots(1, cases, figsize=(5 * cases, 3.6), squeeze=False, sharey=True,
+                                     layout="constrained")
     for axis, label, item_id, y, path_array in zip(axes.flat, labels, trajectories.ids, trajectories.y,
                                                     trajectories.paths):
         path_array = np.asarray(path_array, dtype=float)
@@ -54,5 +55,5 @@ def sampling_trajectories(path: str | Path, trajectories: Trajectories, labels: 
         axis.set(xlabel="sampling step", ylabel="EF (%)")
         axis.set_title(f"{short_label(item_id)}: {label}", fontsize="small")
         axis.legend(loc="upper right", fontsize="small")
-    figure.suptitle(title, y=1.02)
+    figure.suptitle(title)
     return save(figure, path)
