@@ -4,13 +4,11 @@ the pieces it needs (a job after its model's tuning) and sees their answers, and
 named and left to the run's own process."""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
-from faults.faultkit import cli, run_args
-
-import csv
-
 import pytest
+from faults.faultkit import cli, run_args
 
 from benchmark.orchestration import runner
 from benchmark.orchestration.processes import run_in_processes

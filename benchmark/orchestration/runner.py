@@ -29,11 +29,17 @@ from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
 from benchmark.orchestration.manifest import build_manifest
-from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
-                                                stage_name, study_identity)
+from benchmark.orchestration.processes import run_in_processes
+from benchmark.orchestration.provenance import (
+    changes,
+    checkpoint_path,
+    component_sources,
+    digest,
+    stage_name,
+    study_identity,
+)
 from benchmark.orchestration.report_inputs import report_if_changed
 from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
-from benchmark.orchestration.processes import run_in_processes
 from benchmark.orchestration.storage import local_storage, storage_url, study_name
 from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
 from benchmark.orchestration.tuning import search_space, tune_model
@@ -208,7 +214,8 @@ def _build_stages_in_workers(context: RunContext, stages: list[tuple[Split, int]
 
 def _tune_and_run_in_workers(context: RunContext, needed: list[tuple[Split, int]],
                              untuned: dict[str, list[ModelConfig]], pending: list[Job],
-                             studies: dict[tuple[str, str], dict[str, Any]], tuned: dict[tuple[str, str], dict[str, Any]],
+                             studies: dict[tuple[str, str], dict[str, Any]],
+                             tuned: dict[tuple[str, str], dict[str, Any]],
                              storage: str) -> set[str]:
     """With ``train.workers`` > 1 on the CPU, tune the models and run the pending jobs in that many processes
     of one torch thread each, every job once its model is tuned on its split; the ids of the jobs that ran
@@ -231,7 +238,8 @@ def _tune_and_run_in_workers(context: RunContext, needed: list[tuple[Split, int]
     for job in pending:
         stage = stages[job.split, job.seed]
         # ``tuned`` is read in the job's process, forked after its model's tuning answered (see on_done).
-        pieces[job.id] = lambda job=job, stage=stage: _run(context, job, stage, tuned.get((job.model.key, job.split), {}))
+        pieces[job.id] = lambda job=job, stage=stage: _run(context, job, stage,
+                                                           tuned.get((job.model.key, job.split), {}))
         after[job.id] = (_tuning_piece(job.model.key, job.split),)
     by_id = {job.id: job for job in pending}
 
