@@ -65,6 +65,16 @@ def test_a_piece_starts_after_its_prerequisites_and_sees_their_answers():
     assert len(said) == 1 and "tuning c failed" in said[0], said  # job c never started: it needed tuning c
 
 
+def test_a_failure_that_leaves_nothing_to_run_ends_the_schedule():
+    said = []
+
+    def broken() -> int:
+        raise ValueError("tuning diverged")
+
+    assert run_in_processes({"tuning": broken, "job": lambda: 1}, 2, said.append, after={"job": ("tuning",)}) == {}
+    assert len(said) == 1 and "tuning failed" in said[0], said
+
+
 TUNED = ("--set", "seeds=[0, 1]", "--set", "tune.trials=2", "--set", "tune.epochs=1")
 
 

@@ -34,13 +34,13 @@ def run_in_processes(pieces: Mapping[str, Callable[[], Any]], workers: int, say:
     pieces (and those after them) are named and left out."""
     # Fork: the pieces are closures over the run's state, which a forked child has without pickling.
     context = multiprocessing.get_context("fork")
-    first = {name: {other for other in (after or {}).get(name, ()) if other in pieces} for name in pieces}
+    needs = {name: {other for other in (after or {}).get(name, ()) if other in pieces} for name in pieces}
     waiting, running, answers, failed = list(pieces), [], {}, set()
     while waiting or running:
-        for name in [name for name in waiting if first[name] & failed]:
+        for name in [name for name in waiting if needs[name] & failed]:
             waiting.remove(name)
             failed.add(name)
-        ready = [name for name in waiting if first[name] <= answers.keys()]
+        ready = [name for name in waiting if needs[name] <= answers.keys()]
         for name in ready[:max(0, workers - len(running))]:
             waiting.remove(name)
             receiver, sender = context.Pipe(duplex=False)
@@ -48,6 +48,8 @@ def run_in_processes(pieces: Mapping[str, Callable[[], Any]], workers: int, say:
             process.start()
             sender.close()
             running.append((name, process, receiver))
+        if not running:
+            break  # the last failure took every waiting piece with it (without cycles, nothing else can wait)
         finished = wait([receiver for _, _, receiver in running])  # the first to finish frees a place
         name, process, receiver = next(entry for entry in running if entry[2] in finished)
         running.remove((name, process, receiver))

@@ -91,7 +91,8 @@ def job_identity(experiment: Experiment, registry: Registry, data: PreparedData,
 def stage_name(experiment: Experiment, registry: Registry, data: PreparedData, split: Split, seed: int) -> str:
     """The name of the encoder stage of ``split`` at ``seed`` (stage 1 and the features of every role), from
     what it computes with: each role's data, the clip and encoder settings, the encoder's code, the engine
-    code of stage 1 and feature extraction, the encoder's initial weights, and the seed. Workers that agree on it share one computation."""
+    code of stage 1 and feature extraction, the encoder's initial weights, and the seed. Workers that agree on
+    it share one computation."""
     settings = experiment_settings(experiment)
     encoder = encoder_identity(experiment, registry)
     identity = {"data": {role: data.fingerprint(split, (role,)) for role in ROLES}, "split": data.split_hash,

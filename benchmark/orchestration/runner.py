@@ -30,14 +30,8 @@ from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
 from benchmark.orchestration.manifest import build_manifest
 from benchmark.orchestration.processes import run_in_processes
-from benchmark.orchestration.provenance import (
-    changes,
-    checkpoint_path,
-    component_sources,
-    digest,
-    stage_name,
-    study_identity,
-)
+from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
+                                                stage_name, study_identity)
 from benchmark.orchestration.report_inputs import report_if_changed
 from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
 from benchmark.orchestration.storage import local_storage, storage_url, study_name
@@ -229,12 +223,13 @@ def _tune_and_run_in_workers(context: RunContext, needed: list[tuple[Split, int]
         return set()
     stages = {(split.name, seed): context.encoder_stage(split, seed) for split, seed in needed}
     local_storage(storage_url(storage or experiment.tune.storage, context.run.root)).engine.dispose()  # its tables
-    pieces, after = {}, {}
+    pieces, after, tunings = {}, {}, {}
     for split, models in untuned.items():
         for model in models:
-            pieces[_tuning_piece(model.key, split)] = _tuning(context, model, split,
-                                                              stages[split, experiment.seeds[0]], storage,
-                                                              studies[model.key, split])
+            name = _tuning_piece(model.key, split)
+            tunings[name] = (model.key, split)
+            pieces[name] = _tuning(context, model, split, stages[split, experiment.seeds[0]], storage,
+                                   studies[model.key, split])
     for job in pending:
         stage = stages[job.split, job.seed]
         # ``tuned`` is read in the job's process, forked after its model's tuning answered (see on_done).
@@ -247,7 +242,7 @@ def _tune_and_run_in_workers(context: RunContext, needed: list[tuple[Split, int]
         if name in by_id:
             _count(context, by_id[name], answer)
         else:
-            (key, split), (params, seconds) = _tuned_piece(name, untuned), answer
+            (key, split), (params, seconds) = tunings[name], answer
             tuned[key, split] = params
             context.times.add("tuning", seconds, key)
 
@@ -258,12 +253,6 @@ def _tune_and_run_in_workers(context: RunContext, needed: list[tuple[Split, int]
 
 def _tuning_piece(model: str, split: str) -> str:
     return f"tuning {model} on {split}"
-
-
-def _tuned_piece(name: str, untuned: dict[str, list[ModelConfig]]) -> tuple[str, str]:
-    """The (model key, split) a tuning piece's name stands for."""
-    return next((model.key, split) for split, models in untuned.items() for model in models
-                if _tuning_piece(model.key, split) == name)
 
 
 def _tuning(context: RunContext, model: ModelConfig, split: str, stage: EncoderStage, storage: str,
