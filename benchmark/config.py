@@ -100,6 +100,10 @@ class EncoderConfig:
     # Processes that build the encoder stages (stage 1 and features) of different seeds side by side, one
     # torch thread each: small convolutions do not scale over threads, processes do. 1 = in the run's process.
     workers: int = 1
+    # False: one encoder per (split, seed), so the seeds' spread includes stage 1's. True: stage 1 and the
+    # features are built once per split with the first seed and every seed's heads train on them (DESIGN's
+    # "shared encoder"): the seeds then vary the heads only, and every head sees the very same features.
+    shared: bool = False
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
@@ -142,6 +146,9 @@ class TrainConfig:
     monitor: Literal["loss", "mae", "crps"] = "loss"  # early stopping on validation loss, MAE or CRPS
     grad_clip: float = 1.0
     ema: float = 0.0  # decay of an exponential moving average of the weights per step; 0 = none
+    # Validate (and so keep the best weights, stop early, report to Optuna) every this many epochs and at the
+    # last: a diffusion head's validation MAE samples every VAL item, several times the cost of its epoch.
+    validate_every: int = 1
     device: str = "auto"
     amp: bool = False
     num_workers: int = 0
@@ -187,6 +194,10 @@ class Experiment:
     @property
     def base_dir(self) -> Path:
         return Path(self.source).parent if self.source else Path.cwd()
+
+    def stage_seed(self, seed: int) -> int:
+        """The seed of the encoder stage whose features the heads of run seed ``seed`` train on."""
+        return self.seeds[0] if self.encoder.shared else seed
 
     def model(self, key: str) -> ModelConfig:
         for model in self.models:
@@ -400,6 +411,7 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (train.lr <= 0, "train.lr", "must be positive"),
         (train.weight_decay < 0, "train.weight_decay", "must be 0 or positive"),
         (train.patience < 1, "train.patience", "must be at least 1 epoch"),
+        (train.validate_every < 1, "train.validate_every", "must be at least 1 (1 = every epoch)"),
         (train.grad_clip < 0, "train.grad_clip", "must be 0 (off) or a positive norm"),
         (not 0 <= train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
         (train.num_workers < 0, "train.num_workers", "must be 0 (decode in the main process) or more"),

@@ -66,6 +66,27 @@ def test_early_stopping_restores_the_best_epoch():
     assert restored == pytest.approx(min(seen), rel=1e-5)
 
 
+def test_validation_every_few_epochs_keeps_and_stops_only_at_those_epochs():
+    # The same overfitting setting: with validate_every = 3 the run validates at epochs 3, 6, ... and at the
+    # last, keeps the best of those, and stops once patience epochs passed since it.
+    train = linear_features(32, seed=1)
+    val = linear_features(64, seed=2, prefix="val")
+    val.ef = np.random.default_rng(0).permutation(val.ef)
+    settings = TrainConfig(epochs=200, batch_size=8, lr=3e-2, weight_decay=0.0, patience=5, validate_every=3,
+                           device="cpu")
+    seen: dict[int, float] = {}
+    model = fit(lambda dim: GaussianTestHead(dim, width=64), settings=settings, train=train, val=val,
+                on_epoch=lambda epoch, logs: seen.update({epoch: logs["val_loss"]} if "val_loss" in logs else {}))
+
+    assert seen and all(epoch % 3 == 0 for epoch in seen) and len(model.history) < settings.epochs
+    assert list(seen) == list(range(3, len(model.history) + 1, 3))
+    assert model.best_epoch == min(seen, key=seen.get)
+    assert len(model.history) - model.best_epoch >= settings.patience
+    assert len(model.history) - model.best_epoch < settings.patience + 3  # the first validation past patience
+    short = fit(settings=dataclasses.replace(FAST, epochs=7, validate_every=3))
+    assert [epoch for epoch, logs in enumerate(short.history, 1) if "val_loss" in logs] == [3, 6, 7]  # and the last
+
+
 def test_early_stopping_on_mae_logs_it_in_ef_units():
     settings = TrainConfig(epochs=3, batch_size=64, lr=1e-2, monitor="mae", device="cpu")
     model = fit(settings=settings)

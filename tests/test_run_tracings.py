@@ -87,3 +87,22 @@ def test_tracings_objective_with_an_encoder_that_cannot_segment(first, tmp_path)
     # `validate` says so too, before any data is generated or loaded.
     checked = cli("validate", experiment, *TRACINGS, "--set", "encoder.name=tiny3d")
     assert checked.code == 2 and "no segment()" in checked.err, checked.text
+
+
+def test_a_shared_encoder_is_trained_once_and_every_seed_trains_on_its_features(tmp_path):
+    # encoder.shared: stage 1 and the features of one (split, seed 0) serve the heads of seeds 0 and 1.
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "synthetic")
+    run_dir = tmp_path / "run"
+    outcome = cli(*run_args(experiment, run_dir, *TRACINGS, "--set", "seeds=[0, 1]", "--set", "encoder.shared=true"))
+    assert outcome.code == 0, outcome.text
+    assert re.findall(r"stage 1 fold0/seed (\d+) \(tracings\): training", outcome.out) == ["0"]
+    assert [path.name.split("-")[1] for path in (run_dir / "encoders").glob("*.pt")] == ["seed0"]
+    board = leaderboard(run_dir).set_index("model")
+    assert (board["status"] == "ok").all() and set(board["n_seeds"]) == {2}
+    assert "one per split (seed 0), shared by every seed" in (run_dir / "leaderboard.md").read_text()
+    # Without it each seed has its own encoder: seed 0's is the very same computation and is reused, seed 1's
+    # is trained, and every job runs again (its features, or its settings, changed).
+    again = cli(*run_args(experiment, run_dir, *TRACINGS, "--set", "seeds=[0, 1]", "--set", "encoder.shared=false"))
+    assert again.code == 0, again.text
+    assert re.findall(r"stage 1 fold0/seed (\d+) \(tracings\): training", again.out) == ["1"]
+    assert "0 already done" in again.out

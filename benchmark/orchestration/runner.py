@@ -64,13 +64,19 @@ class RunContext:
     quiet: bool
     say: Callable[[str], None]
     times: StageTimes = field(default_factory=StageTimes)
+    # The stage built last: with a shared encoder (encoder.shared) the seeds that follow one another reuse it.
+    _last_stage: tuple[tuple[str, int], EncoderStage] | None = None
 
     def encoder_stage(self, split: Split, seed: int) -> EncoderStage:
-        stage = EncoderStage(self.experiment, self.registry, self.data, split, seed, self.run, self.device, self.say,
-                             self.quiet)
-        for name, seconds in stage.seconds.items():
-            self.times.add(name, seconds, self.part(split.name, seed))
-        return stage
+        """The encoder stage whose features the heads of run seed ``seed`` train on."""
+        key = (split.name, self.experiment.stage_seed(seed))
+        if self._last_stage is None or self._last_stage[0] != key:
+            stage = EncoderStage(self.experiment, self.registry, self.data, split, key[1], self.run, self.device,
+                                 self.say, self.quiet)
+            for name, seconds in stage.seconds.items():
+                self.times.add(name, seconds, self.part(*key))
+            self._last_stage = key, stage
+        return self._last_stage[1]
 
     def part(self, split: str, seed: int) -> str:
         """How the timings name the work of one (split, seed)."""
@@ -128,7 +134,7 @@ def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, 
     jobs = plan_jobs(experiment, registry, data, {key: digest(identity) for key, identity in studies.items()})
     context = RunContext(experiment, registry, data, run, device, info, quiet, say, times)
     stages = {stage_name(experiment, registry, data, split, seed): (split, seed)
-              for split in data.splits for seed in experiment.seeds}
+              for split in data.splits for seed in _stage_seeds(experiment)}
     manifest = build_manifest(
         experiment, protocol=protocol(experiment, data), split_hash=data.split_hash,
         data_root=str(data.root.resolve()), synthetic=data.synthetic,
@@ -156,7 +162,9 @@ def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, 
     needed = [(split, seed) for split in data.splits for seed in experiment.seeds
               if any((job.split, job.seed) == (split.name, seed) for job in pending)
               or (seed == experiment.seeds[0] and untuned[split.name])]
-    _build_stages_in_workers(context, needed)
+    stage_seed = experiment.stage_seed
+    _build_stages_in_workers(context, list({(split.name, stage_seed(seed)): (split, stage_seed(seed))
+                                            for split, seed in needed}.values()))
     ran = _tune_and_run_in_workers(context, needed, untuned, pending, studies, tuned, storage)
     # What no worker process did (all of it with train.workers = 1), in this process.
     for split, seed in needed:
@@ -221,17 +229,21 @@ def _tune_and_run_in_workers(context: RunContext, needed: list[tuple[Split, int]
         context.say(f"train.workers = {workers} is for the CPU: on {context.device.type} the jobs run one after "
                     "another in this process (a forked process cannot use its parent's GPU context)")
         return set()
-    stages = {(split.name, seed): context.encoder_stage(split, seed) for split, seed in needed}
+    stage_seed = experiment.stage_seed
+    stages = {}
+    for split, seed in needed:
+        if (split.name, stage_seed(seed)) not in stages:
+            stages[split.name, stage_seed(seed)] = context.encoder_stage(split, seed)
     local_storage(storage_url(storage or experiment.tune.storage, context.run.root)).engine.dispose()  # its tables
     pieces, after, tunings = {}, {}, {}
     for split, models in untuned.items():
         for model in models:
             name = _tuning_piece(model.key, split)
             tunings[name] = (model.key, split)
-            pieces[name] = _tuning(context, model, split, stages[split, experiment.seeds[0]], storage,
+            pieces[name] = _tuning(context, model, split, stages[split, stage_seed(experiment.seeds[0])], storage,
                                    studies[model.key, split])
     for job in pending:
-        stage = stages[job.split, job.seed]
+        stage = stages[job.split, stage_seed(job.seed)]
         # ``tuned`` is read in the job's process, forked after its model's tuning answered (see on_done).
         pieces[job.id] = lambda job=job, stage=stage: _run(context, job, stage,
                                                            tuned.get((job.model.key, job.split), {}))
@@ -271,6 +283,11 @@ def _stage_build(context: RunContext, split: Split, seed: int):
     return build
 
 
+def _stage_seeds(experiment: Experiment) -> list[int]:
+    """The seeds of the encoder stages of each split: the run's seeds, or the one seed of a shared encoder."""
+    return list(dict.fromkeys(experiment.stage_seed(seed) for seed in experiment.seeds))
+
+
 def _finish(context: RunContext) -> RunDir:
     with context.times.measure("report"):
         board = report_if_changed(context.run, context.registry, say=context.say)
@@ -308,6 +325,7 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
     board.compute_waiting()
 
     def stage_of(split: str, seed: int) -> EncoderStage:
+        seed = experiment.stage_seed(seed)
         if (split, seed) not in loaded:
             board.fetch(named[split, seed])  # if it cannot, the stage computes here, as without a storage
         if (split, seed) not in loaded:  # (fetching may have computed it here)
@@ -375,7 +393,9 @@ def protocol(experiment: Experiment, data: PreparedData) -> dict[str, Any]:
     return {"dataset": experiment.dataset.name, "protocol": experiment.dataset.protocol,
             "split hash": data.split_hash, "clips": f"{sampling}, {clips.size} px, test clips {test_clips}",
             "K": experiment.evaluate.samples, "seeds": list(experiment.seeds), "synthetic": data.synthetic,
-            "tuning trials": experiment.tune.trials}
+            "tuning trials": experiment.tune.trials,
+            "encoder": (f"one per split (seed {experiment.seeds[0]}), shared by every seed"
+                        if experiment.encoder.shared else "one per seed")}
 
 
 def _finished(context: RunContext, job: Job) -> bool:

@@ -58,7 +58,9 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
     Build the modules right after ``seed_everything(seed)`` (``build_model`` does) so that their
     initial weights are reproducible too.
 
-    ``on_epoch(epoch, logs)`` receives train_loss, val_loss (and val_mae or val_crps when monitored) and lr.
+    ``on_epoch(epoch, logs)`` receives train_loss, val_loss (and val_mae or val_crps when monitored) and lr;
+    the validation figures only every ``settings.validate_every`` epochs and at the last, the only epochs at
+    which the best weights are kept, early stopping is decided and a trial is reported.
     With an Optuna ``trial`` the monitored value is reported each epoch and the trial pruned when
     Optuna says so. ``settings.patience`` = 0 trains every epoch (the best is still restored).
     A NaN loss raises ``HeadError`` naming the head.
@@ -107,12 +109,16 @@ def train_model(fusion: nn.Module, head: nn.Module, train: FeatureSet, val: Feat
             if averaged is not None:
                 averaged.update_parameters(module)
             total += float(loss.detach()) * len(index)
-        logs = {"train_loss": total / len(train_rows), **_validate(evaluated, val_rows, scaler, settings, seed, name),
+        validated = epoch % settings.validate_every == 0 or epoch == epochs
+        logs = {"train_loss": total / len(train_rows),
+                **(_validate(evaluated, val_rows, scaler, settings, seed, name) if validated else {}),
                 "lr": optimizer.param_groups[0]["lr"]}
         trained.history.append(logs)
         progress.set_postfix({key: f"{value:.4g}" for key, value in logs.items() if key != "lr"})
         if on_epoch is not None:
             on_epoch(epoch, logs)
+        if not validated:
+            continue
         value = logs[f"val_{settings.monitor}"]
         if value < best_value:
             best_value, best_state, trained.best_epoch = value, _snapshot(evaluated), epoch
