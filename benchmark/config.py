@@ -104,6 +104,11 @@ class EncoderConfig:
     # features are built once per split with the first seed and every seed's heads train on them (DESIGN's
     # "shared encoder"): the seeds then vary the heads only, and every head sees the very same features.
     shared: bool = False
+    # The arithmetic of stage 1 and feature extraction. "bfloat16" runs the encoder's matrix products and
+    # convolutions under torch.autocast (on the CPU too: area_length's stage-1 step 1.7x and feature pass
+    # 2.6x as fast on a CPU with native bfloat16, perf/encoder_precision.py) and keeps float32 weights, losses
+    # and features; "auto" takes it where the device computes bfloat16 natively, float32 elsewhere.
+    precision: Literal["float32", "bfloat16", "auto"] = "float32"
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 

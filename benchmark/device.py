@@ -1,8 +1,9 @@
 """Where training runs, mixed precision, and reproducible seeding.
 
 ``resolve_device`` turns the experiment's ``train.device`` into a ``torch.device``; ``autocast`` gives
-the mixed-precision context (CUDA only: on CPU it would change results for no speed-up);
-``seed_everything`` makes a job repeatable.
+the heads' mixed-precision context (``train.amp``, CUDA only: the heads' small matrix products gain nothing
+from it on a CPU); ``encoder_precision`` the encoder's (``[encoder] precision``, any device: convolutions
+do gain on a CPU with native bfloat16); ``seed_everything`` makes a job repeatable.
 """
 from __future__ import annotations
 
@@ -50,6 +51,28 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``[encoder] precision`` for ``device``: "auto" is bfloat16 where the device computes it natively (a GPU
+    that supports it, a CPU with AVX512-BF16 or AMX-BF16) and float32 elsewhere, where emulated bfloat16
+    convolutions are slower than float32 ones. The result, not "auto", is what a stage's identity holds."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        capabilities = torch.cpu.get_capabilities()
+        native = bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    return "bfloat16" if native else "float32"
+
+
+def encoder_precision(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The arithmetic of a resolved ``[encoder] precision`` for stage 1 and feature extraction: float32 as
+    is, or bfloat16 autocast on the CPU as on a GPU (its float32 range needs no loss scaling)."""
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def grad_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler:

@@ -115,7 +115,8 @@ def _stage_one_of(tmp_path, pretrain: PretrainConfig, said: list[str]) -> Simple
     return SimpleNamespace(experiment=experiment, encoder=encoder, split=SimpleNamespace(name="fold0"), seed=0,
                            data=SimpleNamespace(fingerprint=lambda split, roles: "data", split_hash="split"),
                            identity={"source": "code", "engine": {"encoding/stage1.py": "code"}},
-                           run=SimpleNamespace(root=tmp_path), device=torch.device("cpu"), say=said.append,
+                           run=SimpleNamespace(root=tmp_path), device=torch.device("cpu"), precision="float32",
+                           say=said.append,
                            quiet=True, traced_loader=lambda batch_size, seed: [batch])
 
 

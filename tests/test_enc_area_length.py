@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from benchmark.config import PretrainConfig
+from benchmark.device import encoder_precision
 from benchmark.encoding.stage1 import pretrain_encoder
 from plugins.encoders.area_length import FEATURES, AreaLength
 
@@ -99,3 +100,16 @@ def test_tracings_alone_teach_it_the_ejection_fraction():
     clips, _ = _disc_frames(r_max[:, None] * (ratio[:, None] + (1 - ratio[:, None]) * swing))
     ef = encoder(clips[:, None])[:, FEATURES.index("ef_area_length")]
     assert (ef - (1 - ratio ** 3)).abs().mean() < 0.06
+
+
+def test_bfloat16_convolutions_still_give_float32_logits_and_measures():
+    # [encoder] precision = "bfloat16": the convolutions run in bfloat16, the cavity sums in float32.
+    encoder = AreaLength(width=4, size=SIZE).eval()
+    clip = torch.rand(2, 1, 4, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        exact = encoder(clip)
+        with encoder_precision(torch.device("cpu"), "bfloat16"):
+            logits, rounded = encoder.segment(clip[:, :, 0]), encoder(clip)
+    assert logits.dtype == rounded.dtype == torch.float32
+    assert not torch.equal(exact, rounded)  # the convolutions did run in bfloat16
+    assert torch.allclose(exact, rounded, rtol=0.05, atol=0.02), (exact - rounded).abs().max()

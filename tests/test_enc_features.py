@@ -56,7 +56,7 @@ def test_miss_then_hit_returns_identical_arrays(tmp_path, encoder):
 @pytest.mark.parametrize("change", [
     {"dataset": "e" * 8}, {"split": "t" * 8}, {"role": "train"},
     {"encoder": {"name": "tiny3d", "width": 4}}, {"clips": {"frames": 4, "size": 16, "test_clips": 3}},
-    {"augment": True}, {"views": 2, "augment": True},
+    {"augment": True}, {"views": 2, "augment": True}, {"precision": "bfloat16"},
 ], ids=lambda change: "+".join(change))
 def test_every_key_part_invalidates(tmp_path, encoder, change):
     cache, loaders = FeatureCache(tmp_path), CountingLoaders()
@@ -135,3 +135,12 @@ def test_dataset_fingerprint_sees_labels_and_files(tmp_path):
     assert dataset_fingerprint([item_digest(("a", 56.0), video)]) != base
     video.write_bytes(b"12345")
     assert dataset_fingerprint([item_digest(("a", 55.0), video)]) != base
+
+
+def test_bfloat16_features_are_computed_in_bfloat16_and_stored_as_float32(tmp_path, encoder):
+    cache = FeatureCache(tmp_path)
+    exact = cache.features(KEY, CountingLoaders(), encoder).features
+    rounded = cache.features(dataclasses.replace(KEY, precision="bfloat16"), CountingLoaders(), encoder).features
+    assert rounded.dtype == exact.dtype == np.float32
+    assert not np.array_equal(exact, rounded)
+    np.testing.assert_allclose(rounded, exact, rtol=0.05, atol=0.05)

@@ -84,3 +84,29 @@ def test_same_seed_same_encoder_and_none_only_freezes():
     encoder = Tiny3D(width=4, depth=2, feature_dim=8)
     assert pretrain_encoder(encoder, batches(), PretrainConfig(objective="none"), "cpu", seed=0) == {}
     assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+
+
+class _Probe(torch.nn.Module):
+    """An encoder that records the dtype its linear layer computes in."""
+
+    feature_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 4)
+        self.seen = set()
+
+    def forward(self, clip):
+        out = self.linear(clip.mean((2, 3, 4)))
+        self.seen.add(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize("precision,computed", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_stage_one_computes_in_the_encoder_precision_and_keeps_float32_weights(precision, computed):
+    encoder = _Probe()
+    history = pretrain_encoder(encoder, batches(), PretrainConfig(objective="l1", epochs=1, lr=1e-2), "cpu", seed=0,
+                               progress=False, precision=precision)
+    assert encoder.seen == {computed}
+    assert all(parameter.dtype == torch.float32 for parameter in encoder.parameters())
+    assert math.isfinite(history["loss"][0])

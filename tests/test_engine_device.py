@@ -1,11 +1,11 @@
-"""Device resolution, mixed precision only on CUDA, and seeding."""
+"""Device resolution, the heads' mixed precision only on CUDA, the encoder's precision, and seeding."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from benchmark.device import autocast, grad_scaler, resolve_device, seed_everything
+from benchmark.device import autocast, grad_scaler, resolve_device, resolve_precision, seed_everything
 from benchmark.errors import ConfigError
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
@@ -43,3 +43,13 @@ def test_seeding_repeats_python_numpy_and_torch_draws():
         return random.random(), np.random.rand(), torch.rand(1).item()
 
     assert draws() == draws()
+
+
+@pytest.mark.parametrize("capabilities,resolved", [({"avx512_bf16": True}, "bfloat16"),
+                                                   ({"amx_bf16": True}, "bfloat16"),
+                                                   ({"avx512_bf16": False, "avx2": True}, "float32")])
+def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it_natively(monkeypatch, capabilities, resolved):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert resolve_precision("auto", torch.device("cpu")) == resolved
+    assert resolve_precision("float32", torch.device("cpu")) == "float32"  # an explicit choice is kept
+    assert resolve_precision("bfloat16", torch.device("cpu")) == "bfloat16"

@@ -20,7 +20,7 @@ def test_a_redirected_run_logs_lines_without_progress_bar_fragments(tmp_path, sy
     text = log.read_text()
     assert finished.returncode == 0, text
     assert [fragment for fragment in BAR_FRAGMENTS if fragment in text] == [], text
-    assert re.search(r"^stage 1 fold0/seed 0 \(l1\): training 1 epochs$", text, re.MULTILINE), text
+    assert re.search(r"^stage 1 fold0/seed 0 \(l1\): training 1 epochs in float32$", text, re.MULTILINE), text
     assert re.search(r"^stage 1 fold0/seed 0 \(l1\): loss .* in \d+\.\d s$", text, re.MULTILINE), text
     assert re.search(r"^tuned mse on fold0: .* after 2 trials in \d+\.\d s", text, re.MULTILINE), text
     for model in ("mse", "gaussian", "prior"):

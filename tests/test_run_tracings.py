@@ -106,3 +106,37 @@ def test_a_shared_encoder_is_trained_once_and_every_seed_trains_on_its_features(
     assert again.code == 0, again.text
     assert re.findall(r"stage 1 fold0/seed (\d+) \(tracings\): training", again.out) == ["1"]
     assert "0 already done" in again.out
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_is_resolved_for_the_cpu_before_any_identity(tmp_path, monkeypatch, native):
+    # "auto": bfloat16 only where the CPU computes it natively. The resolved precision, not "auto", names the
+    # stage and the jobs, so a machine that resolves it otherwise never takes the other's results for its own.
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": native, "amx_bf16": False})
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "synthetic")
+    precision = "bfloat16" if native else "float32"
+    runs = {}
+    for setting in ("auto", precision):
+        run_dir = tmp_path / setting
+        outcome = cli(*run_args(experiment, run_dir, *TRACINGS, "--set", f"encoder.precision={setting}"))
+        assert outcome.code == 0, outcome.text
+        assert f"(tracings): training 1 epochs in {precision}" in outcome.out
+        assert f"one per seed, {precision}" in (run_dir / "leaderboard.md").read_text()
+        runs[setting] = run_dir
+    assert f"encoder precision auto: {precision} on this cpu" in cli(
+        *run_args(experiment, tmp_path / "again", *TRACINGS, "--set", "encoder.precision=auto")).out
+    names = {setting: sorted(path.name for path in (run_dir / "jobs").iterdir()) for setting, run_dir in runs.items()}
+    assert names["auto"] == names[precision]
+    assert [p.name for p in (runs["auto"] / "encoders").glob("*.pt")] == \
+        [p.name for p in (runs[precision] / "encoders").glob("*.pt")]
+
+
+def test_a_bfloat16_encoder_is_another_stage_and_another_job_than_a_float32_one(first, tmp_path):
+    experiment, run_dir, outcome = first
+    assert "training 1 epochs in float32" in outcome.out
+    copied = copy_run(run_dir, tmp_path / "run")
+    again = cli(*run_args(experiment, copied, *TRACINGS, "--set", "encoder.precision=bfloat16"))
+    assert again.code == 0, again.text
+    assert "training 1 epochs in bfloat16" in again.out
+    assert len(list((copied / "encoders").glob("*.pt"))) == 2  # the float32 encoder is kept, not replaced
+    assert "0 already done" in again.out

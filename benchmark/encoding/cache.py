@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.device import encoder_precision
 from benchmark.identity import stable_hash, weights_hash
 from benchmark.progress import progress_bar
 from benchmark.store import atomic_write_bytes, atomic_write_json
@@ -42,7 +43,8 @@ class FeatureKey:
 
     ``dataset``: content fingerprint of the dataset (see ``dataset_fingerprint``); ``split``: the split
     manifest hash; ``role``: train/val/test; ``encoder``: name and config; ``clips``: clip settings,
-    including the number of test clips; ``augment``: whether the loaders augment; ``views``: passes cached.
+    including the number of test clips; ``augment``: whether the loaders augment; ``views``: passes cached;
+    ``precision``: the arithmetic of the encoder's pass (``[encoder] precision``).
     """
 
     dataset: str
@@ -52,6 +54,7 @@ class FeatureKey:
     clips: Mapping[str, Any]
     views: int = 1
     augment: bool = False
+    precision: str = "float32"
 
     def __post_init__(self):
         if self.views < 1:
@@ -114,7 +117,7 @@ class FeatureCache:
         cached, problem = self._read(digest)
         if cached is not None:
             return cached
-        arrays = _encode(loader_factory, encoder, device, key.views, progress)
+        arrays = _encode(loader_factory, encoder, torch.device(device), key.views, key.precision, progress)
         metadata = {
             **parts,
             "augmentation": key.augmentation,
@@ -161,7 +164,7 @@ class FeatureCache:
 
 
 @torch.no_grad()
-def _encode(loader_factory: LoaderFactory, encoder: nn.Module, device, views: int,
+def _encode(loader_factory: LoaderFactory, encoder: nn.Module, device: torch.device, views: int, precision: str,
             progress: bool) -> dict[str, np.ndarray]:
     was_training = encoder.training
     encoder.eval()
@@ -172,7 +175,9 @@ def _encode(loader_factory: LoaderFactory, encoder: nn.Module, device, views: in
                                    unit="batch", leave=False)
             for batch in batches:
                 clip, target, item_index, clip_index = batch[:4]
-                features = encoder(clip.to(device)).float().cpu().numpy()
+                with encoder_precision(device, precision):
+                    features = encoder(clip.to(device))
+                features = features.float().cpu().numpy()
                 columns["features"].append(features)
                 columns["target"].append(np.asarray(target, dtype=np.float32).reshape(-1))
                 columns["item_index"].append(np.asarray(item_index, dtype=np.int64).reshape(-1))

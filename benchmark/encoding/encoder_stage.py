@@ -19,7 +19,7 @@ from benchmark.data.clips import ClipDataset, EvaluationClips, make_loader, norm
 from benchmark.data.prepare import PreparedData
 from benchmark.data.tabular import fit_tabular
 from benchmark.data.tracings import TracedFrames
-from benchmark.device import seed_everything
+from benchmark.device import resolve_precision, seed_everything
 from benchmark.encoding.cache import CachedFeatures, FeatureCache, FeatureKey
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.stage1 import freeze, pretrain_encoder
@@ -78,6 +78,7 @@ class EncoderStage:
         self.items = {role: data.role_items(split, role) for role in ROLES}
         self.normalisation = normalisation_for(experiment.clips, self.encoder.input_spec, self.items["train"])
         self.cache = FeatureCache(run.cache)
+        self.precision = resolve_precision(experiment.encoder.precision, device)
         started = time.perf_counter()
         trained = self._stage_one()
         stage_one_done = time.perf_counter()
@@ -114,7 +115,7 @@ class EncoderStage:
             # entry itself holds this role's clips and labels only.
             key = FeatureKey(dataset=self.data.fingerprint(self.split, (role,)),
                              split=f"{self.data.split_hash}/{self.split.name}",
-                             role=role, encoder=encoder_key, clips=clip_key)
+                             role=role, encoder=encoder_key, clips=clip_key, precision=self.precision)
             entries[role] = self.cache.features(key, loader, encoder, self.device, progress=not self.quiet)
             self.say(f"features {self.split.name}/seed {self.seed}/{role}: {len(entries[role].features)} clips "
                      f"({entries[role].status})")
@@ -139,6 +140,7 @@ class EncoderStage:
         shaped_by = {"initial": weights_hash(encoder), "source": self.identity["source"],
                      "engine": self.identity["engine"],
                      "pretrain": dataclasses.asdict(config), "clips": dataclasses.asdict(self.experiment.clips),
+                     "precision": self.precision,
                      "dataset": self.data.fingerprint(self.split, ("train",)), "split": self.data.split_hash}
         stored = self.run.root / "encoders" / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"
         if stored.is_file():
@@ -153,10 +155,11 @@ class EncoderStage:
                 return [stored]
         loader = (self.traced_loader(config.batch_size, self.seed) if config.objective == "tracings"
                   else self.training_loader(config.batch_size, self.seed))
-        self.say(f"{where} ({config.objective}): training {config.epochs} epochs")
+        self.say(f"{where} ({config.objective}): training {config.epochs} epochs in {self.precision}")
         started = time.perf_counter()
         # Its per-epoch lines only on a terminal: a redirected log gets this stage's start and end lines.
-        history = pretrain_encoder(encoder, loader, config, self.device, self.seed, progress=bars_wanted(self.quiet))
+        history = pretrain_encoder(encoder, loader, config, self.device, self.seed, progress=bars_wanted(self.quiet),
+                                   precision=self.precision)
         self.say(f"{where} ({config.objective}): loss {history['loss'][0]:.3f} -> {history['loss'][-1]:.3f} "
                  f"over {config.epochs} epochs in {time.perf_counter() - started:.1f} s")
         buffer = io.BytesIO()

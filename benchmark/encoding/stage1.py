@@ -18,6 +18,7 @@ from torch import nn
 from benchmark.config import PretrainConfig
 from benchmark.contracts import unable_to_segment
 from benchmark.data.tracings import segmentation_losses
+from benchmark.device import encoder_precision
 from benchmark.errors import ConfigError
 
 HEAD_WIDTH = 256
@@ -63,13 +64,15 @@ def freeze(encoder: nn.Module) -> nn.Module:
 
 
 def pretrain_encoder(encoder: nn.Module, train_loader, config: PretrainConfig, device, seed: int,
-                     progress: bool = True, target_scale: tuple[float, float] | None = None) -> dict[str, list[float]]:
+                     progress: bool = True, target_scale: tuple[float, float] | None = None,
+                     precision: str = "float32") -> dict[str, list[float]]:
     """Train ``encoder`` on ``train_loader``, freeze it, return the mean loss per epoch by name (``loss``
     and its parts).
 
     Batches are ``(clip, target, ...)``; for ``tracings`` they are ``(frames, masks, ...)``. Targets are
     standardised with ``target_scale`` = (mean, std); by default the statistics of the EF labels of
-    ``train_loader.dataset.items`` (no video is read for them), else of the first batch.
+    ``train_loader.dataset.items`` (no video is read for them), else of the first batch. ``precision``
+    (``[encoder] precision``) is the arithmetic of the forward pass; losses and updates stay float32.
     """
     if config.objective not in OBJECTIVES:
         raise ConfigError(f"encoder.pretrain.objective must be one of {', '.join(OBJECTIVES)}, got {config.objective!r}")
@@ -93,7 +96,8 @@ def pretrain_encoder(encoder: nn.Module, train_loader, config: PretrainConfig, d
         totals: dict[str, float] = {}
         batches = 0
         for batch in train_loader:
-            parts = losses(batch[0].to(device), batch[1].to(device, torch.float32))
+            with encoder_precision(torch.device(device), precision):
+                parts = losses(batch[0].to(device), batch[1].to(device, torch.float32))
             loss = sum(parts.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -116,7 +120,7 @@ def _segmentation_step(encoder):
     problem = unable_to_segment(encoder, type(encoder).__name__)
     if problem:
         raise ConfigError(f"encoder.pretrain.objective: {problem}")
-    return lambda frames, masks: segmentation_losses(encoder.segment(frames), masks)
+    return lambda frames, masks: segmentation_losses(encoder.segment(frames).float(), masks)
 
 
 def _regression_step(encoder, head, config: PretrainConfig, scale: tuple[float, float] | None):
@@ -129,12 +133,12 @@ def _regression_step(encoder, head, config: PretrainConfig, scale: tuple[float, 
 
 
 def _losses(encoder, head, clip, target, config: PretrainConfig) -> dict[str, torch.Tensor]:
-    features = encoder(clip)
+    features = encoder(clip).float()
     if config.objective == "rnc":
         return {"rnc": config.rnc_weight * rnc_loss(features, target, config.temperature),
-                "l1": F.l1_loss(head(features.detach()), target)}
+                "l1": F.l1_loss(head(features.detach()).float(), target)}
     loss = F.l1_loss if config.objective == "l1" else F.mse_loss
-    return {config.objective: loss(head(features), target)}
+    return {config.objective: loss(head(features).float(), target)}
 
 
 def _dataset_target_scale(loader) -> tuple[float, float] | None:

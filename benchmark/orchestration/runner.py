@@ -20,7 +20,7 @@ from benchmark.components import PRIOR, resolve
 from benchmark.config import Experiment, ModelConfig, artifacts_problem
 from benchmark.contracts import Split
 from benchmark.data.prepare import LoadedData, PreparedData, load_data, store_data
-from benchmark.device import resolve_device
+from benchmark.device import resolve_device, resolve_precision
 from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
@@ -121,8 +121,8 @@ def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, 
     registry.hook.on_run_start(run=info)
 
     data = store_data(loaded, run)
-    experiment = _with_prior(_models_for(experiment, registry, data, say))
     device = resolve_device(experiment.train.device)
+    experiment = _with_precision(_with_prior(_models_for(experiment, registry, data, say)), device, say)
     # Only now, with the configuration found sound: a run stopped by a configuration error touches nothing.
     run.remove_temporaries()
     if experiment.train.threads:
@@ -385,6 +385,16 @@ def _with_prior(experiment: Experiment) -> Experiment:
     return dataclasses.replace(experiment, models=[*experiment.models, PRIOR])
 
 
+def _with_precision(experiment: Experiment, device: torch.device, say) -> Experiment:
+    """``[encoder] precision = "auto"`` resolved for this machine before any identity is computed: a stage, job
+    or study computed in bfloat16 is never taken for one computed in float32."""
+    precision = resolve_precision(experiment.encoder.precision, device)
+    if precision == experiment.encoder.precision:
+        return experiment
+    say(f"encoder precision auto: {precision} on this {device.type}")
+    return dataclasses.replace(experiment, encoder=dataclasses.replace(experiment.encoder, precision=precision))
+
+
 def protocol(experiment: Experiment, data: PreparedData) -> dict[str, Any]:
     clips = experiment.clips
     sampling = (f"{clips.mode}: {clips.frames} frames, every {clips.frequency}"
@@ -395,7 +405,7 @@ def protocol(experiment: Experiment, data: PreparedData) -> dict[str, Any]:
             "K": experiment.evaluate.samples, "seeds": list(experiment.seeds), "synthetic": data.synthetic,
             "tuning trials": experiment.tune.trials,
             "encoder": (f"one per split (seed {experiment.seeds[0]}), shared by every seed"
-                        if experiment.encoder.shared else "one per seed")}
+                        if experiment.encoder.shared else "one per seed") + f", {experiment.encoder.precision}"}
 
 
 def _finished(context: RunContext, job: Job) -> bool:

@@ -59,10 +59,12 @@ class AreaLength(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) frames -> (N, 1, H/2, W/2) logits of the LV cavity."""
+        """(N, C, H, W) frames -> (N, 1, H/2, W/2) float32 logits of the LV cavity."""
         fine = self.fine(images.contiguous(memory_format=torch.channels_last))
         coarse = F.interpolate(self.coarse(fine), size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        return self.logits(torch.cat([fine, coarse], dim=1))
+        # float32 even where the convolutions ran in bfloat16 ([encoder] precision): the measures sum
+        # thousands of cavity probabilities, which bfloat16's 8 bits would round to a few per cent.
+        return self.logits(torch.cat([fine, coarse], dim=1)).float()
 
     def frame_measures(self, clip: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, T, 8) per frame: log area (% of the frame), log long axis (% of its side),
