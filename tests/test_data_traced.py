@@ -129,7 +129,7 @@ def test_stored_stage_one_encoder_is_reused_only_for_the_same_stage_one_settings
     assert "reused" not in said[-1], f"an encoder trained with other stage-1 settings was reused: {said}"
 
 
-def test_each_traced_frame_is_decoded_once_over_the_epochs(tmp_path, monkeypatch):
+def test_each_video_s_traced_frames_are_decoded_once_and_together_over_the_epochs(tmp_path, monkeypatch):
     from benchmark.data import tracings
 
     decoded = []
@@ -141,7 +141,7 @@ def test_each_traced_frame_is_decoded_once_over_the_epochs(tmp_path, monkeypatch
     for epoch in range(3):
         dataset.set_epoch(epoch)
         epochs.append([dataset[index][0] for index in range(len(dataset))])
-    assert decoded == [[1], [4]]
+    assert decoded == [[1, 4]]  # one read of the video for both of its traced frames, none in later epochs
     # The cached frame is not changed by the augmentation drawn on it: epoch 0 again gives epoch 0's images.
     dataset.set_epoch(0)
     assert all(torch.equal(dataset[index][0], epochs[0][index]) for index in range(len(dataset)))

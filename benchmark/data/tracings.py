@@ -69,8 +69,12 @@ class TracedFrames(Dataset):
         self.train, self.seed, self.epoch = train, seed, 0
         self._masks: dict[int, np.ndarray] = {}  # drawn once per traced frame (per worker); augmentation comes after
         # Decoded once per traced frame too: stage 1 visits every frame each epoch, and decoding it again
-        # cost more than the step that trains on it. Two frames of each training video at most.
+        # cost more than the step that trains on it. Two frames of each training video at most, decoded
+        # together: opening a video (reading its file, indexing its packets) costs more than a frame.
         self._frames: dict[int, np.ndarray] = {}
+        self._pairs_of: dict[int, list[int]] = {}
+        for index, (position, _) in enumerate(self.pairs):
+            self._pairs_of.setdefault(position, []).append(index)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -81,7 +85,9 @@ class TracedFrames(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         position, tracing = self.pairs[index]
         if index not in self._frames:
-            self._frames[index] = self._frame(self.items[position], tracing.frame)
+            together = self._pairs_of[position]
+            frames = self._read(self.items[position], [self.pairs[other][1].frame for other in together])
+            self._frames.update(zip(together, frames))
         frame = self._frames[index]
         if index not in self._masks:
             self._masks[index] = self._mask(tracing.polygon, *frame.shape[:2])
@@ -92,15 +98,16 @@ class TracedFrames(Dataset):
         return image[:, 0], mask[:, 0], position
 
     @staticmethod
-    def _frame(item: Item, number: int) -> np.ndarray:
-        """Frame ``number`` of the item's video, (H, W, C) uint8."""
+    def _read(item: Item, numbers: list[int]) -> np.ndarray:
+        """Frames ``numbers`` of the item's video, (F, H, W, C) uint8."""
         video = Video(item.video, reverse=item.reversed)
-        if not 0 <= number < len(video):
-            # Loading drops such tracings when it checks the videos; this catches them when it was told not to.
-            raise DataError(f"{item.video}: the LV tracing of item {item.id!r} is on frame {number}, but the "
-                            f"video has {len(video)} frames. Fix that frame number in the dataset's tracings, "
-                            "replace the video, or leave dataset.params.check_videos on to drop such frames.")
-        return video.read(np.array([number]))[0]
+        for number in numbers:
+            if not 0 <= number < len(video):
+                # Loading drops such tracings when it checks the videos; this catches them when told not to.
+                raise DataError(f"{item.video}: the LV tracing of item {item.id!r} is on frame {number}, but the "
+                                f"video has {len(video)} frames. Fix that frame number in the dataset's tracings, "
+                                "replace the video, or leave dataset.params.check_videos on to drop such frames.")
+        return video.read(np.array(numbers))
 
     def _mask(self, polygon: np.ndarray, height: int, width: int) -> np.ndarray:
         """Subpixel counts at the encoder's size: the outline is mapped the way the frame is resized (pixel
