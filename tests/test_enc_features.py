@@ -144,3 +144,18 @@ def test_bfloat16_features_are_computed_in_bfloat16_and_stored_as_float32(tmp_pa
     assert rounded.dtype == exact.dtype == np.float32
     assert not np.array_equal(exact, rounded)
     np.testing.assert_allclose(rounded, exact, rtol=0.05, atol=0.05)
+
+
+def test_many_batches_are_gathered_row_for_row(tmp_path, encoder):
+    # 70 batches of 2 clips: the gathering arrays grow past 64 and 128 rows on the way.
+    generator = torch.Generator().manual_seed(5)
+    batches = [(torch.randn(2, 3, 4, 16, 16, generator=generator), torch.tensor([30.0 + b, 31.0 + b]),
+                torch.tensor([b, b]), torch.tensor([0, 1])) for b in range(70)]
+    cached = FeatureCache(tmp_path).features(KEY, lambda view: batches, encoder)
+    with torch.no_grad():
+        expected = torch.cat([encoder.eval()(clip) for clip, *_ in batches]).numpy()
+    np.testing.assert_array_equal(cached.features, expected)
+    np.testing.assert_array_equal(cached.item_index, np.repeat(np.arange(70), 2))
+    np.testing.assert_array_equal(cached.clip_index, np.tile([0, 1], 70))
+    np.testing.assert_array_equal(cached.target, np.stack([30.0 + np.arange(70), 31.0 + np.arange(70)], 1).ravel())
+    assert cached.features.dtype == np.float32 and cached.item_index.dtype == np.int64

@@ -163,12 +163,35 @@ class FeatureCache:
         atomic_write_json(meta_path, metadata)
 
 
+class _Rows:
+    """Rows appended batch by batch into one array that doubles when full. Keeping each batch's small
+    arrays until the end pinned the C heap between the batches' large temporary blocks, which it then never
+    handed back: a stage process grew by 1.6 GB over 950 clips; with a few doubling blocks it stays flat."""
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+        self.size = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        end = self.size + len(rows)
+        if self.array is None or end > len(self.array):
+            grown = np.empty((max(64, end, 2 * self.size), *rows.shape[1:]), dtype=rows.dtype)
+            if self.array is not None:
+                grown[:self.size] = self.array[:self.size]
+            self.array = grown
+        self.array[self.size:end] = rows
+        self.size = end
+
+    def result(self) -> np.ndarray:
+        return self.array[:self.size].copy()
+
+
 @torch.no_grad()
 def _encode(loader_factory: LoaderFactory, encoder: nn.Module, device: torch.device, views: int, precision: str,
             progress: bool) -> dict[str, np.ndarray]:
     was_training = encoder.training
     encoder.eval()
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
+    columns = {name: _Rows() for name in ARRAYS}
     try:
         for view in range(views):
             batches = progress_bar(loader_factory(view), quiet=not progress, desc=f"features view {view + 1}/{views}",
@@ -178,15 +201,15 @@ def _encode(loader_factory: LoaderFactory, encoder: nn.Module, device: torch.dev
                 with encoder_precision(device, precision):
                     features = encoder(clip.to(device))
                 features = features.float().cpu().numpy()
-                columns["features"].append(features)
-                columns["target"].append(np.asarray(target, dtype=np.float32).reshape(-1))
-                columns["item_index"].append(np.asarray(item_index, dtype=np.int64).reshape(-1))
-                columns["clip_index"].append(np.asarray(clip_index, dtype=np.int64).reshape(-1))
-                columns["view"].append(np.full(len(features), view, dtype=np.int64))
+                columns["features"].add(features)
+                columns["target"].add(np.asarray(target, dtype=np.float32).reshape(-1))
+                columns["item_index"].add(np.asarray(item_index, dtype=np.int64).reshape(-1))
+                columns["clip_index"].add(np.asarray(clip_index, dtype=np.int64).reshape(-1))
+                columns["view"].add(np.full(len(features), view, dtype=np.int64))
     finally:
         encoder.train(was_training)
-    if not columns["features"]:
+    if not columns["features"].size:
         raise ValueError("the clip loader yielded no batches: nothing to encode")
-    return {name: np.concatenate(parts) for name, parts in columns.items()}
+    return {name: rows.result() for name, rows in columns.items()}
 
 
