@@ -80,6 +80,7 @@ def pretrain_encoder(encoder: nn.Module, train_loader, config: PretrainConfig, d
         freeze(encoder)
         return {}
     torch.manual_seed(seed)
+    device = torch.device(device)
     encoder.to(device).train()
     encoder.requires_grad_(True)
     parameters = list(encoder.parameters())
@@ -96,7 +97,7 @@ def pretrain_encoder(encoder: nn.Module, train_loader, config: PretrainConfig, d
         totals: dict[str, float] = {}
         batches = 0
         for batch in train_loader:
-            with encoder_precision(torch.device(device), precision):
+            with encoder_precision(device, precision):
                 parts = losses(batch[0].to(device), batch[1].to(device, torch.float32))
             loss = sum(parts.values())
             optimizer.zero_grad(set_to_none=True)

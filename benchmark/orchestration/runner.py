@@ -162,9 +162,7 @@ def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, 
     needed = [(split, seed) for split in data.splits for seed in experiment.seeds
               if any((job.split, job.seed) == (split.name, seed) for job in pending)
               or (seed == experiment.seeds[0] and untuned[split.name])]
-    stage_seed = experiment.stage_seed
-    _build_stages_in_workers(context, list({(split.name, stage_seed(seed)): (split, stage_seed(seed))
-                                            for split, seed in needed}.values()))
+    _build_stages_in_workers(context, list(_distinct_stages(experiment, needed).values()))
     ran = _tune_and_run_in_workers(context, needed, untuned, pending, studies, tuned, storage)
     # What no worker process did (all of it with train.workers = 1), in this process.
     for split, seed in needed:
@@ -230,10 +228,8 @@ def _tune_and_run_in_workers(context: RunContext, needed: list[tuple[Split, int]
                     "another in this process (a forked process cannot use its parent's GPU context)")
         return set()
     stage_seed = experiment.stage_seed
-    stages = {}
-    for split, seed in needed:
-        if (split.name, stage_seed(seed)) not in stages:
-            stages[split.name, stage_seed(seed)] = context.encoder_stage(split, seed)
+    stages = {key: context.encoder_stage(split, seed)
+              for key, (split, seed) in _distinct_stages(experiment, needed).items()}
     local_storage(storage_url(storage or experiment.tune.storage, context.run.root)).engine.dispose()  # its tables
     pieces, after, tunings = {}, {}, {}
     for split, models in untuned.items():
@@ -281,6 +277,13 @@ def _stage_build(context: RunContext, split: Split, seed: int):
         return EncoderStage(context.experiment, context.registry, context.data, split, seed, context.run,
                             context.device, context.say, context.quiet).seconds
     return build
+
+
+def _distinct_stages(experiment: Experiment,
+                     needed: list[tuple[Split, int]]) -> dict[tuple[str, int], tuple[Split, int]]:
+    """The encoder stages that the (split, run seed) pairs ``needed`` train on, each once, keyed by (split name,
+    stage seed): with a shared encoder every seed of a split maps to one stage."""
+    return {(split.name, experiment.stage_seed(seed)): (split, experiment.stage_seed(seed)) for split, seed in needed}
 
 
 def _stage_seeds(experiment: Experiment) -> list[int]:
