@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmark.errors import ConfigError
+from benchmark.orchestration import cluster
 from benchmark.orchestration.artifacts import open_artifacts
 from benchmark.orchestration.cluster import CHUNK, JOB, MODEL, SKIPPED, JobBoard, decode_files, encode_files
 from benchmark.orchestration.storage import open_storage
@@ -85,6 +86,27 @@ def test_a_failed_job_is_enqueued_again_by_the_next_worker(board, tmp_path):
     assert board.publish(JOBS, MANIFEST) == 1
     ran, run_one = recorder(tmp_path)
     assert board.work(run_one, say=lambda _: None) == 1 and ran == [JOBS[0]]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the other worker's claim is asked by hand
+def test_a_waiting_worker_looks_again_soon_then_once_a_second(board, tmp_path, monkeypatch):
+    """A job that ends a moment after the wait began is seen within a tenth of a second, not a whole poll."""
+    board.publish(JOBS, MANIFEST)
+    elsewhere = JobBoard(board.study._storage, board.study.study_name).study.ask()  # another worker's claim
+    assert elsewhere.user_attrs[JOB] == JOBS[0]
+    slept = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 8:  # the other worker stores its result during the eighth sleep
+            elsewhere.set_user_attr(cluster.RESULT, {"job": JOBS[0], "seconds": 1.0, "status": "ok"})
+            board.study.tell(elsewhere, 1.0)
+
+    monkeypatch.setattr(cluster.time, "sleep", sleep)
+    said = []
+    assert board.work(recorder(tmp_path)[1], say=said.append) == 1
+    assert slept == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0] and cluster.POLL_S == 1.0
+    assert said == ["waiting for jobs running on ?"]
 
 
 def test_files_round_trip_and_storage_errors_are_actionable(tmp_path):

@@ -48,7 +48,25 @@ MANIFEST = "manifest"        # study user attr of the jobs study: the run's mani
 MODEL = "model"              # user attr: the artifact record of the job's model.pt
 STORED_FILES = ("predictions.csv", "samples.npz", "trajectories.npz", "traceback.txt")
 MODEL_FILE = "model.pt"      # too large for the rows: it goes to the artifact store
-POLL_S = 1.0
+POLL_S = 1.0                 # the longest sleep between two looks at the storage while waiting
+
+
+class Backoff:
+    """The sleeps of a worker waiting on others: 0.05 s at first, doubling up to ``POLL_S``. A claim that
+    ends within a second of the wait (the usual case once the work is spread) is seen at once; a long wait
+    costs the database one look a second. ``reset`` after progress starts short again."""
+
+    FIRST_S = 0.05
+
+    def __init__(self) -> None:
+        self.delay = self.FIRST_S
+
+    def wait(self) -> None:
+        time.sleep(self.delay)
+        self.delay = min(2 * self.delay, POLL_S)
+
+    def reset(self) -> None:
+        self.delay = self.FIRST_S
 
 
 def _beat_now(trial) -> None:
@@ -131,15 +149,17 @@ def optimize_shared(study, objective: Callable, budget: int, startup: int, catch
     if len(study.get_trials(deepcopy=False)) < budget:
         study.optimize(within_budget, timeout=timeout, catch=catch,
                        callbacks=[optuna.study.MaxTrialsCallback(budget, states=None)])
+    backoff = Backoff()
     while True:
         fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         if any(trial.state == TrialState.WAITING for trial in trials):  # a dead worker's trial, retried
             study.optimize(within_budget, n_trials=1, catch=catch)
+            backoff.reset()
         elif _settled(trials):
             return
         else:
-            time.sleep(POLL_S)
+            backoff.wait()
 
 
 # --------------------------------------------------------------------------- jobs
@@ -299,7 +319,7 @@ class JobBoard(ClaimBoard):
         from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
-        ran, waited = 0, set()
+        ran, waited, backoff = 0, set(), Backoff()
 
         def run_and_store(job: str, trial) -> float:
             nonlocal ran
@@ -317,14 +337,17 @@ class JobBoard(ClaimBoard):
             trials = self.study.get_trials(deepcopy=False)
             if self.waiting(trials):
                 self.claim_one(run_and_store)
+                backoff.reset()
             elif _settled(trials):
                 return ran
             else:
                 running = {t.user_attrs.get(WORKER, "?") for t in trials if t.state == TrialState.RUNNING}
-                if running and running != waited:
-                    say(f"waiting for jobs running on {', '.join(sorted(running))}")
+                if running != waited:  # someone finished or started: the next change may be as near
+                    if running:
+                        say(f"waiting for jobs running on {', '.join(sorted(running))}")
                     waited = running
-                time.sleep(POLL_S)
+                    backoff.reset()
+                backoff.wait()
 
     def manifest(self) -> dict[str, Any] | None:
         return self.study.user_attrs.get(MANIFEST)

@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmark.errors import ConfigError, StoreError
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
-from benchmark.orchestration.cluster import ERROR, POLL_S, ClaimBoard
+from benchmark.orchestration.cluster import ERROR, Backoff, ClaimBoard
 from benchmark.orchestration.storage import MAX_RETRY
 from benchmark.store import RunDir, atomic_write_bytes, check_name, inside
 
@@ -73,7 +73,7 @@ class StageBoard(StageClaims):
         then computes it here). Meanwhile computes other waiting stages; waits only when none is left."""
         from optuna.storages import fail_stale_trials
 
-        waited = ""
+        waited, backoff = "", Backoff()
         while True:
             fail_stale_trials(self.study)
             trials = self.study.get_trials(deepcopy=False)
@@ -82,15 +82,17 @@ class StageBoard(StageClaims):
                 return self._download(stage, self._done(stage, trials))
             if self.waiting(trials):
                 self.claim_one(self._compute_and_store)
+                backoff.reset()
             elif state.detail == "not yet enqueued":
                 self.enqueue_missing([stage])
             elif state.state == "failed" and self._given_up(stage, trials):
                 raise StoreError(f"the encoder stage {stage} failed on {state.worker or 'a worker'}: {state.detail}")
             else:  # running elsewhere, or a dead worker's claim about to be retried
-                if state.worker != waited:
+                if state.worker != waited:  # another claim (a retry): its end may be as near
                     self.say(f"waiting for stage {stage} running on {state.worker or 'a worker that stopped'}")
                     waited = state.worker
-                time.sleep(POLL_S)
+                    backoff.reset()
+                backoff.wait()
 
     def _compute_and_store(self, stage: str, trial) -> float:
         started = time.perf_counter()
