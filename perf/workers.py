@@ -6,7 +6,11 @@ together (each with its own run directory; they share encoder stages through tho
 workers on one machine do without --artifacts). Every process runs on ``--threads`` threads
 (OMP_NUM_THREADS, default 1), with ``--seeds`` seeds (default 2). Prints both wall times, the speed-up,
 whether the two configurations wrote the same leaderboard, and the load average before and after (the
-figures mean little on a busy machine).
+figures mean little on a busy machine). From the one worker's ``timings.json`` it also prints how far N
+workers could speed it up at best: only stage 1, features, tuning, training and evaluation are divided among
+workers, while every worker pays the rest itself (Python and torch start-up, the data index, the pre-flight,
+the report), so the speed-up is at most wall / (rest + shared / N) (Amdahl's law; the one worker must run
+one process, ``encoder.workers = 1`` and ``train.workers = 1``, for its stage seconds to add up).
 
     python perf/workers.py [--experiment experiments/quick.toml] [--workers 2] [--seeds 2] [--threads 1]
                            [--set KEY=VALUE ...]
@@ -14,6 +18,7 @@ figures mean little on a busy machine).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -23,7 +28,10 @@ import threading
 import time
 from pathlib import Path
 
+from benchmark.orchestration.timings import TIMINGS_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ("stage 1", "features", "tuning", "training", "evaluation")  # the stages workers divide among them
 
 
 def prepare(experiment: Path, overrides: list[str]) -> None:
@@ -96,12 +104,32 @@ def main() -> None:
             boards[count] = (folder / "worker0" / "leaderboard.csv").read_bytes()
             print(f"{count} worker(s): {times[count]:.1f} s ({stored[count]:.1f} s until every result was stored, "
                   f"then the report); {cpu:.1f} CPU seconds in all", flush=True)
+            if count == 1:
+                print(bound(json.loads((folder / "worker0" / TIMINGS_FILE).read_text()), times[1], args.workers),
+                      flush=True)
     workers = args.workers
     print(f"speed-up of {workers} workers over 1 on {experiment.name} ({args.seeds} seeds, {args.threads} "
           f"thread(s) a process, {os.cpu_count()} cores): {times[1] / times[workers]:.2f}x to the end, "
           f"{stored[1] / stored[workers]:.2f}x until every result was stored; "
           f"the same leaderboard: {'yes' if boards[1] == boards[workers] else 'NO'}")
     print(f"load average after: {load_average()}")
+
+
+def bound(timings: dict, wall: float, workers: int) -> str:
+    """What one worker's time allows N workers at best: its shared stages divided by N, the rest not."""
+    if timings["parallel"]:
+        return "no bound: the one worker ran stages in parallel processes (set encoder.workers and train.workers to 1)"
+    shared = sum(figures["seconds"] for stage, figures in timings["stages"].items() if stage in SHARED)
+    rest = wall - shared
+    return (f"of the one worker's {wall:.1f} s, {shared:.1f} s are shared among workers ({', '.join(SHARED)}) and "
+            f"{rest:.1f} s are paid by every worker (start-up {wall - timings['total']:.1f} s, data "
+            f"{_seconds(timings, 'data'):.1f} s, report {_seconds(timings, 'report'):.1f} s, the rest of the run "
+            f"{timings['total'] - shared - _seconds(timings, 'data') - _seconds(timings, 'report'):.1f} s): "
+            f"{workers} workers can be at most {wall / (rest + shared / workers):.2f}x as fast")
+
+
+def _seconds(timings: dict, stage: str) -> float:
+    return timings["stages"].get(stage, {}).get("seconds", 0.0)
 
 
 def load_average() -> str:
