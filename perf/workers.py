@@ -7,10 +7,11 @@ workers on one machine do without --artifacts). Every process runs on ``--thread
 (OMP_NUM_THREADS, default 1), with ``--seeds`` seeds (default 2). Prints both wall times, the speed-up,
 whether the two configurations wrote the same leaderboard, and the load average before and after (the
 figures mean little on a busy machine). From the one worker's ``timings.json`` it also prints how far N
-workers could speed it up at best: only stage 1, features, tuning, training and evaluation are divided among
-workers, while every worker pays the rest itself (Python and torch start-up, the data index, the pre-flight,
-the report), so the speed-up is at most wall / (rest + shared / N) (Amdahl's law; the one worker must run
-one process, ``encoder.workers = 1`` and ``train.workers = 1``, for its stage seconds to add up).
+workers could speed it up at best: stage 1, features, tuning, training and evaluation are divided among
+workers, while every worker pays the rest itself (interpreter and torch start-up, the data index, the storage,
+the pre-flight, the report), so the speed-up is at most wall / (rest + divided / N) (Amdahl's law; optimistic:
+it assumes the divided work splits evenly and every worker has a core). A worker on a storage runs as one
+process (``encoder.workers`` and ``train.workers`` apply to a run without one), so its stage seconds add up.
 
     python perf/workers.py [--experiment experiments/quick.toml] [--workers 2] [--seeds 2] [--threads 1]
                            [--set KEY=VALUE ...]
@@ -31,7 +32,7 @@ from pathlib import Path
 from benchmark.orchestration.timings import TIMINGS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ("stage 1", "features", "tuning", "training", "evaluation")  # the stages workers divide among them
+DIVIDED = ("stage 1", "features", "tuning", "training", "evaluation")  # the stages workers divide among them
 
 
 def prepare(experiment: Path, overrides: list[str]) -> None:
@@ -116,16 +117,15 @@ def main() -> None:
 
 
 def bound(timings: dict, wall: float, workers: int) -> str:
-    """What one worker's time allows N workers at best: its shared stages divided by N, the rest not."""
-    if timings["parallel"]:
-        return "no bound: the one worker ran stages in parallel processes (set encoder.workers and train.workers to 1)"
-    shared = sum(figures["seconds"] for stage, figures in timings["stages"].items() if stage in SHARED)
-    rest = wall - shared
-    return (f"of the one worker's {wall:.1f} s, {shared:.1f} s are shared among workers ({', '.join(SHARED)}) and "
-            f"{rest:.1f} s are paid by every worker (start-up {wall - timings['total']:.1f} s, data "
-            f"{_seconds(timings, 'data'):.1f} s, report {_seconds(timings, 'report'):.1f} s, the rest of the run "
-            f"{timings['total'] - shared - _seconds(timings, 'data') - _seconds(timings, 'report'):.1f} s): "
-            f"{workers} workers can be at most {wall / (rest + shared / workers):.2f}x as fast")
+    """What one worker's time allows N workers at best: its divided stages split N ways, the rest not."""
+    divided = sum(figures["seconds"] for stage, figures in timings["stages"].items() if stage in DIVIDED)
+    outside, data, report = wall - timings["total"], _seconds(timings, "data"), _seconds(timings, "report")
+    rest = wall - divided
+    return (f"of the one worker's {wall:.1f} s, {divided:.1f} s are divided among workers ({', '.join(DIVIDED)}) "
+            f"and {rest:.1f} s are paid by every worker (start-up and exit, outside the run's timer, {outside:.1f} s; "
+            f"data {data:.1f} s; report {report:.1f} s; the rest of the run, mostly storage, pre-flight and "
+            f"collecting the stored results, {rest - outside - data - report:.1f} s): {workers} workers can be at "
+            f"most {wall / (rest + divided / workers):.2f}x as fast")
 
 
 def _seconds(timings: dict, stage: str) -> float:

@@ -88,25 +88,37 @@ def test_a_failed_job_is_enqueued_again_by_the_next_worker(board, tmp_path):
     assert board.work(run_one, say=lambda _: None) == 1 and ran == [JOBS[0]]
 
 
-@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the other worker's claim is asked by hand
-def test_a_waiting_worker_looks_again_soon_then_once_a_second(board, tmp_path, monkeypatch):
-    """A job that ends a moment after the wait began is seen within a tenth of a second, not a whole poll."""
-    board.publish(JOBS, MANIFEST)
-    elsewhere = JobBoard(board.study._storage, board.study.study_name).study.ask()  # another worker's claim
-    assert elsewhere.user_attrs[JOB] == JOBS[0]
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the other workers' claims are asked by hand
+def test_a_waiting_worker_looks_again_soon_after_a_change_then_once_a_second(board, tmp_path, monkeypatch):
+    jobs = [*JOBS, "mse__seed2__fold0__cccc"]
+    board.publish(jobs, {"experiment": "exp", "jobs": jobs})
+    elsewhere = []
+    for worker in ("a:1", "b:2"):  # two other workers hold the first two jobs; this one runs the third
+        elsewhere.append(JobBoard(board.study._storage, board.study.study_name).study.ask())
+        elsewhere[-1].set_user_attr(cluster.WORKER, worker)
+    assert [trial.user_attrs[JOB] for trial in elsewhere] == JOBS
+
+    def finish(trial) -> None:
+        trial.set_user_attr(cluster.RESULT, {"job": trial.user_attrs[JOB], "seconds": 1.0, "status": "ok"})
+        board.study.tell(trial, 1.0)
+
     slept = []
 
     def sleep(seconds: float) -> None:
         slept.append(seconds)
-        if len(slept) == 8:  # the other worker stores its result during the eighth sleep
-            elsewhere.set_user_attr(cluster.RESULT, {"job": JOBS[0], "seconds": 1.0, "status": "ok"})
-            board.study.tell(elsewhere, 1.0)
+        if len(slept) == 7:  # a:1 stores its result during the 7th look's sleep, b:2 during the 11th
+            finish(elsewhere[0])
+        elif len(slept) == 11:
+            finish(elsewhere[1])
+        elif len(slept) > 11:
+            pytest.fail(f"the worker went on waiting for jobs that had ended: {slept}")
 
     monkeypatch.setattr(cluster.time, "sleep", sleep)
     said = []
     assert board.work(recorder(tmp_path)[1], say=said.append) == 1
-    assert slept == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0] and cluster.POLL_S == 1.0
-    assert said == ["waiting for jobs running on ?"]
+    # Doubling to the longest sleep while nothing changes; short again once a:1's job ended.
+    assert slept == [0.05, 0.1, 0.2, 0.4, 0.8, cluster.POLL_S, cluster.POLL_S, 0.05, 0.1, 0.2, 0.4]
+    assert said == ["waiting for jobs running on a:1, b:2", "waiting for jobs running on b:2"]
 
 
 def test_files_round_trip_and_storage_errors_are_actionable(tmp_path):

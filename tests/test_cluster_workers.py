@@ -33,6 +33,7 @@ from benchmark.data.prepare import load_data
 from benchmark.orchestration.cluster import RESULT, counted_trials, jobs_study_name
 from benchmark.orchestration.stages import FILES, STAGE, stages_study_name
 from benchmark.orchestration.storage import open_storage
+from benchmark.orchestration.timings import TIMINGS_FILE
 from benchmark.store import RunDir, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,6 +221,8 @@ def check_run(storage_spec: str, base: Path, name: str, codes: list[int], capsys
 
     board = pd.read_csv(survivor.root / "leaderboard.csv")
     assert set(board["status"]) == {"ok"} and len(board) == 3
+    tuning = read_json(survivor.root / TIMINGS_FILE)["stages"]["tuning"]  # a worker's tuning time is measured
+    assert set(tuning["parts"]) == {"mse", "gaussian"}
 
     # A machine that ran nothing: status of the storage, and the report from what the workers stored, with
     # every job's model from the workers' run folders (the same machine).

@@ -52,21 +52,25 @@ POLL_S = 1.0                 # the longest sleep between two looks at the storag
 
 
 class Backoff:
-    """The sleeps of a worker waiting on others: 0.05 s at first, doubling up to ``POLL_S``. A claim that
-    ends within a second of the wait (the usual case once the work is spread) is seen at once; a long wait
-    costs the database one look a second. ``reset`` after progress starts short again."""
+    """How long a worker waiting on others sleeps between looks at the storage: ``first_s`` after what it
+    waits on changed (or after it did work itself), doubling up to ``longest_s``. A claim that ends t seconds
+    into a quiet wait is seen at most about t (and at most ``longest_s``) later, where a fixed second made
+    every short wait a second; a long quiet wait costs the database one look a second, each change a few more."""
 
-    FIRST_S = 0.05
+    def __init__(self, first_s: float = 0.05, longest_s: float = POLL_S) -> None:
+        self.first_s, self.longest_s = first_s, longest_s
+        self.delay, self.waiting_on = first_s, None
 
-    def __init__(self) -> None:
-        self.delay = self.FIRST_S
-
-    def wait(self) -> None:
+    def wait(self, waiting_on: object = None) -> None:
+        """Sleep once; ``waiting_on`` (the claims running elsewhere) unlike the last call's starts short again."""
+        if waiting_on != self.waiting_on:
+            self.delay, self.waiting_on = self.first_s, waiting_on
         time.sleep(self.delay)
-        self.delay = min(2 * self.delay, POLL_S)
+        self.delay = min(2 * self.delay, self.longest_s)
 
     def reset(self) -> None:
-        self.delay = self.FIRST_S
+        """After work of its own: whatever it waits on may have moved meanwhile."""
+        self.delay = self.first_s
 
 
 def _beat_now(trial) -> None:
@@ -159,7 +163,7 @@ def optimize_shared(study, objective: Callable, budget: int, startup: int, catch
         elif _settled(trials):
             return
         else:
-            backoff.wait()
+            backoff.wait(frozenset(trial.number for trial in trials if trial.state == TrialState.RUNNING))
 
 
 # --------------------------------------------------------------------------- jobs
@@ -342,12 +346,10 @@ class JobBoard(ClaimBoard):
                 return ran
             else:
                 running = {t.user_attrs.get(WORKER, "?") for t in trials if t.state == TrialState.RUNNING}
-                if running != waited:  # someone finished or started: the next change may be as near
-                    if running:
-                        say(f"waiting for jobs running on {', '.join(sorted(running))}")
+                if running and running != waited:
+                    say(f"waiting for jobs running on {', '.join(sorted(running))}")
                     waited = running
-                    backoff.reset()
-                backoff.wait()
+                backoff.wait(frozenset(trial.number for trial in trials if trial.state == TrialState.RUNNING))
 
     def manifest(self) -> dict[str, Any] | None:
         return self.study.user_attrs.get(MANIFEST)

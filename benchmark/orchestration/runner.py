@@ -335,10 +335,11 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
             compute(named[split, seed])
         return loaded[split, seed]
 
-    seed = experiment.seeds[0]  # each split tuned on its own TRAIN and VAL, as in a single-process run
-    tuned = {(key, split): _tune(context, experiment.model(key), split, stage_of(split, seed).features, spec,
-                                 identity, storage)
-             for (key, split), identity in studies.items()}
+    seed, tuned = experiment.seeds[0], {}  # each split tuned on its own TRAIN and VAL, as in a single-process run
+    for (key, split), identity in studies.items():
+        features = stage_of(split, seed).features  # (its own time is the stage's)
+        with context.times.measure("tuning", key):
+            tuned[key, split] = _tune(context, experiment.model(key), split, features, spec, identity, storage)
     jobs_board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]), artifacts)
     by_id = {job.id: job for job in jobs}
     enqueued = jobs_board.publish(list(by_id), manifest)

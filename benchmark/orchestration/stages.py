@@ -88,11 +88,10 @@ class StageBoard(StageClaims):
             elif state.state == "failed" and self._given_up(stage, trials):
                 raise StoreError(f"the encoder stage {stage} failed on {state.worker or 'a worker'}: {state.detail}")
             else:  # running elsewhere, or a dead worker's claim about to be retried
-                if state.worker != waited:  # another claim (a retry): its end may be as near
+                if state.worker != waited:
                     self.say(f"waiting for stage {stage} running on {state.worker or 'a worker that stopped'}")
                     waited = state.worker
-                    backoff.reset()
-                backoff.wait()
+                backoff.wait(state.worker)
 
     def _compute_and_store(self, stage: str, trial) -> float:
         started = time.perf_counter()
