@@ -121,6 +121,27 @@ def test_a_waiting_worker_looks_again_soon_after_a_change_then_once_a_second(boa
     assert said == ["waiting for jobs running on a:1, b:2", "waiting for jobs running on b:2"]
 
 
+def test_a_tuning_trial_starts_only_where_one_process_would_have_its_history():
+    """Trials 0 and 1 see no history and run side by side; trial k waits for 0 .. k-1; the budget holds."""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    tuning = SimpleNamespace(budget=4, side_by_side=2, timeout=None)
+
+    def may_start(*states: TrialState, first_trial: float | None = None) -> bool:
+        return cluster._may_start(tuning, [SimpleNamespace(state=state) for state in states], first_trial)
+
+    running, done, pruned, waiting = TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING
+    assert may_start() and may_start(running)                      # slots 0 and 1: nothing to see yet
+    assert not may_start(running, running) and not may_start(done, running)  # slot 2 waits for 0 and 1
+    assert may_start(done, pruned) and may_start(done, TrialState.FAIL, done)
+    assert not may_start(done, done, done, done)                  # the budget is handed out
+    assert may_start(done, done, done, done, waiting)             # but a dead worker's retried trial runs
+    tuning.timeout = 5.0
+    assert not may_start(done, done, first_trial=cluster.time.monotonic() - 6)
+
+
 def test_files_round_trip_and_storage_errors_are_actionable(tmp_path):
     files = {"samples.npz": np.random.default_rng(0).bytes(CHUNK), "traceback.txt": b"", "a#b.csv": b"x"}
     attrs = encode_files(files)

@@ -3,11 +3,12 @@
 Every worker is an ordinary ``run`` of the same experiment with the same ``--storage``. Nothing here
 schedules: the storage does, through Optuna's own mechanisms.
 
-* Tuning: the workers run trials of one study per model. The budget ``tune.trials`` is the trial numbers
-  ``0 .. trials-1`` that the storage hands out one by one; a trial numbered past it (a worker asked in the
-  same instant as another one took the last slot) is pruned unrun, and ``MaxTrialsCallback`` stops each
-  worker once the budget is handed out. Everyone then waits until the study is settled, so every worker
-  trains its jobs with the same best parameters.
+* Tuning: the workers run the trials of every model's study (``tune_together``). The budget ``tune.trials``
+  is the trial numbers ``0 .. trials-1`` that the storage hands out one by one; a trial numbered past it (a
+  worker asked in the same instant as another one took the last slot) fails unrun. Trial k samples with
+  the seed of its slot once trials 0 .. k-1 are finished, so the winners are those of one process; a
+  worker that would wait runs another study's trial. Everyone then waits until every study is settled, so
+  every worker trains its jobs with the same best parameters.
 * Jobs: one study ``<experiment>/jobs/<plan>`` holds one trial per job (user attr ``job``), enqueued
   WAITING. ``study.optimize`` takes a WAITING trial atomically (``ask``), so a job is claimed by one
   worker; the claim records ``worker`` = host:pid; the finished trial holds the result record and the
@@ -129,41 +130,82 @@ def counted_trials(trials: Iterable) -> list:
     return [trial for trial in trials if SKIPPED not in trial.user_attrs and trial.number not in replaced]
 
 
-def optimize_shared(study, objective: Callable, budget: int, startup: int, catch: tuple, timeout: float | None):
-    """Run trials of ``study`` alongside other workers until ``budget`` trials are handed out, then wait
-    until every trial of the study (a dead worker's retried ones included) is finished."""
-    optuna = optuna_module()
-    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+class _OverBudget(Exception):
+    """A trial asked in the same instant as another worker's last one of the budget."""
+
+
+def tune_together(studies: list) -> None:
+    """Run trials of ``studies`` (``tuning.TuningStudy``) alongside the other workers until every one is
+    settled, to the result one process gets from ``tuning.tune_model``.
+
+    Trial k of a study (budget slot k) samples with its slot's seed and starts only once trials 0 .. k-1 are
+    finished, so it sees the history and prunes against the completed trials that it would see in one
+    process. The first ``side_by_side`` trials see none either way, so workers run them side by side. A worker that would wait on one study runs a trial of another, and waits only when no study has a
+    trial it may start. A trial asked past the budget in the same instant as another worker's last one fails
+    unrun: failed trials are invisible to the sampler and the pruner, where a pruned one would count."""
     from optuna.storages import fail_stale_trials
     from optuna.trial import TrialState
 
-    # Unseeded: workers seeded alike would all suggest the same start-up parameters.
-    study.sampler = optuna.samplers.TPESampler(n_startup_trials=startup)
-    me = worker_name()
+    backoff, first_trial = Backoff(), {}
+    while True:
+        unsettled, running = False, set()
+        for tuning in studies:
+            fail_stale_trials(tuning.handle)
+            trials = tuning.handle.get_trials(deepcopy=False)
+            if _may_start(tuning, trials, first_trial.get(tuning.handle.study_name)):
+                first_trial.setdefault(tuning.handle.study_name, time.monotonic())
+                tuning.handle.optimize(_in_slot(tuning), n_trials=1, catch=(*tuning.catch, _OverBudget))
+                backoff.reset()
+                break
+            if not _settled(trials):
+                unsettled = True
+                running |= {(tuning.handle.study_name, t.number) for t in trials if t.state == TrialState.RUNNING}
+        else:
+            if not unsettled:
+                return
+            backoff.wait(frozenset(running))
 
-    def within_budget(trial) -> float:
+
+def _may_start(tuning, trials: list, first_trial: float | None) -> bool:
+    """A dead worker's trial waits for its retry, or the next slot of the budget may start now (within
+    ``tune.timeout`` of this worker's first trial of the study)."""
+    from optuna.trial import TrialState
+
+    if any(trial.state == TrialState.WAITING for trial in trials):
+        return True
+    if len(trials) >= tuning.budget or (tuning.timeout and first_trial is not None
+                                        and time.monotonic() - first_trial > tuning.timeout):
+        return False
+    return len(trials) < tuning.side_by_side or all(trial.state.is_finished() for trial in trials)
+
+
+def _in_slot(tuning) -> Callable:
+    """The study's objective for one claimed trial: refused past the budget, else waiting for the trials
+    before it, then sampling with its slot's seed (a dead worker's trial rerun keeps the slot it had)."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+    from optuna.storages import fail_stale_trials
+
+    study, me = tuning.handle, worker_name()
+
+    def in_slot(trial) -> float:
         _beat_now(trial)
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
-        if trial.number >= budget and Retry.retried_trial_number(frozen) is None:
-            raise _pruned(trial, "over budget: another worker took the last trial")
+        history = Retry.retry_history(frozen)
+        if trial.number >= tuning.budget and not history:
+            trial.set_user_attr(SKIPPED, "over budget: another worker took the last trial")
+            raise _OverBudget(f"trial {trial.number} of a budget of {tuning.budget}")
         trial.set_user_attr(WORKER, me)
-        return objective(trial)
+        backoff = Backoff()
+        while not history:  # asked together with another worker's trial before it: it finishes first
+            fail_stale_trials(study)
+            before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+            if trial.number < tuning.side_by_side or all(t.state.is_finished() for t in before):
+                break
+            backoff.wait(frozenset(t.number for t in before if not t.state.is_finished()))
+        study.sampler = tuning.sampler_for(history[0] if history else trial.number)
+        return tuning.objective(trial)
 
-    within_budget = _marking_errors(within_budget)
-    if len(study.get_trials(deepcopy=False)) < budget:
-        study.optimize(within_budget, timeout=timeout, catch=catch,
-                       callbacks=[optuna.study.MaxTrialsCallback(budget, states=None)])
-    backoff = Backoff()
-    while True:
-        fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        if any(trial.state == TrialState.WAITING for trial in trials):  # a dead worker's trial, retried
-            study.optimize(within_budget, n_trials=1, catch=catch)
-            backoff.reset()
-        elif _settled(trials):
-            return
-        else:
-            backoff.wait(frozenset(trial.number for trial in trials if trial.state == TrialState.RUNNING))
+    return _marking_errors(in_slot)
 
 
 # --------------------------------------------------------------------------- jobs

@@ -36,7 +36,7 @@ from benchmark.orchestration.report_inputs import report_if_changed
 from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
 from benchmark.orchestration.storage import local_storage, storage_url, study_name
 from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
-from benchmark.orchestration.tuning import search_space, tune_model
+from benchmark.orchestration.tuning import TuningResult, open_study, search_space, tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
 from benchmark.training.preflight import preflight
 from registry import Registry
@@ -307,7 +307,7 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
     together, then claim jobs until none is left anywhere, then copy every stored result into this run
     directory for the report. Stage outputs and trained models travel through the artifact store."""
     from benchmark.orchestration.artifacts import open_artifacts
-    from benchmark.orchestration.cluster import JobBoard, jobs_study_name
+    from benchmark.orchestration.cluster import JobBoard, jobs_study_name, tune_together
     from benchmark.orchestration.stages import StageBoard, stages_study_name
     from benchmark.orchestration.storage import open_storage
 
@@ -335,11 +335,20 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
             compute(named[split, seed])
         return loaded[split, seed]
 
-    seed, tuned = experiment.seeds[0], {}  # each split tuned on its own TRAIN and VAL, as in a single-process run
+    seed, tunings = experiment.seeds[0], {}  # each split tuned on its own TRAIN and VAL, as in a single process
     for (key, split), identity in studies.items():
         features = stage_of(split, seed).features  # (its own time is the stage's)
-        with context.times.measure("tuning", key):
-            tuned[key, split] = _tune(context, experiment.model(key), split, features, spec, identity, storage)
+        tunings[key, split] = open_study(**_tuning_inputs(context, experiment.model(key), split, features, identity,
+                                                          storage))
+        say(f"tuning {key} on {split}: {experiment.tune.trials} trials, shared through study "
+            f"{tunings[key, split].handle.study_name!r}")
+    started = time.perf_counter()
+    tune_together(list(tunings.values()))
+    if tunings:
+        context.times.add("tuning", time.perf_counter() - started, "all studies together")
+    tuned = {(key, split): _keep_winner(context, experiment.model(key), split, studies[key, split], tuning.result(),
+                                        time.perf_counter() - started)
+             for (key, split), tuning in tunings.items()}
     jobs_board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]), artifacts)
     by_id = {job.id: job for job in jobs}
     enqueued = jobs_board.publish(list(by_id), manifest)
@@ -511,27 +520,38 @@ def _stored_tuning(context: RunContext, model: ModelConfig, split: str,
 
 
 def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[str, FeatureSet], storage: str,
-          identity: dict[str, Any], shared=None) -> dict[str, Any]:
-    """Tune on VAL of ``split`` at the first seed; the winner is stored, and every seed of that split trains
-    with it. ``identity``: what the study depends on (see ``study_identity``); ``shared``: the Optuna storage
-    of a run with many workers, who then tune the study together."""
-    experiment, run = context.experiment, context.run
-    url = shared or local_storage(storage_url(storage or experiment.tune.storage, run.root))
+          identity: dict[str, Any]) -> dict[str, Any]:
+    """Tune on VAL of ``split`` at the first seed, in this process; the winner is stored, and every seed of
+    that split trains with it. ``identity``: what the study depends on (see ``study_identity``)."""
+    url = local_storage(storage_url(storage or context.experiment.tune.storage, context.run.root))
+    context.say(f"tuning {model.key} on {split}: {context.experiment.tune.trials} trials")
+    started = time.perf_counter()
+    result = tune_model(**_tuning_inputs(context, model, split, features, identity, url), quiet=context.quiet)
+    return _keep_winner(context, model, split, identity, result, time.perf_counter() - started)
+
+
+def _tuning_inputs(context: RunContext, model: ModelConfig, split: str, features: dict[str, FeatureSet],
+                   identity: dict[str, Any], storage: Any) -> dict[str, Any]:
+    """What ``tune_model`` and ``open_study`` take to tune ``model`` on ``split``: its data and settings, the
+    study named by its identity in ``storage``, and the ``on_trial_end`` hook."""
+    experiment = context.experiment
     tuned = Job(model, experiment.seeds[0], split, digest(identity))  # what on_trial_end receives as ``job``
 
     def on_trial(number: int, value: float | None) -> None:
         context.registry.hook.on_trial_end(run=context.info, job=tuned, trial=number, value=value)
 
-    context.say(f"tuning {model.key} on {split}: {experiment.tune.trials} trials")
-    started = time.perf_counter()
-    result = tune_model(context.registry, model, features["train"], features["val"], experiment.train, experiment.tune,
-                        storage=url, study=_study_name(experiment, model, digest(identity)),
-                        seed=experiment.seeds[0], samples=experiment.evaluate.samples,
-                        point=experiment.evaluate.point, quiet=context.quiet, on_trial=on_trial,
-                        shared=shared is not None)
-    context.say(f"tuned {model.key} on {split}: {experiment.tune.metric} {result.value:.3f} on VAL after "
-                f"{result.finished_trials} trials in {time.perf_counter() - started:.1f} s, {result.params}")
-    atomic_write_json(_tuning_path(run, model, split),
+    return {"registry": context.registry, "model": model, "train": features["train"], "val": features["val"],
+            "train_settings": experiment.train, "tune_settings": experiment.tune, "storage": storage,
+            "study": _study_name(experiment, model, digest(identity)), "seed": experiment.seeds[0],
+            "samples": experiment.evaluate.samples, "point": experiment.evaluate.point, "on_trial": on_trial}
+
+
+def _keep_winner(context: RunContext, model: ModelConfig, split: str, identity: dict[str, Any], result: TuningResult,
+                 seconds: float) -> dict[str, Any]:
+    """Say and store the winner of ``model``'s study on ``split``; its parameters."""
+    context.say(f"tuned {model.key} on {split}: {context.experiment.tune.metric} {result.value:.3f} on VAL after "
+                f"{result.finished_trials} trials in {seconds:.1f} s, {result.params}")
+    atomic_write_json(_tuning_path(context.run, model, split),
                       {"params": result.params, "value": result.value, "trials": result.finished_trials,
                        "study": result.study, "split": split, "identity": digest(identity), "parts": identity})
     return result.params

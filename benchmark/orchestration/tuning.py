@@ -25,6 +25,7 @@ from registry.records import ComponentRecord, Param, param_from_spec
 
 INTERRUPTED = "interrupted"  # trial user attr: stopped by Ctrl-C or a kill, not by its parameters
 RETRY_OF = "retry_of"        # trial user attr: the number of the interrupted trial whose parameters it reruns
+PRUNER_STARTUP = 2           # MedianPruner prunes a trial only once this many trials completed
 
 
 def search_space(registry, model: ModelConfig) -> dict[str, Param]:
@@ -66,29 +67,64 @@ class TuningResult:
         return split_params(self.params)
 
 
-def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet, train_settings: TrainConfig,
-               tune_settings: TuneConfig, *, storage: Any, study: str, seed: int = 0, samples: int = 40,
-               point: str = "mean", quiet: bool = False,
-               on_trial: Callable[[int, float | None], None] | None = None, shared: bool = False) -> TuningResult:
-    """Tune ``model`` on ``val`` for the trials of ``tune_settings.trials`` not yet finished in ``study``.
+@dataclass
+class TuningStudy:
+    """One model's study, ready for trials: the Optuna study, the objective of one trial and the budget.
 
-    Each trial builds the model with the suggested parameters, trains it on ``train`` with early
-    stopping and pruning on ``val``, draws ``samples`` per validation item and scores the metric named
-    by ``tune_settings.metric``. A trial whose head produces NaN is recorded as failed and uses its
-    slot of the budget. ``on_trial(number, value)`` follows each trial this process runs (value None
-    when it was pruned or failed).
-    ``storage`` is a URL or an Optuna storage; ``shared`` means other workers tune the same study at the
-    same time (see ``benchmark.orchestration.cluster``): the budget is then shared, and unseeded sampling keeps the
-    workers from suggesting alike.
-    """
+    The trial in budget slot k (the k-th trial handed out; a rerun of an interrupted trial takes its slot)
+    samples with ``sampler_for(k)``, seeded by ``seed + k``: whichever process runs it, and after whatever
+    interruption, it suggests what an undisturbed single process would."""
+
+    model: str                           # its key, for messages
+    handle: Any                          # the optuna.Study
+    objective: Callable[[Any], float]    # one trial: train on TRAIN, score on VAL
+    budget: int                          # tune.trials
+    startup: int                         # trials TPE samples at random before modelling the finished ones
+    seed: int
+    timeout: float | None
+    catch: tuple = (HeadError,)          # a head that produced NaN fails its trial, not the run
+    # The first trials see no history in any order: nothing is pruned before PRUNER_STARTUP trials completed,
+    # and TPE samples at random before ``startup`` (at least as many) finished. Workers run them side by side.
+    side_by_side: int = PRUNER_STARTUP
+
+    def sampler_for(self, slot: int):
+        import optuna
+
+        return optuna.samplers.TPESampler(seed=self.seed + slot, n_startup_trials=self.startup)
+
+    def counted(self) -> list:
+        """The finished trials that used the budget (not those interrupted: their reruns count in their place)."""
+        import optuna
+
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+        return _counted(self.handle.get_trials(deepcopy=False, states=states))
+
+    def result(self) -> TuningResult:
+        import optuna
+
+        completed = self.handle.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not completed:
+            raise BenchmarkError(f"tuning {self.model!r} (study {self.handle.study_name!r}) finished no trial: all "
+                                 "were pruned or failed. Check the search space and train.lr, or raise tune.trials.")
+        best = self.handle.best_trial
+        return TuningResult(dict(best.params), float(best.value), len(self.counted()), self.handle.study_name)
+
+
+def open_study(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet, train_settings: TrainConfig,
+               tune_settings: TuneConfig, *, storage: Any, study: str, seed: int = 0, samples: int = 40,
+               point: str = "mean", on_trial: Callable[[int, float | None], None] | None = None) -> TuningStudy:
+    """The study ``study`` in ``storage`` (a URL or an Optuna storage), created or resumed, for tuning
+    ``model`` on ``val``. Each trial builds the model with the suggested parameters, trains it on ``train``
+    with early stopping and pruning on ``val``, draws ``samples`` per validation item and scores the metric
+    named by ``tune_settings.metric``. A trial whose head produces NaN is recorded as failed and uses its
+    slot of the budget. ``on_trial(number, value)`` follows each trial this process runs (value None when
+    it was pruned or failed)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric = resolve_metric(registry, tune_settings.metric)
     space = search_space(registry, model)
     score = _objective_score(metric)
-    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                       optuna.trial.TrialState.FAIL)
 
     def objective(trial) -> float:
         params = split_params({key: param.suggest(trial, key) for key, param in space.items()})
@@ -116,43 +152,43 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
 
     direction = "maximize" if metric.metadata.get("direction") == "max" else "minimize"
     handle = optuna.create_study(study_name=study, storage=storage, direction=direction,
-                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=2),
                                  load_if_exists=True)
-    startup = max(2, tune_settings.trials // 3)
+    return TuningStudy(model.key, handle, reported, tune_settings.trials, max(PRUNER_STARTUP, tune_settings.trials // 3), seed,
+                       tune_settings.timeout or None)
+
+
+def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet, train_settings: TrainConfig,
+               tune_settings: TuneConfig, *, storage: Any, study: str, seed: int = 0, samples: int = 40,
+               point: str = "mean", quiet: bool = False,
+               on_trial: Callable[[int, float | None], None] | None = None) -> TuningResult:
+    """Tune ``model`` on ``val`` in this process for the trials of ``tune_settings.trials`` not yet finished
+    in ``study`` (see ``open_study``), one after another. Workers sharing a storage tune their studies
+    together instead (``benchmark.orchestration.cluster.tune_together``), to the same result."""
+    tuning = open_study(registry, model, train, val, train_settings, tune_settings, storage=storage, study=study,
+                        seed=seed, samples=samples, point=point, on_trial=on_trial)
+    handle = tuning.handle
+    _requeue_interrupted(handle)  # a run directory's own study: nobody else runs in it, so RUNNING is dead
 
     def reseed() -> int:
-        # The trial after k finished ones always samples with seed + k, whether or not the study was
-        # interrupted (an interrupted trial does not count: its parameters run again in its place), so a
-        # resumed study suggests exactly what the undisturbed one would have.
-        finished = len(_counted(handle.get_trials(deepcopy=False, states=finished_states)))
-        handle.sampler = optuna.samplers.TPESampler(seed=seed + finished, n_startup_trials=startup)
+        # The trial after k finished ones samples for slot k (an interrupted trial does not count: its
+        # parameters run again in its place), so a resumed study suggests what the undisturbed one would.
+        finished = len(tuning.counted())
+        handle.sampler = tuning.sampler_for(finished)
         return finished
 
-    if not shared:  # a run directory's own study: nobody else runs in it (the run lock), so RUNNING is dead
-        _requeue_interrupted(handle)
     done = reseed()
-    remaining = max(tune_settings.trials - done, 0)
-    if shared:
-        from benchmark.orchestration.cluster import optimize_shared
-
-        optimize_shared(handle, reported, tune_settings.trials, startup, catch=(HeadError,),
-                        timeout=tune_settings.timeout or None)
-    elif remaining:
-        with progress_bar(total=tune_settings.trials, initial=done, quiet=quiet, desc=f"tune {model.key}",
+    remaining = max(tuning.budget - done, 0)
+    if remaining:
+        with progress_bar(total=tuning.budget, initial=done, quiet=quiet, desc=f"tune {model.key}",
                           unit="trial", leave=False) as progress:
             def after_trial(_study, _trial) -> None:
                 reseed()
                 progress.update()
 
-            handle.optimize(reported, n_trials=remaining, timeout=tune_settings.timeout or None,
-                            catch=(HeadError,), callbacks=[after_trial])
-    completed = handle.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not completed:
-        raise BenchmarkError(f"tuning {model.key!r} (study {study!r}) finished no trial: all were pruned or "
-                             "failed. Check the search space and train.lr, or raise tune.trials.")
-    best = handle.best_trial
-    return TuningResult(dict(best.params), float(best.value),
-                        len(_counted(handle.get_trials(deepcopy=False, states=finished_states))), study)
+            handle.optimize(tuning.objective, n_trials=remaining, timeout=tuning.timeout, catch=tuning.catch,
+                            callbacks=[after_trial])
+    return tuning.result()
 
 
 def _counted(trials: list) -> list:
