@@ -346,8 +346,9 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
     tune_together(list(tunings.values()))
     if tunings:
         context.times.add("tuning", time.perf_counter() - started, "all studies together")
+    together = f"{time.perf_counter() - started:.1f} s, all studies together"
     tuned = {(key, split): _keep_winner(context, experiment.model(key), split, studies[key, split], tuning.result(),
-                                        time.perf_counter() - started)
+                                        together)
              for (key, split), tuning in tunings.items()}
     jobs_board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]), artifacts)
     by_id = {job.id: job for job in jobs}
@@ -527,7 +528,7 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
     context.say(f"tuning {model.key} on {split}: {context.experiment.tune.trials} trials")
     started = time.perf_counter()
     result = tune_model(**_tuning_inputs(context, model, split, features, identity, url), quiet=context.quiet)
-    return _keep_winner(context, model, split, identity, result, time.perf_counter() - started)
+    return _keep_winner(context, model, split, identity, result, f"{time.perf_counter() - started:.1f} s")
 
 
 def _tuning_inputs(context: RunContext, model: ModelConfig, split: str, features: dict[str, FeatureSet],
@@ -547,10 +548,10 @@ def _tuning_inputs(context: RunContext, model: ModelConfig, split: str, features
 
 
 def _keep_winner(context: RunContext, model: ModelConfig, split: str, identity: dict[str, Any], result: TuningResult,
-                 seconds: float) -> dict[str, Any]:
+                 took: str) -> dict[str, Any]:
     """Say and store the winner of ``model``'s study on ``split``; its parameters."""
     context.say(f"tuned {model.key} on {split}: {context.experiment.tune.metric} {result.value:.3f} on VAL after "
-                f"{result.finished_trials} trials in {seconds:.1f} s, {result.params}")
+                f"{result.finished_trials} trials in {took}, {result.params}")
     atomic_write_json(_tuning_path(context.run, model, split),
                       {"params": result.params, "value": result.value, "trials": result.finished_trials,
                        "study": result.study, "split": split, "identity": digest(identity), "parts": identity})
