@@ -2,6 +2,7 @@
 themselves are in test_cluster_workers.py)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,36 @@ def test_a_tuning_trial_starts_only_where_one_process_would_have_its_history():
     assert may_start(done, done, done, done, waiting)             # but a dead worker's retried trial runs
     tuning.timeout = 5.0
     assert not may_start(done, done, first_trial=cluster.time.monotonic() - 6)
+
+
+def test_a_trial_past_the_budget_fails_unrun_and_unlogged(tmp_path):
+    """Failed, not pruned: TPE counts pruned trials in its history (and would suggest otherwise than one process)."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
+    study = optuna.create_study(study_name="tuning", storage=storage)
+    ran = []
+    tuning = SimpleNamespace(handle=study, budget=1, side_by_side=2, timeout=None, catch=(),
+                             objective=lambda trial: ran.append(trial.number) or 1.0,
+                             sampler_for=lambda slot: optuna.samplers.RandomSampler(seed=slot))
+    cluster.tune_together([tuning])
+    assert ran == [0]
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage().split(" failed")[0])
+    logging.getLogger("optuna.study._optimize").addHandler(handler)  # after the logger's filters
+    try:  # another worker asked in the same instant: trial 1 is past the budget
+        study.optimize(cluster._in_slot(tuning), n_trials=1, catch=(cluster._OverBudget,))
+        study.optimize(lambda trial: float("nan"), n_trials=1)  # a trial that fails for a reason is logged
+    finally:
+        logging.getLogger("optuna.study._optimize").removeHandler(handler)
+    assert ran == [0]
+    over = study.trials[1]
+    assert over.state == optuna.trial.TrialState.FAIL and over.user_attrs[SKIPPED].startswith("over budget")
+    assert logged == ["Trial 2", "Trial 2"]
+    assert cluster.counted_trials(study.trials) == [study.trials[0], study.trials[2]]
 
 
 def test_files_round_trip_and_storage_errors_are_actionable(tmp_path):

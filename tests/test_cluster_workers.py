@@ -176,7 +176,8 @@ def test_two_workers_compute_each_stage_once_and_match_one_process(setup, kind, 
 
 
 def tuning_trials(storage_spec: str, run: Path) -> list[tuple]:
-    """(model, trial number, parameters, value, worker) of each tuning trial of the run (worker: where shared)."""
+    """(model, trial number, parameters, value, worker) of each tuning trial of the run that used the budget
+    (worker: where shared; a trial asked past the budget in a race with the last one fails unrun)."""
     import optuna
 
     names = read_json(RunDir(run).manifest)["identity"]["tuning studies"]
@@ -184,7 +185,7 @@ def tuning_trials(storage_spec: str, run: Path) -> list[tuple]:
     return sorted((model, trial.number, json.dumps(trial.params, sort_keys=True), trial.value,
                    trial.user_attrs.get("worker", ""))
                   for model, splits in names.items()
-                  for trial in optuna.load_study(study_name=splits["fold0"], storage=storage).get_trials())
+                  for trial in counted_trials(optuna.load_study(study_name=splits["fold0"], storage=storage).get_trials()))
 
 
 def claims_of(storage, study: str, attr: str) -> list:

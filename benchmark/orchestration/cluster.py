@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import time
 import zlib
 from dataclasses import dataclass
@@ -134,6 +135,23 @@ class _OverBudget(Exception):
     """A trial asked in the same instant as another worker's last one of the budget."""
 
 
+class _UnloggedOverBudget(logging.Filter):
+    """Optuna logs a failed trial in two lines, its error with a traceback, then its value. A trial past the
+    budget fails on purpose, in a race that is routine when workers finish a study together: both go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = ""  # the first line dropped: the next one, of the same trial, goes too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message, dropped = record.getMessage(), self.dropped
+        self.dropped = ""
+        if record.exc_info and isinstance(record.exc_info[1], _OverBudget):
+            self.dropped = message.split(" failed", 1)[0]  # "Trial 7"
+            return False
+        return not (dropped and message.startswith(f"{dropped} failed with value"))
+
+
 def tune_together(studies: list) -> None:
     """Run trials of ``studies`` (``tuning.TuningStudy``) alongside the other workers until every one is
     settled, to the result one process gets from ``tuning.tune_model``.
@@ -146,6 +164,9 @@ def tune_together(studies: list) -> None:
     from optuna.storages import fail_stale_trials
     from optuna.trial import TrialState
 
+    unlogged = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(existing, _UnloggedOverBudget) for existing in unlogged.filters):
+        unlogged.addFilter(_UnloggedOverBudget())
     backoff, first_trial = Backoff(), {}
     while True:
         unsettled, running = False, set()
