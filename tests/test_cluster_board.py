@@ -123,54 +123,80 @@ def test_a_waiting_worker_looks_again_soon_after_a_change_then_once_a_second(boa
 
 
 def test_a_tuning_trial_starts_only_where_one_process_would_have_its_history():
-    """Trials 0 and 1 see no history and run side by side; trial k waits for 0 .. k-1; the budget holds."""
+    """Trials 0 and 1 see no history and run side by side; trial k waits for 0 .. k-1; the budget holds, a
+    dead worker's trial and its retry taking one slot of it."""
     from types import SimpleNamespace
 
     from optuna.trial import TrialState
 
     tuning = SimpleNamespace(budget=4, side_by_side=2, timeout=None)
 
-    def may_start(*states: TrialState, first_trial: float | None = None) -> bool:
-        return cluster._may_start(tuning, [SimpleNamespace(state=state) for state in states], first_trial)
+    def may_start(*states, first_trial: float | None = None) -> bool:
+        trials = []
+        for number, state in enumerate(states):
+            retry_of = state[1] if isinstance(state, tuple) else None  # (state, the number it reruns)
+            trials.append(SimpleNamespace(number=number, state=state[0] if retry_of is not None else state,
+                                          user_attrs={}, system_attrs={"retry_history": [retry_of]} if retry_of
+                                          is not None else {}))
+        return cluster._may_start(tuning, trials, first_trial)
 
-    running, done, pruned, waiting = TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING
+    running, done, pruned, failed = TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
     assert may_start() and may_start(running)                      # slots 0 and 1: nothing to see yet
     assert not may_start(running, running) and not may_start(done, running)  # slot 2 waits for 0 and 1
-    assert may_start(done, pruned) and may_start(done, TrialState.FAIL, done)
+    assert may_start(done, pruned) and may_start(done, failed, done)
     assert not may_start(done, done, done, done)                  # the budget is handed out
-    assert may_start(done, done, done, done, waiting)             # but a dead worker's retried trial runs
+    assert may_start(done, done, done, done, TrialState.WAITING)  # but a dead worker's retried trial runs
+    assert may_start(done, failed, done, (done, 1))               # trial 1 died, 3 reran it: slot 3 is free
+    assert not may_start(done, failed, done, (running, 1))        # ... once its rerun has finished
     tuning.timeout = 5.0
     assert not may_start(done, done, first_trial=cluster.time.monotonic() - 6)
 
 
-def test_a_trial_past_the_budget_fails_unrun_and_unlogged(tmp_path):
-    """Failed, not pruned: TPE counts pruned trials in its history (and would suggest otherwise than one process)."""
+def test_tuning_ends_past_the_budget_and_after_a_non_finite_value(tmp_path, monkeypatch):
+    """A trial asked past the budget (another worker asked in the same instant) fails unrun and unlogged:
+    failed, not pruned, as TPE counts pruned trials in its history. A trial whose value is NaN fails with its
+    reason, so that workers do not wait for a retry that never comes."""
     from types import SimpleNamespace
 
     import optuna
 
     storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
-    study = optuna.create_study(study_name="tuning", storage=storage)
-    ran = []
-    tuning = SimpleNamespace(handle=study, budget=1, side_by_side=2, timeout=None, catch=(),
-                             objective=lambda trial: ran.append(trial.number) or 1.0,
-                             sampler_for=lambda slot: optuna.samplers.RandomSampler(seed=slot))
-    cluster.tune_together([tuning])
-    assert ran == [0]
+    values = {"tuning": 1.0, "nan": float("nan")}
+    studies, ran = [], []
+    for name, value in values.items():
+        studies.append(SimpleNamespace(handle=optuna.create_study(study_name=name, storage=storage), budget=1,
+                                       side_by_side=2, timeout=None, catch=(),
+                                       objective=lambda trial, value=value: ran.append(trial.number) or value,
+                                       sampler_for=lambda slot: optuna.samplers.RandomSampler(seed=slot)))
+    real, raced = cluster._may_start, []
+
+    def racing(tuning, trials, first_trial):  # once, the check passes after the last slot was taken
+        if tuning.handle.study_name == "tuning" and len(trials) == 1 and not raced:
+            raced.append(True)
+            return True
+        return real(tuning, trials, first_trial)
+
+    def wait(self, waiting_on=None):
+        pytest.fail(f"the workers would wait forever on {waiting_on}")
+
+    monkeypatch.setattr(cluster, "_may_start", racing)
+    monkeypatch.setattr(cluster.Backoff, "wait", wait)
     logged = []
     handler = logging.Handler()
     handler.emit = lambda record: logged.append(record.getMessage().split(" failed")[0])
     logging.getLogger("optuna.study._optimize").addHandler(handler)  # after the logger's filters
-    try:  # another worker asked in the same instant: trial 1 is past the budget
-        study.optimize(cluster._in_slot(tuning), n_trials=1, catch=(cluster._OverBudget,))
-        study.optimize(lambda trial: float("nan"), n_trials=1)  # a trial that fails for a reason is logged
+    try:
+        cluster.tune_together(studies)
+        studies[0].handle.optimize(lambda trial: float("nan"), n_trials=1)  # a failure outside: logged
     finally:
         logging.getLogger("optuna.study._optimize").removeHandler(handler)
-    assert ran == [0]
-    over = study.trials[1]
+    assert raced and ran == [0, 0]
+    first, over, outside = studies[0].handle.trials
     assert over.state == optuna.trial.TrialState.FAIL and over.user_attrs[SKIPPED].startswith("over budget")
-    assert logged == ["Trial 2", "Trial 2"]
-    assert cluster.counted_trials(study.trials) == [study.trials[0], study.trials[2]]
+    assert cluster.counted_trials([first, over]) == [first]
+    nan = studies[1].handle.trials[0]
+    assert nan.state == optuna.trial.TrialState.FAIL and nan.user_attrs[cluster.ERROR] == "the objective's value is nan"
+    assert logged == ["Trial 0", "Trial 0", "Trial 2", "Trial 2"]  # the NaN trial's two lines, then the outside one's
 
 
 def test_files_round_trip_and_storage_errors_are_actionable(tmp_path):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import time
 import zlib
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ WORKER = "worker"            # user attr: host:pid of the worker that claimed th
 RESULT = "result"            # user attr: the job's result.json record
 FILE = "file:"               # user attr prefix: a job file, zlib-compressed, base64, in numbered chunks
 CHUNK = 60_000               # characters per file attr: MySQL's TEXT column holds 64 KiB
-SKIPPED = "skipped"          # user attr: why a claim was pruned unrun (duplicate, empty, over budget)
+SKIPPED = "skipped"          # user attr: why a claim ended unrun (a duplicate or empty claim, a trial over budget)
 ERROR = "error"              # user attr: the exception that failed a trial (a dead worker's trial has none)
 MANIFEST = "manifest"        # study user attr of the jobs study: the run's manifest.json
 MODEL = "model"              # user attr: the artifact record of the job's model.pt
@@ -98,12 +99,15 @@ def _marking_errors(objective: Callable) -> Callable:
 
     def marked(trial):
         try:
-            return objective(trial)
+            value = objective(trial)
         except optuna.TrialPruned:
             raise
-        except Exception as error:
+        except BaseException as error:  # Ctrl-C too: only a dead worker's trial may lack the mark
             trial.set_user_attr(ERROR, f"{type(error).__name__}: {error}")
             raise
+        if not math.isfinite(value):  # Optuna fails the trial without an exception
+            trial.set_user_attr(ERROR, f"the objective's value is {value}")
+        return value
     return marked
 
 
@@ -122,7 +126,7 @@ def _settled(trials: list) -> bool:
 
 # --------------------------------------------------------------------------- tuning
 def counted_trials(trials: Iterable) -> list:
-    """The trials that use the tuning budget: not those pruned unrun, nor a dead worker's trial that a
+    """The trials that use the tuning budget: not those ended unrun, nor a dead worker's trial that a
     retry replaced (the retry counts in its place)."""
     Retry = optuna_module().storages.RetryHeartbeatStaleTrialCallback
 
@@ -156,48 +160,62 @@ def tune_together(studies: list) -> None:
     """Run trials of ``studies`` (``tuning.TuningStudy``) alongside the other workers until every one is
     settled, to the result one process gets from ``tuning.tune_model``.
 
-    Trial k of a study (budget slot k) samples with its slot's seed and starts only once trials 0 .. k-1 are
+    The trial in budget slot k samples with its slot's seed and starts only once the trials before it are
     finished, so it sees the history and prunes against the completed trials that it would see in one
-    process. The first ``side_by_side`` trials see none either way, so workers run them side by side. A worker that would wait on one study runs a trial of another, and waits only when no study has a
-    trial it may start. A trial asked past the budget in the same instant as another worker's last one fails
-    unrun: failed trials are invisible to the sampler and the pruner, where a pruned one would count."""
+    process. The first ``side_by_side`` trials see none either way, so workers run them side by side. A
+    worker that would wait on one study runs a trial of another, and waits only when no study has a trial it
+    may start. A trial asked past the budget in the same instant as another worker's last one fails unrun:
+    failed trials are invisible to the sampler and the pruner, where a pruned one would count."""
     from optuna.storages import fail_stale_trials
     from optuna.trial import TrialState
 
-    unlogged = logging.getLogger("optuna.study._optimize")
-    if not any(isinstance(existing, _UnloggedOverBudget) for existing in unlogged.filters):
-        unlogged.addFilter(_UnloggedOverBudget())
+    unlogged, quiet = logging.getLogger("optuna.study._optimize"), _UnloggedOverBudget()
+    unlogged.addFilter(quiet)
     backoff, first_trial = Backoff(), {}
-    while True:
-        unsettled, running = False, set()
-        for tuning in studies:
-            fail_stale_trials(tuning.handle)
-            trials = tuning.handle.get_trials(deepcopy=False)
-            if _may_start(tuning, trials, first_trial.get(tuning.handle.study_name)):
-                first_trial.setdefault(tuning.handle.study_name, time.monotonic())
-                tuning.handle.optimize(_in_slot(tuning), n_trials=1, catch=(*tuning.catch, _OverBudget))
-                backoff.reset()
-                break
-            if not _settled(trials):
-                unsettled = True
-                running |= {(tuning.handle.study_name, t.number) for t in trials if t.state == TrialState.RUNNING}
-        else:
-            if not unsettled:
-                return
-            backoff.wait(frozenset(running))
+    try:
+        while True:
+            unsettled, running = False, set()
+            for tuning in studies:
+                fail_stale_trials(tuning.handle)
+                trials = tuning.handle.get_trials(deepcopy=False)
+                if _may_start(tuning, trials, first_trial.get(tuning.handle.study_name)):
+                    first_trial.setdefault(tuning.handle.study_name, time.monotonic())
+                    tuning.handle.optimize(_in_slot(tuning), n_trials=1, catch=(*tuning.catch, _OverBudget))
+                    backoff.reset()
+                    break
+                if not _settled(trials):
+                    unsettled = True
+                    running |= {(tuning.handle.study_name, t.number) for t in trials if t.state == TrialState.RUNNING}
+            else:
+                if not unsettled:
+                    return
+                backoff.wait(frozenset(running))
+    finally:
+        unlogged.removeFilter(quiet)
+
+
+def _slot(number: int, trials: list) -> int:
+    """The budget slot of the trial ``number`` (or of the trial a retry reruns): how many trials before it
+    were handed out as new ones. A dead worker's trial and its retries share one slot; trials asked past the
+    budget take none."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+
+    return sum(1 for trial in trials if trial.number < number and not Retry.retry_history(trial)
+               and SKIPPED not in trial.user_attrs)
 
 
 def _may_start(tuning, trials: list, first_trial: float | None) -> bool:
-    """A dead worker's trial waits for its retry, or the next slot of the budget may start now (within
-    ``tune.timeout`` of this worker's first trial of the study)."""
+    """A retry of a dead worker's trial is waiting (it may always run), or the next slot of the budget may
+    start now (within ``tune.timeout`` of this worker's first trial of the study)."""
     from optuna.trial import TrialState
 
     if any(trial.state == TrialState.WAITING for trial in trials):
         return True
-    if len(trials) >= tuning.budget or (tuning.timeout and first_trial is not None
-                                        and time.monotonic() - first_trial > tuning.timeout):
+    handed_out = _slot(len(trials), trials)
+    if handed_out >= tuning.budget or (tuning.timeout and first_trial is not None
+                                       and time.monotonic() - first_trial > tuning.timeout):
         return False
-    return len(trials) < tuning.side_by_side or all(trial.state.is_finished() for trial in trials)
+    return handed_out < tuning.side_by_side or all(trial.state.is_finished() for trial in trials)
 
 
 def _in_slot(tuning) -> Callable:
@@ -210,9 +228,10 @@ def _in_slot(tuning) -> Callable:
 
     def in_slot(trial) -> float:
         _beat_now(trial)
-        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
-        history = Retry.retry_history(frozen)
-        if trial.number >= tuning.budget and not history:
+        trials = study.get_trials(deepcopy=False)
+        history = Retry.retry_history(next(t for t in trials if t.number == trial.number))
+        slot = _slot(history[0] if history else trial.number, trials)
+        if slot >= tuning.budget and not history:
             trial.set_user_attr(SKIPPED, "over budget: another worker took the last trial")
             raise _OverBudget(f"trial {trial.number} of a budget of {tuning.budget}")
         trial.set_user_attr(WORKER, me)
@@ -220,10 +239,10 @@ def _in_slot(tuning) -> Callable:
         while not history:  # asked together with another worker's trial before it: it finishes first
             fail_stale_trials(study)
             before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-            if trial.number < tuning.side_by_side or all(t.state.is_finished() for t in before):
+            if slot < tuning.side_by_side or all(t.state.is_finished() for t in before):
                 break
             backoff.wait(frozenset(t.number for t in before if not t.state.is_finished()))
-        study.sampler = tuning.sampler_for(history[0] if history else trial.number)
+        study.sampler = tuning.sampler_for(slot)
         return tuning.objective(trial)
 
     return _marking_errors(in_slot)

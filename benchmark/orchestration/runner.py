@@ -344,12 +344,13 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
             f"{tunings[key, split].handle.study_name!r}")
     started = time.perf_counter()
     tune_together(list(tunings.values()))
+    seconds = time.perf_counter() - started
     if tunings:
-        context.times.add("tuning", time.perf_counter() - started, "all studies together")
-    together = f"{time.perf_counter() - started:.1f} s, all studies together"
+        context.times.add("tuning", seconds, "all studies together")
     tuned = {(key, split): _keep_winner(context, experiment.model(key), split, studies[key, split], tuning.result(),
-                                        together)
+                                        f"{seconds:.1f} s, all studies together")
              for (key, split), tuning in tunings.items()}
+    tunings.clear()  # their objectives hold each split's features, no longer needed
     jobs_board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]), artifacts)
     by_id = {job.id: job for job in jobs}
     enqueued = jobs_board.publish(list(by_id), manifest)

@@ -93,20 +93,26 @@ class TuningStudy:
         return optuna.samplers.TPESampler(seed=self.seed + slot, n_startup_trials=self.startup)
 
     def counted(self) -> list:
-        """The finished trials that used the budget (not those interrupted: their reruns count in their place)."""
+        """The finished trials that used the budget: not those interrupted (their reruns count in their place)
+        nor, with workers, those ended unrun or a dead worker's trial that a retry replaced."""
         import optuna
 
+        from benchmark.orchestration.cluster import counted_trials
+
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-        return _counted(self.handle.get_trials(deepcopy=False, states=states))
+        return counted_trials(_counted(self.handle.get_trials(deepcopy=False, states=states)))
 
     def result(self) -> TuningResult:
+        """The best completed trial; of equal values the first (a database's own order differs between
+        PostgreSQL and sqlite)."""
         import optuna
 
         completed = self.handle.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if not completed:
             raise BenchmarkError(f"tuning {self.model!r} (study {self.handle.study_name!r}) finished no trial: all "
                                  "were pruned or failed. Check the search space and train.lr, or raise tune.trials.")
-        best = self.handle.best_trial
+        sign = -1.0 if self.handle.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        best = min(completed, key=lambda trial: (sign * trial.value, trial.number))
         return TuningResult(dict(best.params), float(best.value), len(self.counted()), self.handle.study_name)
 
 
@@ -151,11 +157,11 @@ def open_study(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
                 on_trial(trial.number, value if value is not None and math.isfinite(value) else None)
 
     direction = "maximize" if metric.metadata.get("direction") == "max" else "minimize"
-    handle = optuna.create_study(study_name=study, storage=storage, direction=direction,
-                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=2),
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=2)
+    handle = optuna.create_study(study_name=study, storage=storage, direction=direction, pruner=pruner,
                                  load_if_exists=True)
-    return TuningStudy(model.key, handle, reported, tune_settings.trials, max(PRUNER_STARTUP, tune_settings.trials // 3), seed,
-                       tune_settings.timeout or None)
+    startup = max(PRUNER_STARTUP, tune_settings.trials // 3)
+    return TuningStudy(model.key, handle, reported, tune_settings.trials, startup, seed, tune_settings.timeout or None)
 
 
 def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet, train_settings: TrainConfig,
