@@ -182,10 +182,10 @@ def tuning_trials(storage_spec: str, run: Path) -> list[tuple]:
 
     names = read_json(RunDir(run).manifest)["identity"]["tuning studies"]
     storage = open_storage(storage_spec, run)
+    studies = {model: optuna.load_study(study_name=splits["fold0"], storage=storage) for model, splits in names.items()}
     return sorted((model, trial.number, json.dumps(trial.params, sort_keys=True), trial.value,
                    trial.user_attrs.get("worker", ""))
-                  for model, splits in names.items()
-                  for trial in counted_trials(optuna.load_study(study_name=splits["fold0"], storage=storage).get_trials()))
+                  for model, study in studies.items() for trial in counted_trials(study.get_trials()))
 
 
 def claims_of(storage, study: str, attr: str) -> list:

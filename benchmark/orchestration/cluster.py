@@ -4,10 +4,10 @@ Every worker is an ordinary ``run`` of the same experiment with the same ``--sto
 schedules: the storage does, through Optuna's own mechanisms.
 
 * Tuning: the workers run the trials of every model's study (``tune_together``). The budget ``tune.trials``
-  is the trial numbers ``0 .. trials-1`` that the storage hands out one by one; a trial numbered past it (a
-  worker asked in the same instant as another one took the last slot) fails unrun. Trial k samples with
-  the seed of its slot once trials 0 .. k-1 are finished, so the winners are those of one process; a
-  worker that would wait runs another study's trial. Everyone then waits until every study is settled, so
+  is the slots ``0 .. trials-1`` the storage hands out one by one as new trials (a dead worker's retried
+  trial keeps its slot); a trial asked past it (in the same instant as another worker took the last slot)
+  fails unrun. Slot k samples with its own seed once the trials before it are finished, so the winners are
+  those of one process; a worker that would wait runs another study's trial. Everyone then waits until every study is settled, so
   every worker trains its jobs with the same best parameters.
 * Jobs: one study ``<experiment>/jobs/<plan>`` holds one trial per job (user attr ``job``), enqueued
   WAITING. ``study.optimize`` takes a WAITING trial atomically (``ask``), so a job is claimed by one

@@ -100,7 +100,8 @@ class TuningStudy:
         from benchmark.orchestration.cluster import counted_trials
 
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-        return counted_trials(_counted(self.handle.get_trials(deepcopy=False, states=states)))
+        finished = self.handle.get_trials(deepcopy=False, states=states)
+        return counted_trials([trial for trial in finished if not trial.user_attrs.get(INTERRUPTED)])
 
     def result(self) -> TuningResult:
         """The best completed trial; of equal values the first (a database's own order differs between
@@ -195,11 +196,6 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
             handle.optimize(tuning.objective, n_trials=remaining, timeout=tuning.timeout, catch=tuning.catch,
                             callbacks=[after_trial])
     return tuning.result()
-
-
-def _counted(trials: list) -> list:
-    """The trials that used the budget: not those interrupted (their retry counts in their place)."""
-    return [trial for trial in trials if not trial.user_attrs.get(INTERRUPTED)]
 
 
 def _requeue_interrupted(study) -> None:
