@@ -123,33 +123,69 @@ def test_a_waiting_worker_looks_again_soon_after_a_change_then_once_a_second(boa
 
 
 def test_a_tuning_trial_starts_only_where_one_process_would_have_its_history():
-    """Trials 0 and 1 see no history and run side by side; trial k waits for 0 .. k-1; the budget holds, a
-    dead worker's trial and its retry taking one slot of it."""
+    """Trials 0 and 1 see no history and run side by side; trial k waits for 0 .. k-1, a dead worker's trial
+    until its retry has run; the budget holds, a dead worker's trial and its retry taking one slot of it."""
     from types import SimpleNamespace
 
     from optuna.trial import TrialState
 
     tuning = SimpleNamespace(budget=4, side_by_side=2, timeout=None)
+    running, done, pruned = TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED
+    failed, dead = "failed", "dead"  # FAIL with the objective's error, FAIL without (its worker died)
 
     def may_start(*states, first_trial: float | None = None) -> bool:
         trials = []
         for number, state in enumerate(states):
-            retry_of = state[1] if isinstance(state, tuple) else None  # (state, the number it reruns)
-            trials.append(SimpleNamespace(number=number, state=state[0] if retry_of is not None else state,
-                                          user_attrs={}, system_attrs={"retry_history": [retry_of]} if retry_of
-                                          is not None else {}))
+            state, retry_of = state if isinstance(state, tuple) else (state, None)  # (state, the number it reruns)
+            trials.append(SimpleNamespace(
+                number=number, state=TrialState.FAIL if state in (failed, dead) else state,
+                user_attrs={cluster.ERROR: "ValueError"} if state == failed else {},
+                system_attrs={"retry_history": [retry_of]} if retry_of is not None else {}))
         return cluster._may_start(tuning, trials, first_trial)
 
-    running, done, pruned, failed = TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
     assert may_start() and may_start(running)                      # slots 0 and 1: nothing to see yet
     assert not may_start(running, running) and not may_start(done, running)  # slot 2 waits for 0 and 1
     assert may_start(done, pruned) and may_start(done, failed, done)
-    assert not may_start(done, done, done, done)                  # the budget is handed out
-    assert may_start(done, done, done, done, TrialState.WAITING)  # but a dead worker's retried trial runs
-    assert may_start(done, failed, done, (done, 1))               # trial 1 died, 3 reran it: slot 3 is free
-    assert not may_start(done, failed, done, (running, 1))        # ... once its rerun has finished
+    assert not may_start(done, dead, done)                         # trial 1's retry is due: it goes first
+    assert not may_start(done, done, done, done)                   # the budget is handed out
+    assert may_start(done, done, done, done, TrialState.WAITING)   # but a dead worker's retried trial runs
+    assert may_start(done, dead, done, (done, 1))                  # trial 1 died, 3 reran it: slot 3 is free
+    assert not may_start(done, dead, done, (running, 1))           # ... once its rerun has finished
     tuning.timeout = 5.0
     assert not may_start(done, done, first_trial=cluster.time.monotonic() - 6)
+
+
+def test_a_trial_asked_while_an_earlier_one_ran_waits_for_that_ones_retry(tmp_path, monkeypatch):
+    """Trial 3 is asked while trial 2 runs; 2's worker dies and its retry becomes trial 4. Trial 3 has a lower
+    number than that retry, yet it must wait for it: in one process slot 3 sees slot 2's result."""
+    from types import SimpleNamespace
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
+    study = optuna.create_study(study_name="tuning", storage=storage)
+    for value in (3.0, 2.0):
+        study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), value)
+    dying, asked = study.ask(), study.ask()
+    storage.set_trial_state_values(dying._trial_id, TrialState.FAIL)  # what fail_stale_trials does ...
+    RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[dying.number])  # ... then its callback
+    seen, waited_on = [], []
+
+    def rerun(self, waiting_on=None):  # another worker takes the retry and finishes it
+        waited_on.append(waiting_on)
+        retry = study.ask()
+        assert retry.number == 4 and study.trials[4].system_attrs["failed_trial"] == dying.number
+        study.tell(retry, 1.0)
+
+    monkeypatch.setattr(cluster.Backoff, "wait", rerun)
+    tuning = SimpleNamespace(handle=study, budget=4, side_by_side=2, sampler_for=optuna.samplers.RandomSampler,
+                             objective=lambda trial: seen.append(
+                                 [(t.number, t.state) for t in study.get_trials(deepcopy=False)]) or 0.5)
+    assert cluster._in_slot(tuning)(asked) == 0.5
+    assert waited_on == [frozenset({4})]
+    assert (4, TrialState.COMPLETE) in seen[0]  # slot 2's rerun had finished when slot 3 began
 
 
 def test_tuning_ends_past_the_budget_and_after_a_non_finite_value(tmp_path, monkeypatch):

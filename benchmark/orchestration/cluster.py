@@ -6,9 +6,10 @@ schedules: the storage does, through Optuna's own mechanisms.
 * Tuning: the workers run the trials of every model's study (``tune_together``). The budget ``tune.trials``
   is the slots ``0 .. trials-1`` the storage hands out one by one as new trials (a dead worker's retried
   trial keeps its slot); a trial asked past it (in the same instant as another worker took the last slot)
-  fails unrun. Slot k samples with its own seed once the trials before it are finished, so the winners are
-  those of one process; a worker that would wait runs another study's trial. Everyone then waits until every study is settled, so
-  every worker trains its jobs with the same best parameters.
+  fails unrun. Slot k samples with its own seed once the trials of the slots before it are finished (a dead
+  worker's once its retry has run), so the winners are those of one process; a worker that would wait runs
+  another study's trial. Everyone then waits until every study is settled, so every worker trains its jobs
+  with the same best parameters.
 * Jobs: one study ``<experiment>/jobs/<plan>`` holds one trial per job (user attr ``job``), enqueued
   WAITING. ``study.optimize`` takes a WAITING trial atomically (``ask``), so a job is claimed by one
   worker; the claim records ``worker`` = host:pid; the finished trial holds the result record and the
@@ -111,17 +112,20 @@ def _marking_errors(objective: Callable) -> Callable:
     return marked
 
 
-def _settled(trials: list) -> bool:
-    """Nothing waiting or running, and no dead worker's trial still due for its retry: Optuna fails a
-    stale trial first and enqueues its copy just after, and a worker looking in between must not stop."""
+def _open(trials: list) -> list:
+    """The trials not yet settled: waiting, running, or a dead worker's trial still due for its retry (Optuna
+    fails a stale trial first and enqueues its copy just after; a worker looking in between must see it open)."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
     from optuna.trial import TrialState
 
-    if any(trial.state in (TrialState.WAITING, TrialState.RUNNING) for trial in trials):
-        return False
     replaced = {number for trial in trials for number in Retry.retry_history(trial)}
-    return not any(trial.state == TrialState.FAIL and ERROR not in trial.user_attrs and trial.number not in replaced
-                   and len(Retry.retry_history(trial)) < MAX_RETRY for trial in trials)
+    return [trial for trial in trials if trial.state in (TrialState.WAITING, TrialState.RUNNING)
+            or (trial.state == TrialState.FAIL and ERROR not in trial.user_attrs and SKIPPED not in trial.user_attrs
+                and trial.number not in replaced and len(Retry.retry_history(trial)) < MAX_RETRY)]
+
+
+def _settled(trials: list) -> bool:
+    return not _open(trials)
 
 
 # --------------------------------------------------------------------------- tuning
@@ -194,28 +198,38 @@ def tune_together(studies: list) -> None:
         unlogged.removeFilter(quiet)
 
 
-def _slot(number: int, trials: list) -> int:
-    """The budget slot of the trial ``number`` (or of the trial a retry reruns): how many trials before it
-    were handed out as new ones. A dead worker's trial and its retries share one slot; trials asked past the
+def _slot(trial, trials: list) -> int:
+    """The budget slot of ``trial``: how many trials before it (before the trial it reruns, for a retry) were
+    handed out as new ones. A dead worker's trial and its retries share one slot; trials asked past the
     budget take none."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 
-    return sum(1 for trial in trials if trial.number < number and not Retry.retry_history(trial)
-               and SKIPPED not in trial.user_attrs)
+    history = Retry.retry_history(trial)
+    number = history[0] if history else trial.number
+    return sum(1 for other in trials if other.number < number and not Retry.retry_history(other)
+               and SKIPPED not in other.user_attrs)
+
+
+def _open_before(slot: int, trials: list) -> list:
+    """The trials of slots before ``slot`` that are not settled. A retry has a later number than the trials
+    asked while its slot's first attempt ran, yet those must wait for it as they would for that attempt."""
+    return [trial for trial in _open(trials) if _slot(trial, trials) < slot]
 
 
 def _may_start(tuning, trials: list, first_trial: float | None) -> bool:
     """A retry of a dead worker's trial is waiting (it may always run), or the next slot of the budget may
-    start now (within ``tune.timeout`` of this worker's first trial of the study)."""
+    start now (within ``tune.timeout`` of this worker's first trial of the study): every trial before it
+    settled, a dead worker's trial only once its retry has run."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
     from optuna.trial import TrialState
 
     if any(trial.state == TrialState.WAITING for trial in trials):
         return True
-    handed_out = _slot(len(trials), trials)
+    handed_out = sum(1 for trial in trials if not Retry.retry_history(trial) and SKIPPED not in trial.user_attrs)
     if handed_out >= tuning.budget or (tuning.timeout and first_trial is not None
                                        and time.monotonic() - first_trial > tuning.timeout):
         return False
-    return handed_out < tuning.side_by_side or all(trial.state.is_finished() for trial in trials)
+    return handed_out < tuning.side_by_side or not _open(trials)
 
 
 def _in_slot(tuning) -> Callable:
@@ -229,19 +243,21 @@ def _in_slot(tuning) -> Callable:
     def in_slot(trial) -> float:
         _beat_now(trial)
         trials = study.get_trials(deepcopy=False)
-        history = Retry.retry_history(next(t for t in trials if t.number == trial.number))
-        slot = _slot(history[0] if history else trial.number, trials)
-        if slot >= tuning.budget and not history:
+        frozen = next(t for t in trials if t.number == trial.number)
+        retry, slot = bool(Retry.retry_history(frozen)), _slot(frozen, trials)
+        if slot >= tuning.budget and not retry:
             trial.set_user_attr(SKIPPED, "over budget: another worker took the last trial")
             raise _OverBudget(f"trial {trial.number} of a budget of {tuning.budget}")
         trial.set_user_attr(WORKER, me)
         backoff = Backoff()
-        while not history:  # asked together with another worker's trial before it: it finishes first
+        # Asked together with another worker's trial of an earlier slot (or its retry): that one finishes
+        # first. A retry reruns a trial that had already waited for its own.
+        while not retry and slot >= tuning.side_by_side:
             fail_stale_trials(study)
-            before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-            if slot < tuning.side_by_side or all(t.state.is_finished() for t in before):
+            before = _open_before(slot, study.get_trials(deepcopy=False))
+            if not before:
                 break
-            backoff.wait(frozenset(t.number for t in before if not t.state.is_finished()))
+            backoff.wait(frozenset(t.number for t in before))
         study.sampler = tuning.sampler_for(slot)
         return tuning.objective(trial)
 
