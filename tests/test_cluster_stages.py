@@ -1,6 +1,7 @@
-"""Encoder stages shared through the storage and the artifact store, in one process: claimed once, fetched
-byte for byte by another worker, refused when changed in the store or named to escape the run directory
-(the worker processes themselves are in test_cluster_workers.py)."""
+"""Encoder stages shared through the storage and the artifact store (a run's own folder, a named folder, an
+S3 bucket served by moto), in one process: claimed once, fetched byte for byte by another worker, refused when
+changed in the store or named to escape the run directory (the worker processes themselves are in
+test_cluster_workers.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -110,6 +111,43 @@ def test_workers_given_one_artifact_folder_share_it(tmp_path):
     assert {record["store"] for record in files.values()} == {str(shared)}
     assert second.board.fetch(STAGES[1]) and second.files(STAGES[1]) == first.files(STAGES[1])
     assert not (first.run.root / "artifacts").exists()
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch):
+    """An S3-compatible bucket served in this process by moto (no network): boto3 reads its keys and
+    region from the environment, as it would for MinIO or AWS."""
+    import boto3
+    import moto
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with moto.mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="lvef-bench")
+        yield client
+
+
+def test_workers_given_one_s3_prefix_share_it_and_refuse_a_changed_object(tmp_path, s3_bucket):
+    spec = "s3://lvef-bench/pediatric/"
+    first, second = Worker(tmp_path, "w0", spec), Worker(tmp_path, "w1", spec)
+    first.board.enqueue_missing(STAGES)
+    first.board.compute_waiting()
+    files = stored_files(first, STAGES[1])
+    assert {record["store"] for record in files.values()} == {spec}
+    objects = {item["Key"] for item in s3_bucket.list_objects_v2(Bucket="lvef-bench")["Contents"]}
+    assert objects == {f"pediatric/{record['artifact']}" for stage in STAGES
+                       for record in stored_files(first, stage).values()}  # under the prefix, nothing else
+    assert second.board.fetch(STAGES[1]) and second.files(STAGES[1]) == first.files(STAGES[1])
+    assert not (first.run.root / "artifacts").exists() and not (second.run.root / "artifacts").exists()
+
+    record = stored_files(first, STAGES[0])[f"encoders/{STAGES[0]}.pt"]
+    s3_bucket.put_object(Bucket="lvef-bench", Key=f"pediatric/{record['artifact']}", Body=b"weights of someone else")
+    assert not second.board.fetch(STAGES[0])
+    assert f"refused artifact {record['artifact']}" in second.said[0] and spec in second.said[0]
+    assert "SHA-256" in second.said[0]
 
 
 def test_the_artifact_setting_is_checked_with_its_key(tmp_path, capsys):
