@@ -151,41 +151,126 @@ def test_a_tuning_trial_starts_only_where_one_process_would_have_its_history():
     assert may_start(done, done, done, done, TrialState.WAITING)   # but a dead worker's retried trial runs
     assert may_start(done, dead, done, (done, 1))                  # trial 1 died, 3 reran it: slot 3 is free
     assert not may_start(done, dead, done, (running, 1))           # ... once its rerun has finished
-    tuning.timeout = 5.0
-    assert not may_start(done, done, first_trial=cluster.time.monotonic() - 6)
+    import optuna
+
+    tuning.timeout, tuning.handle = 5.0, optuna.create_study()
+    assert may_start(done, done, first_trial=cluster.time.monotonic() - 4)
+    assert not may_start(done, done, first_trial=cluster.time.monotonic() - 6)  # this worker's timeout ran out:
+    assert tuning.handle.user_attrs[cluster.CLOSED] == "tune.timeout of 5 s after 2 trials"
+    assert not may_start(done, done, first_trial=cluster.time.monotonic())  # ... the study ends for every worker
 
 
-def test_a_trial_asked_while_an_earlier_one_ran_waits_for_that_ones_retry(tmp_path, monkeypatch):
-    """Trial 3 is asked while trial 2 runs; 2's worker dies and its retry becomes trial 4. Trial 3 has a lower
-    number than that retry, yet it must wait for it: in one process slot 3 sees slot 2's result."""
+def tuning_of(study, ran: list, budget: int = 4):
+    """A study tuned together (``tuning.TuningStudy``'s fields): each trial's objective records its number and
+    the trials finished when it began."""
     from types import SimpleNamespace
 
     import optuna
+
+    def objective(trial) -> float:
+        ran.append((trial.number, sorted(t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()
+                                         and cluster.SKIPPED not in t.user_attrs)))
+        return trial.suggest_float("x", 0, 1)
+
+    return SimpleNamespace(handle=study, budget=budget, side_by_side=2, timeout=None, catch=(), objective=objective,
+                           sampler_for=lambda slot: optuna.samplers.RandomSampler(seed=slot))
+
+
+def never_waits(self, waiting_on=None):
+    pytest.fail(f"a lone worker waits on {set(waiting_on)}, which only a worker outside a trial would run: forever")
+
+
+def died(study, trial) -> None:
+    """What a worker's death does to its trial, once another worker sees it: FAIL, then a waiting copy."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
+
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study._storage.get_trial(trial._trial_id))
+
+
+def test_a_trial_asked_while_an_earlier_slot_ran_gives_way_to_that_slots_rerun(tmp_path, monkeypatch):
+    """Trial 3 (slot 3) is asked while trial 2 (slot 2) runs; 2's worker dies and its rerun is trial 4. Slot 3
+    must see slot 2's result, yet trial 4 waits for a worker outside a trial, maybe this one: trial 3 ends
+    unrun, taking no slot, and the worker runs trial 4, then slot 3 as trial 5."""
+    import optuna
 
     storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
     study = optuna.create_study(study_name="tuning", storage=storage)
     for value in (3.0, 2.0):
         study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), value)
     dying, asked = study.ask(), study.ask()
-    storage.set_trial_state_values(dying._trial_id, TrialState.FAIL)  # what fail_stale_trials does ...
-    RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[dying.number])  # ... then its callback
-    seen, waited_on = [], []
+    died(study, dying)
+    ran = []
+    tuning = tuning_of(study, ran)
+    monkeypatch.setattr(cluster.Backoff, "wait", never_waits)
+    with pytest.raises(cluster._Unrun, match="trial 3 gave way to trial 4"):
+        cluster._in_slot(tuning)(asked)
+    assert study.trials[3].user_attrs[SKIPPED] == "gave way to trial 4, the rerun of an earlier slot's trial"
+    study._storage.set_trial_state_values(asked._trial_id, optuna.trial.TrialState.FAIL)  # as Optuna does
+    cluster.tune_together([tuning])
+    # Slot 3 (trial 5) began once slot 2's rerun had finished; the unrun trial 3 is not in anyone's history.
+    assert ran == [(4, [0, 1, 2]), (5, [0, 1, 2, 4])]
+    assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 4, 5]
 
-    def rerun(self, waiting_on=None):  # another worker takes the retry and finishes it
-        waited_on.append(waiting_on)
-        retry = study.ask()
-        assert retry.number == 4 and study.trials[4].system_attrs["failed_trial"] == dying.number
-        study.tell(retry, 1.0)
 
-    monkeypatch.setattr(cluster.Backoff, "wait", rerun)
-    tuning = SimpleNamespace(handle=study, budget=4, side_by_side=2, sampler_for=optuna.samplers.RandomSampler,
-                             objective=lambda trial: seen.append(
-                                 [(t.number, t.state) for t in study.get_trials(deepcopy=False)]) or 0.5)
-    assert cluster._in_slot(tuning)(asked) == 0.5
-    assert waited_on == [frozenset({4})]
-    assert (4, TrialState.COMPLETE) in seen[0]  # slot 2's rerun had finished when slot 3 began
+def test_a_rerun_waits_for_the_rerun_of_an_earlier_slot(tmp_path, monkeypatch):
+    """Trials 2 and 3 die (3 while it waited for 2, before drawing anything); the rerun of 3 is enqueued first.
+    It must not draw before slot 2's rerun has run: it gives way and is enqueued again, keeping its slot."""
+    import optuna
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
+    study = optuna.create_study(study_name="tuning", storage=storage)
+    for value in (3.0, 2.0):
+        study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), value)
+    slot_two, slot_three = study.ask(), study.ask()
+    slot_two.suggest_float("x", 0, 1)
+    died(study, slot_three)  # its rerun: trial 4
+    died(study, slot_two)    # its rerun: trial 5, with trial 2's parameters
+    ran = []
+    monkeypatch.setattr(cluster.Backoff, "wait", never_waits)
+    cluster.tune_together([tuning_of(study, ran)])
+    assert [number for number, _ in ran] == [5, 6]  # slot 2's rerun, then slot 3's (4 gave way, enqueued as 6)
+    assert study.trials[4].user_attrs[SKIPPED].startswith("gave way to trial 5")
+    assert study.trials[6].system_attrs["retry_history"] == [3, 4]
+    assert study.trials[5].params == study.trials[2].params
+    assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 5, 6]
+
+
+def test_a_claim_stopped_by_ctrl_c_is_enqueued_again_as_it_was_claimed(tmp_path):
+    """Ctrl-C fails the trial but is no verdict on its work: a copy waits for the next worker, with the
+    parameters the trial drew and none of this worker's marks; the interrupted trial uses no budget slot."""
+    import optuna
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
+    study = optuna.create_study(study_name="tuning", storage=storage)
+    study.enqueue_trial({}, user_attrs={JOB: "a job"})
+
+    def stopped(trial):
+        trial.suggest_float("x", 0, 1)
+        trial.set_user_attr("interrupted", True)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(cluster._marking_errors(stopped), n_trials=1)
+    first, again = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL and cluster.ERROR not in first.user_attrs
+    assert again.state == optuna.trial.TrialState.WAITING and again.user_attrs == {JOB: "a job"}
+    assert again.params == first.params and again.system_attrs["retry_history"] == [0]
+    assert cluster.counted_trials(study.trials) == [again] and not cluster._settled(study.trials)
+
+
+def test_status_counts_an_interrupted_trial_once_its_rerun_is_there():
+    """A single process's Ctrl-C'd trial (marked interrupted) and its rerun on the next run use one slot of the
+    budget: ``status`` showed 4/3 for a budget of 3."""
+    import optuna
+
+    study = optuna.create_study()
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    interrupted = {cluster.INTERRUPTED: True}
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs=interrupted))
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 2, 3]
 
 
 def test_tuning_ends_past_the_budget_and_after_a_non_finite_value(tmp_path, monkeypatch):

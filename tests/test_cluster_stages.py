@@ -92,6 +92,24 @@ def test_a_stage_file_named_to_leave_its_folders_is_refused(tmp_path, name):
     assert not (tmp_path / "outside.pt").exists() and not (second.run.root / "jobs").exists()
 
 
+def test_a_stage_failed_beside_a_pruned_duplicate_claim_is_an_error_not_a_wait(tmp_path, monkeypatch):
+    """Two workers enqueued the stage together: one claim failed with an error, its duplicate was pruned
+    unrun. The failure is the stage's last word (the duplicate says nothing), so a worker needing it stops."""
+    import optuna
+
+    from benchmark.errors import StoreError
+    from benchmark.orchestration.cluster import ERROR, SKIPPED, WORKER
+
+    worker = Worker(tmp_path, "w1")
+    failed = optuna.trial.TrialState.FAIL
+    for attrs in ({ERROR: "RuntimeError: CUDA out of memory", WORKER: "gpu-1:7"}, {SKIPPED: "duplicate"}):
+        worker.board.study.add_trial(optuna.trial.create_trial(state=failed, user_attrs={STAGE: STAGES[0], **attrs}))
+    monkeypatch.setattr("benchmark.orchestration.stages.Backoff.wait",
+                        lambda self, waiting_on=None: pytest.fail("waits for a retry that never comes"))
+    with pytest.raises(StoreError, match=f"stage {STAGES[0]} failed on gpu-1:7: RuntimeError: CUDA out of memory"):
+        worker.board.fetch(STAGES[0])
+
+
 def test_a_stage_in_another_machines_run_folder_is_computed_here(tmp_path):
     first, second = Worker(tmp_path, "w0"), Worker(tmp_path, "w1")
     first.board.enqueue_missing(STAGES[:1])

@@ -63,6 +63,9 @@ def _show_board(board) -> None:
     from benchmark.orchestration.cluster import tuning_progress
 
     manifest = board.manifest()
+    if manifest is None:  # the worker that created the study stores the manifest in it the next instant
+        print(f"jobs study {board.name!r}: a worker is starting this run")
+        return
     _print(f"{manifest['experiment']} (jobs study {board.name!r})", board.states(manifest["jobs"]),
            tuning_progress(board.storage, manifest))
     if manifest.get("stages"):

@@ -26,6 +26,7 @@ schedules: the storage does, through Optuna's own mechanisms.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import logging
 import math
@@ -47,6 +48,8 @@ RESULT = "result"            # user attr: the job's result.json record
 FILE = "file:"               # user attr prefix: a job file, zlib-compressed, base64, in numbered chunks
 CHUNK = 60_000               # characters per file attr: MySQL's TEXT column holds 64 KiB
 SKIPPED = "skipped"          # user attr: why a claim ended unrun (a duplicate or empty claim, a trial over budget)
+INTERRUPTED = "interrupted"  # user attr: a tuning trial stopped by Ctrl-C or a kill, not by its parameters
+CLOSED = "closed"            # study user attr of a tuning study: a worker's tune.timeout ended it for everyone
 ERROR = "error"              # user attr: the exception that failed a trial (a dead worker's trial has none)
 MANIFEST = "manifest"        # study user attr of the jobs study: the run's manifest.json
 MODEL = "model"              # user attr: the artifact record of the job's model.pt
@@ -95,21 +98,37 @@ def _pruned(trial, reason: str):
 
 def _marking_errors(objective: Callable) -> Callable:
     """``objective`` that records on its trial the exception that fails it, so that a FAIL trial without
-    one is known to be a dead worker's."""
+    one is known to be a dead worker's. A trial stopped by Ctrl-C is not failed by its work: like a dead
+    worker's, it is enqueued again for whichever worker looks next (with the parameters it drew)."""
     import optuna
 
     def marked(trial):
+        claimed = trial.study._storage.get_trial(trial._trial_id)  # before this worker's marks
         try:
             value = objective(trial)
         except optuna.TrialPruned:
             raise
-        except BaseException as error:  # Ctrl-C too: only a dead worker's trial may lack the mark
+        except (KeyboardInterrupt, SystemExit):
+            _enqueue_again(trial.study, trial._trial_id, claimed.user_attrs)
+            raise
+        except BaseException as error:
             trial.set_user_attr(ERROR, f"{type(error).__name__}: {error}")
             raise
         if not math.isfinite(value):  # Optuna fails the trial without an exception
             trial.set_user_attr(ERROR, f"the objective's value is {value}")
         return value
     return marked
+
+
+def _enqueue_again(study, trial_id: int, user_attrs: dict[str, Any]) -> None:
+    """A copy of the trial, waiting, made as Optuna's retry of a dead worker's trial is (its retry history
+    names the trial, so it keeps the trial's budget slot and replaces it), with its parameters and the
+    user attrs it was claimed with."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+
+    again = copy.deepcopy(study._storage.get_trial(trial_id))
+    again.user_attrs = dict(user_attrs)
+    Retry()(study, again)
 
 
 def _open(trials: list) -> list:
@@ -130,22 +149,24 @@ def _settled(trials: list) -> bool:
 
 # --------------------------------------------------------------------------- tuning
 def counted_trials(trials: Iterable) -> list:
-    """The trials that use the tuning budget: not those ended unrun, nor a dead worker's trial that a
-    retry replaced (the retry counts in its place)."""
+    """The trials that use the tuning budget: not those ended unrun, nor a trial interrupted or a dead worker's
+    trial that a rerun replaced (the rerun counts in its place)."""
     Retry = optuna_module().storages.RetryHeartbeatStaleTrialCallback
 
     trials = list(trials)
     replaced = {number for trial in trials for number in Retry.retry_history(trial)}
-    return [trial for trial in trials if SKIPPED not in trial.user_attrs and trial.number not in replaced]
+    return [trial for trial in trials if SKIPPED not in trial.user_attrs and not trial.user_attrs.get(INTERRUPTED)
+            and trial.number not in replaced]
 
 
-class _OverBudget(Exception):
-    """A trial asked in the same instant as another worker's last one of the budget."""
+class _Unrun(Exception):
+    """A tuning trial ended before its objective ran: asked past the budget in the same instant as another
+    worker's last one, or giving way to the rerun of an earlier slot's trial."""
 
 
-class _UnloggedOverBudget(logging.Filter):
-    """Optuna logs a failed trial in two lines, its error with a traceback, then its value. A trial past the
-    budget fails on purpose, in a race that is routine when workers finish a study together: both go."""
+class _UnloggedUnrun(logging.Filter):
+    """Optuna logs a failed trial in two lines, its error with a traceback, then its value. A trial ended
+    unrun fails on purpose, in races that are routine when workers tune together: both go."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,7 +175,7 @@ class _UnloggedOverBudget(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message, dropped = record.getMessage(), self.dropped
         self.dropped = ""
-        if record.exc_info and isinstance(record.exc_info[1], _OverBudget):
+        if record.exc_info and isinstance(record.exc_info[1], _Unrun):
             self.dropped = message.split(" failed", 1)[0]  # "Trial 7"
             return False
         return not (dropped and message.startswith(f"{dropped} failed with value"))
@@ -169,11 +190,12 @@ def tune_together(studies: list) -> None:
     process. The first ``side_by_side`` trials see none either way, so workers run them side by side. A
     worker that would wait on one study runs a trial of another, and waits only when no study has a trial it
     may start. A trial asked past the budget in the same instant as another worker's last one fails unrun:
-    failed trials are invisible to the sampler and the pruner, where a pruned one would count."""
+    failed trials are invisible to the sampler and the pruner, where a pruned one would count. A worker whose
+    ``tune.timeout`` ran out closes the study for every worker, so that all train with one winner."""
     from optuna.storages import fail_stale_trials
     from optuna.trial import TrialState
 
-    unlogged, quiet = logging.getLogger("optuna.study._optimize"), _UnloggedOverBudget()
+    unlogged, quiet = logging.getLogger("optuna.study._optimize"), _UnloggedUnrun()
     unlogged.addFilter(quiet)
     backoff, first_trial = Backoff(), {}
     try:
@@ -184,7 +206,7 @@ def tune_together(studies: list) -> None:
                 trials = tuning.handle.get_trials(deepcopy=False)
                 if _may_start(tuning, trials, first_trial.get(tuning.handle.study_name)):
                     first_trial.setdefault(tuning.handle.study_name, time.monotonic())
-                    tuning.handle.optimize(_in_slot(tuning), n_trials=1, catch=(*tuning.catch, _OverBudget))
+                    tuning.handle.optimize(_in_slot(tuning), n_trials=1, catch=(*tuning.catch, _Unrun))
                     backoff.reset()
                     break
                 if not _settled(trials):
@@ -218,45 +240,53 @@ def _open_before(slot: int, trials: list) -> list:
 
 def _may_start(tuning, trials: list, first_trial: float | None) -> bool:
     """A retry of a dead worker's trial is waiting (it may always run), or the next slot of the budget may
-    start now (within ``tune.timeout`` of this worker's first trial of the study): every trial before it
-    settled, a dead worker's trial only once its retry has run."""
+    start now: every trial before it settled (a dead worker's only once its retry has run), and the study
+    not closed by a worker whose ``tune.timeout`` (from its first trial of the study) ran out."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
     from optuna.trial import TrialState
 
     if any(trial.state == TrialState.WAITING for trial in trials):
         return True
     handed_out = sum(1 for trial in trials if not Retry.retry_history(trial) and SKIPPED not in trial.user_attrs)
-    if handed_out >= tuning.budget or (tuning.timeout and first_trial is not None
-                                       and time.monotonic() - first_trial > tuning.timeout):
+    if handed_out >= tuning.budget:
+        return False
+    if tuning.timeout and first_trial is not None and time.monotonic() - first_trial > tuning.timeout:
+        tuning.handle.set_user_attr(CLOSED, f"tune.timeout of {tuning.timeout:g} s after {handed_out} trials")
+    if tuning.timeout and CLOSED in tuning.handle.user_attrs:
         return False
     return handed_out < tuning.side_by_side or not _open(trials)
 
 
 def _in_slot(tuning) -> Callable:
-    """The study's objective for one claimed trial: refused past the budget, else waiting for the trials
-    before it, then sampling with its slot's seed (a dead worker's trial rerun keeps the slot it had)."""
+    """The study's objective for one claimed trial: refused past the budget, else waiting for the trials of
+    the slots before it, then sampling with its slot's seed (a dead worker's trial rerun keeps its slot)."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
     from optuna.storages import fail_stale_trials
+    from optuna.trial import TrialState
 
     study, me = tuning.handle, worker_name()
 
     def in_slot(trial) -> float:
         _beat_now(trial)
         trials = study.get_trials(deepcopy=False)
-        frozen = next(t for t in trials if t.number == trial.number)
-        retry, slot = bool(Retry.retry_history(frozen)), _slot(frozen, trials)
+        claimed = next(t for t in trials if t.number == trial.number)
+        retry, slot = bool(Retry.retry_history(claimed)), _slot(claimed, trials)
         if slot >= tuning.budget and not retry:
             trial.set_user_attr(SKIPPED, "over budget: another worker took the last trial")
-            raise _OverBudget(f"trial {trial.number} of a budget of {tuning.budget}")
+            raise _Unrun(f"trial {trial.number} of a budget of {tuning.budget}")
         trial.set_user_attr(WORKER, me)
         backoff = Backoff()
-        # Asked together with another worker's trial of an earlier slot (or its retry): that one finishes
-        # first. A retry reruns a trial that had already waited for its own.
-        while not retry and slot >= tuning.side_by_side:
+        while slot >= tuning.side_by_side:  # asked while a trial of an earlier slot ran: that one finishes first
             fail_stale_trials(study)
             before = _open_before(slot, study.get_trials(deepcopy=False))
             if not before:
                 break
+            rerun = [t.number for t in before if t.state == TrialState.WAITING]
+            if rerun:  # a dead worker's trial enqueued again: this worker may be the only one left to run it
+                if retry:  # this one too must run later, in its slot
+                    _enqueue_again(study, trial._trial_id, claimed.user_attrs)
+                trial.set_user_attr(SKIPPED, f"gave way to trial {rerun[0]}, the rerun of an earlier slot's trial")
+                raise _Unrun(f"trial {trial.number} gave way to trial {rerun[0]}")
             backoff.wait(frozenset(t.number for t in before))
         study.sampler = tuning.sampler_for(slot)
         return tuning.objective(trial)
@@ -340,7 +370,8 @@ class ClaimBoard:
                 states.append(ClaimState(name, "running", running[0].user_attrs.get(WORKER, "")))
             elif waiting:
                 retry = [t for t in waiting if "failed_trial" in t.system_attrs]
-                states.append(ClaimState(name, "pending", detail="retry after a dead worker" if retry else ""))
+                detail = "retry after a dead or stopped worker" if retry else ""
+                states.append(ClaimState(name, "pending", detail=detail))
             elif mine:
                 last = mine[-1]
                 error = (last.user_attrs[RESULT].get("error", "") if RESULT in last.user_attrs
@@ -409,9 +440,13 @@ class JobBoard(ClaimBoard):
     def detail(self, trial) -> str:
         return f"{trial.user_attrs[RESULT]['seconds']:.1f} s"
 
+    def announce(self, manifest: dict[str, Any]) -> None:
+        """Store the run's manifest, from which ``status`` and ``report --storage`` know the run."""
+        self.study.set_user_attr(MANIFEST, manifest)
+
     def publish(self, job_ids: list[str], manifest: dict[str, Any]) -> int:
         """Store the manifest and enqueue every job not done, running or waiting; returns how many."""
-        self.study.set_user_attr(MANIFEST, manifest)
+        self.announce(manifest)
         return self.enqueue_missing(job_ids)
 
     def work(self, run_one: Callable[[str], tuple[dict[str, Any], Path]], say: Callable[[str], None] = print) -> int:
@@ -537,6 +572,9 @@ def fetch_results(storage, run: RunDir, models: Artifacts | None = None) -> int:
     ``models``, the artifact store this machine reads, also the trained models."""
     board = open_board(storage, run)
     manifest = board.manifest()
+    if manifest is None:  # the worker that created the study stores it the next instant
+        raise StoreError(f"the jobs study {board.name!r} has no manifest yet: a worker is starting this run; "
+                         "try again in a moment")
     if not run.manifest.is_file():
         atomic_write_json(run.manifest, manifest)
     return board.materialise(run, manifest["jobs"], models=models)

@@ -314,6 +314,10 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
     experiment, run, say = context.experiment, context.run, context.say
     storage = open_storage(spec, run.root, heartbeat)
     artifacts = open_artifacts(artifacts_spec, run.root)
+    # The manifest goes into the storage before the stages and tuning, most of the run, so that ``status`` shows
+    # them; the jobs are enqueued after tuning as before (``publish``, below; until then status says so).
+    jobs_board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]), artifacts)
+    jobs_board.announce(manifest)
     named = {(split.name, seed): name for name, (split, seed) in stages.items()}
     loaded: dict[tuple[str, int], EncoderStage] = {}
 
@@ -351,7 +355,6 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
                                         f"{seconds:.1f} s, all studies together")
              for (key, split), tuning in tunings.items()}
     tunings.clear()  # their objectives hold each split's features, no longer needed
-    jobs_board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]), artifacts)
     by_id = {job.id: job for job in jobs}
     enqueued = jobs_board.publish(list(by_id), manifest)
     say(f"{len(jobs)} jobs shared through study {jobs_board.name!r}; this worker enqueued {enqueued}")

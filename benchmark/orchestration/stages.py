@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmark.errors import ConfigError, StoreError
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
-from benchmark.orchestration.cluster import ERROR, Backoff, ClaimBoard
+from benchmark.orchestration.cluster import ERROR, SKIPPED, Backoff, ClaimBoard
 from benchmark.orchestration.storage import MAX_RETRY
 from benchmark.store import RunDir, atomic_write_bytes, check_name, inside
 
@@ -113,7 +113,9 @@ class StageBoard(StageClaims):
         is coming."""
         from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 
-        last = max((trial for trial in trials if trial.user_attrs.get(STAGE) == stage), key=lambda t: t.number)
+        claims = [trial for trial in trials  # not a duplicate claim pruned unrun: it says nothing of the stage
+                  if trial.user_attrs.get(STAGE) == stage and SKIPPED not in trial.user_attrs]
+        last = max(claims, key=lambda trial: trial.number)
         return ERROR in last.user_attrs or len(Retry.retry_history(last)) >= MAX_RETRY
 
     def _download(self, stage: str, trial) -> bool:

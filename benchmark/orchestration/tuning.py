@@ -16,6 +16,7 @@ from benchmark.components import FUSION_PREFIX, ModelParams, split_params
 from benchmark.config import ModelConfig, TrainConfig, TuneConfig
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.orchestration.cluster import INTERRUPTED, counted_trials
 from benchmark.progress import progress_bar
 from benchmark.training.checks import HeadError
 from benchmark.training.loop import train_model
@@ -23,7 +24,6 @@ from benchmark.training.model import build_model
 from registry.errors import did_you_mean
 from registry.records import ComponentRecord, Param, param_from_spec
 
-INTERRUPTED = "interrupted"  # trial user attr: stopped by Ctrl-C or a kill, not by its parameters
 RETRY_OF = "retry_of"        # trial user attr: the number of the interrupted trial whose parameters it reruns
 PRUNER_STARTUP = 2           # MedianPruner prunes a trial only once this many trials completed
 
@@ -97,11 +97,8 @@ class TuningStudy:
         nor, with workers, those ended unrun or a dead worker's trial that a retry replaced."""
         import optuna
 
-        from benchmark.orchestration.cluster import counted_trials
-
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-        finished = self.handle.get_trials(deepcopy=False, states=states)
-        return counted_trials([trial for trial in finished if not trial.user_attrs.get(INTERRUPTED)])
+        return counted_trials(self.handle.get_trials(deepcopy=False, states=states))
 
     def result(self) -> TuningResult:
         """The best completed trial; of equal values the first (a database's own order differs between
