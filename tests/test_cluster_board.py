@@ -320,6 +320,32 @@ def test_tuning_ends_past_the_budget_and_after_a_non_finite_value(tmp_path, monk
     assert logged == ["Trial 0", "Trial 0", "Trial 2", "Trial 2"]  # the NaN trial's two lines, then the outside one's
 
 
+def test_a_worker_is_told_of_another_plan_of_its_experiment_and_how_it_differs(tmp_path):
+    """Workers whose plans differ (an override, or machines resolving ``encoder.precision = "auto"`` apart)
+    share nothing, silently until now: the worker names the other study, its progress and what differs."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
+
+    def manifest(precision: str, device: str, jobs: list[str]) -> dict:
+        return {"experiment": "exp", "jobs": jobs, "device": device, "created": device,
+                "config": {"encoder": {"precision": precision, "name": "area_length"}, "seeds": [0, 1]},
+                "identity": {"engine": {"training/loop.py": "aaaa"}}}  # the same code
+
+    gpu = JobBoard(storage, "exp/jobs/gpu-plan")
+    gpu.publish(JOBS, manifest("bfloat16", "cuda", JOBS))
+    ran, run_one = recorder(tmp_path / "gpu")
+    gpu.claim_one(lambda job, trial: trial.set_user_attr(cluster.RESULT, run_one(job)[0]) or 0.5)
+    JobBoard(storage, "other/jobs/plan").publish(JOBS, {**manifest("float32", "cpu", JOBS), "experiment": "other"})
+    cpu = JobBoard(storage, "exp/jobs/cpu-plan")
+    mine = manifest("float32", "cpu", ["mse__seed0__fold0__cccc"])
+    cpu.announce(mine)
+    assert cluster.other_plans(cpu, mine) == [
+        "the storage holds another plan of 'exp', study 'exp/jobs/gpu-plan' (1 of 2 jobs done, 0 running), whose "
+        'workers share nothing with this one; it differs in config.encoder.precision ("float32" here, "bfloat16" '
+        'there), device ("cpu" here, "cuda" there)']
+    assert cluster.other_plans(gpu, gpu.manifest())[0].startswith(
+        "the storage holds another plan of 'exp', study 'exp/jobs/cpu-plan' (0 of 1 jobs done, 0 running)")
+
+
 def test_files_round_trip_and_storage_errors_are_actionable(tmp_path):
     files = {"samples.npz": np.random.default_rng(0).bytes(CHUNK), "traceback.txt": b"", "a#b.csv": b"x"}
     attrs = encode_files(files)

@@ -28,10 +28,12 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
 import logging
 import math
 import time
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -548,6 +550,45 @@ def jobs_studies(storage) -> list[str]:
 
     return [summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
             if "/jobs/" in summary.study_name]
+
+
+# What a worker's plan (its jobs and stages, named by content) follows from: where two plans of one experiment
+# differ, these say why. Times, paths and the machine's description are left out.
+PLAN_SOURCES = ("config", "identity", "device", "protocol", "split_hash")
+
+
+def other_plans(board: JobBoard, manifest: dict[str, Any]) -> list[str]:
+    """One line per other jobs study of the same experiment in the storage: its progress and the settings,
+    code or data by which its plan differs from ``manifest``'s. Its workers share nothing with this one, as
+    when an override differs or machines resolve ``device`` or ``encoder.precision = "auto"`` differently."""
+    prefix = manifest["experiment"] + "/jobs/"
+    lines = []
+    for name in jobs_studies(board.storage):
+        if not name.startswith(prefix) or name == board.name:
+            continue
+        other = JobBoard(board.storage, name)
+        theirs = other.manifest()
+        if theirs is None:
+            continue
+        counts = Counter(state.state for state in other.states(theirs["jobs"]))
+        differing = _differences({key: manifest.get(key) for key in PLAN_SOURCES},
+                                 {key: theirs.get(key) for key in PLAN_SOURCES})
+        shown = ", ".join(differing[:6]) + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
+        lines.append(f"the storage holds another plan of {manifest['experiment']!r}, study {name!r} "
+                     f"({counts['done']} of {len(theirs['jobs'])} jobs done, {counts['running']} running), whose "
+                     f"workers share nothing with this one; it differs in {shown or 'the jobs it plans'}")
+    return lines
+
+
+def _differences(mine: Any, theirs: Any, path: str = "") -> list[str]:
+    """The dotted keys at which two JSON values differ, with both values where they are short."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        return [found for key in sorted(set(mine) | set(theirs), key=str)
+                for found in _differences(mine.get(key), theirs.get(key), f"{path}.{key}" if path else str(key))]
+    if mine == theirs:
+        return []
+    here, there = json.dumps(mine), json.dumps(theirs)
+    return [f"{path} ({here} here, {there} there)" if len(here) + len(there) < 60 else path]
 
 
 def open_board(storage, run: RunDir) -> JobBoard:

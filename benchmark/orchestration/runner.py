@@ -307,7 +307,7 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
     together, then claim jobs until none is left anywhere, then copy every stored result into this run
     directory for the report. Stage outputs and trained models travel through the artifact store."""
     from benchmark.orchestration.artifacts import open_artifacts
-    from benchmark.orchestration.cluster import JobBoard, jobs_study_name, tune_together
+    from benchmark.orchestration.cluster import JobBoard, jobs_study_name, other_plans, tune_together
     from benchmark.orchestration.stages import StageBoard, stages_study_name
     from benchmark.orchestration.storage import open_storage
 
@@ -318,6 +318,8 @@ def _run_shared(context: RunContext, jobs: list[Job], stages: dict[str, tuple[Sp
     # them; the jobs are enqueued after tuning as before (``publish``, below; until then status says so).
     jobs_board = JobBoard(storage, jobs_study_name(experiment.name, [job.id for job in jobs]), artifacts)
     jobs_board.announce(manifest)
+    for line in other_plans(jobs_board, manifest):
+        say(f"note: {line}")
     named = {(split.name, seed): name for name, (split, seed) in stages.items()}
     loaded: dict[tuple[str, int], EncoderStage] = {}
 
