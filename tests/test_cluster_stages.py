@@ -110,6 +110,32 @@ def test_a_stage_failed_beside_a_pruned_duplicate_claim_is_an_error_not_a_wait(t
         worker.board.fetch(STAGES[0])
 
 
+def test_a_worker_paused_past_the_grace_goes_on_when_its_claim_was_taken_over(tmp_path):
+    """Suspended mid-stage, the worker was failed as dead and its claim enqueued again; on resuming, Optuna
+    refuses its result. It says so and goes on (here it takes the rerun itself), where it used to die."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    worker = Worker(tmp_path, "w0")
+    worker.board.enqueue_missing(STAGES)
+    compute, paused = worker.compute, []
+
+    def suspended(stage: str) -> list[Path]:
+        files = compute(stage)
+        if not paused:  # meanwhile another worker found the claim silent: FAIL, then its rerun
+            study = worker.board.study
+            trial = next(t for t in study.get_trials() if t.state == TrialState.RUNNING)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[trial.number])
+            paused.append(stage)
+        return files
+
+    worker.board.compute = suspended
+    worker.board.compute_waiting()
+    assert worker.computed == [STAGES[0], STAGES[1], STAGES[0]]
+    assert [state.state for state in worker.board.states(STAGES)] == ["done", "done"]
+
+
 def test_a_stage_in_another_machines_run_folder_is_computed_here(tmp_path):
     first, second = Worker(tmp_path, "w0"), Worker(tmp_path, "w1")
     first.board.enqueue_missing(STAGES[:1])

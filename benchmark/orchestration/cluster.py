@@ -122,6 +122,31 @@ def _marking_errors(objective: Callable) -> Callable:
     return marked
 
 
+def _optimize_one(study, objective: Callable, catch: tuple = ()) -> None:
+    """``study.optimize`` for one claimed trial. A worker paused past the heartbeats' grace (suspended,
+    stopped, swapping) finds on resuming that another worker failed its claim as a dead worker's and took
+    over the rerun: Optuna refuses to record the trial, and this worker goes on with the next claim
+    instead of dying of it."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    claimed: list[int] = []
+
+    def claiming(trial):
+        claimed.append(trial._trial_id)
+        return objective(trial)
+
+    try:
+        study.optimize(claiming, n_trials=1, catch=catch)
+    except (UpdateFinishedTrialError, ValueError):
+        trial = study._storage.get_trial(claimed[-1]) if claimed else None
+        if trial is None or trial.state != TrialState.FAIL or ERROR in trial.user_attrs:
+            raise
+        logging.getLogger(__name__).warning(
+            "trial %d of %s was taken over by another worker while this one was paused past the heartbeat grace; "
+            "going on", trial.number, study.study_name)
+
+
 def _enqueue_again(study, trial_id: int, user_attrs: dict[str, Any]) -> None:
     """A copy of the trial, waiting, made as Optuna's retry of a dead worker's trial is (its retry history
     names the trial, so it keeps the trial's budget slot and replaces it), with its parameters and the
@@ -208,7 +233,7 @@ def tune_together(studies: list) -> None:
                 trials = tuning.handle.get_trials(deepcopy=False)
                 if _may_start(tuning, trials, first_trial.get(tuning.handle.study_name)):
                     first_trial.setdefault(tuning.handle.study_name, time.monotonic())
-                    tuning.handle.optimize(_in_slot(tuning), n_trials=1, catch=(*tuning.catch, _Unrun))
+                    _optimize_one(tuning.handle, _in_slot(tuning), catch=(*tuning.catch, _Unrun))
                     backoff.reset()
                     break
                 if not _settled(trials):
@@ -413,7 +438,7 @@ class ClaimBoard:
                 raise _pruned(trial, f"duplicate: the {self.unit} is done or claimed by an earlier trial")
             return run_one(name, trial)
 
-        self.study.optimize(_marking_errors(objective), n_trials=1)
+        _optimize_one(self.study, _marking_errors(objective))
 
     def _taken_elsewhere(self, name: str, number: int) -> bool:
         from optuna.trial import TrialState
