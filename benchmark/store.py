@@ -11,14 +11,16 @@ result files get the umask's mode, and CSV text cannot run as a spreadsheet form
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from benchmark.errors import ConfigError, StoreError
 
@@ -178,13 +180,40 @@ def file_records(directory: str | Path, names: tuple[str, ...]) -> dict[str, dic
     return records
 
 
+def open_regular(path: str | Path) -> BinaryIO:
+    """``path`` opened for reading, refused with a StoreError unless it is a regular file. Whoever shares a
+    folder can put anything under a name: a symbolic link is not followed (it could lead to any file, or to
+    /dev/zero, which reads without end) and a FIFO is not waited on (opening one blocks until a writer
+    comes). Other failures (a missing file, no permission) raise OSError."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # what O_NOFOLLOW gives for a link
+            raise StoreError(f"{path} is a symbolic link, not a regular file") from None
+        raise
+    mode = os.fstat(handle).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(handle)
+        kind = {"p": "a FIFO", "d": "a folder", "c": "a device", "b": "a device", "s": "a socket"}
+        raise StoreError(f"{path} is {kind.get(stat.filemode(mode)[0], 'a special file')}, not a regular file")
+    return os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file
+
+
 def damage(directory: str | Path, records: dict[str, dict[str, Any]]) -> str | None:
     """What is wrong with the stored files of ``records`` in ``directory`` (the first problem, naming the
-    file), or None when every file is the one that was written."""
+    file), or None when every file is the one that was written. The names come from a result.json, which
+    may come from a shared storage: one that is not a plain file name (``/etc/x``, ``../x``) is damage, and
+    so is anything in the folder that is not a regular file; neither is read."""
     for name, record in sorted(records.items()):
-        path = Path(directory) / name
         try:
-            data = path.read_bytes()
+            path = Path(directory) / check_name(str(name), "stored file name")
+        except ConfigError as error:
+            return f"result.json of {directory} names a file that was refused: {error}"
+        try:
+            with open_regular(path) as stream:
+                data = stream.read()
+        except StoreError as error:
+            return str(error)
         except OSError as error:
             return f"{path} cannot be read ({error.strerror or error})"
         if hashlib.sha256(data).hexdigest() == record["sha256"]:

@@ -71,3 +71,16 @@ def test_corrupt_json_is_reported_with_its_path(tmp_path):
     path.write_text("{")
     with pytest.raises(StoreError, match="bad.json is not valid JSON"):
         store.read_json(path)
+
+
+def test_only_a_regular_file_is_opened(tmp_path):
+    (tmp_path / "file").write_bytes(b"data")
+    with store.open_regular(tmp_path / "file") as stream:
+        assert stream.read() == b"data"
+    (tmp_path / "link").symlink_to(tmp_path / "file")  # not followed, even to a regular file
+    (tmp_path / "folder").mkdir()
+    for name, kind in (("link", "a symbolic link"), ("folder", "a folder")):
+        with pytest.raises(StoreError, match=f"{name} is {kind}, not a regular file"):
+            store.open_regular(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        store.open_regular(tmp_path / "missing")

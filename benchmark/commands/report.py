@@ -39,7 +39,15 @@ def run(args) -> int:
 
 
 def _recorded_artifacts(run_dir) -> str:
-    """``tune.artifacts`` of the run, when its manifest is here already."""
+    """``tune.artifacts`` of the run, when its manifest is here already. A folder it names is used only where
+    it exists: the manifest may have come with a received run directory, and nothing it names is created."""
+    from pathlib import Path
+
     from benchmark.store import read_json
 
-    return read_json(run_dir.manifest)["config"]["tune"].get("artifacts", "") if run_dir.manifest.is_file() else ""
+    spec = read_json(run_dir.manifest)["config"]["tune"].get("artifacts", "") if run_dir.manifest.is_file() else ""
+    if spec and not spec.startswith("s3://") and not Path(spec).is_dir():
+        print(f"the run's tune.artifacts, {spec}, is no folder on this machine: trained models come only from "
+              "the workers' run folders here (name the store with --artifacts)")
+        return ""
+    return spec

@@ -6,11 +6,13 @@ or ``s3://bucket/prefix`` (``Boto3ArtifactStore``, any S3-compatible service; bo
 keys from the environment). Without it a worker stores into its own run directory's ``artifacts/``, which
 workers on the same machine read too; a worker elsewhere cannot, and computes what it needs itself.
 
-A stored file is described in its trial by a record: the artifact id, the SHA-256 of its bytes and where
-the store is (``store`` for a named one, ``host`` and ``folder`` for a run's own). The store is as untrusted
-as the storage: a download whose bytes differ from the recorded SHA-256 is refused, an artifact id must be a
-plain name, and what comes back is only ever read as data (``torch.load(weights_only=True)``, numpy
-without pickles) by the code that uses it.
+A stored file is described in its trial by a record: the artifact id, the SHA-256 and size of its bytes
+and where the store is (``store`` for a named one, ``host`` and ``folder`` for a run's own). The store is as
+untrusted as the storage: an artifact id must be a plain name, a folder store's artifact must be a regular
+file (not a link, not a FIFO), a download is read in chunks and refused as soon as it is longer than the
+recorded size, and one whose bytes differ from the recorded SHA-256 is refused. What comes back is only ever
+read as data (``torch.load(weights_only=True)``, numpy without pickles) by the code that uses it. A record
+without a size (stored before sizes were recorded) is refused, so its stage or model is computed again.
 """
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ from typing import Any
 from benchmark.config import artifacts_problem
 from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import file_digest
-from benchmark.store import check_name
+from benchmark.store import check_name, open_regular
 
 RUN_FOLDER = "artifacts"  # a run directory's own store, when no shared one is named
+CHUNK = 1 << 20  # bytes read at a time from an artifact, so that reading stops soon after its recorded size
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,33 @@ class _Prefixed:
         self.store.remove(self.prefix + artifact_id)
 
 
+class _Folder:
+    """``FileSystemArtifactStore``, except that an artifact is read only if it is a regular file: whoever
+    writes the folder could put a FIFO in its place (opening it blocks for ever) or a link to /dev/zero."""
+
+    def __init__(self, folder: Path):
+        from optuna.artifacts import FileSystemArtifactStore
+
+        self.folder, self.store = folder, FileSystemArtifactStore(folder)
+
+    def open_reader(self, artifact_id: str):  # ``download`` has checked that the id is a plain name
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        try:
+            return open_regular(self.folder / artifact_id)
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"{self.folder / artifact_id} does not exist") from None
+
+    def write(self, artifact_id: str, content_body) -> None:
+        self.store.write(artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self.store.remove(artifact_id)
+
+
 def open_artifacts(spec: str, run_root: str | Path) -> Artifacts:
     """The store ``spec`` names (a folder or ``s3://bucket/prefix``), or, for an empty ``spec``, the run
     directory's own ``artifacts/`` folder."""
-    from optuna.artifacts import FileSystemArtifactStore
-
     problem = artifacts_problem(spec)
     if problem:
         raise ConfigError(f"--artifacts {problem}")
@@ -70,13 +95,13 @@ def open_artifacts(spec: str, run_root: str | Path) -> Artifacts:
         return Artifacts(_s3_store(spec), {"store": spec})
     if not spec:  # made at the first upload: a run that only reads (``report``) leaves no empty folder
         folder = (Path(run_root) / RUN_FOLDER).resolve()
-        return Artifacts(FileSystemArtifactStore(folder), {"host": socket.gethostname(), "folder": str(folder)})
+        return Artifacts(_Folder(folder), {"host": socket.gethostname(), "folder": str(folder)})
     folder = Path(spec).resolve()
     try:  # a named folder is checked at once, before any work
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"cannot use the artifact folder {folder}: {error.strerror or error}") from None
-    return Artifacts(FileSystemArtifactStore(folder), {"store": spec})
+    return Artifacts(_Folder(folder), {"store": spec})
 
 
 def _s3_store(spec: str):
@@ -92,7 +117,7 @@ def _s3_store(spec: str):
     return _Prefixed(store, prefix.rstrip("/") + "/") if prefix.strip("/") else store
 
 
-def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, str]:
+def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, Any]:
     """Store the file ``path`` as an artifact of ``trial``; returns its record for the trial's attributes."""
     from optuna.artifacts import upload_artifact
 
@@ -100,7 +125,7 @@ def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, str]:
     if "folder" in artifacts.where:
         Path(artifacts.where["folder"]).mkdir(parents=True, exist_ok=True)
     artifact = upload_artifact(artifact_store=artifacts.store, file_path=str(path), study_or_trial=trial)
-    return {"artifact": artifact, "sha256": sha256, **artifacts.where}
+    return {"artifact": artifact, "sha256": sha256, "size": path.stat().st_size, **artifacts.where}
 
 
 def download(record: dict[str, Any], mine: Artifacts, what: str) -> bytes | None:
@@ -117,33 +142,53 @@ def download(record: dict[str, Any], mine: Artifacts, what: str) -> bytes | None
         check_name(artifact, "artifact id")  # a name like ../x would read outside the store
     except ConfigError as error:
         raise StoreError(f"refused {what}: {error}") from None
+
+    def refused(reason: str) -> StoreError:
+        return StoreError(f"refused artifact {artifact} ({what}) from {describe(record)}: {reason}")
+
+    size = record.get("size")
+    if type(size) is not int or size < 0:  # without it nothing bounds the read (bool is no size either)
+        raise refused("its record gives no size to bound the read (older versions of the benchmark recorded none)")
     try:
         stream = store.open_reader(artifact)
     except ArtifactNotFound:
         return None
+    except StoreError as error:  # not a regular file
+        raise refused(str(error)) from None
+    except OSError as error:  # no permission, a socket: refused like a changed artifact, not a crash
+        raise refused(f"it cannot be read ({error.strerror or error})") from None
     try:
-        data = stream.read()
+        data = _read_at_most(stream, size)
     finally:
         stream.close()
+    if data is None:
+        raise refused(f"it holds more than the {size} bytes recorded when it was stored")
     found = hashlib.sha256(data).hexdigest()
     if found != record.get("sha256"):
-        raise StoreError(f"refused artifact {artifact} ({what}) from {describe(record)}: its SHA-256 {found[:16]}... "
-                         f"is not the {str(record.get('sha256'))[:16]}... recorded when it was stored, so it was "
-                         "changed or damaged after upload")
+        raise refused(f"its SHA-256 {found[:16]}... is not the {str(record.get('sha256'))[:16]}... recorded when "
+                      "it was stored, so it was changed or damaged after upload")
     return data
+
+
+def _read_at_most(stream, size: int) -> bytes | None:
+    """All of ``stream``, or None as soon as it gives more than ``size`` bytes: a stream without end or
+    far longer than recorded (an S3 object replaced, a file still growing) is never held in memory."""
+    chunks, left = [], size + 1  # reading one byte past the size tells a longer stream from one that ends
+    while left > 0 and (chunk := stream.read(min(left, CHUNK))):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return None if left == 0 else b"".join(chunks)
 
 
 def _reader(record: dict[str, Any], mine: Artifacts):
     """The store this worker reads ``record``'s artifact from: its own named store for a file stored in a
     named store, another run's folder on this machine for one stored there, else None."""
-    from optuna.artifacts import FileSystemArtifactStore
-
     if "store" in record:
         return mine.store if mine.shared else None
     folder = Path(str(record.get("folder", "")))
     if record.get("host") != socket.gethostname() or not folder.is_absolute() or folder.name != RUN_FOLDER:
         return None
-    return mine.store if mine.where.get("folder") == str(folder) else FileSystemArtifactStore(folder)
+    return mine.store if mine.where.get("folder") == str(folder) else _Folder(folder)
 
 
 def describe(record: dict[str, Any]) -> str:
