@@ -25,7 +25,7 @@ from typing import Any
 from benchmark.config import artifacts_problem
 from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import file_digest
-from benchmark.store import check_name, open_regular
+from benchmark.store import atomic_writer, check_name, open_regular
 
 RUN_FOLDER = "artifacts"  # a run directory's own store, when no shared one is named
 CHUNK = 1 << 20  # bytes read at a time from an artifact, so that reading stops soon after its recorded size
@@ -128,15 +128,18 @@ def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, Any]:
     return {"artifact": artifact, "sha256": sha256, "size": path.stat().st_size, **artifacts.where}
 
 
-def download(record: dict[str, Any], mine: Artifacts, what: str) -> bytes | None:
-    """The bytes of the stored file ``record`` describes (``what`` names it in messages), or None where this
-    worker cannot reach its store (another machine's run folder, or a store other than its own). Bytes that
-    are not the ones recorded are refused with a StoreError."""
+def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> bool:
+    """Put the stored file ``record`` describes (``what`` names it in messages) at ``path``, unless it holds
+    those bytes already; False where this worker cannot reach its store (another machine's run folder, or a
+    store other than its own). The bytes stream to disk, never whole in memory; bytes other than the ones
+    recorded are refused with a StoreError, and then ``path`` is left as it was."""
     from optuna.artifacts.exceptions import ArtifactNotFound
 
+    if path.is_file() and file_digest(path) == record.get("sha256"):  # computed here, or fetched before
+        return True
     store = _reader(record, mine)
     if store is None:
-        return None
+        return False
     artifact = str(record.get("artifact", ""))
     try:
         check_name(artifact, "artifact id")  # a name like ../x would read outside the store
@@ -152,32 +155,32 @@ def download(record: dict[str, Any], mine: Artifacts, what: str) -> bytes | None
     try:
         stream = store.open_reader(artifact)
     except ArtifactNotFound:
-        return None
+        return False
     except StoreError as error:  # not a regular file
         raise refused(str(error)) from None
     except OSError as error:  # no permission, a socket: refused like a changed artifact, not a crash
         raise refused(f"it cannot be read ({error.strerror or error})") from None
     try:
-        data = _read_at_most(stream, size)
+        with atomic_writer(path) as written:
+            digest, left = hashlib.sha256(), size + 1  # one byte past the size tells a longer stream from one that ends
+            while left > 0:
+                try:
+                    chunk = stream.read(min(left, CHUNK))
+                except OSError as error:  # else taken for a failed write of ``path``
+                    raise refused(f"it cannot be read ({error.strerror or error})") from None
+                if not chunk:
+                    break
+                digest.update(chunk)
+                written.write(chunk)
+                left -= len(chunk)
+            if left == 0:  # a stream without end, or far longer than recorded, is never held whole
+                raise refused(f"it holds more than the {size} bytes recorded when it was stored")
+            if digest.hexdigest() != record.get("sha256"):
+                raise refused(f"its SHA-256 {digest.hexdigest()[:16]}... is not the {str(record.get('sha256'))[:16]}"
+                              "... recorded when it was stored, so it was changed or damaged after upload")
     finally:
         stream.close()
-    if data is None:
-        raise refused(f"it holds more than the {size} bytes recorded when it was stored")
-    found = hashlib.sha256(data).hexdigest()
-    if found != record.get("sha256"):
-        raise refused(f"its SHA-256 {found[:16]}... is not the {str(record.get('sha256'))[:16]}... recorded when "
-                      "it was stored, so it was changed or damaged after upload")
-    return data
-
-
-def _read_at_most(stream, size: int) -> bytes | None:
-    """All of ``stream``, or None as soon as it gives more than ``size`` bytes: a stream without end or
-    far longer than recorded (an S3 object replaced, a file still growing) is never held in memory."""
-    chunks, left = [], size + 1  # reading one byte past the size tells a longer stream from one that ends
-    while left > 0 and (chunk := stream.read(min(left, CHUNK))):
-        chunks.append(chunk)
-        left -= len(chunk)
-    return None if left == 0 else b"".join(chunks)
+    return True
 
 
 def _reader(record: dict[str, Any], mine: Artifacts):

@@ -550,18 +550,13 @@ class JobBoard(ClaimBoard):
 
 def _fetch_model(run: RunDir, job: str, record: dict[str, Any], models: Artifacts, say: Callable[[str], None]) -> None:
     """The job's ``model.pt`` from the artifact store, unless this machine cannot reach it (said) or has it."""
-    path = run.job(job) / MODEL_FILE
-    if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == record.get("sha256"):
-        return
     try:
-        data = download(record, models, f"{MODEL_FILE} of job {job}")
+        reachable = download(record, models, f"{MODEL_FILE} of job {job}", run.job(job) / MODEL_FILE)
     except StoreError as error:
         say(str(error))
         return
-    if data is None:
+    if not reachable:
         say(f"{MODEL_FILE} of job {job} is in {describe(record)}, which this machine cannot read: give --artifacts")
-        return
-    atomic_write_bytes(path, data)
 
 
 def job_files(directory: Path) -> dict[str, bytes]:

@@ -24,7 +24,7 @@ from benchmark.errors import ConfigError, StoreError
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
 from benchmark.orchestration.cluster import ERROR, SKIPPED, Backoff, ClaimBoard
 from benchmark.orchestration.storage import MAX_RETRY
-from benchmark.store import RunDir, atomic_write_bytes, check_name, inside
+from benchmark.store import RunDir, check_name, inside
 
 STAGE = "stage"               # user attr: the stage a stages-study trial stands for
 FILES = "files"               # user attr: path in the run directory -> artifact record
@@ -122,15 +122,10 @@ class StageBoard(StageClaims):
         files: dict[str, Any] = trial.user_attrs[FILES]
         try:
             for name, record in files.items():
-                path = self._local_path(stage, name)
-                if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == record.get("sha256"):
-                    continue  # computed here, or fetched before
-                data = download(record, self.artifacts, f"{name} of stage {stage}")
-                if data is None:
+                if not download(record, self.artifacts, f"{name} of stage {stage}", self._local_path(stage, name)):
                     self.say(f"stage {stage} is stored in {describe(record)}, which this worker cannot read: "
                              "computing it here too (give every worker the same --artifacts to share stages)")
                     return False
-                atomic_write_bytes(path, data)
         except StoreError as error:
             self.say(f"{error}; computing stage {stage} here")
             return False

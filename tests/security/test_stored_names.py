@@ -92,13 +92,15 @@ class Endless:
         pass
 
 
-def test_a_stream_longer_than_its_record_is_refused_once_past_its_size():
+def test_a_stream_longer_than_its_record_is_refused_once_past_its_size(tmp_path):
+    """Read in bounded chunks straight to disk, stopped one byte past the recorded size, and nothing kept."""
     store, size = Endless(), 3 << 20
     record = {"artifact": "a1", "sha256": hashlib.sha256(bytes(size)).hexdigest(), "size": size, "store": "s3://b/p"}
     with pytest.raises(StoreError, match=rf"refused artifact a1 \(model.pt\) from s3://b/p: it holds more than the "
                                          rf"{size} bytes recorded"):
-        download(record, Artifacts(store, {"store": "s3://b/p"}), "model.pt")
+        download(record, Artifacts(store, {"store": "s3://b/p"}), "model.pt", tmp_path / "model.pt")
     assert store.served == size + 1
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a partial temporary
 
 
 def test_an_s3_object_longer_than_its_record_is_refused(tmp_path, s3_bucket):
