@@ -237,6 +237,150 @@ def test_a_rerun_waits_for_the_rerun_of_an_earlier_slot(tmp_path, monkeypatch):
     assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 5, 6]
 
 
+def new_study(tmp_path, done: int = 2):
+    """A shared tuning study whose first ``done`` slots finished."""
+    import optuna
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
+    study = optuna.create_study(study_name="tuning", storage=storage)
+    for value in range(done):
+        study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), float(3 - value))
+    return study
+
+
+def test_a_trial_whose_slot_moved_down_does_not_wait_for_itself(tmp_path, monkeypatch):
+    """Trials 2, 3 and 4 were asked in one instant (slots 2, 3, 4), and 4 waits. Meanwhile 2 dies, 3 gives way
+    to its rerun 5, which finishes: trial 4 now holds slot 3, and must sample as slot 3, not wait for itself."""
+    import optuna
+
+    study = new_study(tmp_path)
+    dying, gave_way, waiting = study.ask(), study.ask(), study.ask()
+    ran, seeds = [], []
+    tuning = tuning_of(study, ran, budget=5)
+    tuning.sampler_for = lambda slot: seeds.append(slot) or optuna.samplers.RandomSampler(seed=slot)
+
+    def meanwhile(self, waiting_on=None):  # what the other workers do during trial 4's first wait
+        monkeypatch.setattr(cluster.Backoff, "wait", never_waits)
+        died(study, dying)
+        with pytest.raises(cluster._Unrun, match="gave way to trial 5"):
+            cluster._in_slot(tuning)(gave_way)
+        study._storage.set_trial_state_values(gave_way._trial_id, optuna.trial.TrialState.FAIL)
+        study.tell(study.ask(), 1.0)  # the rerun 5
+
+    monkeypatch.setattr(cluster.Backoff, "wait", meanwhile)
+    cluster._in_slot(tuning)(waiting)
+    assert seeds == [3] and [number for number, _ in ran] == [4]
+
+
+def test_copies_of_a_slot_beyond_the_first_and_of_a_trial_past_the_budget_end_unrun(tmp_path, monkeypatch):
+    """Two workers mended one dead trial (two copies), and a trial asked past the budget died before it could
+    say so (its copy looks like any rerun): one process runs slot 2 once and nothing past the budget."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    study = new_study(tmp_path)
+    dying, past = study.ask(), study.ask()  # trial 3 was asked as the budget (3) was used up
+    died(study, dying)  # its copy: trial 4
+    died(study, past)   # its copy: trial 5
+    RetryHeartbeatStaleTrialCallback()(study, study.trials[dying.number])  # trial 2's second copy: trial 6
+    study.tell(study.ask(), 2.5)  # trial 4, run by another worker
+    ran = []
+    monkeypatch.setattr(cluster.Backoff, "wait", never_waits)
+    cluster.tune_together([tuning_of(study, ran, budget=3)])
+    assert ran == []
+    reasons = {trial.number: trial.user_attrs.get(SKIPPED, "") for trial in study.trials}
+    assert reasons[5].startswith("over budget") and reasons[6].startswith("a duplicate")
+    assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 4]
+
+
+def waiting_a_second_a_look(monkeypatch) -> list[float]:
+    """Each wait of a worker moves a clock of its own by a second, up to half a minute."""
+    clock = [1000.0]
+    monkeypatch.setattr(cluster.time, "monotonic", lambda: clock[0])
+
+    def wait(self, waiting_on=None):
+        clock[0] += 1.0
+        assert clock[0] < 1030, f"waits on {waiting_on} for ever"
+
+    monkeypatch.setattr(cluster.Backoff, "wait", wait)
+    return clock
+
+
+def test_a_dead_claim_left_without_its_copy_is_mended_not_waited_on_for_ever(tmp_path, monkeypatch):
+    """The worker failing a stale claim died before enqueuing its copy (or a second Ctrl-C cut a worker's own
+    enqueue): after twice the grace, a waiting worker enqueues the copy, for tuning and jobs alike."""
+    clock = waiting_a_second_a_look(monkeypatch)
+    study = new_study(tmp_path)
+    orphan = study.ask()
+    orphan.suggest_float("x", 0, 1)
+    orphan.set_user_attr(cluster.INTERRUPTED, True)
+    study._storage.set_trial_state_values(orphan._trial_id, cluster.optuna_module().trial.TrialState.FAIL)
+    ran = []
+    cluster.tune_together([tuning_of(study, ran, budget=3)])
+    assert [number for number, _ in ran] == [3] and study.trials[3].params == study.trials[2].params
+    assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 3]
+    assert 1006 < clock[0] < 1010  # twice the grace of 3 s
+
+    board = JobBoard(open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1), "exp/jobs/plan")
+    board.publish(JOBS[:1], MANIFEST)
+    claim = board.study.ask()
+    board.study._storage.set_trial_state_values(claim._trial_id, cluster.optuna_module().trial.TrialState.FAIL)
+    ran, run_one = recorder(tmp_path / "w")
+    assert board.work(run_one, say=lambda _: None) == 1 and ran == JOBS[:1]
+
+
+def test_only_deaths_use_up_a_slots_reruns(tmp_path, monkeypatch):
+    """Slot 2's trial died; its rerun gave way twice (each time enqueued again, on purpose), then died: one
+    more death than Optuna's retry limit counts in the history, yet only two deaths, so the slot runs."""
+    study = new_study(tmp_path)
+    died(study, study.ask())  # trial 2; its rerun: 3
+    for _ in range(2):  # 3 gives way (enqueued again as 4), then 4 (as 5)
+        rerun = study.ask()
+        cluster._enqueue_again(study, rerun._trial_id, {})
+        rerun.set_user_attr(SKIPPED, "gave way")
+        study._storage.set_trial_state_values(rerun._trial_id, cluster.optuna_module().trial.TrialState.FAIL)
+    died(study, study.ask())  # trial 5: Optuna's callback enqueues no copy past 3 in its history
+    assert len(study.trials) == 6
+    waiting_a_second_a_look(monkeypatch)
+    ran = []
+    cluster.tune_together([tuning_of(study, ran, budget=3)])
+    assert [number for number, _ in ran] == [6]
+    assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 6]
+
+
+def test_a_trial_failed_as_stale_while_its_worker_was_paused_does_not_kill_the_worker(tmp_path, monkeypatch):
+    """Paused after the objective's last write to the storage, the worker resumes with a value for a trial
+    another worker failed and enqueued again: it goes on with the rerun, where Optuna's tell used to fail."""
+    study = new_study(tmp_path)
+    ran = []
+    tuning = tuning_of(study, ran, budget=3)
+    objective = tuning.objective
+
+    def paused(trial):
+        value = objective(trial)
+        if trial.number == 2:
+            died(study, trial)
+        return value
+
+    tuning.objective = paused
+    monkeypatch.setattr(cluster.Backoff, "wait", never_waits)
+    cluster.tune_together([tuning])
+    assert [number for number, _ in ran] == [2, 3]
+    assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 3]
+
+
+def test_no_new_slot_starts_in_a_study_a_timeout_closed(tmp_path, monkeypatch):
+    """A worker may ask a new trial after another closed the study (it found a rerun waiting, which a third
+    worker took first): that trial ends unrun, so every worker ends with the same trials."""
+    study = new_study(tmp_path)
+    study.set_user_attr(cluster.CLOSED, "tune.timeout of 5 s after 2 trials")
+    ran = []
+    tuning = tuning_of(study, ran, budget=4)
+    tuning.timeout = 5.0
+    with pytest.raises(cluster._Unrun, match="closed by a worker's tune.timeout"):
+        cluster._in_slot(tuning)(study.ask())
+    assert ran == []
+
+
 def test_a_claim_stopped_by_ctrl_c_is_enqueued_again_as_it_was_claimed(tmp_path):
     """Ctrl-C fails the trial but is no verdict on its work: a copy waits for the next worker, with the
     parameters the trial drew and none of this worker's marks; the interrupted trial uses no budget slot."""
@@ -332,18 +476,20 @@ def test_a_worker_is_told_of_another_plan_of_its_experiment_and_how_it_differs(t
 
     gpu = JobBoard(storage, "exp/jobs/gpu-plan")
     gpu.publish(JOBS, manifest("bfloat16", "cuda", JOBS))
-    ran, run_one = recorder(tmp_path / "gpu")
+    _, run_one = recorder(tmp_path / "gpu")
     gpu.claim_one(lambda job, trial: trial.set_user_attr(cluster.RESULT, run_one(job)[0]) or 0.5)
     JobBoard(storage, "other/jobs/plan").publish(JOBS, {**manifest("float32", "cpu", JOBS), "experiment": "other"})
     cpu = JobBoard(storage, "exp/jobs/cpu-plan")
     mine = manifest("float32", "cpu", ["mse__seed0__fold0__cccc"])
     cpu.announce(mine)
-    assert cluster.other_plans(cpu, mine) == [
-        "the storage holds another plan of 'exp', study 'exp/jobs/gpu-plan' (1 of 2 jobs done, 0 running), whose "
-        'workers share nothing with this one; it differs in config.encoder.precision ("float32" here, "bfloat16" '
-        'there), device ("cpu" here, "cuda" there)']
+    gpu.study.ask()  # a job running on the other plan
+    began = f"{gpu.study.trials[0].datetime_start:%Y-%m-%d %H:%M}"
+    assert cluster.other_plans(cpu, mine) == [(
+        f"the storage holds another plan of 'exp', study 'exp/jobs/gpu-plan' (began {began}, 1 of its jobs running "
+        'now), whose workers share nothing with this one; it differs in config.encoder.precision ("float32" '
+        'here, "bfloat16" there), device ("cpu" here, "cuda" there)')]
     assert cluster.other_plans(gpu, gpu.manifest())[0].startswith(
-        "the storage holds another plan of 'exp', study 'exp/jobs/cpu-plan' (0 of 1 jobs done, 0 running)")
+        "the storage holds another plan of 'exp', study 'exp/jobs/cpu-plan' (0 of its jobs running now)")
 
 
 def test_files_round_trip_and_storage_errors_are_actionable(tmp_path):

@@ -33,7 +33,6 @@ import logging
 import math
 import time
 import zlib
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -41,7 +40,7 @@ from typing import Any, Callable, Iterable
 from benchmark.config import ModelConfig
 from benchmark.errors import StoreError
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
-from benchmark.orchestration.storage import MAX_RETRY, optuna_module, worker_name
+from benchmark.orchestration.storage import GRACE_BEATS, MAX_RETRY, optuna_module, worker_name
 from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
 
 JOB = "job"                  # user attr: the job id a jobs-study trial stands for
@@ -103,19 +102,23 @@ def _marking_errors(objective: Callable) -> Callable:
     one is known to be a dead worker's. A trial stopped by Ctrl-C is not failed by its work: like a dead
     worker's, it is enqueued again for whichever worker looks next (with the parameters it drew)."""
     import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
 
     def marked(trial):
-        claimed = trial.study._storage.get_trial(trial._trial_id)  # before this worker's marks
+        storage = trial.study._storage
+        claimed = storage.get_trial(trial._trial_id)  # before this worker's marks
         try:
             value = objective(trial)
         except optuna.TrialPruned:
             raise
-        except (KeyboardInterrupt, SystemExit):
+        except KeyboardInterrupt:  # (Optuna fails the trial; a SystemExit leaves it to go stale, then retried)
             _enqueue_again(trial.study, trial._trial_id, claimed.user_attrs)
             raise
         except BaseException as error:
             trial.set_user_attr(ERROR, f"{type(error).__name__}: {error}")
             raise
+        if storage.get_trial(trial._trial_id).state.is_finished():  # failed as stale while this worker was paused
+            raise UpdateFinishedTrialError(f"trial {trial.number} was taken over while this worker was paused")
         if not math.isfinite(value):  # Optuna fails the trial without an exception
             trial.set_user_attr(ERROR, f"the objective's value is {value}")
         return value
@@ -159,15 +162,55 @@ def _enqueue_again(study, trial_id: int, user_attrs: dict[str, Any]) -> None:
 
 
 def _open(trials: list) -> list:
-    """The trials not yet settled: waiting, running, or a dead worker's trial still due for its retry (Optuna
-    fails a stale trial first and enqueues its copy just after; a worker looking in between must see it open)."""
+    """The trials not yet settled: waiting, running, or a dead worker's trial still due for its rerun (Optuna
+    fails a stale trial first and enqueues its copy just after; a worker looking in between must see it open).
+    A claim is given up once its workers died ``MAX_RETRY`` times; copies made on purpose (Ctrl-C, giving way)
+    do not count."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
     from optuna.trial import TrialState
 
+    by_number = {trial.number: trial for trial in trials}
     replaced = {number for trial in trials for number in Retry.retry_history(trial)}
     return [trial for trial in trials if trial.state in (TrialState.WAITING, TrialState.RUNNING)
-            or (trial.state == TrialState.FAIL and ERROR not in trial.user_attrs and SKIPPED not in trial.user_attrs
-                and trial.number not in replaced and len(Retry.retry_history(trial)) < MAX_RETRY)]
+            or (_dead(trial) and trial.number not in replaced
+                and sum(_dead(by_number[number]) for number in [*Retry.retry_history(trial), trial.number]
+                        if number in by_number) < MAX_RETRY)]
+
+
+def _dead(trial) -> bool:
+    """Failed without a verdict: its worker died (or was stopped), so its claim is due for a rerun."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.FAIL and ERROR not in trial.user_attrs and SKIPPED not in trial.user_attrs
+
+
+class Reaper:
+    """What every worker does before it looks at a study's claims: Optuna's ``fail_stale_trials`` fails the
+    claims whose heartbeats stopped and enqueues their copies. If the worker doing that dies between the two
+    steps, or a second Ctrl-C cuts a worker's own enqueue, a dead claim is left without its copy, and every
+    worker would wait for it for ever: a dead claim seen without a copy for twice the heartbeats' grace gets
+    one here (a duplicate, should two workers do so, is ended unrun by whichever claims it later)."""
+
+    def __init__(self, study) -> None:
+        self.study, self.seen = study, {}
+        beat = study._storage.get_heartbeat_interval() if hasattr(study._storage, "get_heartbeat_interval") else None
+        self.patience_s = 2 * GRACE_BEATS * (beat or 10)
+
+    def trials(self) -> list:
+        """The study's trials, after reaping."""
+        from optuna.storages import fail_stale_trials
+        from optuna.trial import TrialState
+
+        fail_stale_trials(self.study)
+        trials = self.study.get_trials(deepcopy=False)
+        now = time.monotonic()
+        orphans = {trial.number: trial for trial in _open(trials) if trial.state == TrialState.FAIL}
+        self.seen = {number: self.seen.get(number, now) for number in orphans}
+        late = [orphans[number] for number, since in self.seen.items() if now - since > self.patience_s]
+        for trial in late:
+            _enqueue_again(self.study, trial._trial_id,
+                           {key: value for key, value in trial.user_attrs.items() if key not in (WORKER, INTERRUPTED)})
+        return self.study.get_trials(deepcopy=False) if late else trials
 
 
 def _settled(trials: list) -> bool:
@@ -219,18 +262,17 @@ def tune_together(studies: list) -> None:
     may start. A trial asked past the budget in the same instant as another worker's last one fails unrun:
     failed trials are invisible to the sampler and the pruner, where a pruned one would count. A worker whose
     ``tune.timeout`` ran out closes the study for every worker, so that all train with one winner."""
-    from optuna.storages import fail_stale_trials
     from optuna.trial import TrialState
 
     unlogged, quiet = logging.getLogger("optuna.study._optimize"), _UnloggedUnrun()
     unlogged.addFilter(quiet)
     backoff, first_trial = Backoff(), {}
+    reapers = {tuning.handle.study_name: Reaper(tuning.handle) for tuning in studies}
     try:
         while True:
             unsettled, running = False, set()
             for tuning in studies:
-                fail_stale_trials(tuning.handle)
-                trials = tuning.handle.get_trials(deepcopy=False)
+                trials = reapers[tuning.handle.study_name].trials()
                 if _may_start(tuning, trials, first_trial.get(tuning.handle.study_name)):
                     first_trial.setdefault(tuning.handle.study_name, time.monotonic())
                     _optimize_one(tuning.handle, _in_slot(tuning), catch=(*tuning.catch, _Unrun))
@@ -253,9 +295,8 @@ def _slot(trial, trials: list) -> int:
     budget take none."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 
-    history = Retry.retry_history(trial)
-    number = history[0] if history else trial.number
-    return sum(1 for other in trials if other.number < number and not Retry.retry_history(other)
+    root = _root(trial)
+    return sum(1 for other in trials if other.number < root and not Retry.retry_history(other)
                and SKIPPED not in other.user_attrs)
 
 
@@ -277,40 +318,48 @@ def _may_start(tuning, trials: list, first_trial: float | None) -> bool:
     handed_out = sum(1 for trial in trials if not Retry.retry_history(trial) and SKIPPED not in trial.user_attrs)
     if handed_out >= tuning.budget:
         return False
-    if tuning.timeout and first_trial is not None and time.monotonic() - first_trial > tuning.timeout:
-        tuning.handle.set_user_attr(CLOSED, f"tune.timeout of {tuning.timeout:g} s after {handed_out} trials")
-    if tuning.timeout and CLOSED in tuning.handle.user_attrs:
+    if tuning.timeout and _closed(tuning, handed_out, first_trial):
         return False
     return handed_out < tuning.side_by_side or not _open(trials)
 
 
+def _closed(tuning, handed_out: int, first_trial: float | None) -> bool:
+    """Whether a worker closed the study, this one now if its ``tune.timeout`` (from its first trial of the
+    study) ran out: from then on no worker starts a new slot, so all of them end with the same trials."""
+    if CLOSED in tuning.handle.user_attrs:
+        return True
+    if first_trial is None or time.monotonic() - first_trial <= tuning.timeout:
+        return False
+    tuning.handle.set_user_attr(CLOSED, f"tune.timeout of {tuning.timeout:g} s after {handed_out} trials")
+    return True
+
+
 def _in_slot(tuning) -> Callable:
-    """The study's objective for one claimed trial: refused past the budget, else waiting for the trials of
-    the slots before it, then sampling with its slot's seed (a dead worker's trial rerun keeps its slot)."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
-    from optuna.storages import fail_stale_trials
+    """The study's objective for one claimed trial: ended unrun where it would not be one process's trial,
+    else waiting for the trials of the slots before it, then sampling with its slot's seed (a dead worker's
+    trial rerun keeps its slot)."""
     from optuna.trial import TrialState
 
     study, me = tuning.handle, worker_name()
 
     def in_slot(trial) -> float:
         _beat_now(trial)
-        trials = study.get_trials(deepcopy=False)
-        claimed = next(t for t in trials if t.number == trial.number)
-        retry, slot = bool(Retry.retry_history(claimed)), _slot(claimed, trials)
-        if slot >= tuning.budget and not retry:
-            trial.set_user_attr(SKIPPED, "over budget: another worker took the last trial")
-            raise _Unrun(f"trial {trial.number} of a budget of {tuning.budget}")
+        claimed = study._storage.get_trial(trial._trial_id)
         trial.set_user_attr(WORKER, me)
-        backoff = Backoff()
-        while slot >= tuning.side_by_side:  # asked while a trial of an earlier slot ran: that one finishes first
-            fail_stale_trials(study)
-            before = _open_before(slot, study.get_trials(deepcopy=False))
-            if not before:
+        backoff, reaper = Backoff(), Reaper(study)
+        while True:  # a slot only moves down, as an earlier trial ends unrun: it is worked out on every look
+            trials = reaper.trials()
+            reason = _unrun_reason(tuning, claimed, trials)
+            if reason:
+                trial.set_user_attr(SKIPPED, reason)
+                raise _Unrun(f"trial {trial.number}: {reason}")
+            slot = _slot(claimed, trials)
+            before = [t for t in _open_before(slot, trials) if t.number != trial.number]
+            if slot < tuning.side_by_side or not before:
                 break
             rerun = [t.number for t in before if t.state == TrialState.WAITING]
             if rerun:  # a dead worker's trial enqueued again: this worker may be the only one left to run it
-                if retry:  # this one too must run later, in its slot
+                if _root(claimed) != claimed.number:  # a rerun itself: it must run later, in its slot
                     _enqueue_again(study, trial._trial_id, claimed.user_attrs)
                 trial.set_user_attr(SKIPPED, f"gave way to trial {rerun[0]}, the rerun of an earlier slot's trial")
                 raise _Unrun(f"trial {trial.number} gave way to trial {rerun[0]}")
@@ -319,6 +368,37 @@ def _in_slot(tuning) -> Callable:
         return tuning.objective(trial)
 
     return _marking_errors(in_slot)
+
+
+def _root(trial) -> int:
+    """The number of the trial whose slot ``trial`` holds: its own, or the first of those it reruns."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+
+    history = Retry.retry_history(trial)
+    return history[0] if history else trial.number
+
+
+def _unrun_reason(tuning, claimed, trials: list) -> str:
+    """Why the claimed trial must end unrun, if it must: past the budget (asked in the same instant as another
+    worker's last slot, or a copy of such a trial), a copy of a trial that itself ended unrun, another copy of
+    its slot's trial finished or claimed first (two workers mended one dead trial), or, for a new slot, the
+    study closed by a worker's ``tune.timeout``."""
+    from optuna.trial import TrialState
+
+    root = _root(claimed)
+    by_number = {trial.number: trial for trial in trials}
+    if SKIPPED in claimed.user_attrs or SKIPPED in getattr(by_number.get(root), "user_attrs", {}):
+        return "a copy of a trial that ended unrun"
+    if _slot(claimed, trials) >= tuning.budget:
+        return "over budget: another worker took the last trial"
+    if root != claimed.number and any(
+            _root(other) == root and other.number != claimed.number and SKIPPED not in other.user_attrs
+            and (other.state == TrialState.RUNNING and other.number < claimed.number
+                 or other.state.is_finished() and not _dead(other)) for other in trials):
+        return "a duplicate: another copy of this slot's trial ran or runs"
+    if root == claimed.number and tuning.timeout and CLOSED in tuning.handle.user_attrs:
+        return "the study was closed by a worker's tune.timeout"
+    return ""
 
 
 # --------------------------------------------------------------------------- jobs
@@ -368,6 +448,7 @@ class ClaimBoard:
         self.name = name
         self.storage = storage
         self.study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True)
+        self.reaper = Reaper(self.study)
 
     def succeeded(self, trial) -> bool:
         """Whether a COMPLETE claim did its work (a job may complete with a failed result)."""
@@ -480,7 +561,6 @@ class JobBoard(ClaimBoard):
         """Claim and run jobs until none is waiting or running anywhere; returns how many ran here.
         ``run_one(job_id)`` returns the result record and the job's folder, whose files are stored (its
         ``model.pt`` in the artifact store)."""
-        from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
         ran, waited, backoff = 0, set(), Backoff()
@@ -497,8 +577,7 @@ class JobBoard(ClaimBoard):
             return float(record["seconds"])
 
         while True:
-            fail_stale_trials(self.study)
-            trials = self.study.get_trials(deepcopy=False)
+            trials = self.reaper.trials()
             if self.waiting(trials):
                 self.claim_one(run_and_store)
                 backoff.reset()
@@ -578,25 +657,30 @@ PLAN_SOURCES = ("config", "identity", "device", "protocol", "split_hash")
 
 
 def other_plans(board: JobBoard, manifest: dict[str, Any]) -> list[str]:
-    """One line per other jobs study of the same experiment in the storage: its progress and the settings,
-    code or data by which its plan differs from ``manifest``'s. Its workers share nothing with this one, as
-    when an override differs or machines resolve ``device`` or ``encoder.precision = "auto"`` differently."""
+    """One line per other jobs study of the same experiment in the storage: when it began, how many of its
+    jobs run now, and the settings, code or data by which its plan differs from ``manifest``'s. Its workers
+    share nothing with this one, as when an override differs or machines resolve ``device`` or
+    ``encoder.precision = "auto"`` differently. (Read from the studies' summaries and running trials: a
+    finished study's stored results are not loaded.)"""
+    optuna = optuna_module()
+    from optuna.trial import TrialState
+
     prefix = manifest["experiment"] + "/jobs/"
     lines = []
-    for name in jobs_studies(board.storage):
-        if not name.startswith(prefix) or name == board.name:
+    for summary in optuna.get_all_study_summaries(board.storage, include_best_trial=False):
+        theirs = summary.user_attrs.get(MANIFEST)
+        name = summary.study_name
+        if not name.startswith(prefix) or name == board.name or not isinstance(theirs, dict):
             continue
-        other = JobBoard(board.storage, name)
-        theirs = other.manifest()
-        if theirs is None:
-            continue
-        counts = Counter(state.state for state in other.states(theirs["jobs"]))
+        study = optuna.load_study(study_name=name, storage=board.storage)
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         differing = _differences({key: manifest.get(key) for key in PLAN_SOURCES},
                                  {key: theirs.get(key) for key in PLAN_SOURCES})
         shown = ", ".join(differing[:6]) + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
-        lines.append(f"the storage holds another plan of {manifest['experiment']!r}, study {name!r} "
-                     f"({counts['done']} of {len(theirs['jobs'])} jobs done, {counts['running']} running), whose "
-                     f"workers share nothing with this one; it differs in {shown or 'the jobs it plans'}")
+        began = f"began {summary.datetime_start:%Y-%m-%d %H:%M}, " if summary.datetime_start else ""
+        lines.append(f"the storage holds another plan of {manifest['experiment']!r}, study {name!r} ({began}"
+                     f"{running} of its jobs running now), whose workers share nothing with this one; it differs in "
+                     f"{shown or 'the jobs it plans'}")
     return lines
 
 

@@ -60,23 +60,15 @@ class StageBoard(StageClaims):
     def compute_waiting(self) -> None:
         """Claim and compute stages while any is waiting: every worker starts with one, so the stages of
         different seeds and splits run side by side."""
-        from optuna.storages import fail_stale_trials
-
-        while True:
-            fail_stale_trials(self.study)
-            if not self.waiting():
-                return
+        while self.waiting(self.reaper.trials()):
             self.claim_one(self._compute_and_store)
 
     def fetch(self, stage: str) -> bool:
         """Bring ``stage``'s files into this run directory; False when that cannot be done (the caller
         then computes it here). Meanwhile computes other waiting stages; waits only when none is left."""
-        from optuna.storages import fail_stale_trials
-
         waited, backoff = "", Backoff()
         while True:
-            fail_stale_trials(self.study)
-            trials = self.study.get_trials(deepcopy=False)
+            trials = self.reaper.trials()
             state = self.states([stage], trials)[0]
             if state.state == "done":
                 return self._download(stage, self._done(stage, trials))

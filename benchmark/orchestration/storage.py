@@ -22,6 +22,7 @@ SCHEMA_RACE = ("already exists", "alembic_version", "duplicate key")  # errors o
 
 
 MAX_RETRY = 3
+GRACE_BEATS = 3  # a claim whose heartbeats stopped this many beats ago is a dead worker's
 
 
 def optuna_module():
@@ -66,7 +67,8 @@ def open_storage(spec: str, run_dir: str | Path, heartbeat: int = 10):
     engine = _engine_settings(url)
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
-            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+            storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                                 grace_period=GRACE_BEATS * heartbeat,
                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
             if url.startswith("sqlite"):
                 _serialise_sqlite(storage.engine)
