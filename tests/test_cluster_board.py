@@ -347,6 +347,24 @@ def test_only_deaths_use_up_a_slots_reruns(tmp_path, monkeypatch):
     assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 6]
 
 
+def test_a_claim_is_given_up_after_as_many_deaths_as_optuna_retries_it_plus_one(tmp_path):
+    """Optuna's callback retries a dead claim ``MAX_RETRY`` times: the claim is open (its copy due) until its
+    ``MAX_RETRY + 1``-th death, so no worker leaves while Optuna is about to enqueue a copy."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    study = new_study(tmp_path, done=0)
+    study.ask()
+    for death in range(1, cluster.MAX_RETRY + 2):
+        trial = study.trials[-1]
+        study._storage.set_trial_state_values(trial._trial_id, cluster.optuna_module().trial.TrialState.FAIL)
+        trials = study.get_trials()
+        assert cluster._settled(trials) == (death > cluster.MAX_RETRY), death  # between FAIL and its copy
+        RetryHeartbeatStaleTrialCallback(max_retry=cluster.MAX_RETRY)(study, trials[-1])
+        if death <= cluster.MAX_RETRY:
+            study.ask()  # the copy, claimed
+    assert len(study.trials) == cluster.MAX_RETRY + 1  # no copy after the last death
+
+
 def test_a_trial_failed_as_stale_while_its_worker_was_paused_does_not_kill_the_worker(tmp_path, monkeypatch):
     """Paused after the objective's last write to the storage, the worker resumes with a value for a trial
     another worker failed and enqueued again: it goes on with the rerun, where Optuna's tell used to fail."""
@@ -366,6 +384,71 @@ def test_a_trial_failed_as_stale_while_its_worker_was_paused_does_not_kill_the_w
     cluster.tune_together([tuning])
     assert [number for number, _ in ran] == [2, 3]
     assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 3]
+
+
+def test_a_ctrl_c_copy_claimed_before_its_original_failed_still_runs(tmp_path, monkeypatch):
+    """Ctrl-C: the copy is enqueued while Optuna has not yet failed the original. Another worker claiming the
+    copy in that instant sees the original running; it is the trial the copy reruns, no rival, for tuning and
+    jobs alike (the copy ended unrun as a duplicate and the slot, or the job, was never run)."""
+    import optuna
+
+    study = new_study(tmp_path)
+    ran = []
+    tuning = tuning_of(study, ran, budget=3)
+    objective, stopped = tuning.objective, []
+
+    def stops_once(trial):
+        if not stopped:
+            stopped.append(trial.number)
+            raise KeyboardInterrupt
+        return objective(trial)
+
+    tuning.objective = stops_once
+    real = cluster._enqueue_again
+
+    def then_another_worker_claims(study_, trial_id, attrs):
+        real(study_, trial_id, attrs)
+        monkeypatch.setattr(cluster, "_enqueue_again", real)
+        other = optuna.load_study(study_name="tuning", storage=study._storage)
+        cluster._optimize_one(other, cluster._in_slot(tuning_of(other, ran, budget=3)), catch=(cluster._Unrun,))
+
+    monkeypatch.setattr(cluster, "_enqueue_again", then_another_worker_claims)
+    monkeypatch.setattr(cluster.Backoff, "wait", never_waits)
+    with pytest.raises(KeyboardInterrupt):
+        cluster.tune_together([tuning])
+    assert stopped == [2] and [number for number, _ in ran] == [3]
+    assert [trial.number for trial in cluster.counted_trials(study.trials)] == [0, 1, 3]  # slot 2, run by the copy
+
+    board = JobBoard(study._storage, "exp/jobs/plan")
+    board.publish(JOBS[:1], MANIFEST)
+    done, run_one = recorder(tmp_path / "w")
+
+    def interrupted(job):
+        raise KeyboardInterrupt
+
+    def then_another_worker_runs(study_, trial_id, attrs):
+        real(study_, trial_id, attrs)
+        monkeypatch.setattr(cluster, "_enqueue_again", real)
+        JobBoard(study._storage, "exp/jobs/plan").claim_one(
+            lambda job, trial: trial.set_user_attr(cluster.RESULT, run_one(job)[0]) or 0.5)
+
+    monkeypatch.setattr(cluster, "_enqueue_again", then_another_worker_runs)
+    with pytest.raises(KeyboardInterrupt):
+        board.work(interrupted, say=lambda _: None)
+    assert done == JOBS[:1] and [state.state for state in board.states(JOBS[:1])] == ["done"]
+
+
+def test_a_worker_leaving_on_system_exit_leaves_its_claim_unmarked_for_a_retry(tmp_path, monkeypatch):
+    """Optuna does not fail a trial for a SystemExit: it stays running, goes stale and is retried. Marked as an
+    error, its retry inherited the mark, and the retry ended unrun as a duplicate of a finished trial."""
+    study = new_study(tmp_path)
+
+    def leaves(trial):
+        raise SystemExit(0)
+
+    with pytest.raises(SystemExit):
+        study.optimize(cluster._marking_errors(leaves), n_trials=1)
+    assert cluster.ERROR not in study.trials[2].user_attrs
 
 
 def test_no_new_slot_starts_in_a_study_a_timeout_closed(tmp_path, monkeypatch):

@@ -111,8 +111,10 @@ def _marking_errors(objective: Callable) -> Callable:
             value = objective(trial)
         except optuna.TrialPruned:
             raise
-        except KeyboardInterrupt:  # (Optuna fails the trial; a SystemExit leaves it to go stale, then retried)
+        except KeyboardInterrupt:  # Optuna fails the trial, unmarked
             _enqueue_again(trial.study, trial._trial_id, claimed.user_attrs)
+            raise
+        except SystemExit:  # Optuna leaves the trial running: it goes stale and is retried, unmarked
             raise
         except BaseException as error:
             trial.set_user_attr(ERROR, f"{type(error).__name__}: {error}")
@@ -164,17 +166,24 @@ def _enqueue_again(study, trial_id: int, user_attrs: dict[str, Any]) -> None:
 def _open(trials: list) -> list:
     """The trials not yet settled: waiting, running, or a dead worker's trial still due for its rerun (Optuna
     fails a stale trial first and enqueues its copy just after; a worker looking in between must see it open).
-    A claim is given up once its workers died ``MAX_RETRY`` times; copies made on purpose (Ctrl-C, giving way)
-    do not count."""
+    A claim is given up once its workers died ``MAX_RETRY + 1`` times, as Optuna's callback retries it
+    ``MAX_RETRY`` times (``claim_deaths``)."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
     from optuna.trial import TrialState
 
-    by_number = {trial.number: trial for trial in trials}
     replaced = {number for trial in trials for number in Retry.retry_history(trial)}
     return [trial for trial in trials if trial.state in (TrialState.WAITING, TrialState.RUNNING)
-            or (_dead(trial) and trial.number not in replaced
-                and sum(_dead(by_number[number]) for number in [*Retry.retry_history(trial), trial.number]
-                        if number in by_number) < MAX_RETRY)]
+            or (_dead(trial) and trial.number not in replaced and claim_deaths(trial, trials) <= MAX_RETRY)]
+
+
+def claim_deaths(trial, trials: list) -> int:
+    """How many runs of ``trial``'s claim, itself included, died (or were stopped). A copy made when a trial
+    gave way to an earlier slot's rerun is no death, though Optuna's own count of retries takes it in."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+
+    by_number = {other.number: other for other in trials}
+    return sum(_dead(by_number[number]) for number in [*Retry.retry_history(trial), trial.number]
+               if number in by_number)
 
 
 def _dead(trial) -> bool:
@@ -359,9 +368,9 @@ def _in_slot(tuning) -> Callable:
                 break
             rerun = [t.number for t in before if t.state == TrialState.WAITING]
             if rerun:  # a dead worker's trial enqueued again: this worker may be the only one left to run it
+                trial.set_user_attr(SKIPPED, f"gave way to trial {rerun[0]}, the rerun of an earlier slot's trial")
                 if _root(claimed) != claimed.number:  # a rerun itself: it must run later, in its slot
                     _enqueue_again(study, trial._trial_id, claimed.user_attrs)
-                trial.set_user_attr(SKIPPED, f"gave way to trial {rerun[0]}, the rerun of an earlier slot's trial")
                 raise _Unrun(f"trial {trial.number} gave way to trial {rerun[0]}")
             backoff.wait(frozenset(t.number for t in before))
         study.sampler = tuning.sampler_for(slot)
@@ -381,18 +390,21 @@ def _root(trial) -> int:
 def _unrun_reason(tuning, claimed, trials: list) -> str:
     """Why the claimed trial must end unrun, if it must: past the budget (asked in the same instant as another
     worker's last slot, or a copy of such a trial), a copy of a trial that itself ended unrun, another copy of
-    its slot's trial finished or claimed first (two workers mended one dead trial), or, for a new slot, the
-    study closed by a worker's ``tune.timeout``."""
+    its slot's trial finished or claimed first (two workers mended one dead trial; the trials it reruns are
+    no rivals, though one may still show running for an instant), or, for a new slot, the study closed by a
+    worker's ``tune.timeout``."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
     from optuna.trial import TrialState
 
-    root = _root(claimed)
+    root, ancestors = _root(claimed), set(Retry.retry_history(claimed))
     by_number = {trial.number: trial for trial in trials}
     if SKIPPED in claimed.user_attrs or SKIPPED in getattr(by_number.get(root), "user_attrs", {}):
         return "a copy of a trial that ended unrun"
     if _slot(claimed, trials) >= tuning.budget:
         return "over budget: another worker took the last trial"
     if root != claimed.number and any(
-            _root(other) == root and other.number != claimed.number and SKIPPED not in other.user_attrs
+            _root(other) == root and other.number not in {claimed.number, *ancestors}
+            and SKIPPED not in other.user_attrs
             and (other.state == TrialState.RUNNING and other.number < claimed.number
                  or other.state.is_finished() and not _dead(other)) for other in trials):
         return "a duplicate: another copy of this slot's trial ran or runs"
@@ -515,17 +527,22 @@ class ClaimBoard:
             if name is None:
                 raise _pruned(trial, f"empty: another worker took the last waiting {self.unit}")
             trial.set_user_attr(WORKER, me)
-            if self._taken_elsewhere(name, trial.number):
+            if self._taken_elsewhere(name, trial.study._storage.get_trial(trial._trial_id)):
                 raise _pruned(trial, f"duplicate: the {self.unit} is done or claimed by an earlier trial")
             return run_one(name, trial)
 
         _optimize_one(self.study, _marking_errors(objective))
 
-    def _taken_elsewhere(self, name: str, number: int) -> bool:
+    def _taken_elsewhere(self, name: str, claimed) -> bool:
+        """Another claim of the unit succeeded, or runs and was claimed first. The claims this one reruns are
+        no rivals: a worker stopped with Ctrl-C enqueues its copy an instant before Optuna fails its claim."""
+        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
         from optuna.trial import TrialState
 
+        number, ancestors = claimed.number, set(Retry.retry_history(claimed))
         for trial in self.study.get_trials(deepcopy=False):
-            if trial.user_attrs.get(self.attr) != name or trial.number == number or SKIPPED in trial.user_attrs:
+            if (trial.user_attrs.get(self.attr) != name or trial.number == number or trial.number in ancestors
+                    or SKIPPED in trial.user_attrs):
                 continue
             if trial.state == TrialState.RUNNING and trial.number < number:
                 return True

@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmark.errors import ConfigError, StoreError
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
-from benchmark.orchestration.cluster import ERROR, SKIPPED, Backoff, ClaimBoard
+from benchmark.orchestration.cluster import ERROR, SKIPPED, Backoff, ClaimBoard, claim_deaths
 from benchmark.orchestration.storage import MAX_RETRY
 from benchmark.store import RunDir, check_name, inside
 
@@ -101,14 +101,12 @@ class StageBoard(StageClaims):
                     and trial.state == TrialState.COMPLETE and FILES in trial.user_attrs)
 
     def _given_up(self, stage: str, trials: list) -> bool:
-        """The stage's last claim raised an error, or its workers died ``MAX_RETRY`` times over: no retry
-        is coming."""
-        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
-
+        """The stage's last claim raised an error, or its workers died once more than it is retried: no
+        rerun is coming."""
         claims = [trial for trial in trials  # not a duplicate claim pruned unrun: it says nothing of the stage
                   if trial.user_attrs.get(STAGE) == stage and SKIPPED not in trial.user_attrs]
         last = max(claims, key=lambda trial: trial.number)
-        return ERROR in last.user_attrs or len(Retry.retry_history(last)) >= MAX_RETRY
+        return ERROR in last.user_attrs or claim_deaths(last, trials) > MAX_RETRY
 
     def _download(self, stage: str, trial) -> bool:
         files: dict[str, Any] = trial.user_attrs[FILES]
