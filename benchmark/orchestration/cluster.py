@@ -20,8 +20,9 @@ schedules: the storage does, through Optuna's own mechanisms.
   ``orchestration.stages``), their outputs travelling through the artifact store.
 * Dead workers: RDB storages (sqlite, PostgreSQL, MySQL) record a heartbeat of each running trial. A
   trial silent for a grace period goes FAIL when any worker next looks, and
-  ``RetryHeartbeatStaleTrialCallback`` enqueues a copy, which another worker takes. A journal file has no
-  heartbeats: a killed worker's trial stays RUNNING (``status`` shows whose) and the others wait for it.
+  ``RetryHeartbeatStaleTrialCallback`` enqueues a copy, which another worker takes (``Reaper`` mends a dead
+  claim left without one); Ctrl-C enqueues the copy at once. A journal file has no heartbeats: a killed
+  worker's trial stays RUNNING (``status`` shows whose) and the others wait for it.
 """
 from __future__ import annotations
 
