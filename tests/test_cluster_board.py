@@ -443,7 +443,7 @@ def test_a_worker_leaving_on_system_exit_leaves_its_claim_unmarked_for_a_retry(t
     error, its retry inherited the mark, and the retry ended unrun as a duplicate of a finished trial."""
     study = new_study(tmp_path)
 
-    def leaves(trial):
+    def leaves(trial, claimed):
         raise SystemExit(0)
 
     with pytest.raises(SystemExit):
@@ -473,7 +473,7 @@ def test_a_claim_stopped_by_ctrl_c_is_enqueued_again_as_it_was_claimed(tmp_path)
     study = optuna.create_study(study_name="tuning", storage=storage)
     study.enqueue_trial({}, user_attrs={JOB: "a job"})
 
-    def stopped(trial):
+    def stopped(trial, claimed):
         trial.suggest_float("x", 0, 1)
         trial.set_user_attr("interrupted", True)
         raise KeyboardInterrupt

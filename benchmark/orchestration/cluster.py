@@ -99,7 +99,8 @@ def _pruned(trial, reason: str):
 
 
 def _marking_errors(objective: Callable) -> Callable:
-    """``objective`` that records on its trial the exception that fails it, so that a FAIL trial without
+    """``objective(trial, claimed)`` as an Optuna objective (``claimed``: the trial as it was claimed, before
+    this worker's marks) that records on its trial the exception that fails it, so that a FAIL trial without
     one is known to be a dead worker's. A trial stopped by Ctrl-C is not failed by its work: like a dead
     worker's, it is enqueued again for whichever worker looks next (with the parameters it drew)."""
     import optuna
@@ -107,9 +108,9 @@ def _marking_errors(objective: Callable) -> Callable:
 
     def marked(trial):
         storage = trial.study._storage
-        claimed = storage.get_trial(trial._trial_id)  # before this worker's marks
+        claimed = storage.get_trial(trial._trial_id)
         try:
-            value = objective(trial)
+            value = objective(trial, claimed)
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:  # Optuna fails the trial, unmarked
@@ -303,11 +304,15 @@ def _slot(trial, trials: list) -> int:
     """The budget slot of ``trial``: how many trials before it (before the trial it reruns, for a retry) were
     handed out as new ones. A dead worker's trial and its retries share one slot; trials asked past the
     budget take none."""
+    root = _root(trial)
+    return sum(1 for other in trials if other.number < root and _new_slot(other))
+
+
+def _new_slot(trial) -> bool:
+    """Whether the storage handed ``trial`` out as a new slot of the budget: not a rerun, not ended unrun."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 
-    root = _root(trial)
-    return sum(1 for other in trials if other.number < root and not Retry.retry_history(other)
-               and SKIPPED not in other.user_attrs)
+    return not Retry.retry_history(trial) and SKIPPED not in trial.user_attrs
 
 
 def _open_before(slot: int, trials: list) -> list:
@@ -320,12 +325,11 @@ def _may_start(tuning, trials: list, first_trial: float | None) -> bool:
     """A retry of a dead worker's trial is waiting (it may always run), or the next slot of the budget may
     start now: every trial before it settled (a dead worker's only once its retry has run), and the study
     not closed by a worker whose ``tune.timeout`` (from its first trial of the study) ran out."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
     from optuna.trial import TrialState
 
     if any(trial.state == TrialState.WAITING for trial in trials):
         return True
-    handed_out = sum(1 for trial in trials if not Retry.retry_history(trial) and SKIPPED not in trial.user_attrs)
+    handed_out = sum(map(_new_slot, trials))
     if handed_out >= tuning.budget:
         return False
     if tuning.timeout and _closed(tuning, handed_out, first_trial):
@@ -352,9 +356,8 @@ def _in_slot(tuning) -> Callable:
 
     study, me = tuning.handle, worker_name()
 
-    def in_slot(trial) -> float:
+    def in_slot(trial, claimed) -> float:
         _beat_now(trial)
-        claimed = study._storage.get_trial(trial._trial_id)
         trial.set_user_attr(WORKER, me)
         backoff, reaper = Backoff(), Reaper(study)
         while True:  # a slot only moves down, as an earlier trial ends unrun: it is worked out on every look
@@ -522,13 +525,13 @@ class ClaimBoard:
         which does the unit's work and stores its outcome in the trial; its return value is the trial's."""
         me = worker_name()
 
-        def objective(trial) -> float:
+        def objective(trial, claimed) -> float:
             _beat_now(trial)
             name = trial.user_attrs.get(self.attr)
             if name is None:
                 raise _pruned(trial, f"empty: another worker took the last waiting {self.unit}")
             trial.set_user_attr(WORKER, me)
-            if self._taken_elsewhere(name, trial.study._storage.get_trial(trial._trial_id)):
+            if self._taken_elsewhere(name, claimed):
                 raise _pruned(trial, f"duplicate: the {self.unit} is done or claimed by an earlier trial")
             return run_one(name, trial)
 
