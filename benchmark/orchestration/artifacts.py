@@ -10,14 +10,19 @@ A stored file is described in its trial by a record: the artifact id, the SHA-25
 and where the store is (``store`` for a named one, ``host`` and ``folder`` for a run's own). The store is as
 untrusted as the storage: an artifact id must be a plain name, a folder store's artifact must be a regular
 file (not a link, not a FIFO), a download is read in chunks and refused as soon as it is longer than the
-recorded size, and one whose bytes differ from the recorded SHA-256 is refused. What comes back is only ever
-read as data (``torch.load(weights_only=True)``, numpy without pickles) by the code that uses it. A record
-without a size (stored before sizes were recorded) is refused, so its stage or model is computed again.
+recorded size (or before it starts, if that size is more than the disk has free), and one whose bytes
+differ from the recorded SHA-256 is refused; so is one that S3 fails to serve (no permission, a broken
+connection). What comes back is only ever read as data (``torch.load(weights_only=True)``, numpy without
+pickles) by the code that uses it. A record without a size (stored before sizes were recorded) is refused,
+so its stage or model is computed again.
 """
 from __future__ import annotations
 
 import hashlib
+import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,21 +49,48 @@ class Artifacts:
         return "store" in self.where
 
 
-class _Prefixed:
-    """``Boto3ArtifactStore`` keeps its artifacts at the top of the bucket; ``s3://bucket/prefix`` puts them
-    under ``prefix/``, so that one bucket can serve several benchmarks."""
+class _Bucket:
+    """``Boto3ArtifactStore`` with two changes. ``s3://bucket/prefix`` keeps the artifacts under ``prefix/``, so
+    that one bucket can serve several benchmarks. And a failure of S3 or of the connection while reading (no
+    permission, no endpoint, a stream cut off) is an OSError, which ``download`` refuses like a file it cannot
+    read: the worker computes the stage itself instead of dying of a botocore error."""
 
     def __init__(self, store, prefix: str):
         self.store, self.prefix = store, prefix
 
     def open_reader(self, artifact_id: str):
-        return self.store.open_reader(self.prefix + artifact_id)
+        with _as_os_error():
+            return _Body(self.store.open_reader(self.prefix + artifact_id))
 
     def write(self, artifact_id: str, content_body) -> None:
         self.store.write(self.prefix + artifact_id, content_body)
 
     def remove(self, artifact_id: str) -> None:
         self.store.remove(self.prefix + artifact_id)
+
+
+class _Body:
+    """An S3 object's stream whose failures are OSErrors."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        with _as_os_error():
+            return self.stream.read(size)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+@contextmanager
+def _as_os_error() -> Iterator[None]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as error:
+        raise OSError(f"S3: {error}") from None
 
 
 class _Folder:
@@ -113,8 +145,8 @@ def _s3_store(spec: str):
     except ImportError:
         raise ConfigError(f"--artifacts {spec}: S3 needs boto3 (pip install boto3); its endpoint and keys come "
                           "from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)") from None
-    store = Boto3ArtifactStore(bucket, client=boto3.client("s3"))
-    return _Prefixed(store, prefix.rstrip("/") + "/") if prefix.strip("/") else store
+    return _Bucket(Boto3ArtifactStore(bucket, client=boto3.client("s3")),
+                   prefix.rstrip("/") + "/" if prefix.strip("/") else "")
 
 
 def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, Any]:
@@ -152,6 +184,9 @@ def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> 
     size = record.get("size")
     if type(size) is not int or size < 0:  # without it nothing bounds the read (bool is no size either)
         raise refused("its record gives no size to bound the read (older versions of the benchmark recorded none)")
+    free = shutil.disk_usage(_existing(path.parent)).free
+    if size > free:  # refused before a byte is read, not once the disk is full
+        raise refused(f"its record gives {size} bytes and {_existing(path.parent)} has {free} bytes free")
     try:
         stream = store.open_reader(artifact)
     except ArtifactNotFound:
@@ -181,6 +216,13 @@ def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> 
     finally:
         stream.close()
     return True
+
+
+def _existing(folder: Path) -> Path:
+    """``folder``, or its nearest ancestor that exists (``atomic_writer`` makes the rest)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def _reader(record: dict[str, Any], mine: Artifacts):

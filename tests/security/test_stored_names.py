@@ -1,8 +1,9 @@
 """What the artifact store and the shared storage hold cannot make a worker read outside its run directory or
 the store, block on a FIFO or read without end: a stored artifact that is not a regular file, or is longer
 than its record says, is refused before its SHA-256 is checked, and a stored result that names files outside
-its job folder is counted as damaged without reading them. Each test is bounded by an alarm, so that a
-regression fails instead of hanging the suite."""
+its job folder is counted as damaged without reading them. An object S3 fails to serve, or one larger than
+the free disk, is refused too. Each test is bounded by an alarm, so that a regression fails instead of hanging
+the suite."""
 from __future__ import annotations
 
 import hashlib
@@ -112,6 +113,46 @@ def test_an_s3_object_longer_than_its_record_is_refused(tmp_path, s3_bucket):
     s3_bucket.put_object(Bucket="lvef-bench", Key=f"pediatric/{record['artifact']}", Body=bytes(4 << 20))
     assert not second.board.fetch(STAGE)
     assert f"it holds more than the {record['size']} bytes recorded" in second.said[0]
+
+
+@pytest.mark.parametrize("failure", ["no permission", "a stream cut off"])
+def test_an_s3_object_s3_fails_to_serve_is_refused_and_computed_here(tmp_path, s3_bucket, failure):
+    """Not a botocore error out of the worker: the stage is computed here instead."""
+    from botocore.exceptions import ClientError, ResponseStreamingError
+
+    spec = "s3://lvef-bench/pediatric"
+    first, second = Worker(tmp_path, "w0", spec), Worker(tmp_path, "w1", spec)
+    first.board.enqueue_missing([STAGE])
+    first.board.compute_waiting()
+    client = second.board.artifacts.store.store.client
+    if failure == "no permission":
+        denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+                              "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject")
+        client.get_object = lambda **_: (_ for _ in ()).throw(denied)
+        expected = "it cannot be read (S3: An error occurred (AccessDenied)"
+    else:
+        get_object = client.get_object
+
+        def cut_off(**request):
+            answer = get_object(**request)
+            answer["Body"].read = lambda *_: (_ for _ in ()).throw(ResponseStreamingError(error="connection reset"))
+            return answer
+        client.get_object = cut_off
+        expected = "it cannot be read (S3: An error occurred while reading from response stream: connection reset)"
+    assert not second.board.fetch(STAGE)
+    assert expected in second.said[0] and f"computing stage {STAGE} here" in second.said[0]
+    assert not (second.run.root / "encoders" / f"{STAGE}.pt").exists()
+
+
+def test_a_record_larger_than_the_free_disk_is_refused_before_a_byte_is_read(tmp_path, monkeypatch):
+    store, size = Endless(), 3 << 20
+    free = shutil.disk_usage(tmp_path)._replace(free=size - 1)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: free)
+    record = {"artifact": "a1", "sha256": hashlib.sha256(bytes(size)).hexdigest(), "size": size, "store": "s3://b/p"}
+    with pytest.raises(StoreError, match=rf"refused artifact a1 \(model.pt\) from s3://b/p: its record gives {size} "
+                                         rf"bytes and {tmp_path} has {size - 1} bytes free"):
+        download(record, Artifacts(store, {"store": "s3://b/p"}), "model.pt", tmp_path / "new" / "model.pt")
+    assert store.served == 0 and list(tmp_path.iterdir()) == []
 
 
 def _stored_result(tmp_path, files: dict) -> RunDir:
