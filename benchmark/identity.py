@@ -1,8 +1,8 @@
 """Content hashes that identify what a stored result depends on: configs, data, code and weights.
 
 A stored result (job, stage-1 encoder, feature cache entry, tuning study) is named by the hash of
-everything that can change it, and never by where things lie: moving the data folder or a weight file
-reruns nothing, while changing a label, a video, a plugin's source or a checkpoint's bytes does.
+everything that can change it, and never by where things lie: moving or copying the data folder or a weight
+file reruns nothing, while changing a label, a video, a plugin's source or a checkpoint's bytes does.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import torch
 from torch import nn
+
+from benchmark.store import atomic_write_text, file_stamp
 
 # A factory defined by the engine itself has only its own module hashed, not every engine module it reaches.
 ENGINE_PACKAGES = ("benchmark", "registry")
@@ -47,32 +50,75 @@ def weights_hash(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-# Hashing a 100 MB checkpoint takes a while: a file whose size and modification time are unchanged is
-# taken to be unchanged for the rest of the process.
-_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+class FileDigests:
+    """SHA-256 of files' bytes by resolved path, read again only when a file's stat changes (size, modification
+    and change times, inode), as git's index does: any write, replacement or copy changes one of them, and the
+    change time cannot be set back by hand, so a file rewritten with its old size and modification time is read
+    again too. With ``cache_file`` the digests are kept between processes (the data's videos: reading every
+    byte of a 10,000-video dataset takes a while), in a JSON file written atomically and merged with what
+    other processes wrote meanwhile."""
 
+    def __init__(self, cache_file: Path | None = None):
+        self.cache_file = cache_file
+        self._known: dict[str, list] = self._stored()
+        self._new: dict[str, list] = {}
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, cached by (path, size, modification time)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_DIGESTS:
+    def digest(self, path: str | Path) -> str:
+        """The SHA-256 of ``path``'s bytes (OSError if it cannot be read)."""
+        path = Path(path).resolve()
+        stamp = file_stamp(path.stat())  # taken before reading: a file changed meanwhile is read again next time
+        known = self._known.get(str(path))
+        if known is not None and known[:-1] == stamp:
+            return known[-1]
         digest = hashlib.sha256()
         with path.open("rb") as stream:
             for block in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(block)
-        _FILE_DIGESTS[key] = digest.hexdigest()
-    return _FILE_DIGESTS[key]
+        self._known[str(path)] = self._new[str(path)] = [*stamp, digest.hexdigest()]
+        return digest.hexdigest()
+
+    def read_since_saved(self) -> tuple[int, int]:
+        """How many files were read (not known from their stat) since the last ``save``, and their bytes."""
+        return len(self._new), sum(entry[0] for entry in self._new.values())
+
+    def save(self) -> None:
+        """Keep the digests read here, and drop those of files that no longer exist."""
+        if self.cache_file is None or not self._new:
+            return
+        merged = {path: entry for path, entry in {**self._stored(), **self._new}.items() if os.path.exists(path)}
+        atomic_write_text(self.cache_file, json.dumps(merged))
+        self._new = {}
+
+    def _stored(self) -> dict[str, list]:
+        try:
+            stored = json.loads(self.cache_file.read_text()) if self.cache_file else {}
+        except (OSError, ValueError):  # none yet, or damaged: it only costs reading the files again
+            return {}
+        return stored if isinstance(stored, dict) else {}
 
 
-def item_digest(record: Iterable[Any], video: Path | None) -> str:
-    """One dataset item: its label record (id, EF, tabular, tracings ...) and its video by name, size and
-    modification time (reading every video's bytes would cost as much as decoding them)."""
+def user_cache() -> Path:
+    """Where this user's caches of facts about files live: ``$LVEFBENCH_CACHE``, else ``$XDG_CACHE_HOME/lvefbench``,
+    else ``~/.cache/lvefbench``. Deleting it only costs reading the files again."""
+    if os.environ.get("LVEFBENCH_CACHE"):
+        return Path(os.environ["LVEFBENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lvefbench"
+
+
+_FILE_DIGESTS = FileDigests()  # checkpoints, sources, results: for the rest of the process
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read once per process while its stat is unchanged."""
+    return _FILE_DIGESTS.digest(path)
+
+
+def item_digest(record: Iterable[Any], video_digests: Mapping[str, str]) -> str:
+    """One dataset item: its label record (id, EF, tabular, tracings ...) and the content of its video files
+    (file name -> SHA-256), not where they lie: a copy of the data elsewhere, or on another machine, names the
+    same results."""
     digest = hashlib.sha256(json.dumps([str(value) for value in record]).encode())
-    if video is not None:
-        stat = Path(video).stat()
-        digest.update(f"{Path(video).name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    digest.update(json.dumps(sorted(video_digests.items())).encode())
     return digest.hexdigest()
 
 

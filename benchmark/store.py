@@ -190,6 +190,11 @@ def file_records(directory: str | Path, names: tuple[str, ...]) -> dict[str, dic
     return records
 
 
+def file_stamp(stat: os.stat_result) -> list[int]:
+    """What tells a file changed without reading it: size, modification and change times, inode."""
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
 def open_regular(path: str | Path) -> BinaryIO:
     """``path`` opened for reading, refused with a StoreError unless it is a regular file. Whoever shares a
     folder can put anything under a name: a symbolic link is not followed (it could lead to any file, or to

@@ -1,10 +1,13 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # Tests must not depend on how many threads the machine offers; 2 cores in CI.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# The user's cache of file digests (``identity.user_cache``): one for the session, not the home folder's.
+os.environ["LVEFBENCH_CACHE"] = tempfile.mkdtemp(prefix="lvefbench-test-cache-")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from benchmark.contracts import DatasetIndex, Exclusion, Item, Split, Tracing
 from benchmark.data.tabular import implausible
 from benchmark.data.video import check_video
 from benchmark.errors import ConfigError, DataError
-from benchmark.store import atomic_write_text, csv_text
+from benchmark.store import atomic_write_text, csv_text, file_stamp
 from registry.errors import did_you_mean
 
 
@@ -168,7 +168,7 @@ def normalise_sex(value) -> str:
 
 # ------------------------------------------------------------------------------ video checks
 class VideoChecks:
-    """``check_video`` results (problem, frame count) cached per file size and modification time.
+    """``check_video`` results (problem, frame count) cached per file stat (``file_stamp``).
 
     Checking decodes two frames per video; for a 10,000-video dataset that is worth keeping between
     runs, so the cache can live in a JSON file (written atomically).
@@ -190,10 +190,10 @@ class VideoChecks:
         except OSError:
             return "missing video", 0
         key = str(Path(path).resolve())
-        stamp = [stat.st_size, stat.st_mtime_ns]
+        stamp = file_stamp(stat)
         cached = self._cache.get(key)
-        if cached is not None and cached[:2] == stamp and len(cached) == 4:  # 3 entries: a cache without counts
-            return cached[2], cached[3]
+        if cached is not None and cached[:-2] == stamp:  # an older cache's stamps had two entries
+            return cached[-2], cached[-1]
         reason, frames = check_video(path)
         self._cache[key] = [*stamp, reason, frames]
         self._dirty = True

@@ -6,6 +6,7 @@ report exclusions, build the splits every model and seed share, and write them t
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,9 +18,13 @@ from benchmark.config import DatasetConfig, Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.data.helpers import summarise_exclusions, summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
-from benchmark.identity import dataset_fingerprint, item_digest
+from benchmark.data.video import video_files
+from benchmark.errors import DataError, StoreError
+from benchmark.identity import FileDigests, dataset_fingerprint, item_digest, user_cache
 from benchmark.store import RunDir
 from registry import Registry
+
+VIDEO_DIGESTS = "video_digests.json"  # in the user's cache: the SHA-256 of each video file, by its stat
 
 SYNTHETIC_BANNER = (
     "SYNTHETIC STAND-IN: {root} does not exist, so this run benchmarks on generated {format} data at "
@@ -61,12 +66,13 @@ class PreparedData:
 
 @dataclass
 class LoadedData:
-    """The dataset's index and checked splits, not yet written anywhere."""
+    """The dataset's index, checked splits and item digests, not yet written anywhere."""
 
     index: DatasetIndex
     splits: list[Split]
     manifest: pd.DataFrame
     root: Path
+    item_digests: dict[str, str]
 
     def summary(self) -> list[str]:
         """What ``validate --data`` prints: items, patients, each split's roles, exclusions, tracing coverage."""
@@ -103,15 +109,15 @@ def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], N
     summary = summarise_exclusions(index.excluded)
     say(f"dataset {config.name} at {root}: {len(index.items)} items" + (f"; {summary}; see excluded.csv"
                                                                         if summary else ""))
-    return LoadedData(index, splits, build_manifest(index, splits, config.protocol), root)
+    return LoadedData(index, splits, build_manifest(index, splits, config.protocol), root,
+                      _item_digests(index, config.name, say))
 
 
 def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:
     """Write ``splits.csv`` and ``excluded.csv`` into the run directory; the data as every later step uses it."""
     index = loaded.index
     split_hash = write_split_files(run.root, loaded.manifest, index)
-    digests = {item.id: item_digest(_label_record(item), item.video) for item in index.items}
-    return PreparedData(index, loaded.splits, loaded.manifest, split_hash, digests, loaded.root)
+    return PreparedData(index, loaded.splits, loaded.manifest, split_hash, loaded.item_digests, loaded.root)
 
 
 def uses_stand_in(config: DatasetConfig) -> bool:
@@ -125,6 +131,31 @@ def with_split_exclusions(index: DatasetIndex, splits: list[Split]) -> DatasetIn
     known = set(index.excluded)
     added = tuple(dict.fromkeys(e for split in splits for e in split.excluded if e not in known))
     return dataclasses.replace(index, excluded=index.excluded + added) if added else index
+
+
+def _item_digests(index: DatasetIndex, dataset: str, say: Callable[[str], None]) -> dict[str, str]:
+    """Each item's ``item_digest``. Every byte of its video files is read once, then known by the file's stat
+    (``FileDigests``, kept in the user's cache), so a copy of the data on another machine or disk names the
+    same stages and jobs, and a video rewritten in place does not. Said when reading took a while."""
+    started, digests = time.perf_counter(), FileDigests(user_cache() / VIDEO_DIGESTS)
+    named = {}
+    for item in index.items:
+        try:
+            files = video_files(item.video) if item.video is not None else []
+            named[item.id] = item_digest(_label_record(item), {file.name: digests.digest(file) for file in files})
+        except OSError as error:
+            raise DataError(f"{dataset}: {item.id} ({error.filename or item.video}): cannot read it to name the "
+                            f"results by its content: {error.strerror or error}") from None
+    read, size = digests.read_since_saved()
+    try:
+        digests.save()
+    except StoreError as error:
+        say(f"note: {error}; the videos will be read again next time")
+    seconds = time.perf_counter() - started
+    if seconds > 1:
+        say(f"read {read} video files ({size / 1e9:.1f} GB) in {seconds:.1f} s to name the results by their "
+            f"content; unchanged files are known by their stat next time ({digests.cache_file})")
+    return named
 
 
 def _label_record(item: Item) -> list:

@@ -242,6 +242,36 @@ def check_video(path: str | Path) -> tuple[str | None, int]:
     return None, len(video)
 
 
+def video_files(path: str | Path) -> list[Path]:
+    """The files whose bytes make up a video: the file itself and, for a MetaImage header (``.mhd``), the data
+    files its last line, ``ElementDataFile``, names: one file (CAMUS 2019 keeps its pixels in a ``.raw`` beside
+    the header), ``LOCAL`` (they follow the header in the same file), ``LIST`` (one file per following line)
+    or a numbered pattern (``slice%03d.raw 1 10 1``: first, last, step)."""
+    path = Path(path)
+    if suffix_of(path) != ".mhd":
+        return [path]
+    with open(path, "rb") as stream:
+        lines = stream.read(HEADER_BYTES).decode("latin-1").splitlines()
+    for number, line in enumerate(lines):
+        key, _, value = line.partition("=")
+        if key.strip() != "ElementDataFile":
+            continue
+        words = value.split()
+        if not words or words == ["LOCAL"]:
+            return [path]
+        if words[0] == "LIST":
+            return [path, *(path.parent / name.strip() for name in lines[number + 1:] if name.strip())]
+        numbers = [int(word) for word in words[1:4] if word.lstrip("-").isdigit()]
+        if "%" in words[0] and len(numbers) >= 2:
+            first, last, step = (*numbers, 1)[:3]
+            try:
+                return [path, *(path.parent / (words[0] % index) for index in range(first, last + 1, step or 1))]
+            except (TypeError, ValueError):  # not a pattern of one number: the name is taken as it is
+                pass
+        return [path, path.parent / value.strip()]
+    return [path]
+
+
 def avi_header_frames(path: Path) -> int | None:
     """The frame count an AVI's main header declares (``dwTotalFrames``), or None if there is no header.
 

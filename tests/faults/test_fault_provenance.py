@@ -95,7 +95,15 @@ def test_changed_labels_and_videos_recompute_what_they_affect(tmp_path, data):
 
     video = next((data / "A4C" / "Videos").glob(an_item(out, "train")))
     stat = video.stat()
-    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a replaced video (same name)
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: the same bytes
+    outcome = run(experiment, out)
+    assert "3 already done, 0 to run" in outcome.out, outcome.out
+
+    stat = video.stat()
+    damaged = bytearray(video.read_bytes())
+    damaged[-2] ^= 0xFF  # a replaced video: same name and size, and its old modification time put back
+    video.write_bytes(bytes(damaged))
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     outcome = run(experiment, out)
     assert "gaussian (seed 0, fold0) runs again: train data changed" in outcome.out, outcome.out
     assert "0 already done, 3 to run" in outcome.out
