@@ -36,7 +36,38 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, modules
 
 
+# The terminal's control characters but line feed, tab and carriage return (progress bars redraw with it):
+# C0, DEL and C1, each written as its escape (ESC as the four characters \x1b).
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if chr(code) not in "\n\t\r"}
+
+
+class _Printable:
+    """A text stream that writes control characters as visible escapes. Messages name things taken from received
+    files (a manifest's plugins, a leaderboard's columns, a storage's workers and errors): printed raw, an ESC
+    sequence in one could erase or rewrite what is on the screen, hide the rest of a warning or set the
+    clipboard (OSC 52)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(text.translate(_CONTROLS))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Printable(sys.stdout), _Printable(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: list[str] | None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -200,6 +200,25 @@ def test_latex_table_bolds_with_textbf(tmp_path, results, specs):
     assert r"\begin{tabular}" in tex and r"\textbf{" in tex and r"$\pm$" in tex and "split hash" in tex
 
 
+HOSTILE = 'x^^5cinput^^7b/etc/passwd^^7d ~ \\ | <img src="http://elsewhere/p.png">\n| forged | row |'
+
+
+def test_a_received_model_name_stays_text_in_the_tex_and_markdown_tables(tmp_path, results, specs):
+    """A label from a received result.json: TeX reads ``^^5c`` as a backslash (``\\input{/etc/passwd}`` in a
+    paper), a ``|`` or line break moves markdown columns, and markdown viewers render HTML."""
+    hostile = [dataclasses.replace(result, model=HOSTILE) for result in results if result.model == "mse"]
+    write_tables(tmp_path, results + hostile, PROTOCOL, specs=specs, n_boot=10)
+    tex = (tmp_path / "leaderboard.tex").read_text()
+    row = next(line for line in tex.splitlines() if "passwd" in line).removesuffix("\\\\")  # the row's end
+    assert "^" not in row and "~" not in row and "\\\\" not in row
+    assert r"x\textasciicircum{}\textasciicircum{}5cinput" in row and r"\textasciitilde{} \textbackslash{}" in row
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    row = next(line for line in markdown.splitlines() if "passwd" in line)
+    columns = next(line for line in markdown.splitlines() if "| mse " in line).count(" | ")  # same table
+    assert row.count(" | ") == columns  # the name is one cell
+    assert "<img" not in markdown and "&lt;img src=" in row and "\\| forged \\| row \\|" in row
+
+
 def test_predictions_csv_leads_with_the_cardiobench_columns(tmp_path, results):
     path = write_predictions(tmp_path / "predictions.csv", results[0].items)
     header = path.read_text().splitlines()[0].split(",")

@@ -19,9 +19,22 @@ from benchmark.store import atomic_write_text, csv_text
 def markdown_table(table: Table) -> str:
     from tabulate import tabulate
 
-    rows = [[f"**{cell.text}**" if cell.best else cell.text for cell in row] for row in table.rows]
+    rows = [[f"**{_markdown_escape(cell.text)}**" if cell.best else _markdown_escape(cell.text) for cell in row]
+            for row in table.rows]
     # numbers are already formatted: tabulate would reparse them and drop trailing zeros
-    return tabulate(rows, headers=table.headers, tablefmt="github", disable_numparse=True)
+    return tabulate(rows, headers=[_markdown_escape(header) for header in table.headers], tablefmt="github",
+                    disable_numparse=True)
+
+
+def _markdown_escape(text: str) -> str:
+    """A cell as text, whatever a received result.json names its model: a ``|`` or a line break would shift
+    the table's columns, and markdown viewers render HTML tags (an image fetched from elsewhere)."""
+    text = _one_line(text).replace("|", "\\|")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _one_line(text: str) -> str:
+    return "".join(" " if not character.isprintable() else character for character in str(text))
 
 
 def _protocol_lines(protocol: Mapping[str, Any]) -> list[str]:
@@ -40,14 +53,15 @@ def render_markdown(tables: Tables, specs: Sequence[MetricSpec], protocol: Mappi
              main.note + " 95% patient-bootstrap CIs: below."]
     failed = tables.board[tables.board["status"] != "ok"]
     if len(failed):
-        parts += ["", "## Failed jobs", ""] + [f"- {row.model}: {row.error}" for row in failed.itertuples()]
+        parts += ["", "## Failed jobs", ""] + [f"- {_markdown_escape(row.model)}: {_markdown_escape(row.error)}"
+                                               for row in failed.itertuples()]
     if tables.notes:
         labels = {spec.name: spec.label for spec in specs} | {"pit": "PIT"}
         parts += ["", "## How scores were computed", ""]
-        parts += [f"- {model}: " + "; ".join(f"{labels.get(key, key)} {text}" for key, text in sorted(by.items()))
+        parts += [f"- {_markdown_escape(model)}: " + "; ".join(f"{labels.get(key, key)} {text}" for key, text in sorted(by.items()))
                   for model, by in tables.notes.items()]
     for table in rest:
-        parts += ["", "#" * table.level + " " + table.title]
+        parts += ["", "#" * table.level + " " + _markdown_escape(table.title)]
         if table.headers:
             parts += ["", markdown_table(table)]
         if table.note:
@@ -67,10 +81,14 @@ def render_latex(tables: Tables, specs: Sequence[MetricSpec], protocol: Mapping[
                                        tablefmt="latex_raw", disable_numparse=True) + "\n"
 
 
+# Every character TeX gives a meaning, as text. ``^`` matters most: TeX reads ``^^5c`` as a backslash before
+# anything else, so a label like ``x^^5cinput^^7b/etc/passwd^^7d`` would run \\input{/etc/passwd} in a paper.
+LATEX_TEXT = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+              "}": r"\}", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}"}
+
+
 def _latex_escape(text: str) -> str:
-    for special in ("\\", "&", "%", "$", "#", "_", "{", "}"):
-        text = text.replace(special, "\\" + special)
-    return text
+    return "".join(LATEX_TEXT.get(character, character) for character in _one_line(text))
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

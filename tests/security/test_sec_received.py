@@ -42,6 +42,17 @@ def test_report_imports_no_plugin_a_received_manifest_names(run_copy):
     assert proof.exists()  # the explicit opt-in loads it
 
 
+def test_names_from_a_received_run_reach_the_terminal_without_their_control_characters(run_copy):
+    """An ESC sequence in a manifest's plugin name would erase the warning line, print a fake reassurance and
+    hide the rest (ESC[8m), or set the clipboard (OSC 52); a C1 CSI (0x9b) does the same on some terminals."""
+    _edit_manifest(run_copy, plugins=["x\x1b[2K\rall plugins loaded, report verified\x1b]52;c;Y3VybA==\x07\x9b8m"])
+    outcome = cli("report", run_copy)
+    assert outcome.code == 0, outcome.text
+    for control in ("\x1b", "\x07", "\x9b"):
+        assert control not in outcome.text
+    assert "x\\x1b[2K\rall plugins loaded, report verified\\x1b]52;c;Y3VybA==\\x07\\x9b8m named in" in outcome.out
+
+
 def test_a_storage_cannot_name_where_job_files_are_written(tmp_path, capsys):
     job = "mse__seed0__fold0__aaaa"
     url = f"sqlite:///{tmp_path / 'shared.db'}"
