@@ -61,12 +61,24 @@ def check_name(value: str, key: str) -> str:
 
 
 def inside(root: str | Path, path: str | Path) -> Path:
-    """``path`` after checking that it lies inside ``root`` (symbolic links resolved): the last guard
-    before a write whose name came from outside."""
-    resolved, base = Path(path).resolve(), Path(root).resolve()
-    if resolved != base and base not in resolved.parents:
-        raise StoreError(f"refused to write {path}: it lies outside {root}")
-    return Path(path)
+    """``path`` after checking that it lies inside ``root`` and is reached from it without following a
+    symbolic link: the guard of every path the tool reads or writes in a run directory. The tool never makes
+    a link there, so one in a received run directory (``external -> another run's job``, ``plots -> ~``,
+    ``excluded.csv -> ../../.env``) was planted, and following it would read or write outside ``root``."""
+    root, path = Path(root), Path(path)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise StoreError(f"refused to use {path}: it lies outside {root}") from None
+    if ".." in parts:
+        raise StoreError(f"refused to use {path}: '..' leads outside {root}")
+    step = root
+    for part in parts:
+        step = step / part
+        if step.is_symlink():
+            raise StoreError(f"refused to use {path}: {step} is a symbolic link, which could lead outside {root} "
+                             "(the tool makes no links in a run directory); remove the link to go on")
+    return path
 
 
 @contextmanager
@@ -270,17 +282,33 @@ class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    manifest = property(lambda self: self.root / "manifest.json")
-    splits = property(lambda self: self.root / "splits.csv")
-    excluded = property(lambda self: self.root / "excluded.csv")
-    jobs = property(lambda self: self.root / "jobs")
-    plots = property(lambda self: self.root / "plots")
-    cache = property(lambda self: self.root / "cache")
-    optuna_storage = property(lambda self: f"sqlite:///{(self.root / 'optuna.db').resolve()}")
+    def path(self, *parts: str) -> Path:
+        """``root/parts``, refused if a symbolic link lies on the way (``inside``): every file and folder of
+        the run directory is reached through here, so a planted link never steers a read or a write."""
+        return inside(self.root, self.root.joinpath(*parts))
+
+    manifest = property(lambda self: self.path("manifest.json"))
+    splits = property(lambda self: self.path("splits.csv"))
+    excluded = property(lambda self: self.path("excluded.csv"))
+    jobs = property(lambda self: self.path("jobs"))
+    external = property(lambda self: self.path("external"))  # models scored with ``score``
+    plots = property(lambda self: self.path("plots"))
+    cache = property(lambda self: self.path("cache"))
+    encoders = property(lambda self: self.path("encoders"))
+    tuning = property(lambda self: self.path("tuning"))
+    optuna_db = property(lambda self: self.path("optuna.db"))
+    optuna_storage = property(lambda self: f"sqlite:///{self.optuna_db.resolve()}")
 
     def job(self, job_id: str) -> Path:
         """A job's folder; ``job_id`` may come from a manifest or a shared storage, so it is checked."""
-        return inside(self.root, self.jobs / check_name(job_id, "job id"))
+        return self.path("jobs", check_name(job_id, "job id"))
+
+    def external_results(self) -> list[Path]:
+        """The result.json of each model scored with ``score``: in ``external/<name>/``, reached without a link."""
+        if not self.external.is_dir():
+            return []
+        return [self.path("external", folder.name, "result.json") for folder in sorted(self.external.iterdir())
+                if (folder / "result.json").is_file()]
 
     def result(self, job_id: str) -> Path:
         return self.job(job_id) / "result.json"

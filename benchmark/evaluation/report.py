@@ -35,7 +35,7 @@ def load_results(run: RunDir) -> list[JobResult]:
         raise StoreError(f"{run.root} has no manifest.json: it is not a run directory (or the run never started)")
     manifest = read_json(run.manifest)
     records = [read_json(run.result(job)) for job in manifest["jobs"] if run.is_done(job)]
-    records += [read_json(path) for path in sorted((run.root / "external").glob("*/result.json"))]
+    records += [read_json(path) for path in run.external_results()]
     trained = {record["model"] for record in records if not record.get("external")}
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
@@ -122,7 +122,7 @@ def _excluded(run: RunDir) -> pd.DataFrame:
 
 def _directory(run: RunDir, record: dict[str, Any]) -> Path:
     if record.get("external"):
-        return run.root / "external" / check_name(record["job"], f"{run.root}/external: job")
+        return run.path("external", check_name(record["job"], f"{run.root}/external: job"))
     return run.job(record["job"])
 
 

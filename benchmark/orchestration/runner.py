@@ -503,7 +503,7 @@ def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig
 
 
 def _tuning_path(run: RunDir, model: ModelConfig, split: str) -> Path:
-    return run.root / "tuning" / f"{safe_name(model.key)}__{safe_name(split)}.json"
+    return run.tuning / f"{safe_name(model.key)}__{safe_name(split)}.json"
 
 
 def _study_name(experiment: Experiment, model: ModelConfig, identity: str) -> str:
