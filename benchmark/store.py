@@ -137,7 +137,7 @@ def read_csv_table(path: str | Path, **options):
     """A CSV written by ``csv_text``, with the quotes it added removed."""
     import pandas as pd
 
-    frame = pd.read_csv(path, **options)
+    frame = pd.read_csv(io.BytesIO(read_regular(path)), **options)
     for name in frame.columns:
         if _is_text(frame[name]):
             frame[name] = frame[name].map(_unescape_cell)
@@ -186,7 +186,7 @@ def _umask() -> int:
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_regular(path))
     except json.JSONDecodeError as error:
         raise StoreError(f"{path} is not valid JSON ({error}); delete it to recompute that step") from None
 
@@ -226,6 +226,19 @@ def open_regular(path: str | Path) -> BinaryIO:
     return os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file
 
 
+def read_regular(path: str | Path) -> bytes:
+    """The bytes of ``path``, refused (StoreError) unless it is a regular file (``open_regular``)."""
+    with open_regular(path) as stream:
+        return stream.read()
+
+
+def read_arrays(path: str | Path):
+    """The arrays of a stored ``.npz``, read as ``read_regular`` reads and never unpickled."""
+    import numpy as np
+
+    return np.load(io.BytesIO(read_regular(path)), allow_pickle=False)
+
+
 def damage(directory: str | Path, records: dict[str, dict[str, Any]]) -> str | None:
     """What is wrong with the stored files of ``records`` in ``directory`` (the first problem, naming the
     file), or None when every file is the one that was written. The names come from a result.json, which
@@ -237,8 +250,7 @@ def damage(directory: str | Path, records: dict[str, dict[str, Any]]) -> str | N
         except ConfigError as error:
             return f"result.json of {directory} names a file that was refused: {error}"
         try:
-            with open_regular(path) as stream:
-                data = stream.read()
+            data = read_regular(path)
         except StoreError as error:
             return str(error)
         except OSError as error:

@@ -7,15 +7,14 @@ real leaderboard would be replaced by synthetic numbers when the data folder has
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from benchmark.config import Experiment
 from benchmark.data.prepare import uses_stand_in
-from benchmark.errors import ConfigError
-from benchmark.store import RunDir
+from benchmark.errors import ConfigError, StoreError
+from benchmark.store import RunDir, read_json
 
 MANIFEST_KEYS = ("experiment", "config", "jobs")  # what build_manifest always records
 
@@ -46,8 +45,8 @@ def start_over(run: RunDir, say: Callable[[str], None], keep: str) -> None:
 def previous_manifest(run: RunDir) -> dict[str, Any] | None:
     """The manifest a run wrote into ``run``, or None when there is none (or the file is not one)."""
     try:
-        manifest = json.loads(run.manifest.read_text())
-    except (OSError, ValueError):
+        manifest = read_json(run.manifest)
+    except (OSError, ValueError, StoreError):
         return None
     return manifest if isinstance(manifest, dict) and all(key in manifest for key in MANIFEST_KEYS) else None
 

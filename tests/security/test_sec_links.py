@@ -121,3 +121,19 @@ def test_links_inside_the_run_directory_are_refused_too(tmp_path):
         run.job("alias")
     with pytest.raises(StoreError, match="outside"):
         inside(run.root, tmp_path / "elsewhere")
+
+
+def test_a_fifo_result_json_beside_a_job_to_rerun_is_not_waited_on(run_copy):
+    job = _job(run_copy)
+    (job / "result.json").unlink()  # this job runs again, and the run looks for an earlier version of it
+    older = job.with_name(job.name.rsplit("__", 1)[0] + "__older")
+    older.mkdir()
+    os.mkfifo(older / "result.json")
+    assert cli(*run_args(run_copy.parent / "experiment.toml", run_copy)).code == 0
+    assert (job / "result.json").is_file()
+
+
+def test_a_fifo_run_lock_is_not_waited_on(run_copy):
+    os.mkfifo(run_copy / "run.lock")
+    outcome = cli(*run_args(run_copy.parent / "experiment.toml", run_copy))
+    assert outcome.code != 0 and "is in use" in _said(outcome)
