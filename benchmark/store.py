@@ -243,7 +243,11 @@ def damage(directory: str | Path, records: dict[str, dict[str, Any]]) -> str | N
     """What is wrong with the stored files of ``records`` in ``directory`` (the first problem, naming the
     file), or None when every file is the one that was written. The names come from a result.json, which
     may come from a shared storage: one that is not a plain file name (``/etc/x``, ``../x``) is damage, and
-    so is anything in the folder that is not a regular file; neither is read."""
+    so is anything in the folder that is not a regular file; neither is read. A file the tables read
+    (``SCORED_FILES``) that ``records`` leaves out is damage too: an empty record must not vouch for it."""
+    unrecorded = [name for name in SCORED_FILES if name not in records and os.path.lexists(Path(directory) / name)]
+    if unrecorded:
+        return f"{Path(directory) / unrecorded[0]} is not recorded in result.json, so it cannot be checked"
     for name, record in sorted(records.items()):
         try:
             path = Path(directory) / check_name(str(name), "stored file name")

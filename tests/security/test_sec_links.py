@@ -6,6 +6,7 @@ a regression fails instead of hanging the suite."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 
@@ -121,6 +122,33 @@ def test_links_inside_the_run_directory_are_refused_too(tmp_path):
         run.job("alias")
     with pytest.raises(StoreError, match="outside"):
         inside(run.root, tmp_path / "elsewhere")
+
+
+def _forget_files(job) -> None:
+    """What a received result.json may say: it recorded no files (so that nothing would be checked)."""
+    record = json.loads((job / "result.json").read_text())
+    record["files"] = {}
+    (job / "result.json").write_text(json.dumps(record))
+
+
+def test_an_unrecorded_fifo_predictions_csv_is_damage_not_a_hang(run_copy):
+    job = _job(run_copy)
+    _forget_files(job)
+    (job / "predictions.csv").unlink()
+    os.mkfifo(job / "predictions.csv")
+    status = cli("status", run_copy)
+    assert status.code == 0 and f"{job / 'predictions.csv'} is not recorded in result.json" in _said(status)
+    assert cli("report", run_copy).code == 0
+    board = pd.read_csv(run_copy / "leaderboard.csv").set_index("model")
+    assert board.loc["mse", "status"] == "failed"
+    assert f"damaged: {job / 'predictions.csv'} is not recorded in result.json" in board.loc["mse", "error"]
+
+
+def test_an_unrecorded_predictions_csv_is_damage(run_copy):
+    job = _job(run_copy)
+    _forget_files(job)
+    assert RunDir(run_copy).damage(job.name, json.loads((job / "result.json").read_text())) == \
+        f"{job / 'predictions.csv'} is not recorded in result.json, so it cannot be checked"
 
 
 def test_a_fifo_result_json_beside_a_job_to_rerun_is_not_waited_on(run_copy):
