@@ -151,6 +151,17 @@ def test_an_unrecorded_predictions_csv_is_damage(run_copy):
         f"{job / 'predictions.csv'} is not recorded in result.json, so it cannot be checked"
 
 
+def test_no_earlier_result_is_read_through_a_linked_job_folder(run_copy, tmp_path):
+    job = _job(run_copy)
+    (job / "result.json").unlink()  # this job runs again, and the run looks for an earlier version of it
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "result.json").write_text(json.dumps({"identity": {"planted": "outside the run directory"}}))
+    job.with_name(job.name.rsplit("__", 1)[0] + "__older").symlink_to(outside, target_is_directory=True)
+    outcome = cli(*run_args(run_copy.parent / "experiment.toml", run_copy))
+    assert outcome.code == 0 and "planted" not in _said(outcome) and "runs again" not in _said(outcome)
+
+
 def test_a_fifo_result_json_beside_a_job_to_rerun_is_not_waited_on(run_copy):
     job = _job(run_copy)
     (job / "result.json").unlink()  # this job runs again, and the run looks for an earlier version of it
