@@ -64,7 +64,9 @@ def inside(root: str | Path, path: str | Path) -> Path:
     """``path`` after checking that it lies inside ``root`` and is reached from it without following a
     symbolic link: the guard of every path the tool reads or writes in a run directory. The tool never makes
     a link there, so one in a received run directory (``external -> another run's job``, ``plots -> ~``,
-    ``excluded.csv -> ../../.env``) was planted, and following it would read or write outside ``root``."""
+    ``excluded.csv -> ../../.env``) was planted, and following it would read or write outside ``root``.
+    Nor does it make FIFOs or devices, and opening a FIFO blocks: what exists on the way must be a folder or
+    a regular file."""
     root, path = Path(root), Path(path)
     try:
         parts = path.relative_to(root).parts
@@ -75,10 +77,23 @@ def inside(root: str | Path, path: str | Path) -> Path:
     step = root
     for part in parts:
         step = step / part
-        if step.is_symlink():
+        try:
+            mode = step.lstat().st_mode
+        except OSError:  # not there (yet): the rest of the way is made by the tool
+            break
+        if stat.S_ISLNK(mode):
             raise StoreError(f"refused to use {path}: {step} is a symbolic link, which could lead outside {root} "
                              "(the tool makes no links in a run directory); remove the link to go on")
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            raise StoreError(f"refused to use {path}: {step} is {_kind(mode)}, which the tool never makes in a "
+                             "run directory; remove it to go on")
     return path
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words, from its stat mode."""
+    kinds = {"p": "a FIFO", "d": "a folder", "c": "a device", "b": "a device", "s": "a socket"}
+    return kinds.get(stat.filemode(mode)[0], "a special file")
 
 
 @contextmanager
@@ -221,8 +236,7 @@ def open_regular(path: str | Path) -> BinaryIO:
     mode = os.fstat(handle).st_mode
     if not stat.S_ISREG(mode):
         os.close(handle)
-        kind = {"p": "a FIFO", "d": "a folder", "c": "a device", "b": "a device", "s": "a socket"}
-        raise StoreError(f"{path} is {kind.get(stat.filemode(mode)[0], 'a special file')}, not a regular file")
+        raise StoreError(f"{path} is {_kind(mode)}, not a regular file")
     return os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file
 
 

@@ -102,6 +102,13 @@ def test_a_run_appends_to_no_linked_training_log(run_copy, tmp_path):
     assert readme.read_text() == "# my project\n"
 
 
+def test_a_run_waits_on_no_fifo_training_log(run_copy):
+    (run_copy / "training_log.csv").unlink()
+    os.mkfifo(run_copy / "training_log.csv")  # opened to append, it would block until someone reads it
+    outcome = _rerun(run_copy)
+    assert outcome.code != 0 and f"{run_copy / 'training_log.csv'} is a FIFO" in _said(outcome)
+
+
 def test_status_opens_no_linked_optuna_database(run_copy, tmp_path):
     database = tmp_path / "app.db"
     with sqlite3.connect(database) as connection:
