@@ -61,12 +61,39 @@ def check_name(value: str, key: str) -> str:
 
 
 def inside(root: str | Path, path: str | Path) -> Path:
-    """``path`` after checking that it lies inside ``root`` (symbolic links resolved): the last guard
-    before a write whose name came from outside."""
-    resolved, base = Path(path).resolve(), Path(root).resolve()
-    if resolved != base and base not in resolved.parents:
-        raise StoreError(f"refused to write {path}: it lies outside {root}")
-    return Path(path)
+    """``path`` after checking that it lies inside ``root`` and is reached from it without following a
+    symbolic link: the guard of every path the tool reads or writes in a run directory. The tool never makes
+    a link there, so one in a received run directory (``external -> another run's job``, ``plots -> ~``,
+    ``excluded.csv -> ../../.env``) was planted, and following it would read or write outside ``root``.
+    Nor does it make FIFOs or devices, and opening a FIFO blocks: what exists on the way must be a folder or
+    a regular file."""
+    root, path = Path(root), Path(path)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise StoreError(f"refused to use {path}: it lies outside {root}") from None
+    if ".." in parts:
+        raise StoreError(f"refused to use {path}: '..' leads outside {root}")
+    step = root
+    for part in parts:
+        step = step / part
+        try:
+            mode = step.lstat().st_mode
+        except OSError:  # not there (yet): the rest of the way is made by the tool
+            break
+        if stat.S_ISLNK(mode):
+            raise StoreError(f"refused to use {path}: {step} is a symbolic link, which could lead outside {root} "
+                             "(the tool makes no links in a run directory); remove the link to go on")
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            raise StoreError(f"refused to use {path}: {step} is {_kind(mode)}, which the tool never makes in a "
+                             "run directory; remove it to go on")
+    return path
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words, from its stat mode."""
+    kinds = {"p": "a FIFO", "d": "a folder", "c": "a device", "b": "a device", "s": "a socket"}
+    return kinds.get(stat.filemode(mode)[0], "a special file")
 
 
 @contextmanager
@@ -125,7 +152,7 @@ def read_csv_table(path: str | Path, **options):
     """A CSV written by ``csv_text``, with the quotes it added removed."""
     import pandas as pd
 
-    frame = pd.read_csv(path, **options)
+    frame = pd.read_csv(io.BytesIO(read_regular(path)), **options)
     for name in frame.columns:
         if _is_text(frame[name]):
             frame[name] = frame[name].map(_unescape_cell)
@@ -174,7 +201,7 @@ def _umask() -> int:
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_regular(path))
     except json.JSONDecodeError as error:
         raise StoreError(f"{path} is not valid JSON ({error}); delete it to recompute that step") from None
 
@@ -209,24 +236,39 @@ def open_regular(path: str | Path) -> BinaryIO:
     mode = os.fstat(handle).st_mode
     if not stat.S_ISREG(mode):
         os.close(handle)
-        kind = {"p": "a FIFO", "d": "a folder", "c": "a device", "b": "a device", "s": "a socket"}
-        raise StoreError(f"{path} is {kind.get(stat.filemode(mode)[0], 'a special file')}, not a regular file")
+        raise StoreError(f"{path} is {_kind(mode)}, not a regular file")
     return os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file
+
+
+def read_regular(path: str | Path) -> bytes:
+    """The bytes of ``path``, refused (StoreError) unless it is a regular file (``open_regular``)."""
+    with open_regular(path) as stream:
+        return stream.read()
+
+
+def read_arrays(path: str | Path):
+    """The arrays of a stored ``.npz``, read as ``read_regular`` reads and never unpickled."""
+    import numpy as np
+
+    return np.load(io.BytesIO(read_regular(path)), allow_pickle=False)
 
 
 def damage(directory: str | Path, records: dict[str, dict[str, Any]]) -> str | None:
     """What is wrong with the stored files of ``records`` in ``directory`` (the first problem, naming the
     file), or None when every file is the one that was written. The names come from a result.json, which
     may come from a shared storage: one that is not a plain file name (``/etc/x``, ``../x``) is damage, and
-    so is anything in the folder that is not a regular file; neither is read."""
+    so is anything in the folder that is not a regular file; neither is read. A file the tables read
+    (``SCORED_FILES``) that ``records`` leaves out is damage too: an empty record must not vouch for it."""
+    unrecorded = [name for name in SCORED_FILES if name not in records and os.path.lexists(Path(directory) / name)]
+    if unrecorded:
+        return f"{Path(directory) / unrecorded[0]} is not recorded in result.json, so it cannot be checked"
     for name, record in sorted(records.items()):
         try:
             path = Path(directory) / check_name(str(name), "stored file name")
         except ConfigError as error:
             return f"result.json of {directory} names a file that was refused: {error}"
         try:
-            with open_regular(path) as stream:
-                data = stream.read()
+            data = read_regular(path)
         except StoreError as error:
             return str(error)
         except OSError as error:
@@ -270,17 +312,33 @@ class RunDir:
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    manifest = property(lambda self: self.root / "manifest.json")
-    splits = property(lambda self: self.root / "splits.csv")
-    excluded = property(lambda self: self.root / "excluded.csv")
-    jobs = property(lambda self: self.root / "jobs")
-    plots = property(lambda self: self.root / "plots")
-    cache = property(lambda self: self.root / "cache")
-    optuna_storage = property(lambda self: f"sqlite:///{(self.root / 'optuna.db').resolve()}")
+    def path(self, *parts: str) -> Path:
+        """``root/parts``, refused if a symbolic link lies on the way (``inside``): every file and folder of
+        the run directory is reached through here, so a planted link never steers a read or a write."""
+        return inside(self.root, self.root.joinpath(*parts))
+
+    manifest = property(lambda self: self.path("manifest.json"))
+    splits = property(lambda self: self.path("splits.csv"))
+    excluded = property(lambda self: self.path("excluded.csv"))
+    jobs = property(lambda self: self.path("jobs"))
+    external = property(lambda self: self.path("external"))  # models scored with ``score``
+    plots = property(lambda self: self.path("plots"))
+    cache = property(lambda self: self.path("cache"))
+    encoders = property(lambda self: self.path("encoders"))
+    tuning = property(lambda self: self.path("tuning"))
+    optuna_db = property(lambda self: self.path("optuna.db"))
+    optuna_storage = property(lambda self: f"sqlite:///{self.optuna_db.resolve()}")
 
     def job(self, job_id: str) -> Path:
         """A job's folder; ``job_id`` may come from a manifest or a shared storage, so it is checked."""
-        return inside(self.root, self.jobs / check_name(job_id, "job id"))
+        return self.path("jobs", check_name(job_id, "job id"))
+
+    def external_results(self) -> list[Path]:
+        """The result.json of each model scored with ``score``: in ``external/<name>/``, reached without a link."""
+        if not self.external.is_dir():
+            return []
+        return [self.path("external", folder.name, "result.json") for folder in sorted(self.external.iterdir())
+                if (folder / "result.json").is_file()]
 
     def result(self, job_id: str) -> Path:
         return self.job(job_id) / "result.json"

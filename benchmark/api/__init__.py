@@ -79,7 +79,7 @@ from benchmark.evaluation.scoring import (
     weighted_moments,
 )
 from benchmark.predictive import empirical_predictive, mixture_predictive
-from benchmark.store import csv_cell
+from benchmark.store import csv_cell, inside
 from benchmark.synth import oracle as synthetic_oracle
 from benchmark.training.trunk import TRUNK_SEARCH_SPACE, MLPTrunk, PointHead, TrunkHead
 
@@ -116,7 +116,7 @@ __all__ = [
     "INTERVAL_LEVELS", "THRESHOLDS", "Items", "add_metric", "interval_columns", "threshold_column",
     "weighted_mean", "weighted_moments",
     # observer helpers
-    "csv_cell",
+    "csv_cell", "inside",
     # the synthetic stand-in
     "synthetic_oracle", "ensure_generated", "ORACLE",
 ]

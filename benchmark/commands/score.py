@@ -72,7 +72,7 @@ def run(args) -> int:
                  if name in truth.columns}
     frame = item_frame(list(truth.index), truth["patient"].astype(str).tolist(), scores, subgroups)
     slug = safe_name(args.name)
-    directory = run.root / "external" / slug
+    directory = run.path("external", slug)
     write_predictions(directory / "predictions.csv", frame)
     files = file_records(directory, ("predictions.csv",))
     manifest = read_json(run.manifest)
@@ -94,7 +94,7 @@ def _check_name(run, name: str, replace: bool) -> None:
         raise ConfigError(f"{run.root} has no manifest.json: not a run directory (or the run never started)")
     config = read_json(run.manifest)["config"]
     trained = [ModelConfig(**model).key for model in config["models"]]
-    external = [read_json(path)["model"] for path in sorted((run.root / "external").glob("*/result.json"))]
+    external = [read_json(path)["model"] for path in run.external_results()]
     for existing in trained:
         if safe_name(existing) == safe_name(name):
             raise ConfigError(f"--name {name!r} is taken by the trained model {existing!r} of {run.root}; choose "

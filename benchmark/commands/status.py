@@ -106,8 +106,7 @@ def _show_local(run_dir, manifest) -> None:
             states.append(ClaimState(job, "done", detail=f"{record['seconds']:.1f} s"))
         else:
             states.append(ClaimState(job, "failed", detail=record.get("error", "")))
-    database = run_dir.root / "optuna.db"
-    progress = tuning_progress(run_dir.optuna_storage, manifest) if database.is_file() else []
+    progress = tuning_progress(run_dir.optuna_storage, manifest) if run_dir.optuna_db.is_file() else []
     _print(f"{manifest['experiment']} ({run_dir.root}, one process)", states, progress)
 
 

@@ -29,9 +29,10 @@ import torch
 from torch import nn
 
 from benchmark.device import encoder_precision
+from benchmark.errors import StoreError
 from benchmark.identity import stable_hash, weights_hash
 from benchmark.progress import progress_bar
-from benchmark.store import atomic_write_bytes, atomic_write_json
+from benchmark.store import atomic_write_bytes, atomic_write_json, read_regular
 
 FORMAT_VERSION = 1
 ARRAYS = ("item_index", "clip_index", "view", "target", "features")
@@ -135,9 +136,9 @@ class FeatureCache:
         if not meta_path.exists():
             return None, "absent"
         try:
-            metadata = json.loads(meta_path.read_text())
-            blob = data_path.read_bytes()
-        except (OSError, json.JSONDecodeError) as error:
+            metadata = json.loads(read_regular(meta_path))
+            blob = read_regular(data_path)
+        except (OSError, json.JSONDecodeError, StoreError) as error:
             return None, f"unreadable entry ({error})"
         if not isinstance(metadata, dict):
             return None, "unreadable entry (metadata is not a JSON object)"

@@ -142,7 +142,7 @@ class EncoderStage:
                      "pretrain": dataclasses.asdict(config), "clips": dataclasses.asdict(self.experiment.clips),
                      "precision": self.precision,
                      "dataset": self.data.fingerprint(self.split, ("train",)), "split": self.data.split_hash}
-        stored = self.run.root / "encoders" / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"
+        stored = self.run.encoders / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"
         if stored.is_file():
             try:
                 state = torch.load(stored, map_location="cpu", weights_only=True)

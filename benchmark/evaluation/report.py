@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from benchmark.errors import StoreError
@@ -23,7 +22,7 @@ from benchmark.evaluation.figures.posterior import ModelSamples
 from benchmark.evaluation.figures.trajectories import Trajectories
 from benchmark.evaluation.html import write_html
 from benchmark.evaluation.leaderboard import JobResult, MetricSpec, SampleRange, Tables, metric_specs, read_predictions
-from benchmark.store import RunDir, check_name, damage, read_csv_table, read_json
+from benchmark.store import RunDir, check_name, damage, read_arrays, read_csv_table, read_json
 from registry import Registry, load_registry
 
 
@@ -35,7 +34,7 @@ def load_results(run: RunDir) -> list[JobResult]:
         raise StoreError(f"{run.root} has no manifest.json: it is not a run directory (or the run never started)")
     manifest = read_json(run.manifest)
     records = [read_json(run.result(job)) for job in manifest["jobs"] if run.is_done(job)]
-    records += [read_json(path) for path in sorted((run.root / "external").glob("*/result.json"))]
+    records += [read_json(path) for path in run.external_results()]
     trained = {record["model"] for record in records if not record.get("external")}
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
@@ -68,7 +67,7 @@ def _sample_range(directories: Sequence[Path]) -> SampleRange | None:
         return None
     ranges = []
     for path in stored:
-        with np.load(path) as arrays:
+        with read_arrays(path) as arrays:
             ranges.append(SampleRange.of(arrays["samples"]))
     return SampleRange.pooled(ranges)
 
@@ -122,7 +121,7 @@ def _excluded(run: RunDir) -> pd.DataFrame:
 
 def _directory(run: RunDir, record: dict[str, Any]) -> Path:
     if record.get("external"):
-        return run.root / "external" / check_name(record["job"], f"{run.root}/external: job")
+        return run.path("external", check_name(record["job"], f"{run.root}/external: job"))
     return run.job(record["job"])
 
 
@@ -139,13 +138,13 @@ def _figure_inputs(run: RunDir, results: list[JobResult], tables: Tables, specs:
         if record["status"] != "ok" or record["model"] in samples or run.damage(job, record):
             continue
         truth = read_predictions(directory / "predictions.csv").set_index("id")["EF"]
-        with np.load(directory / "samples.npz") as stored:
+        with read_arrays(directory / "samples.npz") as stored:
             ids = [str(item) for item in stored["ids"]]
             closed_form = {"density": stored["density"], "grid": stored["density_grid"]} if "density" in stored else {}
             samples[record["model"]] = ModelSamples(ids=ids, y=truth.loc[ids].to_numpy(float),
                                                     samples=stored["samples"], **closed_form)
         if (directory / "trajectories.npz").is_file():
-            with np.load(directory / "trajectories.npz") as paths:
+            with read_arrays(directory / "trajectories.npz") as paths:
                 trajectories[record["model"]] = Trajectories(labels=list(paths["labels"]), ids=list(paths["ids"]),
                                                              y=paths["y"], paths=list(paths["paths"]))
     untrained = {record.name for record in registry.records("head") if not record.metadata.get("needs_training", True)}

@@ -30,7 +30,7 @@ from typing import Any
 from benchmark.config import artifacts_problem
 from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import file_digest
-from benchmark.store import atomic_writer, check_name, open_regular
+from benchmark.store import atomic_writer, check_name, inside, open_regular
 
 RUN_FOLDER = "artifacts"  # a run directory's own store, when no shared one is named
 CHUNK = 1 << 20  # bytes read at a time from an artifact, so that reading stops soon after its recorded size
@@ -126,7 +126,7 @@ def open_artifacts(spec: str, run_root: str | Path) -> Artifacts:
     if spec.startswith("s3://"):
         return Artifacts(_s3_store(spec), {"store": spec})
     if not spec:  # made at the first upload: a run that only reads (``report``) leaves no empty folder
-        folder = (Path(run_root) / RUN_FOLDER).resolve()
+        folder = inside(run_root, Path(run_root) / RUN_FOLDER).resolve()
         return Artifacts(_Folder(folder), {"host": socket.gethostname(), "folder": str(folder)})
     folder = Path(spec).resolve()
     try:  # a named folder is checked at once, before any work

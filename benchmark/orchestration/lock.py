@@ -13,8 +13,8 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmark.errors import ConfigError
-from benchmark.store import process_alive
+from benchmark.errors import ConfigError, StoreError
+from benchmark.store import process_alive, read_json
 
 LOCK_FILE = "run.lock"
 
@@ -54,8 +54,8 @@ class RunLock:
 
     def _current(self) -> dict | None:
         try:
-            holder = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            holder = read_json(self.path)  # never waits on a FIFO planted under the lock's name
+        except (OSError, ValueError, StoreError):
             return None
         return holder if isinstance(holder, dict) else None
 

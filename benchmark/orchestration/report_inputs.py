@@ -49,7 +49,7 @@ def report_inputs(run: RunDir, registry: Registry) -> dict[str, Any]:
     """Digests of everything the report is made of, by part."""
     manifest = read_json(run.manifest)
     results = [run.result(job) for job in manifest["jobs"] if run.is_done(job)]
-    results += sorted((run.root / "external").glob("*/result.json"))
+    results += run.external_results()
     oracle = Path(manifest.get("oracle") or "")
     return {
         "manifest": stable_hash({section: manifest.get(section) for section in MANIFEST_SECTIONS}),

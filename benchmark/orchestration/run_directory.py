@@ -1,23 +1,28 @@
 """What a run checks about its directory before touching it.
 
-``--fresh`` deletes a whole folder, and ``--out`` can name any folder: only a directory this tool made
-(it holds a ``manifest.json`` of a run) is ever deleted, never the current directory or one above it.
+``--out`` can name any folder, and a ``manifest.json`` can be copied anywhere: ``--fresh`` empties only a
+directory that holds a run's manifest (never the current directory or one above it), and of it deletes only
+what a run makes there, by name; a user's notebook or a folder of figures kept beside them stays.
 A directory whose results came from real data must not quietly continue on the synthetic stand-in (its
 real leaderboard would be replaced by synthetic numbers when the data folder has gone missing).
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from benchmark.config import Experiment
 from benchmark.data.prepare import uses_stand_in
-from benchmark.errors import ConfigError
-from benchmark.store import RunDir
+from benchmark.errors import ConfigError, StoreError
+from benchmark.store import TEMPORARY_NAME, RunDir, read_json
 
 MANIFEST_KEYS = ("experiment", "config", "jobs")  # what build_manifest always records
+# What a run makes at the top of its run directory (the folders with all they hold): all that --fresh deletes.
+RUN_FOLDERS = ("jobs", "external", "plots", "cache", "encoders", "tuning", "artifacts")
+RUN_FILES = ("manifest.json", "splits.csv", "excluded.csv", "leaderboard.md", "leaderboard.csv", "leaderboard.json",
+             "leaderboard.tex", "subgroups.csv", "paired_tests.csv", "report.html", "report_inputs.json",
+             "timings.json", "training_log.csv", "optuna.db")
 
 
 def check_fresh(run: RunDir) -> None:
@@ -35,19 +40,30 @@ def check_fresh(run: RunDir) -> None:
 
 
 def start_over(run: RunDir, say: Callable[[str], None], keep: str) -> None:
-    """``--fresh`` after ``check_fresh``: delete everything in ``run.root`` but ``keep`` (the lock this process
-    holds, so that no other run can start in the directory while it is emptied)."""
-    say(f"--fresh: deleting the run directory {run.root.resolve()} (all but the lock this run holds)")
-    for child in run.root.iterdir():
-        if child.name != keep:
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    """``--fresh`` after ``check_fresh``: delete what a run made in ``run.root``, each named as it goes, but
+    ``keep`` (the lock this process holds, so that no other run can start in the directory while it is
+    emptied); anything else is named and left in place."""
+    say(f"--fresh: deleting the run directory {run.root.resolve()} (what a run made in it)")
+    for child in sorted(run.root.iterdir()):
+        if child.name == keep:
+            continue
+        if not _made_by_a_run(child.name):
+            say(f"--fresh: kept {child}: a run makes no file or folder of that name")
+            continue
+        say(f"--fresh: deleting {child}")
+        # A link is removed, never followed: its target was not made by this run.
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def _made_by_a_run(name: str) -> bool:
+    return name in RUN_FOLDERS or name in RUN_FILES or TEMPORARY_NAME.fullmatch(name) is not None
 
 
 def previous_manifest(run: RunDir) -> dict[str, Any] | None:
     """The manifest a run wrote into ``run``, or None when there is none (or the file is not one)."""
     try:
-        manifest = json.loads(run.manifest.read_text())
-    except (OSError, ValueError):
+        manifest = read_json(run.manifest)
+    except (OSError, ValueError, StoreError):
         return None
     return manifest if isinstance(manifest, dict) and all(key in manifest for key in MANIFEST_KEYS) else None
 

@@ -447,8 +447,9 @@ def _say_why(context: RunContext, job: Job) -> None:
     if context.run.is_done(job.id):
         return  # failed or damaged: said already, or in its result
     earlier = []
-    for result in context.run.jobs.glob(f"{job.prefix}__*/result.json"):
+    for found in context.run.jobs.glob(f"{job.prefix}__*/result.json"):
         try:
+            result = context.run.result(found.parent.name)  # a linked job folder is refused, not read through
             identity = read_json(result).get("identity")
         except StoreError:
             continue
@@ -503,7 +504,7 @@ def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig
 
 
 def _tuning_path(run: RunDir, model: ModelConfig, split: str) -> Path:
-    return run.root / "tuning" / f"{safe_name(model.key)}__{safe_name(split)}.json"
+    return run.tuning / f"{safe_name(model.key)}__{safe_name(split)}.json"
 
 
 def _study_name(experiment: Experiment, model: ModelConfig, identity: str) -> str:

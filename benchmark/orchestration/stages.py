@@ -24,7 +24,7 @@ from benchmark.errors import ConfigError, StoreError
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
 from benchmark.orchestration.cluster import ERROR, SKIPPED, Backoff, ClaimBoard, claim_deaths
 from benchmark.orchestration.storage import MAX_RETRY
-from benchmark.store import RunDir, check_name, inside
+from benchmark.store import RunDir, check_name
 
 STAGE = "stage"               # user attr: the stage a stages-study trial stands for
 FILES = "files"               # user attr: path in the run directory -> artifact record
@@ -131,4 +131,4 @@ class StageBoard(StageClaims):
             check_name(file, "its file name")
         except ConfigError as error:
             raise StoreError(f"refused a file of stage {stage} in the storage: {error}") from None
-        return inside(self.run.root, self.run.root / folder / file)
+        return self.run.path(folder, file)

@@ -8,9 +8,7 @@ import warnings
 from pathlib import Path
 
 from benchmark.errors import ConfigError
-
-STORAGE_FILE = "optuna.db"
-
+from benchmark.store import RunDir
 
 JOURNAL_SUFFIXES = (".log", ".journal")
 
@@ -137,6 +135,6 @@ def storage_url(storage: str, run_dir: str | Path) -> str:
     """``--storage`` as given when it is a URL, a path as a sqlite file, empty as ``RUN_DIR/optuna.db``."""
     if "://" in storage:
         return storage
-    path = Path(storage) if storage else Path(run_dir) / STORAGE_FILE
+    path = Path(storage) if storage else RunDir(run_dir).optuna_db
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path.resolve()}"

@@ -7,7 +7,7 @@ import fcntl
 import os
 from contextlib import contextmanager
 
-from benchmark.api import csv_cell
+from benchmark.api import csv_cell, inside
 from registry import hookimpl
 
 FIELDS = ("job", "epoch", "train_loss", "val_loss", "val_mae", "lr")
@@ -17,7 +17,7 @@ FIELDS = ("job", "epoch", "train_loss", "val_loss", "val_mae", "lr")
 def on_job_start(run, job):
     # A job that starts again (after a crash, Ctrl-C or as a retry of a failure) logs its epochs anew:
     # the rows of its earlier attempt go, so the log holds each epoch of each job once.
-    path = run.directory / "training_log.csv"
+    path = _log(run)
     with _one_writer(run.directory):
         if path.exists():
             _drop_rows_of(job.id, path)
@@ -25,7 +25,7 @@ def on_job_start(run, job):
 
 @hookimpl
 def on_epoch_end(run, job, epoch, logs):
-    path = run.directory / "training_log.csv"
+    path = _log(run)
     with _one_writer(run.directory):
         new = not path.exists()
         # Appending a line is the right tool for a log: it is never read back as a result.
@@ -34,6 +34,11 @@ def on_epoch_end(run, job, epoch, logs):
             if new:
                 writer.writeheader()
             writer.writerow({"job": csv_cell(job.id), "epoch": epoch, **logs})
+
+
+def _log(run):
+    # Appended to, so a link planted in a received run directory would be written through: refused.
+    return inside(run.directory, run.directory / "training_log.csv")
 
 
 @contextmanager

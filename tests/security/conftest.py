@@ -1,8 +1,10 @@
-"""Fixtures of the security suite: a private copy of the shared reference run (tests/conftest.py), and a
-crafted pickle that leaves a proof file behind if anything ever unpickles it."""
+"""Fixtures of the security suite: a private copy of the shared reference run (tests/conftest.py), a
+crafted pickle that leaves a proof file behind if anything ever unpickles it, and an alarm that ends a test
+blocked on a FIFO or an endless stream."""
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,24 @@ def crafted(tmp_path):
                     "config": _Payload(proof)}, path)
         return path, proof
     return make
+
+
+class Blocked(BaseException):
+    """Raised by the alarm: a BaseException, so that no ``except OSError`` or ``except Exception`` on the way
+    turns a hang into a quiet fallback."""
+
+
+@pytest.fixture
+def deadline(request):
+    """Fails a test still running after its module's ``DEADLINE_S`` (20 s unless set), so that a regression
+    fails instead of hanging the suite."""
+    seconds = getattr(request.module, "DEADLINE_S", 20)
+
+    def expired(*_):
+        raise Blocked(f"still blocked after {seconds} s: a FIFO was opened or a stream read without end")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

@@ -56,3 +56,29 @@ def test_dead_temporaries_are_kept_when_the_run_stops_on_a_configuration_error(t
     assert outcome.code == 2 and "cuda:99" in outcome.err
     assert dead.exists()
     assert not (out / "manifest.json").exists()
+
+
+def test_fresh_deletes_only_what_a_run_makes_and_names_each_thing(run_copy):
+    notebook, figures = run_copy / "analysis.ipynb", run_copy / "thesis_figures"
+    notebook.write_text("my analysis")
+    figures.mkdir()
+    (figures / "fig1.svg").write_text("<svg/>")
+    outcome = cli(*run_args(run_copy.parent / "experiment.toml", run_copy, "--fresh"))
+    assert outcome.code == 0, outcome.text
+    said = " ".join(outcome.out.split())
+    assert notebook.read_text() == "my analysis" and (figures / "fig1.svg").read_text() == "<svg/>"
+    assert f"--fresh: deleting {run_copy / 'jobs'}" in said and f"--fresh: deleting {run_copy / 'manifest.json'}" in said
+    # Of an honest run directory nothing but the user's two things is kept.
+    assert said.count("--fresh: kept") == 2
+    assert f"--fresh: kept {notebook}: a run makes no file or folder of that name" in said
+    assert f"--fresh: kept {figures}: a run makes no file or folder of that name" in said
+
+
+def test_fresh_keeps_the_users_files_beside_a_copied_manifest(tmp_path, experiment):
+    folder = tmp_path / "downloads"  # a received run unpacked flat into a folder of the user's
+    folder.mkdir()
+    (folder / "taxes.pdf").write_bytes(b"tax return")
+    (folder / "manifest.json").write_text('{"experiment": "quick", "config": {}, "jobs": []}')
+    outcome = cli(*run_args(experiment, folder, "--fresh"))
+    assert outcome.code == 0, outcome.text
+    assert (folder / "taxes.pdf").read_bytes() == b"tax return"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 
 import optuna
 import pytest
@@ -27,21 +26,7 @@ PREDICTIONS = b"FileName,EF_pred\nx,55.0\n"
 s3_bucket = test_cluster_stages.s3_bucket  # the fixture of a bucket served by moto
 
 
-class Blocked(BaseException):
-    """Raised by the alarm: a BaseException, so that no ``except OSError`` or ``except Exception`` on the way
-    turns a hang into a quiet fallback."""
-
-
-@pytest.fixture(autouse=True)
-def deadline():
-    def expired(*_):
-        raise Blocked("still blocked after 20 s: a FIFO was opened or a stream read without end")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("deadline")
 
 
 @pytest.mark.parametrize("kind", ["a FIFO", "a symbolic link"])
