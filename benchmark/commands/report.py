@@ -43,9 +43,9 @@ def _recorded_artifacts(run_dir) -> str:
     it exists: the manifest may have come with a received run directory, and nothing it names is created."""
     from pathlib import Path
 
-    from benchmark.store import read_json
+    from benchmark.evaluation.run_records import read_manifest
 
-    spec = read_json(run_dir.manifest)["config"]["tune"].get("artifacts", "") if run_dir.manifest.is_file() else ""
+    spec = read_manifest(run_dir)["config"]["tune"].get("artifacts", "") if run_dir.manifest.is_file() else ""
     if spec and not spec.startswith("s3://") and not Path(spec).is_dir():
         print(f"the run's tune.artifacts, {spec}, is no folder on this machine: trained models come only from "
               "the workers' run folders here (name the store with --artifacts)")

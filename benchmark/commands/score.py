@@ -33,8 +33,9 @@ def run(args) -> int:
     from benchmark.errors import ConfigError, DataError
     from benchmark.evaluation.leaderboard import item_frame, write_predictions
     from benchmark.evaluation.report import load_results, write_report
+    from benchmark.evaluation.run_records import read_manifest
     from benchmark.evaluation.scoring import item_scores
-    from benchmark.store import RunDir, atomic_write_json, check_name, file_records, read_json, safe_name
+    from benchmark.store import RunDir, atomic_write_json, check_name, file_records, safe_name
 
     check_name(args.name, "--name")  # it names the model's folder under external/
     run = RunDir(args.run_dir)
@@ -75,7 +76,7 @@ def run(args) -> int:
     directory = run.path("external", slug)
     write_predictions(directory / "predictions.csv", frame)
     files = file_records(directory, ("predictions.csv",))
-    manifest = read_json(run.manifest)
+    manifest = read_manifest(run)
     atomic_write_json(directory / "result.json", {
         "job": slug, "external": True, "model": args.name, "head": args.name, "fusion": "external",
         "encoder": "external", "dataset": manifest["config"]["dataset"]["name"], "seed": 0, "split": "external",
@@ -88,13 +89,14 @@ def _check_name(run, name: str, replace: bool) -> None:
     """Refuse a name that would merge into, or overwrite, an existing row (exit 2, nothing written)."""
     from benchmark.config import ModelConfig
     from benchmark.errors import ConfigError
-    from benchmark.store import read_json, safe_name
+    from benchmark.evaluation.run_records import read_manifest, read_result
+    from benchmark.store import safe_name
 
     if not run.manifest.is_file():
         raise ConfigError(f"{run.root} has no manifest.json: not a run directory (or the run never started)")
-    config = read_json(run.manifest)["config"]
+    config = read_manifest(run)["config"]
     trained = [ModelConfig(**model).key for model in config["models"]]
-    external = [read_json(path)["model"] for path in run.external_results()]
+    external = [read_result(path)["model"] for path in run.external_results()]
     for existing in trained:
         if safe_name(existing) == safe_name(name):
             raise ConfigError(f"--name {name!r} is taken by the trained model {existing!r} of {run.root}; choose "

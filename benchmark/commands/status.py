@@ -19,14 +19,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from benchmark.evaluation.run_records import read_manifest
     from benchmark.orchestration.cluster import JobBoard, jobs_studies, open_board
     from benchmark.orchestration.storage import open_storage, safe_url
-    from benchmark.store import RunDir, read_json
+    from benchmark.store import RunDir
 
     target = Path(args.target)
     if target.is_dir():
         run_dir = RunDir(target)
-        manifest = read_json(run_dir.manifest) if run_dir.manifest.is_file() else None
+        manifest = read_manifest(run_dir) if run_dir.manifest.is_file() else None
         recorded = (manifest or {}).get("config", {}).get("tune", {}).get("storage", "")
         if recorded and not args.storage:
             # A received run directory is data: what its manifest names is not connected to, nor created.
@@ -90,15 +91,15 @@ def _show_stages(storage, manifest) -> None:
 
 def _show_local(run_dir, manifest) -> None:
     """A run without shared storage: its result files, and the tuning studies in its own optuna.db."""
+    from benchmark.evaluation.run_records import read_result
     from benchmark.orchestration.cluster import ClaimState, tuning_progress
-    from benchmark.store import read_json
 
     states = []
     for job in manifest["jobs"]:
         if not run_dir.is_done(job):
             states.append(ClaimState(job, "pending"))
             continue
-        record = read_json(run_dir.result(job))
+        record = read_result(run_dir.result(job))
         problem = run_dir.damage(job, record) if record["status"] == "ok" else None
         if problem:  # its stored files changed after it finished: the next run computes it again
             states.append(ClaimState(job, "damaged", detail=problem))

@@ -15,14 +15,14 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from benchmark.errors import StoreError
 from benchmark.evaluation.board_files import write_tables
 from benchmark.evaluation.figures import FigureInputs, write_all
 from benchmark.evaluation.figures.posterior import ModelSamples
 from benchmark.evaluation.figures.trajectories import Trajectories
 from benchmark.evaluation.html import write_html
 from benchmark.evaluation.leaderboard import JobResult, MetricSpec, SampleRange, Tables, metric_specs, read_predictions
-from benchmark.store import RunDir, check_name, damage, read_arrays, read_csv_table, read_json
+from benchmark.evaluation.run_records import read_manifest, read_result
+from benchmark.store import RunDir, check_name, damage, read_arrays, read_csv_table
 from registry import Registry, load_registry
 
 
@@ -30,11 +30,9 @@ def load_results(run: RunDir) -> list[JobResult]:
     """One JobResult per (model, seed): the test predictions of all its splits pooled (cv10 tests every
     item once across the ten folds). A job whose stored files are not the ones it wrote is counted as
     failed, naming the file; externally scored models are never pooled with trained ones."""
-    if not run.manifest.is_file():
-        raise StoreError(f"{run.root} has no manifest.json: it is not a run directory (or the run never started)")
-    manifest = read_json(run.manifest)
-    records = [read_json(run.result(job)) for job in manifest["jobs"] if run.is_done(job)]
-    records += [read_json(path) for path in run.external_results()]
+    manifest = read_manifest(run)
+    records = [read_result(run.result(job)) for job in manifest["jobs"] if run.is_done(job)]
+    records += [read_result(path) for path in run.external_results()]
     trained = {record["model"] for record in records if not record.get("external")}
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
@@ -76,9 +74,7 @@ def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: b
                      say: Callable[[str], None] = print) -> Registry:
     """Built-ins, installed entry points and the ``plugins`` the user names (relative to the current
     directory); the plugins named in ``run``'s manifest only with ``trust_manifest``."""
-    if not run.manifest.is_file():
-        raise StoreError(f"{run.root} has no manifest.json: it is not a run directory (or the run never started)")
-    manifest = read_json(run.manifest)
+    manifest = read_manifest(run)
     registry = load_registry(plugins, base_dir=Path.cwd())
     named = [plugin for plugin in manifest["config"]["plugins"] if plugin not in plugins]
     if named and trust_manifest:
@@ -96,7 +92,7 @@ def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = p
     """Write every table and plot with the metrics of ``registry``; returns the leaderboard. A metric
     column of the previous leaderboard that ``registry`` cannot compute is named."""
     results = load_results(run)
-    manifest = read_json(run.manifest)
+    manifest = read_manifest(run)
     config = manifest["config"]
     previous = run.root / "leaderboard.csv"
     before = list(read_csv_table(previous).columns) if previous.is_file() else []
@@ -134,7 +130,7 @@ def _figure_inputs(run: RunDir, results: list[JobResult], tables: Tables, specs:
         directory = run.job(job)
         if not run.is_done(job) or not (directory / "samples.npz").is_file():
             continue
-        record = read_json(run.result(job))
+        record = read_result(run.result(job))
         if record["status"] != "ok" or record["model"] in samples or run.damage(job, record):
             continue
         truth = read_predictions(directory / "predictions.csv").set_index("id")["EF"]

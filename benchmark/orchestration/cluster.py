@@ -40,9 +40,10 @@ from typing import Any, Callable, Iterable
 
 from benchmark.config import ModelConfig
 from benchmark.errors import StoreError
+from benchmark.evaluation.run_records import read_manifest
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
 from benchmark.orchestration.storage import GRACE_BEATS, MAX_RETRY, optuna_module, worker_name
-from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, read_json
+from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json
 
 JOB = "job"                  # user attr: the job id a jobs-study trial stands for
 WORKER = "worker"            # user attr: host:pid of the worker that claimed the trial
@@ -721,7 +722,7 @@ def open_board(storage, run: RunDir) -> JobBoard:
     only jobs study of the storage (or the one of the experiment named like the directory)."""
     studies = jobs_studies(storage)
     if run.manifest.is_file():
-        manifest = read_json(run.manifest)
+        manifest = read_manifest(run)
         wanted = [jobs_study_name(manifest["experiment"], manifest["jobs"])]
     else:
         wanted = [name for name in studies if name.split("/jobs/")[0] == run.root.name] or studies

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmark.evaluation.run_records import read_manifest
 from benchmark.identity import engine_digests, file_digest, source_digest, stable_hash
 from benchmark.store import RunDir, atomic_write_json, read_csv_table, read_json
 from registry import Registry
@@ -47,7 +48,7 @@ def report_if_changed(run: RunDir, registry: Registry, say: Callable[[str], None
 
 def report_inputs(run: RunDir, registry: Registry) -> dict[str, Any]:
     """Digests of everything the report is made of, by part."""
-    manifest = read_json(run.manifest)
+    manifest = read_manifest(run)
     results = [run.result(job) for job in manifest["jobs"] if run.is_done(job)]
     results += run.external_results()
     oracle = Path(manifest.get("oracle") or "")

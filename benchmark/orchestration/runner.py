@@ -24,6 +24,7 @@ from benchmark.device import resolve_device, resolve_precision
 from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
+from benchmark.evaluation.run_records import read_manifest, read_result
 from benchmark.identity import TUNING_ENGINE, engine_digests, file_digest
 from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
@@ -433,8 +434,12 @@ def _finished(context: RunContext, job: Job) -> bool:
     run = context.run
     if not run.is_done(job.id):
         return False
-    record = read_json(run.result(job.id))
-    if record.get("status") != "ok":
+    try:
+        record = read_result(run.result(job.id))
+    except StoreError as error:  # not as a run writes it: computed again, like a damaged job
+        context.say(f"damaged {job.id}: {error}; it runs again")
+        return False
+    if record["status"] != "ok":
         return False
     problem = run.damage(job.id, record)
     if problem:
@@ -490,8 +495,8 @@ def _checkpoints(experiment: Experiment) -> dict[str, str]:
 def failed_jobs(run: RunDir) -> list[str]:
     """The run's jobs without a sound ok result (failed, damaged, or never stored), by id."""
     failed = []
-    for job in read_json(run.manifest)["jobs"]:
-        record = read_json(run.result(job)) if run.is_done(job) else {}
+    for job in read_manifest(run)["jobs"]:
+        record = read_result(run.result(job)) if run.is_done(job) else {}
         if record.get("status") != "ok" or run.damage(job, record):
             failed.append(job)
     return failed

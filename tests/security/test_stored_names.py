@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from pathlib import Path
 
 import optuna
 import pytest
@@ -21,6 +22,7 @@ from benchmark.orchestration.cluster import JOB, RESULT, JobBoard
 from benchmark.orchestration.storage import open_storage
 from benchmark.store import RunDir, read_json
 
+ROOT = Path(__file__).resolve().parents[2]
 STAGE, JOB_ID = "fold0__seed0__aaaa", "mse__seed0__fold0__aaaa"
 PREDICTIONS = b"FileName,EF_pred\nx,55.0\n"
 s3_bucket = test_cluster_stages.s3_bucket  # the fixture of a bucket served by moto
@@ -182,11 +184,13 @@ def test_report_creates_no_artifact_folder_a_received_manifest_names(tmp_path, c
     """``report --storage`` falls back on the run's recorded ``tune.artifacts``; a received manifest could name
     any folder, which must not be created."""
     from benchmark.commands.report import _recorded_artifacts
+    from benchmark.config import load_experiment
     from benchmark.store import RunDir, atomic_write_json
 
     run = RunDir(tmp_path / "received")
     named = tmp_path / "anywhere" / "at" / "all"
-    atomic_write_json(run.manifest, {"config": {"tune": {"artifacts": str(named)}}})
+    config = load_experiment(ROOT / "experiments" / "quick.toml", [f'tune.artifacts="{named}"']).to_dict()
+    atomic_write_json(run.manifest, {"jobs": [], "protocol": {}, "config": config})
     assert _recorded_artifacts(run) == ""
     assert not (tmp_path / "anywhere").exists()
     assert f"the run's tune.artifacts, {named}, is no folder on this machine" in capsys.readouterr().out
