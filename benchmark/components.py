@@ -29,6 +29,11 @@ TRAINER_PARAMS = ("lr", "weight_decay", "batch_size", "epochs", "patience", "gra
 FUSION_PREFIX = "fusion."
 # Set by the engine when it builds the component, never by the experiment.
 ENGINE_PARAMS = {"head": ("condition_dim",), "fusion": ("feature_dim", "tabular_dim"), "dataset": ("root",)}
+# What the runner hands the synthetic stand-in from other keys. The same key in synthetic.params would override
+# it unseen, past that key's checks, and generate into (overwrite) the cache folder named after that key's value.
+STAND_IN_KEYS = {"format": "dataset.name", "n": "synthetic.n", "seed": "synthetic.seed",
+                 "ambiguous_fraction": "synthetic.ambiguous_fraction", "label_noise": "synthetic.label_noise",
+                 "view": "dataset.view", "strict": "dataset.strict"}
 
 
 @dataclass(frozen=True)
@@ -99,12 +104,14 @@ def declared_parameters(factory: Callable[..., Any]) -> tuple[dict[str, Any], bo
 
 
 def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any], kind: str, name: str,
-                           key_path: str, source: str, extra: Mapping[str, Any] | None = None) -> None:
+                           key_path: str, source: str, wraps: Callable[..., Any] | None = None) -> None:
     """Raise a ConfigError naming ``key_path.KEY`` for a parameter ``factory`` does not declare, a value
-    of the wrong type, or one the component's ``parameter_problems`` rejects. ``extra``: parameters it takes
-    on top of its own (a stand-in passes them on to the loader it wraps)."""
+    of the wrong type, or one the component's ``parameter_problems`` rejects. ``wraps``: the component that
+    ``factory``'s ``**kwargs`` go to (the stand-in's loader), whose parameters, and only those, it takes too."""
     declared, open_ended = declared_parameters(factory)
-    declared = {**(extra or {}), **declared}
+    if wraps is not None:
+        inner, open_ended = declared_parameters(wraps)
+        declared = {**inner, **declared}
     known = [key for key in declared if key not in ENGINE_PARAMS.get(kind, ())]
     for key, value in params.items():
         where = f"{source}: `{key_path}.{key}`"
@@ -223,8 +230,9 @@ def resolve(experiment: Experiment) -> Resolved:
                            source)
     stand_in = registry.describe("dataset", "synthetic").factory if "synthetic" in registry.names("dataset") else None
     if stand_in is not None:
+        _check_stand_in_params(experiment.synthetic.params, source)
         check_component_params(stand_in, experiment.synthetic.params, "dataset", "synthetic", "synthetic.params",
-                               source, extra=declared_parameters(dataset.factory)[0])
+                               source, wraps=dataset.factory)
     encoder = check("encoder", experiment.encoder.name, "encoder.name").factory
     check_component_params(encoder, experiment.encoder.params, "encoder", experiment.encoder.name, "encoder.params",
                            source)
@@ -255,6 +263,13 @@ def resolve(experiment: Experiment) -> Resolved:
     if experiment.tune.trials:
         find_metric(registry, experiment.tune.metric, f"{source}: `tune.metric`")
     return Resolved(experiment, registry, warnings)
+
+
+def _check_stand_in_params(params: Mapping[str, Any], source: str) -> None:
+    for key in params:
+        if key in STAND_IN_KEYS:
+            raise ConfigError(f"{source}: `synthetic.params.{key}` would override `{STAND_IN_KEYS[key]}` (and "
+                              f"regenerate the cached stand-in named after it); set `{STAND_IN_KEYS[key]}` instead.")
 
 
 def _with_protocol(experiment: Experiment, dataset: Callable[..., Any]) -> Experiment:
