@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
-from benchmark.config import Experiment, ModelConfig
+from benchmark.config import TRAINER_RULES, Experiment, ModelConfig, TrainConfig
 from benchmark.contracts import unable_to_segment
 from benchmark.errors import ConfigError
 from registry import Registry, RegistryError, UnknownComponentError, load_registry
 from registry.errors import did_you_mean
 from registry.records import param_from_spec
 
-TRAINER_PARAMS = ("lr", "weight_decay", "batch_size", "epochs", "patience", "grad_clip")
+TRAINER_PARAMS = tuple(TRAINER_RULES)
 FUSION_PREFIX = "fusion."
 # Set by the engine when it builds the component, never by the experiment.
 ENGINE_PARAMS = {"head": ("condition_dim",), "fusion": ("feature_dim", "tabular_dim"), "dataset": ("root",)}
@@ -145,10 +145,32 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
                               f"head {model.head!r} nor fusion.<parameter of {model.fusion!r}>."
                               f"{did_you_mean(key, allowed)} Tunable: {', '.join(allowed)}.")
         try:
-            param_from_spec(spec)
+            param = param_from_spec(spec)
         except (ValueError, TypeError) as error:
             raise ConfigError(f"{where}: {error}. Write e.g. lr = {{float = [1e-4, 1e-2], log = true}}, "
                               "width = {choices = [64, 128]}") from None
+        annotation = (typing.get_type_hints(TrainConfig)[key] if key in TRAINER_PARAMS
+                      else fusion.get(key[len(FUSION_PREFIX):], Any) if key.startswith(FUSION_PREFIX)
+                      else head.get(key, Any))
+        for value in range_values(param):
+            _check_search_value(key, value, annotation, where)
+
+
+def range_values(param) -> tuple:
+    """The values that stand for all a search-space entry can give: a range's two ends, or every choice."""
+    return getattr(param, "choices", None) or (param.low, param.high)
+
+
+def _check_search_value(key: str, value: Any, annotation: Any, where: str) -> None:
+    """A trial's value must fit what it feeds: the parameter's type, and a trainer setting's [train] rule (the
+    head and fusion check the rest in the pre-flight, at every such value)."""
+    expected = _type_problem(annotation, value)
+    if expected:
+        raise ConfigError(f"{where} can give {value!r}, but it must be {expected}.{_choice_hint(annotation, value)}")
+    if key in TRAINER_RULES:
+        holds, message = TRAINER_RULES[key]
+        if not holds(value):
+            raise ConfigError(f"{where} can give {value!r}, but like `train.{key}` it {message}.")
 
 
 def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import math
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,16 @@ MAX_SEED = 2**32 - 1  # numpy's seed range; torch accepts it too
 # Each job holds K samples per test item (8 bytes each) several times over while it scores them: K = 10,000
 # on a 10,000-video test set is already 0.8 GB a copy, and more samples move no metric by a visible digit.
 MAX_SAMPLES = 10_000
+# The trainer settings a model's search space may tune too, each with the rule it is held to in [train] and in
+# every value a search-space range can give it.
+TRAINER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "lr": (lambda value: value > 0, "must be positive"),
+    "weight_decay": (lambda value: value >= 0, "must be 0 or positive"),
+    "batch_size": (lambda value: value >= 1, "must be at least 1"),
+    "epochs": (lambda value: value >= 1, "must be at least 1"),
+    "patience": (lambda value: value >= 1, "must be at least 1 epoch"),
+    "grad_clip": (lambda value: value >= 0, "must be 0 (off) or a positive norm"),
+}
 
 
 @dataclass
@@ -411,13 +422,8 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (tune.trials < 0, "tune.trials", "must be 0 (no tuning) or more"),
         (tune.timeout < 0, "tune.timeout", "must be 0 (no limit) or a positive number of seconds"),
         (tune.epochs < 0, "tune.epochs", "must be 0 (train.epochs) or more"),
-        (train.epochs < 1, "train.epochs", "must be at least 1"),
-        (train.batch_size < 1, "train.batch_size", "must be at least 1"),
-        (train.lr <= 0, "train.lr", "must be positive"),
-        (train.weight_decay < 0, "train.weight_decay", "must be 0 or positive"),
-        (train.patience < 1, "train.patience", "must be at least 1 epoch"),
+        *((not holds(getattr(train, key)), f"train.{key}", message) for key, (holds, message) in TRAINER_RULES.items()),
         (train.validate_every < 1, "train.validate_every", "must be at least 1 (1 = every epoch)"),
-        (train.grad_clip < 0, "train.grad_clip", "must be 0 (off) or a positive norm"),
         (not 0 <= train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
         (train.num_workers < 0, "train.num_workers", "must be 0 (decode in the main process) or more"),
         (train.threads < 0, "train.threads", "must be 0 (torch's default) or a positive thread count"),

@@ -7,6 +7,7 @@ whatever batch size and K the experiment itself would use.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -14,11 +15,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from benchmark.components import FUSION_PREFIX, TRAINER_PARAMS, range_values
 from benchmark.config import Experiment, ModelConfig
 from benchmark.errors import ConfigError
 from benchmark.training.checks import HeadError, checked
 from benchmark.training.model import build_model
 from registry import Registry
+from registry.records import param_from_spec
 
 ROWS = 3  # B: the batch
 SAMPLES = 5  # n != B, so a transposed (n, B) sample never has the expected shape
@@ -28,22 +31,44 @@ CLOSED_FORMS = ("mean", "std")  # of condition alone; log_prob and cdf also take
 
 
 def preflight(experiment: Experiment, registry: Registry) -> list[str]:
-    """Check every trainable model of ``experiment``; returns one line per model, raises ConfigError on the first
-    failure. The random state of the run is left exactly as it was."""
+    """Check every trainable model of ``experiment``, also with each value its ``search_space`` stands for (a
+    range's ends, every choice); returns one line per model, raises ConfigError on the first failure. The random
+    state of the run is left exactly as it was."""
     lines = []
-    for model in experiment.models:
+    for index, model in enumerate(experiment.models):
         record = registry.describe("head", model.head)
         if model.checkpoint or not record.metadata.get("needs_training", True):
             lines.append(f"{model.key}: not trained here (checkpoint or oracle), no pre-flight")
             continue
-        with _random_state_kept():
-            try:
-                _check_model(experiment, registry, model)
-            except _Failure as failure:
-                raise ConfigError(f"{experiment.source}: model {model.key!r} (head {model.head!r}, fusion "
-                                  f"{model.fusion!r}) fails the pre-flight at {failure.point}: {failure.problem}") from None
+        _check_or_fail(experiment, registry, model, f"{experiment.source}: model")
+        for key, value, variant in _search_variants(model):
+            _check_or_fail(experiment, registry, variant,
+                           f"{experiment.source}: `models[{index}].search_space.{key}` can give {value!r}, with which model")
         lines.append(f"{model.key}: pre-flight ok (loss, backward, sample{_forms(registry, model)})")
     return lines
+
+
+def _check_or_fail(experiment: Experiment, registry: Registry, model: ModelConfig, prefix: str) -> None:
+    with _random_state_kept():
+        try:
+            _check_model(experiment, registry, model)
+        except _Failure as failure:
+            raise ConfigError(f"{prefix} {model.key!r} (head {model.head!r}, fusion {model.fusion!r}) fails the "
+                              f"pre-flight at {failure.point}: {failure.problem}") from None
+
+
+def _search_variants(model: ModelConfig) -> Iterator[tuple[str, Any, ModelConfig]]:
+    """``model`` with each head or fusion value of its own ``search_space`` in turn (a trial can give any of them;
+    the trainer's values were checked against their [train] rules by ``components``)."""
+    for key, spec in model.search_space.items():
+        if key in TRAINER_PARAMS:
+            continue
+        for value in range_values(param_from_spec(spec)):
+            if key.startswith(FUSION_PREFIX):
+                fusion_params = {**model.fusion_params, key[len(FUSION_PREFIX):]: value}
+                yield key, value, dataclasses.replace(model, fusion_params=fusion_params)
+            else:
+                yield key, value, dataclasses.replace(model, params={**model.params, key: value})
 
 
 class _Failure(Exception):
