@@ -28,7 +28,7 @@ from registry.records import param_from_spec
 TRAINER_PARAMS = tuple(TRAINER_RULES)
 FUSION_PREFIX = "fusion."
 # Set by the engine when it builds the component, never by the experiment.
-ENGINE_PARAMS = {"head": ("condition_dim",), "fusion": ("feature_dim", "tabular_dim"), "dataset": ("root",)}
+ENGINE_PARAMS = {"head": ("condition_dim", "oracle_path", "training_ef"), "fusion": ("feature_dim", "tabular_dim"), "dataset": ("root",)}
 # What the runner hands the synthetic stand-in from other keys. The same key in synthetic.params would override
 # it unseen, past that key's checks, and generate into (overwrite) the cache folder named after that key's value.
 STAND_IN_KEYS = {"format": "dataset.name", "n": "synthetic.n", "seed": "synthetic.seed",

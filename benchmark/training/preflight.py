@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import tempfile
+import typing
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -18,8 +21,9 @@ import torch
 from benchmark.components import FUSION_PREFIX, TRAINER_PARAMS, range_values
 from benchmark.config import Experiment, ModelConfig
 from benchmark.errors import ConfigError
+from benchmark.synth import oracle as synthetic_oracle
 from benchmark.training.checks import HeadError, checked
-from benchmark.training.model import build_model
+from benchmark.training.model import build_model, build_served_head
 from registry import Registry
 from registry.records import param_from_spec
 
@@ -31,30 +35,60 @@ CLOSED_FORMS = ("mean", "std")  # of condition alone; log_prob and cdf also take
 
 
 def preflight(experiment: Experiment, registry: Registry) -> list[str]:
-    """Check every trainable model of ``experiment``, also with each value its ``search_space`` stands for (a
-    range's ends, every choice); returns one line per model, raises ConfigError on the first failure. The random
-    state of the run is left exactly as it was."""
+    """Check every model of ``experiment`` not loaded from a checkpoint: a trained one also with each value its
+    ``search_space`` stands for (a range's ends, every choice), a served one (oracle, prior) by ``predict_ids``.
+    Returns one line per model, raises ConfigError on the first failure. The random state of the run is left
+    exactly as it was."""
     lines = []
+    source = experiment.source
     for index, model in enumerate(experiment.models):
         record = registry.describe("head", model.head)
-        if model.checkpoint or not record.metadata.get("needs_training", True):
-            lines.append(f"{model.key}: not trained here (checkpoint or oracle), no pre-flight")
+        if model.checkpoint:
+            lines.append(f"{model.key}: not trained here (checkpoint), no pre-flight")
             continue
-        _check_or_fail(experiment, registry, model, f"{experiment.source}: model")
-        for key, value, variant in _search_variants(model):
-            _check_or_fail(experiment, registry, variant,
-                           f"{experiment.source}: `models[{index}].search_space.{key}` can give {value!r}, with which model")
-        lines.append(f"{model.key}: pre-flight ok (loss, backward, sample{_forms(registry, model)})")
+        served = not record.metadata.get("needs_training", True)
+        check = _check_served if served else _check_model
+        failure = _failure(check, experiment, registry, model)
+        if failure:
+            culprit = _culprit(check, experiment, registry, model, index)
+            _fail(f"{source}: `{culprit}`: model" if culprit else f"{source}: model", model, failure)
+        for key, value, variant in ([] if served else _search_variants(model)):
+            failure = _failure(check, experiment, registry, variant)
+            if failure:
+                _fail(f"{source}: `models[{index}].search_space.{key}` can give {value!r}, with which model",
+                      variant, failure)
+        lines.append(f"{model.key}: pre-flight ok (served without training: predict_ids)" if served else
+                     f"{model.key}: pre-flight ok (loss, backward, sample{_forms(registry, model)})")
     return lines
 
 
-def _check_or_fail(experiment: Experiment, registry: Registry, model: ModelConfig, prefix: str) -> None:
+Check = Callable[[Experiment, Registry, ModelConfig], None]
+
+
+def _failure(check: Check, experiment: Experiment, registry: Registry, model: ModelConfig) -> _Failure | None:
     with _random_state_kept():
         try:
-            _check_model(experiment, registry, model)
+            check(experiment, registry, model)
         except _Failure as failure:
-            raise ConfigError(f"{prefix} {model.key!r} (head {model.head!r}, fusion {model.fusion!r}) fails the "
-                              f"pre-flight at {failure.point}: {failure.problem}") from None
+            return failure
+    return None
+
+
+def _culprit(check: Check, experiment: Experiment, registry: Registry, model: ModelConfig, index: int) -> str | None:
+    """The key path of the one ``params`` or ``fusion_params`` entry without which the model passes: the one to fix
+    (None when no single entry is to blame, e.g. the head itself is broken)."""
+    for table in ("params", "fusion_params"):
+        given = getattr(model, table)
+        for key in given:
+            without = dataclasses.replace(model, **{table: {k: v for k, v in given.items() if k != key}})
+            if _failure(check, experiment, registry, without) is None:
+                return f"models[{index}].{table}.{key}"
+    return None
+
+
+def _fail(prefix: str, model: ModelConfig, failure: _Failure) -> typing.NoReturn:
+    raise ConfigError(f"{prefix} {model.key!r} (head {model.head!r}, fusion {model.fusion!r}) fails the pre-flight "
+                      f"at {failure.point}: {failure.problem}")
 
 
 def _search_variants(model: ModelConfig) -> Iterator[tuple[str, Any, ModelConfig]]:
@@ -117,6 +151,22 @@ def _check_model(experiment: Experiment, registry: Registry, model: ModelConfig)
                     model.key, f"{form}(condition, y)", getattr(head, form)(condition, y), (ROWS,), finite=True))
         if hasattr(head, "mixture"):
             _check_mixture(model, head, condition)
+
+
+def _check_served(experiment: Experiment, registry: Registry, model: ModelConfig) -> None:
+    """A head served without training (oracle, prior), built as a job builds it but on stand-ins of what the runner
+    hands it (exact posteriors of ROWS items in a sidecar, training EF values), must predict (ROWS, SAMPLES)."""
+    ids = [f"item{row}" for row in range(ROWS)]
+    with tempfile.TemporaryDirectory() as directory:
+        sidecar = Path(directory) / "oracle.csv"
+        synthetic_oracle.write(sidecar, [row for item in ids for row in synthetic_oracle.posterior_rows(
+            item, (50.0, 60.0), hidden_state=0, ambiguous=True, prior_vision=0.3, prior_tabular=0.4, label_noise=3.0)])
+        training_ef = 55 + 10 * np.random.randn(ROWS)
+        head = _step("building the head", lambda: build_served_head(registry, model, sidecar, training_ef))
+        predictive = _step(f"predict_ids(ids, {SAMPLES})", lambda: head.predict_ids(ids, n=SAMPLES, seed=0))
+    samples = torch.as_tensor(predictive.samples)
+    _step(f"predict_ids(ids, {SAMPLES})", lambda: checked(
+        model.key, f"predict_ids(ids, {SAMPLES}) samples", samples, (ROWS, SAMPLES), finite=True))
 
 
 def _check_mixture(model: ModelConfig, head: torch.nn.Module, condition: torch.Tensor) -> None:
