@@ -42,6 +42,7 @@ def test_minimal_experiment_gets_documented_defaults(tmp_path):
     ("dataset = 3\n", "`dataset` expected a table"),
     (MINIMAL + "[train]\nema = 1.0\n", "`train.ema` must be at least 0 (off) and below 1"),
     (MINIMAL + "[train]\nmonitor = \"crsp\"\n", "Did you mean 'crps'?"),
+    (MINIMAL + "[train]\nmonitor = \"MAE\"\n", "got 'MAE'. Did you mean 'mae'?"),  # case is ignored
     (MINIMAL + "[encoder]\nbatch_size = 0\n", "`encoder.batch_size` must be at least 1"),
 ])
 def test_config_errors_name_file_key_and_fix(tmp_path, text, fragment):

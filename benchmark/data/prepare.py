@@ -18,6 +18,7 @@ from benchmark.config import DatasetConfig, Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.data.helpers import summarise_exclusions, summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
+from benchmark.data.tabular import check_columns, with_derived
 from benchmark.data.video import video_files
 from benchmark.errors import DataError, StoreError
 from benchmark.identity import FileDigests, dataset_fingerprint, item_digest, user_cache
@@ -100,6 +101,9 @@ def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], N
     config = experiment.dataset
     dataset, root = _open(experiment, registry, say)
     index = dataset.load()
+    if config.tabular is not None:  # a misspelt column stops here, before the run directory and stage 1
+        check_columns(config.tabular, with_derived(index.tabular_columns), config.name,
+                      f"{experiment.source}: `dataset.tabular`")
     splits = dataset.splits(index, config.protocol, **accepted(dataset.splits, {"fold": config.fold}))
     index = with_split_exclusions(index, splits)
     for note in index.notes:

@@ -228,3 +228,11 @@ def test_run_checks_the_data_before_creating_its_directory(tmp_path, experiment)
     outcome = cli(*run_args(experiment, tmp_path / "run", "--set", f'dataset.root="{tree.root}"'))
     assert outcome.code == 1 and "is not an integer fold 0-9" in " ".join(outcome.err.split()), outcome.text
     assert not (tmp_path / "run").exists()
+
+
+def test_unknown_tabular_column_fails_at_the_data_before_the_run_directory(tmp_path, experiment):
+    settings = sets(['dataset.tabular=["agee"]'])
+    expected = ["`dataset.tabular`: echonet_pediatric has no tabular column 'agee'; Did you mean 'Age'?"]
+    assert_refused(cli("validate", experiment, "--data", *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists()
