@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import random
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -101,3 +102,14 @@ def _deterministic_kernels() -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch._C._set_deterministic_algorithms(True, warn_only=True)
+
+
+@contextlib.contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Building a model or an encoder seeds every generator: the run after a pre-flight must draw what it would
+    without it."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        yield
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)

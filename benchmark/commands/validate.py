@@ -21,6 +21,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     # Imported here: both import torch, which every other command's --help would otherwise wait for.
+    from benchmark.encoding.preflight import preflight_encoder
     from benchmark.orchestration.checkpoint_models import check_checkpoint_models
     from benchmark.training.preflight import preflight
 
@@ -29,6 +30,7 @@ def run(args) -> int:
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     experiment = resolved.experiment
+    print(preflight_encoder(experiment, resolved.registry))
     for line in preflight(experiment, resolved.registry):
         print(line)
     if args.data:

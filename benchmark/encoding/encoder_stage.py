@@ -48,16 +48,25 @@ def encoder_identity(experiment: Experiment, registry: Registry) -> dict[str, An
 
 
 def build_encoder(experiment: Experiment, registry: Registry, say: Callable[[str], None]):
+    encoder = new_encoder(experiment, registry)
+    if experiment.encoder.weights:
+        say(str(load_encoder_weights(encoder, experiment)))
+    return encoder
+
+
+def new_encoder(experiment: Experiment, registry: Registry):
+    """The encoder built with the experiment's parameters (and clips.size and clips.frames, where it takes them)."""
     config = experiment.encoder
     factory = registry.describe("encoder", config.name).factory
     params = {**accepted(factory, {"size": experiment.clips.size, "frames": experiment.clips.frames}),
               **config.params}
     check_parameters(factory, params, f"encoder {config.name!r} ([encoder] params)")
-    encoder = factory(**params)
-    if config.weights:
-        report = encoder.load_weights(weights_path(experiment), strict=config.strict_weights)
-        say(str(report))
-    return encoder
+    return factory(**params)
+
+
+def load_encoder_weights(encoder, experiment: Experiment):
+    """``encoder.weights`` loaded into ``encoder``; the load report."""
+    return encoder.load_weights(weights_path(experiment), strict=experiment.encoder.strict_weights)
 
 
 class EncoderStage:

@@ -23,6 +23,7 @@ from benchmark.data.prepare import LoadedData, PreparedData, load_data, store_da
 from benchmark.device import resolve_device, resolve_precision
 from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
+from benchmark.encoding.preflight import preflight_encoder
 from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import TUNING_ENGINE, engine_digests, file_digest
 from benchmark.orchestration.checkpoint_models import check_checkpoint_models
@@ -95,6 +96,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     for warning in resolved.warnings:
         say(f"warning: {warning}")
     check_checkpoint_models(experiment, registry)
+    preflight_encoder(experiment, registry)
     preflight(experiment, registry)
     with times.measure("data"):  # synthetic generation included, when the stand-in is generated now
         loaded = load_data(experiment, registry, say)

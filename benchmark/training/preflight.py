@@ -8,10 +8,8 @@ whatever batch size and K the experiment itself would use.
 from __future__ import annotations
 
 import dataclasses
-import random
 import tempfile
 import typing
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -20,6 +18,7 @@ import torch
 
 from benchmark.components import FUSION_PREFIX, TRAINER_PARAMS, range_values
 from benchmark.config import Experiment, ModelConfig
+from benchmark.device import random_state_kept
 from benchmark.errors import ConfigError
 from benchmark.synth import oracle as synthetic_oracle
 from benchmark.training.checks import HeadError, checked
@@ -66,7 +65,7 @@ Check = Callable[[Experiment, Registry, ModelConfig], None]
 
 
 def _failure(check: Check, experiment: Experiment, registry: Registry, model: ModelConfig) -> _Failure | None:
-    with _random_state_kept():
+    with random_state_kept():
         try:
             check(experiment, registry, model)
         except _Failure as failure:
@@ -193,13 +192,3 @@ def _forms(registry: Registry, model: ModelConfig) -> str:
     head = registry.describe("head", model.head).factory
     present = [form for form in (*CLOSED_FORMS, "log_prob", "cdf", "mixture") if hasattr(head, form)]
     return f", {', '.join(present)}" if present else ""
-
-
-@contextmanager
-def _random_state_kept() -> Iterator[None]:
-    """Building a model seeds every generator: the run after the pre-flight must draw what it would without it."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        yield
-    random.setstate(python_state)
-    np.random.set_state(numpy_state)

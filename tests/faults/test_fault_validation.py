@@ -81,6 +81,10 @@ SETTINGS = {
     "head value refused by the pre-flight": (["models.1.params={dropout = 1.5}"],
                                              ["`models[1].params.dropout`: model 'gaussian' (head 'gaussian', fusion "
                                               "'concat') fails the pre-flight at building the fusion and head"]),
+    "encoder width the encoder refuses": (["encoder.params.width=0"],
+                                          ["`encoder.params.width`: encoder 'tiny3d' fails the pre-flight at"]),
+    "encoder weights that do not exist": (['encoder.weights="nope.pt"'],
+                                          ["`encoder.weights` = 'nope.pt': there is no file"]),
     "protocol the dataset lacks": (["dataset.protocol=flod"],
                                    ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
                                     "Did you mean 'fold'?"]),
@@ -117,6 +121,17 @@ def test_missing_root_without_stand_in_names_the_key(tmp_path, experiment):
     absent = tmp_path / "EchoNet-Pediatric"
     settings = sets([f'dataset.root="{absent}"', "dataset.synthetic_if_missing=false"])
     expected = [f"`dataset.root` = '{absent}' does not exist", "`dataset.synthetic_if_missing` is false"]
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_encoder_weights_that_do_not_fit_fail_the_preflight(tmp_path, experiment):
+    import torch
+
+    torch.save({"not_a_weight_of_tiny3d": torch.zeros(1)}, tmp_path / "foreign.pt")
+    settings = sets([f'encoder.weights="{tmp_path / "foreign.pt"}"'])
+    expected = ["`encoder.weights`: encoder 'tiny3d' fails the pre-flight at loading its weights", "do not fit"]
     assert_refused(cli("validate", experiment, *settings), experiment, expected)
     assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
     assert not (tmp_path / "run").exists()
