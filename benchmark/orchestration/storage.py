@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from benchmark.errors import ConfigError
+from registry.errors import did_you_mean
 
 STORAGE_FILE = "optuna.db"
 
@@ -82,6 +83,56 @@ def open_storage(spec: str, run_dir: str | Path, heartbeat: int = 10):
                 continue
             raise ConfigError(f"cannot open the storage {safe_url(url)}: {type(error).__name__}: "
                               f"{redact(str(error), url)}") from None
+
+
+# SQLAlchemy's database dialects (an Optuna RDB storage takes any of them, with a +driver suffix).
+DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
+
+
+def check_storage(spec: str, where: str) -> None:
+    """Refuse a storage the run could not open, before it creates its directory: an unknown URL scheme, a
+    database that does not answer, a file whose folder cannot be made. Writes nothing. ``where``: the file
+    and key (or the option) to name."""
+    if not spec:
+        return
+    if "://" not in spec:
+        problem = _folder_problem(Path(spec))
+        if problem:
+            raise ConfigError(f"{where} = {spec!r}: {problem}")
+        return
+    dialect = spec.split("://", 1)[0].split("+", 1)[0]
+    if dialect not in DIALECTS:
+        raise ConfigError(f"{where} = {safe_url(spec)!r}: {dialect!r} is not a database URL scheme."
+                          f"{did_you_mean(dialect, DIALECTS)} Use sqlite:///path, postgresql://user@host/db or "
+                          "mysql://..., or a file path.")
+    if dialect != "sqlite":
+        _connect(spec, where)
+
+
+def _folder_problem(path: Path) -> str | None:
+    """Why the folder of ``path`` cannot be made, or None: its nearest existing ancestor must be a writable folder."""
+    folder = path.resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not a folder this process can write into"
+    return None
+
+
+def _connect(url: str, where: str) -> None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, **_engine_settings(url))
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (ImportError, ModuleNotFoundError) as error:
+        raise ConfigError(f"{where} = {safe_url(url)!r}: its database driver is missing ({error}). For PostgreSQL "
+                          "install it with pip install 'psycopg[binary]'.") from None
+    except Exception as error:  # sqlalchemy's errors: the URL is what the user can fix
+        raise ConfigError(f"{where} = {safe_url(url)!r}: cannot connect: {type(error).__name__}: "
+                          f"{redact(str(error), url)}") from None
 
 
 def _serialise_sqlite(engine) -> None:
