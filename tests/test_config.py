@@ -44,6 +44,12 @@ def test_minimal_experiment_gets_documented_defaults(tmp_path):
     (MINIMAL + "[train]\nmonitor = \"crsp\"\n", "Did you mean 'crps'?"),
     (MINIMAL + "[train]\nmonitor = \"MAE\"\n", "got 'MAE'. Did you mean 'mae'?"),  # case is ignored
     (MINIMAL + "[encoder]\nbatch_size = 0\n", "`encoder.batch_size` must be at least 1"),
+    (MINIMAL.replace("head = \"mse\"", "head = \"mse\"\nsamples = 10001"),
+     "`models[0].samples` must be 0 (the default K) or from 2 to 10000"),
+    (MINIMAL + "[evaluate]\nbootstrap = 10000000\n", "`evaluate.bootstrap` must be at most 10,000 replicates"),
+    (MINIMAL + "[clips]\nsize = 100000\n", "`clips.size` must be at most 512 pixels"),
+    (MINIMAL + "[clips]\nframes = 100000\n", "`clips.frames` must be at most 256"),
+    (MINIMAL + "[synthetic]\nn = 10000000\n", "`synthetic.n` must be at most 100,000 videos"),
 ])
 def test_config_errors_name_file_key_and_fix(tmp_path, text, fragment):
     path = write(tmp_path, text)
