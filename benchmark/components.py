@@ -103,6 +103,12 @@ def declared_parameters(factory: Callable[..., Any]) -> tuple[dict[str, Any], bo
     return declared, True
 
 
+def encoder_offered(experiment: Experiment) -> dict[str, Any]:
+    """The clip settings an encoder that declares them is built with: the clips are cut to them, and the
+    leaderboard's protocol line reports them."""
+    return {"size": experiment.clips.size, "frames": experiment.clips.frames}
+
+
 def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any], kind: str, name: str,
                            key_path: str, source: str, wraps: Callable[..., Any] | None = None) -> None:
     """Raise a ConfigError naming ``key_path.KEY`` for a parameter ``factory`` does not declare, a value
@@ -258,6 +264,11 @@ def resolve(experiment: Experiment) -> Resolved:
     encoder = check("encoder", experiment.encoder.name, "encoder.name").factory
     check_component_params(encoder, experiment.encoder.params, "encoder", experiment.encoder.name, "encoder.params",
                            source)
+    for key in accepted(encoder, encoder_offered(experiment)):
+        if key in experiment.encoder.params:  # it would win unseen, and the protocol line would state clips.<key>
+            raise ConfigError(f"{source}: `encoder.params.{key}` would override `clips.{key}`, which encoder "
+                              f"{experiment.encoder.name!r} takes (and the leaderboard reports); set `clips.{key}` "
+                              "instead.")
     # A class shows whether it segments before anything is built; a factory function is checked in stage 1.
     problem = unable_to_segment(encoder, experiment.encoder.name) if isinstance(encoder, type) else None
     if experiment.encoder.pretrain.objective == "tracings" and problem:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from benchmark.components import accepted, check_parameters
+from benchmark.components import accepted, check_parameters, encoder_offered
 from benchmark.config import Experiment
 from benchmark.contracts import ROLES, Item, Split
 from benchmark.data.clips import ClipDataset, EvaluationClips, make_loader, normalisation_for
@@ -58,8 +58,7 @@ def new_encoder(experiment: Experiment, registry: Registry):
     """The encoder built with the experiment's parameters (and clips.size and clips.frames, where it takes them)."""
     config = experiment.encoder
     factory = registry.describe("encoder", config.name).factory
-    params = {**accepted(factory, {"size": experiment.clips.size, "frames": experiment.clips.frames}),
-              **config.params}
+    params = {**accepted(factory, encoder_offered(experiment)), **config.params}
     check_parameters(factory, params, f"encoder {config.name!r} ([encoder] params)")
     return factory(**params)
 

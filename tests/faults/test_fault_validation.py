@@ -93,6 +93,9 @@ SETTINGS = {
                                         "scheme. Did you mean 'postgresql'?"]),
     "storage that does not answer": (['tune.storage="postgresql://user:secret@127.0.0.1:9/db"'],
                                      ["`tune.storage` = 'postgresql://user:***@127.0.0.1:9/db'"]),
+    "encoder size overriding clips.size": (["encoder.params.size=64"],
+                                           ["`encoder.params.size` would override `clips.size`, which encoder 'tiny3d' "
+                                            "takes"]),
     "protocol the dataset lacks": (["dataset.protocol=flod"],
                                    ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
                                     "Did you mean 'fold'?"]),
