@@ -421,8 +421,8 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
          f"must be at most {MAX_CLIP_FRAMES}: every clip of a batch holds frames x size x size values per channel"),
         (clips.size < 8, "clips.size", "must be at least 8 pixels"),
         (clips.size > MAX_CLIP_SIZE, "clips.size",
-         f"must be at most {MAX_CLIP_SIZE} pixels: every clip of a batch holds frames x size x size values per channel "
-         "(the datasets are 112 px)"),
+         (f"must be at most {MAX_CLIP_SIZE} pixels: every clip of a batch holds frames x size x size values per "
+          "channel (the datasets are 112 px)")),
         (clips.frequency < 1, "clips.frequency", "must be at least 1"),
         (clips.period < 1, "clips.period", "must be at least 1"),
         (clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
@@ -453,8 +453,8 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
           f"(K = {evaluate.samples} on a 1,000-video test set: {evaluate.samples * 1000 * 8 / 1e9:.3g} GB a copy)")),
         (evaluate.bootstrap < 1, "evaluate.bootstrap", "must be at least 1 replicate (1000 is usual)"),
         (evaluate.bootstrap > MAX_BOOTSTRAP, "evaluate.bootstrap",
-         f"must be at most {MAX_BOOTSTRAP:,} replicates: each interval draws a (replicates x patients) count matrix "
-         "(1000 is usual)"),
+         (f"must be at most {MAX_BOOTSTRAP:,} replicates: each interval draws a (replicates x patients) count "
+          "matrix (1000 is usual)")),
     ]
     for failed, key_path, message in checks:
         if failed:
