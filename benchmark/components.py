@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
-from benchmark.config import TRAINER_RULES, Experiment, ModelConfig, TrainConfig
+from benchmark.config import TRAINER_RULES, DatasetConfig, Experiment, ModelConfig, TrainConfig
 from benchmark.contracts import unable_to_segment
 from benchmark.errors import ConfigError
 from registry import Registry, RegistryError, UnknownComponentError, load_registry
@@ -101,6 +101,11 @@ def declared_parameters(factory: Callable[..., Any]) -> tuple[dict[str, Any], bo
         if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
             return declared, False
     return declared, True
+
+
+def dataset_offered(config: DatasetConfig) -> dict[str, Any]:
+    """The [dataset] settings a dataset that declares them (and the stand-in's loader) is built with."""
+    return {"view": config.view, "strict": config.strict}
 
 
 def encoder_offered(experiment: Experiment) -> dict[str, Any]:
@@ -256,19 +261,21 @@ def resolve(experiment: Experiment) -> Resolved:
                           "synthetic_if_missing = true to benchmark on the labelled synthetic stand-in.")
     check_component_params(dataset.factory, experiment.dataset.params, "dataset", dataset.name, "dataset.params",
                            source)
+    _refuse_overrides(experiment.dataset.params, "dataset.params", source,
+                      {key: f"dataset.{key}" for key in accepted(dataset.factory, dataset_offered(experiment.dataset))})
     stand_in = registry.describe("dataset", "synthetic").factory if "synthetic" in registry.names("dataset") else None
     if stand_in is not None:
-        _check_stand_in_params(experiment.synthetic.params, source)
+        _refuse_overrides(experiment.synthetic.params, "synthetic.params", source, STAND_IN_KEYS,
+                          " (and regenerate the cached stand-in named after it)")
         check_component_params(stand_in, experiment.synthetic.params, "dataset", "synthetic", "synthetic.params",
                                source, wraps=dataset.factory)
     encoder = check("encoder", experiment.encoder.name, "encoder.name").factory
     check_component_params(encoder, experiment.encoder.params, "encoder", experiment.encoder.name, "encoder.params",
                            source)
-    for key in accepted(encoder, encoder_offered(experiment)):
-        if key in experiment.encoder.params:  # it would win unseen, and the protocol line would state clips.<key>
-            raise ConfigError(f"{source}: `encoder.params.{key}` would override `clips.{key}`, which encoder "
-                              f"{experiment.encoder.name!r} takes (and the leaderboard reports); set `clips.{key}` "
-                              "instead.")
+    # The protocol line of the leaderboard states clips.size and clips.frames: an override would make it lie.
+    _refuse_overrides(experiment.encoder.params, "encoder.params", source,
+                      {key: f"clips.{key}" for key in accepted(encoder, encoder_offered(experiment))},
+                      f", which encoder {experiment.encoder.name!r} takes (and the leaderboard reports)")
     # A class shows whether it segments before anything is built; a factory function is checked in stage 1.
     problem = unable_to_segment(encoder, experiment.encoder.name) if isinstance(encoder, type) else None
     if experiment.encoder.pretrain.objective == "tracings" and problem:
@@ -298,11 +305,13 @@ def resolve(experiment: Experiment) -> Resolved:
     return Resolved(experiment, registry, warnings)
 
 
-def _check_stand_in_params(params: Mapping[str, Any], source: str) -> None:
+def _refuse_overrides(params: Mapping[str, Any], key_path: str, source: str, set_by: Mapping[str, str],
+                      why: str = "") -> None:
+    """A parameter that another key already sets (``set_by``: parameter -> that key) would override it unseen."""
     for key in params:
-        if key in STAND_IN_KEYS:
-            raise ConfigError(f"{source}: `synthetic.params.{key}` would override `{STAND_IN_KEYS[key]}` (and "
-                              f"regenerate the cached stand-in named after it); set `{STAND_IN_KEYS[key]}` instead.")
+        if key in set_by:
+            raise ConfigError(f"{source}: `{key_path}.{key}` would override `{set_by[key]}`{why}; set "
+                              f"`{set_by[key]}` instead.")
 
 
 def _with_protocol(experiment: Experiment, dataset: Callable[..., Any]) -> Experiment:

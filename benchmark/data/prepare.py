@@ -13,7 +13,7 @@ from typing import Callable
 
 import pandas as pd
 
-from benchmark.components import accepted, check_parameters
+from benchmark.components import accepted, check_parameters, dataset_offered
 from benchmark.config import DatasetConfig, Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.data.helpers import summarise_exclusions, summarise_reasons
@@ -174,7 +174,7 @@ def _label_record(item: Item) -> list:
 def _open(experiment: Experiment, registry: Registry, say: Callable[[str], None]):
     config = experiment.dataset
     record = registry.describe("dataset", config.name)
-    offered = {"view": config.view, "strict": config.strict}
+    offered = dataset_offered(config)
     root = Path(config.root)
     if not uses_stand_in(config):
         params = {"root": root, **accepted(record.factory, offered), **config.params}

@@ -96,6 +96,9 @@ SETTINGS = {
     "encoder size overriding clips.size": (["encoder.params.size=64"],
                                            ["`encoder.params.size` would override `clips.size`, which encoder 'tiny3d' "
                                             "takes"]),
+    "dataset view overriding dataset.view": (['dataset.params={view = "PSAX"}'],
+                                             ["`dataset.params.view` would override `dataset.view`; set "
+                                              "`dataset.view` instead."]),
     "protocol the dataset lacks": (["dataset.protocol=flod"],
                                    ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
                                     "Did you mean 'fold'?"]),
