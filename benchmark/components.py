@@ -300,8 +300,7 @@ def resolve(experiment: Experiment) -> Resolved:
             )
     for index, metric in enumerate(experiment.evaluate.metrics):
         check("metric", metric, f"evaluate.metrics[{index}]")
-    if experiment.tune.trials:
-        find_metric(registry, experiment.tune.metric, f"{source}: `tune.metric`")
+    find_metric(registry, experiment.tune.metric, f"{source}: `tune.metric`")  # also while trials = 0: it is set
     return Resolved(experiment, registry, warnings)
 
 

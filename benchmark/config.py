@@ -408,6 +408,8 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (any(not 0 <= seed <= MAX_SEED for seed in e.seeds), "seeds",
          f"must be between 0 and {MAX_SEED} (the seed range of numpy and torch), got {e.seeds}"),
         (not e.models, "models", "needs at least one [[models]] table with a head"),
+        (e.dataset.tabular is not None and len(set(e.dataset.tabular)) != len(e.dataset.tabular), "dataset.tabular",
+         f"names a column twice: {e.dataset.tabular} (each column is one input)"),
         (not 0 <= e.dataset.fold < N_FOLDS, "dataset.fold",
          f"must be between 0 and {N_FOLDS - 1} (the test fold of a ten-fold protocol), got {e.dataset.fold}"),
         (e.synthetic.n < 10, "synthetic.n", "must be at least 10 videos"),

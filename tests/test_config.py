@@ -50,6 +50,7 @@ def test_minimal_experiment_gets_documented_defaults(tmp_path):
     (MINIMAL + "[clips]\nsize = 100000\n", "`clips.size` must be at most 512 pixels"),
     (MINIMAL + "[clips]\nframes = 100000\n", "`clips.frames` must be at most 256"),
     (MINIMAL + "[synthetic]\nn = 10000000\n", "`synthetic.n` must be at most 100,000 videos"),
+    (MINIMAL.replace("[dataset]\n", "[dataset]\ntabular = [\"Age\", \"Age\"]\n"), "`dataset.tabular` names a column twice"),
 ])
 def test_config_errors_name_file_key_and_fix(tmp_path, text, fragment):
     path = write(tmp_path, text)

@@ -99,6 +99,8 @@ SETTINGS = {
     "dataset view overriding dataset.view": (['dataset.params={view = "PSAX"}'],
                                              ["`dataset.params.view` would override `dataset.view`; set "
                                               "`dataset.view` instead."]),
+    "misspelt tuning metric while tuning is off": (['tune.metric="crpss"'],
+                                                   ["`tune.metric`: unknown metric 'crpss'", "Did you mean 'crps'?"]),
     "protocol the dataset lacks": (["dataset.protocol=flod"],
                                    ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
                                     "Did you mean 'fold'?"]),
