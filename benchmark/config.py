@@ -322,7 +322,8 @@ def apply_override(raw: dict[str, Any], override: str, source: str) -> None:
 
 def _list_index(node: list, part: str, key_path: str, source: str) -> int:
     if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"--set {key_path}: {part!r} is not an index of a list of {len(node)} in {source}")
+        raise ConfigError(f"{source}: `{key_path}` (--set): {part!r} is not an index of a list of {len(node)} "
+                          f"(0 to {len(node) - 1})")
     return int(part)
 
 
