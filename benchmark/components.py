@@ -298,9 +298,17 @@ def resolve(experiment: Experiment) -> Resolved:
                 f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular "
                 f"attributes, but dataset {experiment.dataset.name!r} has none. Use fusion = \"none\"."
             )
+        if fusion.metadata.get("needs_tabular") and experiment.dataset.tabular == [] and not model.checkpoint:
+            # it would run on vision alone, its row still named for the fusion
+            raise ConfigError(f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular attributes, "
+                              "but `dataset.tabular = []` gives none. Use fusion = \"none\".")
     for index, metric in enumerate(experiment.evaluate.metrics):
         check("metric", metric, f"evaluate.metrics[{index}]")
-    find_metric(registry, experiment.tune.metric, f"{source}: `tune.metric`")  # also while trials = 0: it is set
+    # Checked also while trials = 0: it is set, and a misspelt one would wait until tuning is switched on.
+    metric = registry.describe("metric", find_metric(registry, experiment.tune.metric, f"{source}: `tune.metric`"))
+    if not metric.metadata.get("ranked", True):
+        raise ConfigError(f"{source}: `tune.metric`: {metric.name!r} is not ranked (only meaningful beside another "
+                          "metric: tuning would shrink it for its own sake). Tune on a ranked metric such as CRPS.")
     return Resolved(experiment, registry, warnings)
 
 

@@ -439,6 +439,8 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (pretrain.epochs < 0, "encoder.pretrain.epochs", "must be 0 (no stage 1) or more"),
         (pretrain.lr <= 0, "encoder.pretrain.lr", "must be positive"),
         (pretrain.batch_size < 1, "encoder.pretrain.batch_size", "must be at least 1"),
+        (pretrain.objective == "rnc" and pretrain.batch_size < 2, "encoder.pretrain.batch_size",
+         "must be at least 2 with objective 'rnc': Rank-N-Contrast contrasts the clips of a batch with each other"),
         (pretrain.rnc_weight < 0, "encoder.pretrain.rnc_weight", "must be 0 or positive"),
         (pretrain.temperature <= 0, "encoder.pretrain.temperature", "must be positive"),
         (tune.trials < 0, "tune.trials", "must be 0 (no tuning) or more"),

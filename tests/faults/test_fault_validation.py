@@ -101,6 +101,10 @@ SETTINGS = {
                                               "`dataset.view` instead."]),
     "misspelt tuning metric while tuning is off": (['tune.metric="crpss"'],
                                                    ["`tune.metric`: unknown metric 'crpss'", "Did you mean 'crps'?"]),
+    "tuning metric that is not ranked": (['tune.metric="width90"'], ["`tune.metric`: 'width90' is not ranked"]),
+    "tabular fusion without tabular columns": (["dataset.tabular=[]"],
+                                               ["`models[0].fusion`: 'concat' combines tabular attributes, but "
+                                                "`dataset.tabular = []` gives none."]),
     "protocol the dataset lacks": (["dataset.protocol=flod"],
                                    ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
                                     "Did you mean 'fold'?"]),
