@@ -21,6 +21,7 @@ from typing import Any, Callable, Literal, Mapping
 from benchmark.config import TRAINER_RULES, DatasetConfig, Experiment, ModelConfig, TrainConfig
 from benchmark.contracts import unable_to_segment
 from benchmark.errors import ConfigError
+from benchmark.store import folder_problem
 from registry import Registry, RegistryError, UnknownComponentError, load_registry
 from registry.errors import did_you_mean
 from registry.records import param_from_spec
@@ -263,6 +264,7 @@ def resolve(experiment: Experiment) -> Resolved:
                            source)
     _refuse_overrides(experiment.dataset.params, "dataset.params", source,
                       {key: f"dataset.{key}" for key in accepted(dataset.factory, dataset_offered(experiment.dataset))})
+    _check_folders(experiment, root)
     stand_in = registry.describe("dataset", "synthetic").factory if "synthetic" in registry.names("dataset") else None
     if stand_in is not None:
         _refuse_overrides(experiment.synthetic.params, "synthetic.params", source, STAND_IN_KEYS,
@@ -310,6 +312,21 @@ def resolve(experiment: Experiment) -> Resolved:
         raise ConfigError(f"{source}: `tune.metric`: {metric.name!r} is not ranked (only meaningful beside another "
                           "metric: tuning would shrink it for its own sake). Tune on a ranked metric such as CRPS.")
     return Resolved(experiment, registry, warnings)
+
+
+def _check_folders(experiment: Experiment, root: Path) -> None:
+    """The folders the data step writes into must take files: the stand-in's (when the data are absent) and the
+    video-check cache's."""
+    folders = {}
+    video_cache = experiment.dataset.params.get("video_cache")
+    if video_cache:
+        folders["dataset.params.video_cache"] = Path(video_cache).parent
+    if experiment.dataset.synthetic_if_missing and not root.exists():
+        folders["synthetic.root"] = Path(experiment.synthetic.root)
+    for key, folder in folders.items():
+        problem = folder_problem(folder)
+        if problem:
+            raise ConfigError(f"{experiment.source}: `{key}`: {problem}")
 
 
 def _refuse_overrides(params: Mapping[str, Any], key_path: str, source: str, set_by: Mapping[str, str],

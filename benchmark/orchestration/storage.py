@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from benchmark.errors import ConfigError
+from benchmark.store import folder_problem
 from registry.errors import did_you_mean
 
 STORAGE_FILE = "optuna.db"
@@ -96,7 +97,7 @@ def check_storage(spec: str, where: str) -> None:
     if not spec:
         return
     if "://" not in spec:
-        problem = _folder_problem(Path(spec))
+        problem = folder_problem(Path(spec).parent)
         if problem:
             raise ConfigError(f"{where} = {spec!r}: {problem}")
         return
@@ -107,16 +108,6 @@ def check_storage(spec: str, where: str) -> None:
                           "mysql://..., or a file path.")
     if dialect != "sqlite":
         _connect(spec, where)
-
-
-def _folder_problem(path: Path) -> str | None:
-    """Why the folder of ``path`` cannot be made, or None: its nearest existing ancestor must be a writable folder."""
-    folder = path.resolve().parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        return f"{folder} is not a folder this process can write into"
-    return None
 
 
 def _connect(url: str, where: str) -> None:

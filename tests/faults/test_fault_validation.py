@@ -105,6 +105,12 @@ SETTINGS = {
     "tabular fusion without tabular columns": (["dataset.tabular=[]"],
                                                ["`models[0].fusion`: 'concat' combines tabular attributes, but "
                                                 "`dataset.tabular = []` gives none."]),
+    "stand-in folder that cannot be made": (['synthetic.root="/proc/nope"'],
+                                           ["`synthetic.root`: nothing can be created in /proc"]),
+    "video cache folder that cannot be made": (['dataset.params={video_cache = "/proc/nope/x.json"}'],
+                                               ["`dataset.params.video_cache`: nothing can be created in /proc"]),
+    "storage folder that cannot be made": (['tune.storage="/proc/nope/x.db"'],
+                                           ["`tune.storage` = '/proc/nope/x.db': nothing can be created in /proc"]),
     "protocol the dataset lacks": (["dataset.protocol=flod"],
                                    ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
                                     "Did you mean 'fold'?"]),
