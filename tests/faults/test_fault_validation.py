@@ -111,6 +111,10 @@ SETTINGS = {
                                                ["`dataset.params.video_cache`: nothing can be created in /proc"]),
     "storage folder that cannot be made": (['tune.storage="/proc/nope/x.db"'],
                                            ["`tune.storage` = '/proc/nope/x.db': nothing can be created in /proc"]),
+    "DDIM eta outside [0, 1]": (["models.1.head=mcsdr", "models.1.params={eta = 5.0}"],
+                                ["`models[1].params.eta`: model 'gaussian' (head 'mcsdr', fusion 'concat') fails the "
+                                 "pre-flight at building the fusion and head: ValueError: mcsdr: eta must be between 0 "
+                                 "and 1, got 5.0"]),
     "protocol the dataset lacks": (["dataset.protocol=flod"],
                                    ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
                                     "Did you mean 'fold'?"]),
