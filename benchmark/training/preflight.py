@@ -3,7 +3,9 @@
 ``validate`` and the start of ``run`` call it, so a head that returns the wrong shape, a NaN or no gradient
 fails in a second, naming the model and the contract point, instead of in every job after stage 1. The
 batch has B rows and asks for n != B samples: a head that returns (n, B) instead of (B, n) cannot pass,
-whatever batch size and K the experiment itself would use.
+whatever batch size and K the experiment itself would use. A trained model is checked again with each value
+its ``search_space`` can give (a range's ends, every choice); a head served without training (oracle, prior)
+is built on a stand-in of what the runner hands it and asked for its predictive.
 """
 from __future__ import annotations
 
@@ -163,9 +165,9 @@ def _check_served(experiment: Experiment, registry: Registry, model: ModelConfig
         training_ef = 55 + 10 * np.random.randn(ROWS)
         head = _step("building the head", lambda: build_served_head(registry, model, sidecar, training_ef))
         predictive = _step(f"predict_ids(ids, {SAMPLES})", lambda: head.predict_ids(ids, n=SAMPLES, seed=0))
-    samples = torch.as_tensor(predictive.samples)
     _step(f"predict_ids(ids, {SAMPLES})", lambda: checked(
-        model.key, f"predict_ids(ids, {SAMPLES}) samples", samples, (ROWS, SAMPLES), finite=True))
+        model.key, f"predict_ids(ids, {SAMPLES}) samples", torch.as_tensor(predictive.samples), (ROWS, SAMPLES),
+        finite=True))
 
 
 def _check_mixture(model: ModelConfig, head: torch.nn.Module, condition: torch.Tensor) -> None:
