@@ -5,7 +5,9 @@ that declare them.
 Every ``params``, ``fusion_params`` and ``search_space`` key is checked against the parameters its component
 declares (its constructor's, following ``**kwargs`` into the base class it passes them to), with the value's
 type against the annotation, and by the component's own ``parameter_problems(params)`` where it has one
-(e.g. the timm encoder asks timm's registry whether the model exists).
+(e.g. the timm encoder asks timm's registry whether the model exists). Each value a ``search_space`` entry can
+give must fit the parameter's type, and a trainer setting's value its ``train.*`` rule. A parameter that another
+key already sets (``dataset.view``, ``synthetic.n``, ``clips.size``...) is refused where it would override it.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from registry.records import param_from_spec
 TRAINER_PARAMS = tuple(TRAINER_RULES)
 FUSION_PREFIX = "fusion."
 # Set by the engine when it builds the component, never by the experiment.
-ENGINE_PARAMS = {"head": ("condition_dim", "oracle_path", "training_ef"), "fusion": ("feature_dim", "tabular_dim"), "dataset": ("root",)}
+ENGINE_PARAMS = {"head": ("condition_dim", "oracle_path", "training_ef"), "fusion": ("feature_dim", "tabular_dim"),
+                 "dataset": ("root",)}
 # What the runner hands the synthetic stand-in from other keys. The same key in synthetic.params would override
 # it unseen, past that key's checks, and generate into (overwrite) the cache folder named after that key's value.
 STAND_IN_KEYS = {"format": "dataset.name", "n": "synthetic.n", "seed": "synthetic.seed",

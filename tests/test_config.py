@@ -54,7 +54,8 @@ def test_minimal_experiment_gets_documented_defaults(tmp_path):
     (MINIMAL + "[synthetic]\nn = 10000000\n", "`synthetic.n` must be at most 100,000 videos"),
     (MINIMAL + "[encoder.pretrain]\nobjective = \"rnc\"\nbatch_size = 1\n",
      "`encoder.pretrain.batch_size` must be at least 2 with objective 'rnc'"),
-    (MINIMAL.replace("[dataset]\n", "[dataset]\ntabular = [\"Age\", \"Age\"]\n"), "`dataset.tabular` names a column twice"),
+    (MINIMAL.replace("[dataset]\n", "[dataset]\ntabular = [\"Age\", \"Age\"]\n"),
+     "`dataset.tabular` names a column twice"),
 ])
 def test_config_errors_name_file_key_and_fix(tmp_path, text, fragment):
     path = write(tmp_path, text)
