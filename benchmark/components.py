@@ -5,7 +5,9 @@ that declare them.
 Every ``params``, ``fusion_params`` and ``search_space`` key is checked against the parameters its component
 declares (its constructor's, following ``**kwargs`` into the base class it passes them to), with the value's
 type against the annotation, and by the component's own ``parameter_problems(params)`` where it has one
-(e.g. the timm encoder asks timm's registry whether the model exists).
+(e.g. the timm encoder asks timm's registry whether the model exists). Each value a ``search_space`` entry can
+give must fit the parameter's type, and a trainer setting's value its ``train.*`` rule. A parameter that another
+key already sets (``dataset.view``, ``synthetic.n``, ``clips.size``...) is refused where it would override it.
 """
 from __future__ import annotations
 
@@ -18,17 +20,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
-from benchmark.config import Experiment, ModelConfig
+from benchmark.config import TRAINER_RULES, DatasetConfig, Experiment, ModelConfig, TrainConfig
 from benchmark.contracts import unable_to_segment
 from benchmark.errors import ConfigError
+from benchmark.store import folder_problem
 from registry import Registry, RegistryError, UnknownComponentError, load_registry
 from registry.errors import did_you_mean
 from registry.records import param_from_spec
 
-TRAINER_PARAMS = ("lr", "weight_decay", "batch_size", "epochs", "patience", "grad_clip")
+TRAINER_PARAMS = tuple(TRAINER_RULES)
 FUSION_PREFIX = "fusion."
 # Set by the engine when it builds the component, never by the experiment.
-ENGINE_PARAMS = {"head": ("condition_dim",), "fusion": ("feature_dim", "tabular_dim"), "dataset": ("root",)}
+ENGINE_PARAMS = {"head": ("condition_dim", "oracle_path", "training_ef"), "fusion": ("feature_dim", "tabular_dim"),
+                 "dataset": ("root",)}
+# What the runner hands the synthetic stand-in from other keys. The same key in synthetic.params would override
+# it unseen, past that key's checks, and generate into (overwrite) the cache folder named after that key's value.
+STAND_IN_KEYS = {"format": "dataset.name", "n": "synthetic.n", "seed": "synthetic.seed",
+                 "ambiguous_fraction": "synthetic.ambiguous_fraction", "label_noise": "synthetic.label_noise",
+                 "view": "dataset.view", "strict": "dataset.strict"}
 
 
 @dataclass(frozen=True)
@@ -98,13 +107,26 @@ def declared_parameters(factory: Callable[..., Any]) -> tuple[dict[str, Any], bo
     return declared, True
 
 
+def dataset_offered(config: DatasetConfig) -> dict[str, Any]:
+    """The [dataset] settings a dataset that declares them (and the stand-in's loader) is built with."""
+    return {"view": config.view, "strict": config.strict}
+
+
+def encoder_offered(experiment: Experiment) -> dict[str, Any]:
+    """The clip settings an encoder that declares them is built with: the clips are cut to them, and the
+    leaderboard's protocol line reports them."""
+    return {"size": experiment.clips.size, "frames": experiment.clips.frames}
+
+
 def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any], kind: str, name: str,
-                           key_path: str, source: str, extra: Mapping[str, Any] | None = None) -> None:
+                           key_path: str, source: str, wraps: Callable[..., Any] | None = None) -> None:
     """Raise a ConfigError naming ``key_path.KEY`` for a parameter ``factory`` does not declare, a value
-    of the wrong type, or one the component's ``parameter_problems`` rejects. ``extra``: parameters it takes
-    on top of its own (a stand-in passes them on to the loader it wraps)."""
+    of the wrong type, or one the component's ``parameter_problems`` rejects. ``wraps``: the component that
+    ``factory``'s ``**kwargs`` go to (the stand-in's loader), whose parameters, and only those, it takes too."""
     declared, open_ended = declared_parameters(factory)
-    declared = {**(extra or {}), **declared}
+    if wraps is not None:
+        inner, open_ended = declared_parameters(wraps)
+        declared = {**inner, **declared}
     known = [key for key in declared if key not in ENGINE_PARAMS.get(kind, ())]
     for key, value in params.items():
         where = f"{source}: `{key_path}.{key}`"
@@ -138,10 +160,32 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
                               f"head {model.head!r} nor fusion.<parameter of {model.fusion!r}>."
                               f"{did_you_mean(key, allowed)} Tunable: {', '.join(allowed)}.")
         try:
-            param_from_spec(spec)
+            param = param_from_spec(spec)
         except (ValueError, TypeError) as error:
             raise ConfigError(f"{where}: {error}. Write e.g. lr = {{float = [1e-4, 1e-2], log = true}}, "
                               "width = {choices = [64, 128]}") from None
+        annotation = (typing.get_type_hints(TrainConfig)[key] if key in TRAINER_PARAMS
+                      else fusion.get(key[len(FUSION_PREFIX):], Any) if key.startswith(FUSION_PREFIX)
+                      else head.get(key, Any))
+        for value in range_values(param):
+            _check_search_value(key, value, annotation, where)
+
+
+def range_values(param) -> tuple:
+    """The values that stand for all a search-space entry can give: a range's two ends, or every choice."""
+    return getattr(param, "choices", None) or (param.low, param.high)
+
+
+def _check_search_value(key: str, value: Any, annotation: Any, where: str) -> None:
+    """A trial's value must fit what it feeds: the parameter's type, and a trainer setting's [train] rule (the
+    head and fusion check the rest in the pre-flight, at every such value)."""
+    expected = _type_problem(annotation, value)
+    if expected:
+        raise ConfigError(f"{where} can give {value!r}, but it must be {expected}.{_choice_hint(annotation, value)}")
+    if key in TRAINER_RULES:
+        holds, message = TRAINER_RULES[key]
+        if not holds(value):
+            raise ConfigError(f"{where} can give {value!r}, but like `train.{key}` it {message}.")
 
 
 def _type_hints(function: Callable[..., Any]) -> dict[str, Any]:
@@ -221,13 +265,22 @@ def resolve(experiment: Experiment) -> Resolved:
                           "synthetic_if_missing = true to benchmark on the labelled synthetic stand-in.")
     check_component_params(dataset.factory, experiment.dataset.params, "dataset", dataset.name, "dataset.params",
                            source)
+    _refuse_overrides(experiment.dataset.params, "dataset.params", source,
+                      {key: f"dataset.{key}" for key in accepted(dataset.factory, dataset_offered(experiment.dataset))})
+    _check_folders(experiment, root)
     stand_in = registry.describe("dataset", "synthetic").factory if "synthetic" in registry.names("dataset") else None
     if stand_in is not None:
+        _refuse_overrides(experiment.synthetic.params, "synthetic.params", source, STAND_IN_KEYS,
+                          " (and regenerate the cached stand-in named after it)")
         check_component_params(stand_in, experiment.synthetic.params, "dataset", "synthetic", "synthetic.params",
-                               source, extra=declared_parameters(dataset.factory)[0])
+                               source, wraps=dataset.factory)
     encoder = check("encoder", experiment.encoder.name, "encoder.name").factory
     check_component_params(encoder, experiment.encoder.params, "encoder", experiment.encoder.name, "encoder.params",
                            source)
+    # The protocol line of the leaderboard states clips.size and clips.frames: an override would make it lie.
+    _refuse_overrides(experiment.encoder.params, "encoder.params", source,
+                      {key: f"clips.{key}" for key in accepted(encoder, encoder_offered(experiment))},
+                      f", which encoder {experiment.encoder.name!r} takes (and the leaderboard reports)")
     # A class shows whether it segments before anything is built; a factory function is checked in stage 1.
     problem = unable_to_segment(encoder, experiment.encoder.name) if isinstance(encoder, type) else None
     if experiment.encoder.pretrain.objective == "tracings" and problem:
@@ -250,11 +303,42 @@ def resolve(experiment: Experiment) -> Resolved:
                 f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular "
                 f"attributes, but dataset {experiment.dataset.name!r} has none. Use fusion = \"none\"."
             )
+        if fusion.metadata.get("needs_tabular") and experiment.dataset.tabular == [] and not model.checkpoint:
+            # it would run on vision alone, its row still named for the fusion
+            raise ConfigError(f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular attributes, "
+                              "but `dataset.tabular = []` gives none. Use fusion = \"none\".")
     for index, metric in enumerate(experiment.evaluate.metrics):
         check("metric", metric, f"evaluate.metrics[{index}]")
-    if experiment.tune.trials:
-        find_metric(registry, experiment.tune.metric, f"{source}: `tune.metric`")
+    # Checked also while trials = 0: it is set, and a misspelt one would wait until tuning is switched on.
+    metric = registry.describe("metric", find_metric(registry, experiment.tune.metric, f"{source}: `tune.metric`"))
+    if not metric.metadata.get("ranked", True):
+        raise ConfigError(f"{source}: `tune.metric`: {metric.name!r} is not ranked (only meaningful beside another "
+                          "metric: tuning would shrink it for its own sake). Tune on a ranked metric such as CRPS.")
     return Resolved(experiment, registry, warnings)
+
+
+def _check_folders(experiment: Experiment, root: Path) -> None:
+    """The folders the data step writes into must take files: the stand-in's (when the data are absent) and the
+    video-check cache's."""
+    folders = {}
+    video_cache = experiment.dataset.params.get("video_cache")
+    if video_cache:
+        folders["dataset.params.video_cache"] = Path(video_cache).parent
+    if experiment.dataset.synthetic_if_missing and not root.exists():
+        folders["synthetic.root"] = Path(experiment.synthetic.root)
+    for key, folder in folders.items():
+        problem = folder_problem(folder)
+        if problem:
+            raise ConfigError(f"{experiment.source}: `{key}`: {problem}")
+
+
+def _refuse_overrides(params: Mapping[str, Any], key_path: str, source: str, set_by: Mapping[str, str],
+                      why: str = "") -> None:
+    """A parameter that another key already sets (``set_by``: parameter -> that key) would override it unseen."""
+    for key in params:
+        if key in set_by:
+            raise ConfigError(f"{source}: `{key_path}.{key}` would override `{set_by[key]}`{why}; set "
+                              f"`{set_by[key]}` instead.")
 
 
 def _with_protocol(experiment: Experiment, dataset: Callable[..., Any]) -> Experiment:

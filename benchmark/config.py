@@ -13,6 +13,7 @@ import math
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,28 @@ MAX_SEED = 2**32 - 1  # numpy's seed range; torch accepts it too
 # Each job holds K samples per test item (8 bytes each) several times over while it scores them: K = 10,000
 # on a 10,000-video test set is already 0.8 GB a copy, and more samples move no metric by a visible digit.
 MAX_SAMPLES = 10_000
+# Patient bootstrap: each interval draws an (replicates, patients) count matrix, 80 MB a copy for 10,000 replicates
+# of 1,000 patients; the Monte Carlo error of a 95% bound at 10,000 replicates is already a small fraction of the
+# interval's width (1,000 is usual).
+MAX_BOOTSTRAP = 10_000
+# A clip is channels x frames x size x size floats per item in a batch: at these maxima 3 x 256 x 512 x 512 float32
+# is 0.8 GB a clip. The datasets are 112 px (EchoNet) and their videos a few hundred frames at most, so anything
+# larger is a typo that would otherwise surface as a MemoryError in stage 1.
+MAX_CLIP_SIZE = 512
+MAX_CLIP_FRAMES = 256
+# Synthetic generation takes about 30 ms of CPU a video: 100,000 videos (ten times EchoNet-Dynamic, the largest
+# real set) are about an hour of CPU and tens of GB of disk.
+MAX_SYNTHETIC_N = 100_000
+# The trainer settings a model's search space may tune too, each with the rule it is held to in [train] and in
+# every value a search-space range can give it.
+TRAINER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "lr": (lambda value: value > 0, "must be positive"),
+    "weight_decay": (lambda value: value >= 0, "must be 0 or positive"),
+    "batch_size": (lambda value: value >= 1, "must be at least 1"),
+    "epochs": (lambda value: value >= 1, "must be at least 1"),
+    "patience": (lambda value: value >= 1, "must be at least 1 epoch"),
+    "grad_clip": (lambda value: value >= 0, "must be 0 (off) or a positive norm"),
+}
 
 
 @dataclass
@@ -299,7 +322,8 @@ def apply_override(raw: dict[str, Any], override: str, source: str) -> None:
 
 def _list_index(node: list, part: str, key_path: str, source: str) -> int:
     if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"--set {key_path}: {part!r} is not an index of a list of {len(node)} in {source}")
+        raise ConfigError(f"{source}: `{key_path}` (--set): {part!r} is not an index of a list of {len(node)} "
+                          f"(0 to {len(node) - 1})")
     return int(part)
 
 
@@ -385,14 +409,23 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (any(not 0 <= seed <= MAX_SEED for seed in e.seeds), "seeds",
          f"must be between 0 and {MAX_SEED} (the seed range of numpy and torch), got {e.seeds}"),
         (not e.models, "models", "needs at least one [[models]] table with a head"),
+        (e.dataset.tabular is not None and len(set(e.dataset.tabular)) != len(e.dataset.tabular), "dataset.tabular",
+         f"names a column twice: {e.dataset.tabular} (each column is one input)"),
         (not 0 <= e.dataset.fold < N_FOLDS, "dataset.fold",
          f"must be between 0 and {N_FOLDS - 1} (the test fold of a ten-fold protocol), got {e.dataset.fold}"),
         (e.synthetic.n < 10, "synthetic.n", "must be at least 10 videos"),
+        (e.synthetic.n > MAX_SYNTHETIC_N, "synthetic.n",
+         f"must be at most {MAX_SYNTHETIC_N:,} videos (about 30 ms of CPU and a few hundred kB of disk each)"),
         (not 0 <= e.synthetic.seed <= MAX_SEED, "synthetic.seed", f"must be between 0 and {MAX_SEED}"),
         (not 0 <= e.synthetic.ambiguous_fraction <= 1, "synthetic.ambiguous_fraction", "must be between 0 and 1"),
         (e.synthetic.label_noise < 0, "synthetic.label_noise", "must be 0 (none) or a positive std in EF points"),
         (clips.frames < 1, "clips.frames", "must be at least 1"),
+        (clips.frames > MAX_CLIP_FRAMES, "clips.frames",
+         f"must be at most {MAX_CLIP_FRAMES}: every clip of a batch holds frames x size x size values per channel"),
         (clips.size < 8, "clips.size", "must be at least 8 pixels"),
+        (clips.size > MAX_CLIP_SIZE, "clips.size",
+         (f"must be at most {MAX_CLIP_SIZE} pixels: every clip of a batch holds frames x size x size values per "
+          "channel (the datasets are 112 px)")),
         (clips.frequency < 1, "clips.frequency", "must be at least 1"),
         (clips.period < 1, "clips.period", "must be at least 1"),
         (clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
@@ -406,18 +439,15 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (pretrain.epochs < 0, "encoder.pretrain.epochs", "must be 0 (no stage 1) or more"),
         (pretrain.lr <= 0, "encoder.pretrain.lr", "must be positive"),
         (pretrain.batch_size < 1, "encoder.pretrain.batch_size", "must be at least 1"),
+        (pretrain.objective == "rnc" and pretrain.batch_size < 2, "encoder.pretrain.batch_size",
+         "must be at least 2 with objective 'rnc': Rank-N-Contrast contrasts the clips of a batch with each other"),
         (pretrain.rnc_weight < 0, "encoder.pretrain.rnc_weight", "must be 0 or positive"),
         (pretrain.temperature <= 0, "encoder.pretrain.temperature", "must be positive"),
         (tune.trials < 0, "tune.trials", "must be 0 (no tuning) or more"),
         (tune.timeout < 0, "tune.timeout", "must be 0 (no limit) or a positive number of seconds"),
         (tune.epochs < 0, "tune.epochs", "must be 0 (train.epochs) or more"),
-        (train.epochs < 1, "train.epochs", "must be at least 1"),
-        (train.batch_size < 1, "train.batch_size", "must be at least 1"),
-        (train.lr <= 0, "train.lr", "must be positive"),
-        (train.weight_decay < 0, "train.weight_decay", "must be 0 or positive"),
-        (train.patience < 1, "train.patience", "must be at least 1 epoch"),
+        *((not holds(getattr(train, key)), f"train.{key}", message) for key, (holds, message) in TRAINER_RULES.items()),
         (train.validate_every < 1, "train.validate_every", "must be at least 1 (1 = every epoch)"),
-        (train.grad_clip < 0, "train.grad_clip", "must be 0 (off) or a positive norm"),
         (not 0 <= train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
         (train.num_workers < 0, "train.num_workers", "must be 0 (decode in the main process) or more"),
         (train.threads < 0, "train.threads", "must be 0 (torch's default) or a positive thread count"),
@@ -427,6 +457,9 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
          (f"must be at most {MAX_SAMPLES}: each job keeps K samples per test item in memory several times over "
           f"(K = {evaluate.samples} on a 1,000-video test set: {evaluate.samples * 1000 * 8 / 1e9:.3g} GB a copy)")),
         (evaluate.bootstrap < 1, "evaluate.bootstrap", "must be at least 1 replicate (1000 is usual)"),
+        (evaluate.bootstrap > MAX_BOOTSTRAP, "evaluate.bootstrap",
+         (f"must be at most {MAX_BOOTSTRAP:,} replicates: each interval draws a (replicates x patients) count "
+          "matrix (1000 is usual)")),
     ]
     for failed, key_path, message in checks:
         if failed:
@@ -439,8 +472,9 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         if not model.head:
             _fail(source, f"models[{index}].head", "must name a head, e.g. head = \"mcsdr\"")
         check_name(model.key, f"{source}: `models[{index}].label`")  # it names the model's folders
-        if model.samples == 1 or model.samples < 0:
-            _fail(source, f"models[{index}].samples", "must be 0 (the default K) or at least 2")
+        if model.samples == 1 or model.samples < 0 or model.samples > MAX_SAMPLES:
+            _fail(source, f"models[{index}].samples",
+                  f"must be 0 (the default K) or from 2 to {MAX_SAMPLES} (like evaluate.samples)")
     keys = [model.key for model in experiment.models]
     duplicated = sorted({key for key in keys if keys.count(key) > 1})
     if duplicated:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import random
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -17,8 +18,8 @@ import torch
 from benchmark.errors import ConfigError
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+def resolve_device(spec: str = "auto", where: str = "train.device") -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; an error starts with ``where``."""
     spec = spec.strip().lower()
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -26,14 +27,14 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"train.device = {spec!r} but this machine has no usable CUDA device. "
+            raise ConfigError(f"{where} = {spec!r} but this machine has no usable CUDA device. "
                               "Use device = \"auto\" or \"cpu\".")
         device = torch.device(spec)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"train.device = {spec!r} but only {torch.cuda.device_count()} CUDA "
+            raise ConfigError(f"{where} = {spec!r} but only {torch.cuda.device_count()} CUDA "
                               f"device(s) exist (cuda:0 .. cuda:{torch.cuda.device_count() - 1}).")
         return device
-    raise ConfigError(f"train.device = {spec!r} is not a device; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\".")
+    raise ConfigError(f"{where} = {spec!r} is not a device; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\".")
 
 
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
@@ -101,3 +102,14 @@ def _deterministic_kernels() -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch._C._set_deterministic_algorithms(True, warn_only=True)
+
+
+@contextlib.contextmanager
+def random_state_kept() -> Iterator[None]:
+    """Building a model or an encoder seeds every generator: the run after a pre-flight must draw what it would
+    without it."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        yield
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)

@@ -60,6 +60,22 @@ def check_name(value: str, key: str) -> str:
     return value
 
 
+def folder_problem(folder: str | Path) -> str | None:
+    """Why ``folder`` cannot be made or written into, or None; asked before any work. The nearest folder that exists
+    must take a new entry, tried with an empty temporary folder removed at once: permission bits say nothing for
+    root, nor on a read-only or virtual file system such as /proc."""
+    existing = Path(folder).resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        Path(tempfile.mkdtemp(dir=existing, prefix=".write-check-")).rmdir()
+    except OSError as error:
+        return f"nothing can be created in {existing}: {error.strerror or error}"
+    return None
+
+
 def inside(root: str | Path, path: str | Path) -> Path:
     """``path`` after checking that it lies inside ``root`` and is reached from it without following a
     symbolic link: the guard of every path the tool reads or writes in a run directory. The tool never makes

@@ -47,6 +47,10 @@ class PluginLoadError(RegistryError):
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """' Did you mean 'x'?' for the closest candidate, or '' when nothing is close."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    """' Did you mean 'x'?' for the closest candidate, or '' when nothing is close. Case is ignored, so that
+    'MAE' finds 'mae' and 'agee' finds 'Age'."""
+    by_folded: dict[str, str] = {}
+    for candidate in candidates:
+        by_folded.setdefault(candidate.casefold(), candidate)
+    close = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.6)
+    return f" Did you mean {by_folded[close[0]]!r}?" if close else ""

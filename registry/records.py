@@ -37,6 +37,8 @@ class IntParam:
     def __post_init__(self):
         if not self.low <= self.high:
             raise ValueError(f"IntParam needs low <= high, got {self.low} > {self.high}")
+        if self.log and self.low < 1:  # Optuna's log-scaled integers start at 1
+            raise ValueError(f"a log-scaled IntParam needs low >= 1, got {self.low}")
 
     def suggest(self, trial, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, log=self.log)
@@ -78,8 +80,12 @@ def param_from_spec(spec: Any) -> Param:
         return FloatParam(float(low), float(high), log)
     if "int" in spec:
         low, high = spec["int"]
-        return IntParam(int(low), int(high), log)
+        if not all(isinstance(end, int) and not isinstance(end, bool) for end in (low, high)):
+            raise ValueError(f"an int range needs integer ends, got [{low!r}, {high!r}]")  # int() would truncate
+        return IntParam(low, high, log)
     if "choices" in spec:
+        if not isinstance(spec["choices"], (list, tuple)):  # a string would become its characters
+            raise ValueError(f"choices must be a list, got {spec['choices']!r}")
         return Categorical(tuple(spec["choices"]))
     raise ValueError(f"a search-space entry needs one of float, int or choices: {dict(spec)!r}")
 

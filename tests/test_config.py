@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from benchmark.config import Experiment, load_experiment
@@ -42,7 +44,18 @@ def test_minimal_experiment_gets_documented_defaults(tmp_path):
     ("dataset = 3\n", "`dataset` expected a table"),
     (MINIMAL + "[train]\nema = 1.0\n", "`train.ema` must be at least 0 (off) and below 1"),
     (MINIMAL + "[train]\nmonitor = \"crsp\"\n", "Did you mean 'crps'?"),
+    (MINIMAL + "[train]\nmonitor = \"MAE\"\n", "got 'MAE'. Did you mean 'mae'?"),  # case is ignored
     (MINIMAL + "[encoder]\nbatch_size = 0\n", "`encoder.batch_size` must be at least 1"),
+    (MINIMAL.replace("head = \"mse\"", "head = \"mse\"\nsamples = 10001"),
+     "`models[0].samples` must be 0 (the default K) or from 2 to 10000"),
+    (MINIMAL + "[evaluate]\nbootstrap = 10000000\n", "`evaluate.bootstrap` must be at most 10,000 replicates"),
+    (MINIMAL + "[clips]\nsize = 100000\n", "`clips.size` must be at most 512 pixels"),
+    (MINIMAL + "[clips]\nframes = 100000\n", "`clips.frames` must be at most 256"),
+    (MINIMAL + "[synthetic]\nn = 10000000\n", "`synthetic.n` must be at most 100,000 videos"),
+    (MINIMAL + "[encoder.pretrain]\nobjective = \"rnc\"\nbatch_size = 1\n",
+     "`encoder.pretrain.batch_size` must be at least 2 with objective 'rnc'"),
+    (MINIMAL.replace("[dataset]\n", "[dataset]\ntabular = [\"Age\", \"Age\"]\n"),
+     "`dataset.tabular` names a column twice"),
 ])
 def test_config_errors_name_file_key_and_fix(tmp_path, text, fragment):
     path = write(tmp_path, text)
@@ -76,11 +89,11 @@ def test_overrides_set_any_key_with_toml_values(tmp_path):
 
 @pytest.mark.parametrize("override, fragment", [
     ("train.epochs", "expected key.path=value"),
-    ("models.3.head=x", "not an index"),
+    ("models.3.head=x", "`models.3` (--set): '3' is not an index of a list of 1 (0 to 0)"),
     ("train.epoch=3", "Did you mean 'epochs'"),
 ])
 def test_bad_overrides(tmp_path, override, fragment):
-    with pytest.raises(ConfigError, match=fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
         load_experiment(write(tmp_path, MINIMAL), [override])
 
 

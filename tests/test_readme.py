@@ -75,3 +75,12 @@ def test_the_testing_your_plugin_example_passes_on_the_example_head(tmp_path, mo
     assert tests
     for function in tests:
         function()
+
+
+def test_the_encoder_table_states_each_encoders_feature_width():
+    text = README.read_text()
+    table = text[text.index("### Encoders"):].split("\n\n")[0]
+    stated = {name: int(width) for name, width in re.findall(r"^\| `(\w+)` \|.*\| (\d+) \| [^|]* \|$", table, re.M)}
+    registry = load_registry()
+    built = {name: registry.build("encoder", name).feature_dim for name in stated}
+    assert "area_length" in stated and stated == built

@@ -19,7 +19,8 @@ Groups:
   predictive is a Gaussian mixture and ``empirical_predictive`` for one that is a set of values;
 - metric helpers: ``add_metric`` and the per-item score columns metrics aggregate;
 - observer helpers: ``csv_cell`` (a text cell a spreadsheet will not run as a formula);
-- the synthetic stand-in's exact posterior (``synthetic_oracle``, ``ensure_generated``, ``ORACLE``).
+- the synthetic stand-in's exact posterior (``synthetic_oracle``, ``ensure_generated``, ``ORACLE``) and the
+  generator's rules on its parameters (``SyntheticParameters``).
 """
 from __future__ import annotations
 
@@ -84,14 +85,17 @@ from benchmark.synth import oracle as synthetic_oracle
 from benchmark.training.trunk import TRUNK_SEARCH_SPACE, MLPTrunk, PointHead, TrunkHead
 
 # The simulator is only needed when a synthetic dataset is generated: imported on first use.
-_LAZY = {"ensure_generated": "benchmark.synth.generate", "ORACLE": "benchmark.synth.generate"}
+_LAZY = {"ensure_generated": ("benchmark.synth.generate", "ensure_generated"),
+         "ORACLE": ("benchmark.synth.generate", "ORACLE"),
+         "SyntheticParameters": ("benchmark.synth.generate", "Parameters")}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'benchmark.api' has no attribute {name!r}")
 
 
@@ -118,5 +122,5 @@ __all__ = [
     # observer helpers
     "csv_cell", "inside",
     # the synthetic stand-in
-    "synthetic_oracle", "ensure_generated", "ORACLE",
+    "synthetic_oracle", "ensure_generated", "ORACLE", "SyntheticParameters",
 ]

@@ -21,14 +21,18 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     # Imported here: both import torch, which every other command's --help would otherwise wait for.
+    from benchmark.encoding.preflight import preflight_encoder
     from benchmark.orchestration.checkpoint_models import check_checkpoint_models
+    from benchmark.orchestration.runner import check_machine
     from benchmark.training.preflight import preflight
 
     resolved = resolve(load_experiment(args.experiment, args.overrides))
     check_checkpoint_models(resolved.experiment, resolved.registry)
+    check_machine(resolved.experiment)
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     experiment = resolved.experiment
+    print(preflight_encoder(experiment, resolved.registry))
     for line in preflight(experiment, resolved.registry):
         print(line)
     if args.data:

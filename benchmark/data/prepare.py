@@ -13,11 +13,12 @@ from typing import Callable
 
 import pandas as pd
 
-from benchmark.components import accepted, check_parameters
+from benchmark.components import accepted, check_parameters, dataset_offered
 from benchmark.config import DatasetConfig, Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.data.helpers import summarise_exclusions, summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
+from benchmark.data.tabular import check_columns, with_derived
 from benchmark.data.video import video_files
 from benchmark.errors import DataError, StoreError
 from benchmark.identity import FileDigests, dataset_fingerprint, item_digest, user_cache
@@ -100,6 +101,9 @@ def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], N
     config = experiment.dataset
     dataset, root = _open(experiment, registry, say)
     index = dataset.load()
+    if config.tabular is not None:  # a misspelt column stops here, before the run directory and stage 1
+        check_columns(config.tabular, with_derived(index.tabular_columns), config.name,
+                      f"{experiment.source}: `dataset.tabular`")
     splits = dataset.splits(index, config.protocol, **accepted(dataset.splits, {"fold": config.fold}))
     index = with_split_exclusions(index, splits)
     for note in index.notes:
@@ -170,7 +174,7 @@ def _label_record(item: Item) -> list:
 def _open(experiment: Experiment, registry: Registry, say: Callable[[str], None]):
     config = experiment.dataset
     record = registry.describe("dataset", config.name)
-    offered = {"view": config.view, "strict": config.strict}
+    offered = dataset_offered(config)
     root = Path(config.root)
     if not uses_stand_in(config):
         params = {"root": root, **accepted(record.factory, offered), **config.params}

@@ -84,14 +84,16 @@ def with_derived(kinds: Mapping[str, str]) -> dict[str, str]:
     return {**kinds, **derived}
 
 
-def check_columns(columns: Sequence[str], available: Mapping[str, str], dataset: str) -> None:
-    """Refuses label-derived columns (EF is computed from ESV/EDV: leakage) and unknown ones."""
+def check_columns(columns: Sequence[str], available: Mapping[str, str], dataset: str,
+                  where: str = "dataset.tabular") -> None:
+    """Refuses label-derived columns (EF is computed from ESV/EDV: leakage) and unknown ones; ``where``
+    starts the message (the file and key path, when known)."""
     for column in columns:
         if column.lower() in LABEL_DERIVED:
-            raise ConfigError(f"dataset.tabular: {column!r} is derived from the EF label (EF = (EDV - ESV) / EDV) "
+            raise ConfigError(f"{where}: {column!r} is derived from the EF label (EF = (EDV - ESV) / EDV) "
                               "and would leak it into the model; remove it")
         if column not in available:
-            raise ConfigError(f"dataset.tabular: {dataset} has no tabular column {column!r};"
+            raise ConfigError(f"{where}: {dataset} has no tabular column {column!r};"
                               f"{did_you_mean(column, list(available))} available: {', '.join(available) or 'none'}")
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from benchmark.components import accepted, check_parameters
+from benchmark.components import accepted, check_parameters, encoder_offered
 from benchmark.config import Experiment
 from benchmark.contracts import ROLES, Item, Split
 from benchmark.data.clips import ClipDataset, EvaluationClips, make_loader, normalisation_for
@@ -48,16 +48,24 @@ def encoder_identity(experiment: Experiment, registry: Registry) -> dict[str, An
 
 
 def build_encoder(experiment: Experiment, registry: Registry, say: Callable[[str], None]):
+    encoder = new_encoder(experiment, registry)
+    if experiment.encoder.weights:
+        say(str(load_encoder_weights(encoder, experiment)))
+    return encoder
+
+
+def new_encoder(experiment: Experiment, registry: Registry):
+    """The encoder built with the experiment's parameters (and clips.size and clips.frames, where it takes them)."""
     config = experiment.encoder
     factory = registry.describe("encoder", config.name).factory
-    params = {**accepted(factory, {"size": experiment.clips.size, "frames": experiment.clips.frames}),
-              **config.params}
+    params = {**accepted(factory, encoder_offered(experiment)), **config.params}
     check_parameters(factory, params, f"encoder {config.name!r} ([encoder] params)")
-    encoder = factory(**params)
-    if config.weights:
-        report = encoder.load_weights(weights_path(experiment), strict=config.strict_weights)
-        say(str(report))
-    return encoder
+    return factory(**params)
+
+
+def load_encoder_weights(encoder, experiment: Experiment):
+    """``encoder.weights`` loaded into ``encoder``; the load report."""
+    return encoder.load_weights(weights_path(experiment), strict=experiment.encoder.strict_weights)
 
 
 class EncoderStage:

@@ -16,7 +16,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from benchmark.components import accepted
 from benchmark.config import Experiment, ModelConfig
 from benchmark.data.prepare import PreparedData
 from benchmark.data.tabular import fit_tabular
@@ -34,7 +33,7 @@ from benchmark.store import (SCORED_FILES, RunDir, atomic_write_bytes, atomic_wr
                              file_records, safe_name)
 from benchmark.training.finetune import finetune
 from benchmark.training.loop import train_model
-from benchmark.training.model import TrainedModel, build_model
+from benchmark.training.model import TrainedModel, build_model, build_served_head
 from benchmark.training.scaling import FeatureScaler, TargetScaler, feature_scaler_for, wants_raw_targets
 from registry import Registry
 
@@ -153,9 +152,7 @@ def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any
         if head_record.metadata.get("trajectories") and test.single_clip:
             _save_arrays(directory / "trajectories.npz", _trajectories(trained, test, predictive.samples, job.seed))
     else:  # the oracle serves known posteriors, the prior the training EF: neither learns from features
-        offered = {"oracle_path": context.data.index.oracle_path, "training_ef": context.features["train"].ef}
-        head = registry.build("head", job.model.head, condition_dim=0,
-                              **accepted(head_record.factory, offered), **job.model.params)
+        head = build_served_head(registry, job.model, context.data.index.oracle_path, context.features["train"].ef)
         predictive = head.predict_ids(test.ids, n=samples, seed=job.seed)
     items = context.data.items
     visits = [items[i].visit or i for i in test.ids]

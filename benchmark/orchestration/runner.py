@@ -23,6 +23,7 @@ from benchmark.data.prepare import LoadedData, PreparedData, load_data, store_da
 from benchmark.device import resolve_device, resolve_precision
 from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
+from benchmark.encoding.preflight import preflight_encoder
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.run_records import read_manifest, read_result
 from benchmark.identity import TUNING_ENGINE, engine_digests, file_digest
@@ -35,7 +36,7 @@ from benchmark.orchestration.provenance import (changes, checkpoint_path, compon
                                                 stage_name, study_identity)
 from benchmark.orchestration.report_inputs import report_if_changed
 from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
-from benchmark.orchestration.storage import local_storage, storage_url, study_name
+from benchmark.orchestration.storage import check_storage, local_storage, storage_url, study_name
 from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
 from benchmark.orchestration.tuning import TuningResult, open_study, search_space, tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
@@ -96,6 +97,8 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     for warning in resolved.warnings:
         say(f"warning: {warning}")
     check_checkpoint_models(experiment, registry)
+    check_machine(experiment, storage)
+    preflight_encoder(experiment, registry)
     preflight(experiment, registry)
     with times.measure("data"):  # synthetic generation included, when the stand-in is generated now
         loaded = load_data(experiment, registry, say)
@@ -113,6 +116,14 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
         if fresh:
             start_over(run, say, keep=LOCK_FILE)
         return _run_locked(experiment, registry, loaded, run, storage, quiet, say, heartbeat, artifacts, times)
+
+
+def check_machine(experiment: Experiment, storage: str = "") -> None:
+    """What only this machine can say about the settings, said before any work: that ``train.device`` exists here
+    and that the tuning storage (``--storage``, else ``tune.storage``) opens."""
+    source = experiment.source
+    resolve_device(experiment.train.device, f"{source}: `train.device`")
+    check_storage(storage or experiment.tune.storage, "--storage" if storage else f"{source}: `tune.storage`")
 
 
 def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, run: RunDir, storage: str,

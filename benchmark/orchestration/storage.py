@@ -8,7 +8,8 @@ import warnings
 from pathlib import Path
 
 from benchmark.errors import ConfigError
-from benchmark.store import RunDir
+from benchmark.store import RunDir, folder_problem
+from registry.errors import did_you_mean
 
 JOURNAL_SUFFIXES = (".log", ".journal")
 
@@ -80,6 +81,46 @@ def open_storage(spec: str, run_dir: str | Path, heartbeat: int = 10):
                 continue
             raise ConfigError(f"cannot open the storage {safe_url(url)}: {type(error).__name__}: "
                               f"{redact(str(error), url)}") from None
+
+
+# SQLAlchemy's database dialects (an Optuna RDB storage takes any of them, with a +driver suffix).
+DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb", "oracle", "mssql")
+
+
+def check_storage(spec: str, where: str) -> None:
+    """Refuse a storage the run could not open, before it creates its directory: an unknown URL scheme, a
+    database that does not answer, a file whose folder cannot be made. Writes nothing. ``where``: the file
+    and key (or the option) to name."""
+    if not spec:
+        return
+    if "://" not in spec:
+        problem = folder_problem(Path(spec).parent)
+        if problem:
+            raise ConfigError(f"{where} = {spec!r}: {problem}")
+        return
+    dialect = spec.split("://", 1)[0].split("+", 1)[0]
+    if dialect not in DIALECTS:
+        raise ConfigError(f"{where} = {safe_url(spec)!r}: {dialect!r} is not a database URL scheme."
+                          f"{did_you_mean(dialect, DIALECTS)} Use sqlite:///path, postgresql://user@host/db or "
+                          "mysql://..., or a file path.")
+    if dialect != "sqlite":
+        _connect(spec, where)
+
+
+def _connect(url: str, where: str) -> None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, **_engine_settings(url))
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (ImportError, ModuleNotFoundError) as error:
+        raise ConfigError(f"{where} = {safe_url(url)!r}: its database driver is missing ({error}). For PostgreSQL "
+                          "install it with pip install 'psycopg[binary]'.") from None
+    except Exception as error:  # sqlalchemy's errors: the URL is what the user can fix
+        raise ConfigError(f"{where} = {safe_url(url)!r}: cannot connect: {type(error).__name__}: "
+                          f"{redact(str(error), url)}") from None
 
 
 def _serialise_sqlite(engine) -> None:

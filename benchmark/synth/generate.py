@@ -45,18 +45,21 @@ class Parameters:
     label_noise: float = 3.0
     version: int = VERSION
 
+    def problems(self) -> dict[str, str]:
+        """What is wrong with each parameter, by name: `validate` asks before anything is generated."""
+        rules = {
+            "format": (self.format not in FORMATS, f"must be one of {', '.join(FORMATS)}, got {self.format!r}"),
+            "n": (self.n < 1, f"must be at least 1, got {self.n}"),
+            "size": (self.size < 32, f"must be at least 32 pixels, got {self.size}"),
+            "ambiguous_fraction": (not 0.0 <= self.ambiguous_fraction <= 1.0,
+                                   f"must be in [0, 1], got {self.ambiguous_fraction}"),
+            "label_noise": (self.label_noise < 0, f"must be >= 0 EF points, got {self.label_noise}"),
+        }
+        return {name: problem for name, (failed, problem) in rules.items() if failed}
+
     def check(self) -> None:
-        problems = [
-            (self.format not in FORMATS, f"format must be one of {', '.join(FORMATS)}, got {self.format!r}"),
-            (self.n < 1, f"n must be at least 1, got {self.n}"),
-            (self.size < 32, f"size must be at least 32 pixels, got {self.size}"),
-            (not 0.0 <= self.ambiguous_fraction <= 1.0,
-             f"ambiguous_fraction must be in [0, 1], got {self.ambiguous_fraction}"),
-            (self.label_noise < 0, f"label_noise must be >= 0 EF points, got {self.label_noise}"),
-        ]
-        for failed, message in problems:
-            if failed:
-                raise ConfigError(f"synthetic data: {message}")
+        for name, problem in self.problems().items():
+            raise ConfigError(f"synthetic data: {name} {problem}")
 
 
 def generate(format: str, n: int, out: str | Path, seed: int, size: int = 112, ambiguous_fraction: float = 0.2,

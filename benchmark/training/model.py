@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.components import accepted
 from benchmark.config import ModelConfig
 from benchmark.contracts import Predictive
 from benchmark.device import resolve_device, seed_everything
@@ -44,6 +45,14 @@ def build_model(registry, model: ModelConfig, feature_dim: int, tabular_dim: int
     head = registry.build("head", model.head, condition_dim=fusion.out_dim,
                           **{**model.params, **(head_params or {})})
     return fusion, head
+
+
+def build_served_head(registry, model: ModelConfig, oracle_path: Path | None, training_ef: np.ndarray) -> nn.Module:
+    """A head the runner serves without training (oracle, prior), given what it takes of the sidecar of exact
+    posteriors and the training split's EF; it predicts by ``predict_ids``."""
+    offered = {"oracle_path": oracle_path, "training_ef": training_ef}
+    factory = registry.describe("head", model.head).factory
+    return registry.build("head", model.head, condition_dim=0, **accepted(factory, offered), **model.params)
 
 
 # --------------------------------------------------------------------------- the trained model

@@ -3,22 +3,30 @@
 ``validate`` and the start of ``run`` call it, so a head that returns the wrong shape, a NaN or no gradient
 fails in a second, naming the model and the contract point, instead of in every job after stage 1. The
 batch has B rows and asks for n != B samples: a head that returns (n, B) instead of (B, n) cannot pass,
-whatever batch size and K the experiment itself would use.
+whatever batch size and K the experiment itself would use. A trained model is checked again with each value
+its ``search_space`` can give (a range's ends, every choice); a head served without training (oracle, prior)
+is built on a stand-in of what the runner hands it and asked for its predictive.
 """
 from __future__ import annotations
 
-import random
-from contextlib import contextmanager
+import dataclasses
+import tempfile
+import typing
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from benchmark.components import FUSION_PREFIX, TRAINER_PARAMS, range_values
 from benchmark.config import Experiment, ModelConfig
+from benchmark.device import random_state_kept
 from benchmark.errors import ConfigError
+from benchmark.synth import oracle as synthetic_oracle
 from benchmark.training.checks import HeadError, checked
-from benchmark.training.model import build_model
+from benchmark.training.model import build_model, build_served_head
 from registry import Registry
+from registry.records import param_from_spec
 
 ROWS = 3  # B: the batch
 SAMPLES = 5  # n != B, so a transposed (n, B) sample never has the expected shape
@@ -28,22 +36,74 @@ CLOSED_FORMS = ("mean", "std")  # of condition alone; log_prob and cdf also take
 
 
 def preflight(experiment: Experiment, registry: Registry) -> list[str]:
-    """Check every trainable model of ``experiment``; returns one line per model, raises ConfigError on the first
-    failure. The random state of the run is left exactly as it was."""
+    """Check every model of ``experiment`` not loaded from a checkpoint: a trained one also with each value its
+    ``search_space`` stands for (a range's ends, every choice), a served one (oracle, prior) by ``predict_ids``.
+    Returns one line per model, raises ConfigError on the first failure. The random state of the run is left
+    exactly as it was."""
     lines = []
-    for model in experiment.models:
+    source = experiment.source
+    for index, model in enumerate(experiment.models):
         record = registry.describe("head", model.head)
-        if model.checkpoint or not record.metadata.get("needs_training", True):
-            lines.append(f"{model.key}: not trained here (checkpoint or oracle), no pre-flight")
+        if model.checkpoint:
+            lines.append(f"{model.key}: not trained here (checkpoint), no pre-flight")
             continue
-        with _random_state_kept():
-            try:
-                _check_model(experiment, registry, model)
-            except _Failure as failure:
-                raise ConfigError(f"{experiment.source}: model {model.key!r} (head {model.head!r}, fusion "
-                                  f"{model.fusion!r}) fails the pre-flight at {failure.point}: {failure.problem}") from None
-        lines.append(f"{model.key}: pre-flight ok (loss, backward, sample{_forms(registry, model)})")
+        served = not record.metadata.get("needs_training", True)
+        check = _check_served if served else _check_model
+        failure = _failure(check, experiment, registry, model)
+        if failure:
+            culprit = _culprit(check, experiment, registry, model, index)
+            _fail(f"{source}: `{culprit}`: model" if culprit else f"{source}: model", model, failure)
+        for key, value, variant in ([] if served else _search_variants(model)):
+            failure = _failure(check, experiment, registry, variant)
+            if failure:
+                _fail(f"{source}: `models[{index}].search_space.{key}` can give {value!r}, with which model",
+                      variant, failure)
+        lines.append(f"{model.key}: pre-flight ok (served without training: predict_ids)" if served else
+                     f"{model.key}: pre-flight ok (loss, backward, sample{_forms(registry, model)})")
     return lines
+
+
+Check = Callable[[Experiment, Registry, ModelConfig], None]
+
+
+def _failure(check: Check, experiment: Experiment, registry: Registry, model: ModelConfig) -> _Failure | None:
+    with random_state_kept():
+        try:
+            check(experiment, registry, model)
+        except _Failure as failure:
+            return failure
+    return None
+
+
+def _culprit(check: Check, experiment: Experiment, registry: Registry, model: ModelConfig, index: int) -> str | None:
+    """The key path of the one ``params`` or ``fusion_params`` entry without which the model passes: the one to fix
+    (None when no single entry is to blame, e.g. the head itself is broken)."""
+    for table in ("params", "fusion_params"):
+        given = getattr(model, table)
+        for key in given:
+            without = dataclasses.replace(model, **{table: {k: v for k, v in given.items() if k != key}})
+            if _failure(check, experiment, registry, without) is None:
+                return f"models[{index}].{table}.{key}"
+    return None
+
+
+def _fail(prefix: str, model: ModelConfig, failure: _Failure) -> typing.NoReturn:
+    raise ConfigError(f"{prefix} {model.key!r} (head {model.head!r}, fusion {model.fusion!r}) fails the pre-flight "
+                      f"at {failure.point}: {failure.problem}")
+
+
+def _search_variants(model: ModelConfig) -> Iterator[tuple[str, Any, ModelConfig]]:
+    """``model`` with each head or fusion value of its own ``search_space`` in turn (a trial can give any of them;
+    the trainer's values were checked against their [train] rules by ``components``)."""
+    for key, spec in model.search_space.items():
+        if key in TRAINER_PARAMS:
+            continue
+        for value in range_values(param_from_spec(spec)):
+            if key.startswith(FUSION_PREFIX):
+                fusion_params = {**model.fusion_params, key[len(FUSION_PREFIX):]: value}
+                yield key, value, dataclasses.replace(model, fusion_params=fusion_params)
+            else:
+                yield key, value, dataclasses.replace(model, params={**model.params, key: value})
 
 
 class _Failure(Exception):
@@ -94,6 +154,22 @@ def _check_model(experiment: Experiment, registry: Registry, model: ModelConfig)
             _check_mixture(model, head, condition)
 
 
+def _check_served(experiment: Experiment, registry: Registry, model: ModelConfig) -> None:
+    """A head served without training (oracle, prior), built as a job builds it but on stand-ins of what the runner
+    hands it (exact posteriors of ROWS items in a sidecar, training EF values), must predict (ROWS, SAMPLES)."""
+    ids = [f"item{row}" for row in range(ROWS)]
+    with tempfile.TemporaryDirectory() as directory:
+        sidecar = Path(directory) / "oracle.csv"
+        synthetic_oracle.write(sidecar, [row for item in ids for row in synthetic_oracle.posterior_rows(
+            item, (50.0, 60.0), hidden_state=0, ambiguous=True, prior_vision=0.3, prior_tabular=0.4, label_noise=3.0)])
+        training_ef = 55 + 10 * np.random.randn(ROWS)
+        head = _step("building the head", lambda: build_served_head(registry, model, sidecar, training_ef))
+        predictive = _step(f"predict_ids(ids, {SAMPLES})", lambda: head.predict_ids(ids, n=SAMPLES, seed=0))
+    _step(f"predict_ids(ids, {SAMPLES})", lambda: checked(
+        model.key, f"predict_ids(ids, {SAMPLES}) samples", torch.as_tensor(predictive.samples), (ROWS, SAMPLES),
+        finite=True))
+
+
 def _check_mixture(model: ModelConfig, head: torch.nn.Module, condition: torch.Tensor) -> None:
     parts = _step("mixture(condition)", lambda: head.mixture(condition))
     if not isinstance(parts, tuple) or len(parts) != 3:
@@ -118,13 +194,3 @@ def _forms(registry: Registry, model: ModelConfig) -> str:
     head = registry.describe("head", model.head).factory
     present = [form for form in (*CLOSED_FORMS, "log_prob", "cdf", "mixture") if hasattr(head, form)]
     return f", {', '.join(present)}" if present else ""
-
-
-@contextmanager
-def _random_state_kept() -> Iterator[None]:
-    """Building a model seeds every generator: the run after the pre-flight must draw what it would without it."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        yield
-    random.setstate(python_state)
-    np.random.set_state(numpy_state)

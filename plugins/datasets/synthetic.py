@@ -37,6 +37,15 @@ class SyntheticDataset:
         loader_params.setdefault("video_cache", self.root / VIDEO_CHECKS)
         self.loader = registry.build("dataset", format, root=self.root, **loader_params)
 
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        """The generator's rules on what ``synthetic.params`` may set (its ``size``), asked by `validate` before
+        anything is generated. format, n and seed come from [dataset] and [synthetic], checked there."""
+        from benchmark.api import SyntheticParameters
+
+        size = {"size": params["size"]} if "size" in params else {}
+        return SyntheticParameters(format=FORMATS[0], n=1, seed=0, **size).problems()
+
     @classmethod
     def example_params(cls, directory: Path) -> dict:
         """Parameters of a tiny generation in ``directory`` (about a second), for contract checks."""

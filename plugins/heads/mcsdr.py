@@ -178,6 +178,8 @@ class MCSDRHead(Diffusion):
             raise ValueError(f"mcsdr: unknown predictor {predictor!r}; choose one of {', '.join(PREDICTORS)}")
         if sampler not in SAMPLERS:
             raise ValueError(f"mcsdr: unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if not 0 <= eta <= 1:  # DDIM's noise scale: 0 deterministic, 1 the DDPM posterior's variance
+            raise ValueError(f"mcsdr: eta must be between 0 and 1, got {eta!r}")
         if clip_x0 is not None and (len(clip_x0) != 2 or not clip_x0[0] < clip_x0[1]):
             raise ValueError(f"mcsdr: clip_x0 must be [low, high] with low < high, got {clip_x0!r}")
         self.time_mlp = nn.Sequential(SinusoidalEmbedding(time_dim), nn.Linear(time_dim, time_dim), nn.GELU())

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from benchmark.api import ConfigError, DataError, Predictive, mixture_predictive, synthetic_oracle
 from registry import hookimpl
+from registry.errors import did_you_mean
 
 
 class OracleHead(nn.Module):
@@ -21,8 +22,9 @@ class OracleHead(nn.Module):
                  information: str = "vision_tabular"):
         super().__init__()
         if information not in synthetic_oracle.INFORMATION_SETS:
-            raise ConfigError(f"oracle head: information must be one of {', '.join(synthetic_oracle.INFORMATION_SETS)}, "
-                              f"got {information!r}")
+            known = synthetic_oracle.INFORMATION_SETS
+            raise ConfigError(f"oracle head: information must be one of {', '.join(known)}, got {information!r}."
+                              f"{did_you_mean(str(information), known)}")
         if oracle_path is None or not Path(oracle_path).is_file():
             raise DataError(f"oracle head: no oracle sidecar at {oracle_path!r}. Only synthetic datasets "
                             "(dataset \"synthetic\" or `python -m benchmark synth`) have a known posterior; "

@@ -36,6 +36,85 @@ SETTINGS = {
                                      ["`models[0].params.width` must be an integer, got 'wide'"]),
     "engine-set parameter": (["models.0.params.condition_dim=3"],
                              ["`models[0].params.condition_dim`: condition_dim is set by the benchmark"]),
+    "synthetic.params shadowing synthetic.n": (["synthetic.params={n = 5}"],
+                                               ["`synthetic.params.n` would override `synthetic.n`"]),
+    "synthetic.params shadowing dataset.name": (['synthetic.params={format = "camus"}'],
+                                                ["`synthetic.params.format` would override `dataset.name`"]),
+    "misspelt synthetic parameter": (["synthetic.params={sise = 48}"],
+                                     ["`synthetic.params.sise` is not a parameter of dataset 'synthetic'.",
+                                      "Did you mean 'size'?"]),
+    "synthetic size the generator refuses": (["synthetic.params={size = 0}"],
+                                             ["`synthetic.params.size`: must be at least 32 pixels, got 0"]),
+    "search-space lr the trainer refuses": (["models.0.search_space={lr = {float = [-1, -0.1]}}"],
+                                            ["`models[0].search_space.lr` can give -1.0, but like `train.lr` it "
+                                             "must be positive."]),
+    "search-space batch size of 0": (["models.0.search_space={batch_size = {int = [0, 0]}}"],
+                                     ["`models[0].search_space.batch_size` can give 0, but like `train.batch_size` "
+                                      "it must be at least 1."]),
+    "float range for an int head parameter": (["models.0.search_space={width = {float = [32, 64]}}"],
+                                              ["`models[0].search_space.width` can give 32.0, but it must be an "
+                                               "integer."]),
+    "search-space choice the head refuses": (['models.0.search_space={activation = {choices = ["gelu", "bogus"]}}'],
+                                             ["`models[0].search_space.activation` can give 'bogus', with which model "
+                                              "'mse' (head 'mse', fusion 'concat') fails the pre-flight",
+                                              "unknown activation 'bogus'"]),
+    "search-space depth below the head's minimum": (["models.0.search_space={depth = {int = [0, 4]}}"],
+                                                    ["`models[0].search_space.depth` can give 0, with which model"]),
+    "log-scaled int range from 0": (["models.0.search_space={depth = {int = [0, 4], log = true}}"],
+                                    ["`models[0].search_space.depth`: a log-scaled IntParam needs low >= 1, got 0"]),
+    "choices as a string": (['models.0.search_space={activation = {choices = "gelu"}}'],
+                            ["`models[0].search_space.activation`: choices must be a list, got 'gelu'"]),
+    "misspelt key in an open head's search space": (["models.0.head=ensemble",
+                                                     "models.0.search_space={widht = {choices = [8]}}"],
+                                                    ["`models[0].search_space.widht` can give 8, with which model",
+                                                     "unexpected keyword argument 'widht'"]),
+    "misspelt oracle information": (["models.1.head=oracle", "models.1.fusion=none",
+                                     'models.1.params={information = "visoin"}'],
+                                    ["`models[1].params.information`: model 'gaussian' (head 'oracle', fusion 'none') "
+                                     "fails the pre-flight at building the head", "Did you mean 'vision'?"]),
+    "engine-set oracle path": (['models.1.head=oracle', 'models.1.fusion=none',
+                                'models.1.params={oracle_path = "/etc/hostname"}'],
+                               ["`models[1].params.oracle_path`: oracle_path is set by the benchmark"]),
+    "engine-set prior EF": (['models.1.head=prior', 'models.1.label=floor', 'models.1.fusion=none',
+                             'models.1.params={training_ef = 1}'],
+                            ["`models[1].params.training_ef`: training_ef is set by the benchmark"]),
+    "head value refused by the pre-flight": (["models.1.params={dropout = 1.5}"],
+                                             ["`models[1].params.dropout`: model 'gaussian' (head 'gaussian', fusion "
+                                              "'concat') fails the pre-flight at building the fusion and head"]),
+    "encoder width the encoder refuses": (["encoder.params.width=0"],
+                                          ["`encoder.params.width`: encoder 'tiny3d' fails the pre-flight at"]),
+    "encoder weights that do not exist": (['encoder.weights="nope.pt"'],
+                                          ["`encoder.weights` = 'nope.pt': there is no file"]),
+    "device that is no device": (['train.device="gpu"'], ["`train.device` = 'gpu' is not a device"]),
+    "empty device": (['train.device=""'], ["`train.device` = '' is not a device"]),
+    "CUDA device this machine lacks": (['train.device="cuda:99"'], ["`train.device` = 'cuda:99' but "]),
+    "storage with an unknown scheme": (['tune.storage="postgersql://bar"'],
+                                       ["`tune.storage` = 'postgersql://bar': 'postgersql' is not a database URL "
+                                        "scheme. Did you mean 'postgresql'?"]),
+    "storage that does not answer": (['tune.storage="postgresql://user:secret@127.0.0.1:9/db"'],
+                                     ["`tune.storage` = 'postgresql://user:***@127.0.0.1:9/db'"]),
+    "encoder size overriding clips.size": (["encoder.params.size=64"],
+                                           ["`encoder.params.size` would override `clips.size`, which encoder 'tiny3d' "
+                                            "takes"]),
+    "dataset view overriding dataset.view": (['dataset.params={view = "PSAX"}'],
+                                             ["`dataset.params.view` would override `dataset.view`; set "
+                                              "`dataset.view` instead."]),
+    "misspelt tuning metric while tuning is off": (['tune.metric="crpss"'],
+                                                   ["`tune.metric`: unknown metric 'crpss'", "Did you mean 'crps'?"]),
+    "tuning metric that is not ranked": (['tune.metric="width90"'], ["`tune.metric`: 'width90' is not ranked"]),
+    "tabular fusion without tabular columns": (["dataset.tabular=[]"],
+                                               ["`models[0].fusion`: 'concat' combines tabular attributes, but "
+                                                "`dataset.tabular = []` gives none."]),
+    "stand-in folder that cannot be made": (['synthetic.root="/proc/nope"'],
+                                           ["`synthetic.root`: nothing can be created in /proc"]),
+    "video cache folder that cannot be made": (['dataset.params={video_cache = "/proc/nope/x.json"}'],
+                                               ["`dataset.params.video_cache`: nothing can be created in /proc"]),
+    "storage folder that cannot be made": (['tune.storage="/proc/nope/x.db"'],
+                                           ["`tune.storage` = '/proc/nope/x.db': nothing can be created in /proc"]),
+    "DDIM eta outside [0, 1]": (["models.1.head=mcsdr", "models.1.params={eta = 5.0}"],
+                                ["`models[1].params.eta`: model 'gaussian' (head 'mcsdr', fusion 'concat') fails the "
+                                 "pre-flight at building the fusion and head: ValueError: mcsdr: eta must be between 0 "
+                                 "and 1, got 5.0"]),
     "protocol the dataset lacks": (["dataset.protocol=flod"],
                                    ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
                                     "Did you mean 'fold'?"]),
@@ -72,6 +151,17 @@ def test_missing_root_without_stand_in_names_the_key(tmp_path, experiment):
     absent = tmp_path / "EchoNet-Pediatric"
     settings = sets([f'dataset.root="{absent}"', "dataset.synthetic_if_missing=false"])
     expected = [f"`dataset.root` = '{absent}' does not exist", "`dataset.synthetic_if_missing` is false"]
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_encoder_weights_that_do_not_fit_fail_the_preflight(tmp_path, experiment):
+    import torch
+
+    torch.save({"not_a_weight_of_tiny3d": torch.zeros(1)}, tmp_path / "foreign.pt")
+    settings = sets([f'encoder.weights="{tmp_path / "foreign.pt"}"'])
+    expected = ["`encoder.weights`: encoder 'tiny3d' fails the pre-flight at loading its weights", "do not fit"]
     assert_refused(cli("validate", experiment, *settings), experiment, expected)
     assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
     assert not (tmp_path / "run").exists()
@@ -182,4 +272,12 @@ def test_run_checks_the_data_before_creating_its_directory(tmp_path, experiment)
     set_cell(tree.labels, tree.ids[3], "Split", "TRAIN")  # Pediatric folds are integers
     outcome = cli(*run_args(experiment, tmp_path / "run", "--set", f'dataset.root="{tree.root}"'))
     assert outcome.code == 1 and "is not an integer fold 0-9" in " ".join(outcome.err.split()), outcome.text
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_tabular_column_fails_at_the_data_before_the_run_directory(tmp_path, experiment):
+    settings = sets(['dataset.tabular=["agee"]'])
+    expected = ["`dataset.tabular`: echonet_pediatric has no tabular column 'agee'; Did you mean 'Age'?"]
+    assert_refused(cli("validate", experiment, "--data", *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
     assert not (tmp_path / "run").exists()

@@ -29,6 +29,7 @@ def test_encoder_weights_refuse_a_crafted_pickle(crafted, tmp_path, synthetic_ro
     assert outcome.code == 2
     assert f"refused to load {path}" in " ".join(outcome.err.split())
     assert not proof.exists()
+    assert not (tmp_path / "run").exists()  # the encoder's pre-flight loads them before any work
 
 
 def test_a_model_checkpoint_refuses_a_crafted_pickle(crafted, tmp_path, synthetic_root):

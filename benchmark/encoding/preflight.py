@@ -1,0 +1,83 @@
+"""The encoder's pre-flight: built with the experiment's parameters, its weights loaded and one tiny clip encoded,
+before any data are loaded (or generated) and before stage 1, so that a bad ``encoder.params`` or
+``encoder.weights`` fails ``validate`` and ``run`` in a second, naming the key, instead of after the data."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from benchmark.config import Experiment
+from benchmark.device import random_state_kept
+from benchmark.encoding.encoder_stage import load_encoder_weights, new_encoder, weights_path
+from benchmark.errors import ConfigError
+from registry import Registry
+
+
+def preflight_encoder(experiment: Experiment, registry: Registry) -> str:
+    """One line saying what passed; a ConfigError naming the file and key on the first failure. The random state
+    of the run is left exactly as it was."""
+    config, source = experiment.encoder, experiment.source
+    path = weights_path(experiment)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{source}: `encoder.weights` = {config.weights!r}: there is no file {path} (a relative "
+                          "path is taken from the experiment file's folder)")
+    failure = _failure(experiment, registry)
+    if failure:
+        key, problem = failure
+        raise ConfigError(f"{source}: `{key}`: encoder {config.name!r} fails the pre-flight at {problem}")
+    weights = ", weights loaded" if path is not None else ""
+    return f"encoder {config.name}: pre-flight ok (built{weights}, one clip encoded)"
+
+
+def _failure(experiment: Experiment, registry: Registry) -> tuple[str, str] | None:
+    """(the key to fix, where and how it failed), or None."""
+    problem = _problem(experiment, registry)
+    if problem is None:
+        return None
+    point, message = problem
+    if point == "loading its weights":
+        return "encoder.weights", f"{point}: {message}"
+    return _culprit(experiment, registry), f"{point}: {message}"
+
+
+def _problem(experiment: Experiment, registry: Registry) -> tuple[str, str] | None:
+    """Where the encoder fails and why, or None: built, weights loaded, one clip encoded to finite features."""
+    with random_state_kept():
+        point = "building it"
+        try:
+            encoder = new_encoder(experiment, registry)
+            if experiment.encoder.weights:
+                point = "loading its weights"
+                load_encoder_weights(encoder, experiment)
+            point = "forward(one clip)"
+            return _forward_problem(encoder, experiment.clips.frames)
+        except Exception as error:  # the encoder's own error, whatever it is, at this point
+            return point, f"{type(error).__name__}: {error}"
+
+
+def _forward_problem(encoder: Any, frames: int) -> tuple[str, str] | None:
+    spec = encoder.input_spec
+    clip = torch.rand(1, spec.channels, spec.frames or frames, spec.size, spec.size)
+    encoder.eval()
+    with torch.no_grad():
+        feature = encoder(clip)
+    point = f"forward(clip {tuple(clip.shape)})"
+    if not isinstance(feature, torch.Tensor) or tuple(feature.shape) != (1, encoder.feature_dim):
+        shown = tuple(feature.shape) if isinstance(feature, torch.Tensor) else type(feature).__name__
+        return point, f"returned {shown}, expected (1, {encoder.feature_dim}) (feature_dim)"
+    if not torch.isfinite(feature).all():
+        return point, "returned non-finite features"
+    return None
+
+
+def _culprit(experiment: Experiment, registry: Registry) -> str:
+    """``encoder.params.KEY`` when the encoder passes without that one entry, else ``encoder.params``."""
+    params = experiment.encoder.params
+    for key in params:
+        without = {name: value for name, value in params.items() if name != key}
+        encoder = dataclasses.replace(experiment.encoder, params=without, weights="")
+        if _problem(dataclasses.replace(experiment, encoder=encoder), registry) is None:
+            return f"encoder.params.{key}"
+    return "encoder.params"
