@@ -16,6 +16,7 @@ from benchmark.data.clips import Normalisation
 from benchmark.data.tracings import TracedFrames, segmentation_losses, tracing_mask
 from benchmark.encoding.encoder_stage import EncoderStage
 from benchmark.errors import ConfigError, DataError
+from benchmark.store import RunDir
 from benchmark.synth.writers import write_avi
 from plugins.encoders.area_length import AreaLength
 
@@ -115,7 +116,7 @@ def _stage_one_of(tmp_path, pretrain: PretrainConfig, said: list[str]) -> Simple
     return SimpleNamespace(experiment=experiment, encoder=encoder, split=SimpleNamespace(name="fold0"), seed=0,
                            data=SimpleNamespace(fingerprint=lambda split, roles: "data", split_hash="split"),
                            identity={"source": "code", "engine": {"encoding/stage1.py": "code"}},
-                           run=SimpleNamespace(root=tmp_path), device=torch.device("cpu"), precision="float32",
+                           run=RunDir(tmp_path), device=torch.device("cpu"), precision="float32",
                            say=said.append,
                            quiet=True, traced_loader=lambda batch_size, seed: [batch])
 

@@ -16,10 +16,11 @@ from benchmark.errors import ConfigError, StoreError
 from benchmark.store import RunDir, read_json
 
 # The fields every reader of a result uses, and their types (bool is no int: JSON's true is not a seed).
-RESULT_FIELDS: dict[str, type | tuple[type, ...]] = {
+RESULT_FIELDS: dict[str, type] = {
     "job": str, "model": str, "head": str, "fusion": str, "encoder": str, "dataset": str, "seed": int, "split": str,
     "status": str}
 STATUSES = ("ok", "failed")
+TYPE_WORDS = {str: "a text", int: "a whole number"}
 
 
 def read_manifest(run: RunDir) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def read_result(path: Path) -> dict[str, Any]:
     for field, kind in RESULT_FIELDS.items():
         value = record.get(field)
         _require(isinstance(value, kind) and not isinstance(value, bool), path, field,
-                 f"is {_shown(value)}, not a {kind.__name__}" if field in record else "is missing")
+                 f"is {_shown(value)}, not {TYPE_WORDS[kind]}" if field in record else "is missing")
     _require(record["status"] in STATUSES, path, "status", f"is {record['status']!r}, not one of {', '.join(STATUSES)}")
     if record["status"] == "failed":
         _require(isinstance(record.get("error"), str), path, "error", "is missing from a failed result")
@@ -64,8 +65,8 @@ def read_result(path: Path) -> dict[str, Any]:
 def _require(holds: bool, path: Path, field: str, problem: str) -> None:
     if not holds:
         where = f"`{field}` " if field else ""
-        raise StoreError(f"{path}: {where}{problem}; this file was not written by a run of the benchmark as it is "
-                         "(damaged, or edited by hand)")
+        raise StoreError(f"{path}: {where}{problem}; no run of the benchmark wrote it so (damaged, or edited by "
+                         "hand): delete it to recompute that step")
 
 
 def _shown(value: Any) -> str:

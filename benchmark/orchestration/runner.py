@@ -445,11 +445,7 @@ def _finished(context: RunContext, job: Job) -> bool:
     run = context.run
     if not run.is_done(job.id):
         return False
-    try:
-        record = read_result(run.result(job.id))
-    except StoreError as error:  # not as a run writes it: computed again, like a damaged job
-        context.say(f"damaged {job.id}: {error}; it runs again")
-        return False
+    record = read_result(run.result(job.id))
     if record["status"] != "ok":
         return False
     problem = run.damage(job.id, record)

@@ -34,6 +34,9 @@ class _Tempfile:
     def __init__(self, disk: FullDisk):
         self.disk = disk
 
+    def __getattr__(self, name):  # the pre-flight's write check (mkdtemp) sees a disk with room
+        return getattr(tempfile, name)
+
     def mkstemp(self, prefix: str, suffix: str, dir):
         final = Path(dir) / prefix[1:].rsplit(".", 2)[0]  # store's prefix is ".<final name>.<pid>."
         if fnmatch.fnmatch(str(final), self.disk.fills_at):
@@ -113,7 +116,9 @@ def test_output_directory_without_write_permission(tmp_path, experiment, monkeyp
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(store, "tempfile", type("NoWrite", (), {"mkstemp": staticmethod(refuse)}))
+    # Files are refused; the settings' folders (checked with mkdtemp before any work) lie elsewhere.
+    monkeypatch.setattr(store, "tempfile", type("NoWrite", (), {"mkstemp": staticmethod(refuse),
+                                                                "mkdtemp": staticmethod(tempfile.mkdtemp)}))
     outcome = cli(*run_args(experiment, tmp_path / "run"))
     assert outcome.code == 1
     message = " ".join(outcome.err.split())
