@@ -298,6 +298,11 @@ def resolve(experiment: Experiment) -> Resolved:
         check_component_params(fusion.factory, model.fusion_params, "fusion", model.fusion,
                                f"models[{index}].fusion_params", source)
         check_search_space(registry, model, index, source)
+        trains = head.metadata.get("needs_training", True) and not model.checkpoint
+        if experiment.tune.trials and trains and not (head.search_space or fusion.search_space or model.search_space):
+            warnings.append(f"{source}: `models[{index}]` ({model.key}): neither head {model.head!r} nor fusion "
+                            f"{model.fusion!r} has a search space, and the model gives none: it is trained with its "
+                            f"own settings, not tuned (its {experiment.tune.trials} trials would all be alike)")
         if fusion.metadata.get("needs_tabular") and dataset_tabular is not None and not dataset_tabular:
             raise ConfigError(
                 f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular "

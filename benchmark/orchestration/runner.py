@@ -510,9 +510,10 @@ def failed_jobs(run: RunDir) -> list[str]:
 
 
 def _needs_tuning(experiment: Experiment, registry: Registry, model: ModelConfig) -> bool:
-    """Models that train are tuned; an oracle or a model loaded from a checkpoint is not."""
+    """Models that train are tuned; an oracle, a model loaded from a checkpoint, or one with nothing to tune
+    (no search space: every trial would be alike, ``resolve`` warns) is not."""
     trains = registry.describe("head", model.head).metadata.get("needs_training", True) and not model.checkpoint
-    return experiment.tune.trials > 0 and trains
+    return experiment.tune.trials > 0 and trains and bool(search_space(registry, model))
 
 
 def _tuning_path(run: RunDir, model: ModelConfig, split: str) -> Path:
