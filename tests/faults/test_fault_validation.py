@@ -211,6 +211,7 @@ def register_heads(registry):
     for name, head in (("transposed", Transposed), ("nan_loss", NaNLoss), ("no_gradient", NoGradient),
                        ("wrong_mean", WrongMean)):
         registry.add(name, head)
+    registry.add("plain", Base)  # sound, and without a search space
 '''
 
 PREFLIGHT = {
@@ -283,32 +284,9 @@ def test_unknown_tabular_column_fails_at_the_data_before_the_run_directory(tmp_p
     assert not (tmp_path / "run").exists()
 
 
-PLAIN_HEAD = '''
-from torch import nn
-from registry import hookimpl
-
-
-class Plain(nn.Module):
-    def __init__(self, condition_dim: int):
-        super().__init__()
-        self.linear = nn.Linear(condition_dim, 1)
-
-    def loss(self, condition, target):
-        return ((self.linear(condition)[:, 0] - target) ** 2).mean()
-
-    def sample(self, condition, n):
-        return self.linear(condition).expand(-1, n)
-
-
-@hookimpl
-def register_heads(registry):
-    registry.add("plain", Plain)  # no search space
-'''
-
-
 def test_a_model_with_nothing_to_tune_is_named_and_trained_untuned(tmp_path, experiment, write_plugin):
     """tune.trials = 2 for a head and fusion without a search space would run two identical trials."""
-    plugin = write_plugin("plain_head", PLAIN_HEAD)
+    plugin = write_plugin("broken_heads", BROKEN_HEADS)  # its "plain" head is sound
     settings = sets([f'plugins=["{plugin}"]', "models.0.head=plain", 'models.0.label="plain"',
                      'models.0.fusion="none"', "tune.trials=2", "tune.epochs=1"])
     warning = "`models[0]` (plain): neither head 'plain' nor fusion 'none' has a search space"
