@@ -60,13 +60,19 @@ def check_name(value: str, key: str) -> str:
     return value
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """``path``, or its nearest ancestor that exists: where a folder about to be made would take its room."""
+    existing = Path(path).resolve()
+    while not existing.exists():
+        existing = existing.parent
+    return existing
+
+
 def folder_problem(folder: str | Path) -> str | None:
     """Why ``folder`` cannot be made or written into, or None; asked before any work. The nearest folder that exists
     must take a new entry, tried with an empty temporary folder removed at once: permission bits say nothing for
     root, nor on a read-only or virtual file system such as /proc."""
-    existing = Path(folder).resolve()
-    while not existing.exists():
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
     try:

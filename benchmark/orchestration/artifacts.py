@@ -30,7 +30,7 @@ from typing import Any
 from benchmark.config import artifacts_problem
 from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import file_digest
-from benchmark.store import atomic_writer, check_name, inside, open_regular
+from benchmark.store import atomic_writer, check_name, inside, nearest_existing, open_regular
 
 RUN_FOLDER = "artifacts"  # a run directory's own store, when no shared one is named
 CHUNK = 1 << 20  # bytes read at a time from an artifact, so that reading stops soon after its recorded size
@@ -184,9 +184,10 @@ def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> 
     size = record.get("size")
     if type(size) is not int or size < 0:  # without it nothing bounds the read (bool is no size either)
         raise refused("its record gives no size to bound the read (older versions of the benchmark recorded none)")
-    free = shutil.disk_usage(_existing(path.parent)).free
+    room = nearest_existing(path.parent)  # atomic_writer makes the rest
+    free = shutil.disk_usage(room).free
     if size > free:  # refused before a byte is read, not once the disk is full
-        raise refused(f"its record gives {size} bytes and {_existing(path.parent)} has {free} bytes free")
+        raise refused(f"its record gives {size} bytes and {room} has {free} bytes free")
     try:
         stream = store.open_reader(artifact)
     except ArtifactNotFound:
@@ -216,13 +217,6 @@ def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> 
     finally:
         stream.close()
     return True
-
-
-def _existing(folder: Path) -> Path:
-    """``folder``, or its nearest ancestor that exists (``atomic_writer`` makes the rest)."""
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
 
 
 def _reader(record: dict[str, Any], mine: Artifacts):
