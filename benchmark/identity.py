@@ -3,6 +3,7 @@
 A stored result (job, stage-1 encoder, feature cache entry, tuning study) is named by the hash of
 everything that can change it, and never by where things lie: moving or copying the data folder or a weight
 file reruns nothing, while changing a label, a video, a plugin's source or a checkpoint's bytes does.
+And a stored result is reused only where this machine made it (the ledger, at the end of this module).
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from benchmark.store import atomic_write_text, file_stamp
+from benchmark.errors import StoreError
+from benchmark.store import atomic_write_text, file_stamp, open_regular
 
 # A factory defined by the engine itself has only its own module hashed, not every engine module it reaches.
 ENGINE_PACKAGES = ("benchmark", "registry")
@@ -171,3 +173,64 @@ def _source_files(module: ModuleType | None) -> set[str]:
             if used is not None and (used.__name__ == top or used.__name__.startswith(top + ".")):
                 pending.append(used)
     return {module.__file__ for module in seen.values() if getattr(module, "__file__", None)}
+
+
+# Which stored results this machine made: the ledger a run directory cannot write for itself.
+# A run directory's records vouch for the files beside them (a job's ``result.json`` holds the SHA-256 of its
+# predictions, a feature cache entry's metadata that of its arrays), but whoever edits a directory can edit both.
+# So each record the engine writes, or fetches from the shared storage and checks, is also noted here, by the
+# SHA-256 of its bytes, in the user's state folder, outside every run directory. A run reuses a stored result
+# only when its record is in the ledger; one made elsewhere (a run directory received from someone, or copied
+# from another machine) is recomputed, unless the user trusts it (``run --trust-results`` notes it here).
+#
+# Nothing secret is kept: a note is an empty file named by a digest, so the ledger only says "this machine wrote
+# a record with exactly these bytes". Deleting the ledger costs recomputing what existing run directories hold.
+
+
+def state_dir() -> Path:
+    """The user's state folder for the benchmark: ``$LVEFBENCH_STATE``, else ``$XDG_STATE_HOME/lvefbench``, else
+    ``~/.local/state/lvefbench``. Kept apart from the caches (``identity.user_cache``), which may be deleted freely."""
+    if os.environ.get("LVEFBENCH_STATE"):
+        return Path(os.environ["LVEFBENCH_STATE"])
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "lvefbench"
+
+
+def _note(digest: str) -> Path:
+    return state_dir() / "made-here" / digest[:2] / digest[2:]  # 256 folders: none grows to millions of names
+
+
+def vouch_digest(digest: str) -> None:
+    """Note that this machine wrote (or fetched, checked and wrote) a record whose bytes have this SHA-256."""
+    note = _note(digest)
+    note.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    note.touch(exist_ok=True)  # one name per digest: processes noting the same record at once do not collide
+
+
+def vouch(data: bytes) -> None:
+    vouch_digest(hashlib.sha256(data).hexdigest())
+
+
+def vouch_file(path: str | Path) -> Path:
+    """``vouch`` the bytes of the regular file ``path`` (just written by the engine); returns ``path``."""
+    vouch_digest(_file_sha256(path))
+    return Path(path)
+
+
+def made_here(data: bytes) -> bool:
+    return _note(hashlib.sha256(data).hexdigest()).is_file()
+
+
+def made_here_file(path: str | Path) -> bool:
+    """Whether this machine wrote the regular file ``path`` as it is now (False when it cannot be read)."""
+    try:
+        return _note(_file_sha256(path)).is_file()
+    except (OSError, StoreError):  # gone, or not a regular file: not a record this machine wrote
+        return False
+
+
+def _file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open_regular(path) as stream:  # streamed: stage-1 weights run to hundreds of MB
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -8,6 +8,8 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # The user's cache of file digests (``identity.user_cache``): one for the session, not the home folder's.
 os.environ["LVEFBENCH_CACHE"] = tempfile.mkdtemp(prefix="lvefbench-test-cache-")
+# The ledger of results made on this machine (``benchmark.ledger``): the session's, not the user's.
+os.environ["LVEFBENCH_STATE"] = tempfile.mkdtemp(prefix="lvefbench-test-state-")
 
 
 @pytest.fixture

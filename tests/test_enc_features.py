@@ -1,4 +1,4 @@
-"""Feature cache: hits, misses, invalidation by every key part, corruption detection, views."""
+"""Feature cache: hits, misses, invalidation by every key part, corruption and forgery detection, views."""
 import dataclasses
 import hashlib
 import json
@@ -100,8 +100,21 @@ def reshape_consistently(npz, meta):
     meta.write_text(json.dumps(metadata))
 
 
+def forge_consistently(npz, meta):
+    """Other features, with the checksum and shapes made to match: only the ledger of what this machine wrote
+    (``identity.made_here``) tells them from the real ones."""
+    with np.load(npz) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["features"] = arrays["features"] + 1.0
+    np.savez(npz, **arrays)
+    metadata = json.loads(meta.read_text())
+    metadata["sha256"] = hashlib.sha256(npz.read_bytes()).hexdigest()
+    meta.write_text(json.dumps(metadata))
+
+
 @pytest.mark.parametrize("damage,reason", [(truncate, "checksum"), (garble_json, "unreadable"),
-                                           (delete_arrays, "unreadable"), (reshape_consistently, "shape")])
+                                           (delete_arrays, "unreadable"), (reshape_consistently, "shape"),
+                                           (forge_consistently, "not made on this machine")])
 def test_corrupt_entries_are_detected_and_rebuilt(tmp_path, encoder, damage, reason):
     cache, loaders = FeatureCache(tmp_path), CountingLoaders()
     good = cache.features(KEY, loaders, encoder)

@@ -30,6 +30,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--trust-checkpoint", action="store_true", help="unpickle checkpoints ([encoder] weights, "
                         "[[models]] checkpoint) that hold more than tensors and plain data: this runs code from "
                         "the files, so only for files you trust")
+    parser.add_argument("--trust-results", action="store_true", help="reuse the stored results of a run directory "
+                        "this machine did not make (your own, copied from another machine, or one from a sender you "
+                        "trust); without it they are computed again")
 
 
 def run(args) -> int:
@@ -39,7 +42,8 @@ def run(args) -> int:
     experiment = load_experiment(args.experiment, args.overrides)
     with trusting_checkpoints(args.trust_checkpoint):
         run_dir = run_experiment(experiment, out=args.out, fresh=args.fresh, storage=args.storage, quiet=args.quiet,
-                                 heartbeat=args.heartbeat, artifacts=args.artifacts)
+                                 heartbeat=args.heartbeat, artifacts=args.artifacts,
+                                 trust_results=args.trust_results)
     failed = failed_jobs(run_dir)
     if failed:
         print(f"failed: {len(failed)} job(s) failed: {', '.join(failed)}; the leaderboard lists them, "

@@ -35,6 +35,7 @@ def run(args) -> int:
     from benchmark.evaluation.report import load_results, write_report
     from benchmark.evaluation.run_records import read_manifest
     from benchmark.evaluation.scoring import item_scores
+    from benchmark.identity import vouch_file
     from benchmark.store import RunDir, atomic_write_json, check_name, file_records, safe_name
 
     check_name(args.name, "--name")  # it names the model's folder under external/
@@ -77,10 +78,11 @@ def run(args) -> int:
     write_predictions(directory / "predictions.csv", frame)
     files = file_records(directory, ("predictions.csv",))
     manifest = read_manifest(run)
-    atomic_write_json(directory / "result.json", {
+    result = atomic_write_json(directory / "result.json", {
         "job": slug, "external": True, "model": args.name, "head": args.name, "fusion": "external",
         "encoder": "external", "dataset": manifest["config"]["dataset"]["name"], "seed": 0, "split": "external",
         "status": "ok", "source": str(path.resolve()), "notes": scores.notes, "files": files})
+    vouch_file(result)
     write_report(run, registry)
     return 0
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from benchmark.device import encoder_precision
 from benchmark.errors import StoreError
-from benchmark.identity import stable_hash, weights_hash
+from benchmark.identity import made_here, stable_hash, vouch_file, weights_hash
 from benchmark.progress import progress_bar
 from benchmark.store import atomic_write_bytes, atomic_write_json, read_regular
 
@@ -136,7 +136,8 @@ class FeatureCache:
         if not meta_path.exists():
             return None, "absent"
         try:
-            metadata = json.loads(read_regular(meta_path))
+            meta_bytes = read_regular(meta_path)
+            metadata = json.loads(meta_bytes)
             blob = read_regular(data_path)
         except (OSError, json.JSONDecodeError, StoreError) as error:
             return None, f"unreadable entry ({error})"
@@ -152,6 +153,8 @@ class FeatureCache:
         shapes = {name: list(array.shape) for name, array in arrays.items()}
         if shapes != metadata.get("shapes") or len({len(array) for array in arrays.values()}) != 1:
             return None, "shape mismatch"
+        if not made_here(meta_bytes):  # received or copied: its checksum sits beside the arrays it vouches for
+            return None, "not made on this machine"
         return CachedFeatures(**arrays, key=digest, status="hit", metadata=metadata), ""
 
     def _write(self, digest: str, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
@@ -161,7 +164,7 @@ class FeatureCache:
         data_path, meta_path = self.paths(digest)
         atomic_write_bytes(data_path, blob)
         metadata["sha256"] = hashlib.sha256(blob).hexdigest()
-        atomic_write_json(meta_path, metadata)
+        vouch_file(atomic_write_json(meta_path, metadata))
 
 
 class _Rows:

@@ -24,7 +24,8 @@ from benchmark.encoding.cache import CachedFeatures, FeatureCache, FeatureKey
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.stage1 import freeze, pretrain_encoder
 from benchmark.errors import ConfigError
-from benchmark.identity import STAGE_ONE_ENGINE, engine_digests, file_digest, source_digest, stable_hash, weights_hash
+from benchmark.identity import (STAGE_ONE_ENGINE, engine_digests, file_digest, made_here_file, source_digest, stable_hash,
+                                vouch_file, weights_hash)
 from benchmark.progress import bars_wanted
 from benchmark.store import RunDir, atomic_write_bytes
 from registry import Registry
@@ -151,7 +152,9 @@ class EncoderStage:
                      "precision": self.precision,
                      "dataset": self.data.fingerprint(self.split, ("train",)), "split": self.data.split_hash}
         stored = self.run.encoders / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"
-        if stored.is_file():
+        if stored.is_file() and not made_here_file(stored):  # received or copied: trained again, not trusted
+            self.say(f"{where}: {stored.name} was not made on this machine; training it again")
+        elif stored.is_file():
             try:
                 state = torch.load(stored, map_location="cpu", weights_only=True)
             except Exception as error:  # damaged outside the benchmark: named, then trained again
@@ -172,7 +175,7 @@ class EncoderStage:
                  f"over {config.epochs} epochs in {time.perf_counter() - started:.1f} s")
         buffer = io.BytesIO()
         torch.save({key: value.cpu() for key, value in encoder.state_dict().items()}, buffer)
-        atomic_write_bytes(stored, buffer.getvalue())
+        vouch_file(atomic_write_bytes(stored, buffer.getvalue()))
         return [stored]
 
     def trainable_copy(self):

@@ -22,6 +22,7 @@ from benchmark.evaluation.figures.trajectories import Trajectories
 from benchmark.evaluation.html import write_html
 from benchmark.evaluation.leaderboard import JobResult, MetricSpec, SampleRange, Tables, metric_specs, read_predictions
 from benchmark.evaluation.run_records import read_manifest, read_result
+from benchmark.identity import made_here_file
 from benchmark.store import RunDir, check_name, damage, read_arrays, read_csv_table
 from registry import Registry, load_registry
 
@@ -102,6 +103,11 @@ def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = p
     figures = write_all(run.plots, _figure_inputs(run, results, tables, specs, manifest, registry))
     html = write_html(run.root / "report.html", tables, specs, manifest, figures, _excluded(run))
     say(f"leaderboard: {run.root / 'leaderboard.md'}; report: {html}")
+    received = [path for path in [run.result(job) for job in manifest["jobs"] if run.is_done(job)]
+                + run.external_results() if not made_here_file(path)]
+    if received:
+        say(f"note: {len(received)} of its results were not made on this machine (received or copied), e.g. "
+            f"{received[0].relative_to(run.root)}: their numbers are as whoever made them stored them")
     board = read_csv_table(run.root / "leaderboard.csv")
     lost = [column for column in before if column not in board.columns]
     if lost:

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable
 from benchmark.config import ModelConfig
 from benchmark.errors import StoreError
 from benchmark.evaluation.run_records import read_manifest
+from benchmark.identity import vouch_file
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
 from benchmark.orchestration.storage import GRACE_BEATS, MAX_RETRY, optuna_module, worker_name
 from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json
@@ -644,7 +645,7 @@ class JobBoard(ClaimBoard):
                 atomic_write_bytes(run.job(job) / name, data)
             if models is not None and MODEL in attrs:
                 _fetch_model(run, job, attrs[MODEL], models, say)
-            atomic_write_json(run.result(job), attrs[RESULT])
+            vouch_file(atomic_write_json(run.result(job), attrs[RESULT]))  # the storage's result, which the run trusts
             written += 1
         return written
 

@@ -26,6 +26,7 @@ from benchmark.evaluation.conformal import calibrated_stretch, stretched
 from benchmark.evaluation.leaderboard import item_frame, write_predictions
 from benchmark.evaluation.pooling import pool_by_visit
 from benchmark.evaluation.scoring import DENSITY_GRID, grid_density, item_scores
+from benchmark.identity import vouch_file
 from benchmark.orchestration.checkpoint_models import checkpoint_inputs, load_checkpoint_model
 from benchmark.orchestration.provenance import digest, job_identity
 from benchmark.orchestration.tuning import split_params
@@ -105,7 +106,7 @@ def run_job(job: Job, context: JobContext, on_epoch: Callable[[int, dict], None]
         record.update(status="failed", error=f"{type(error).__name__}: {error}")
         atomic_write_text(context.run.job(job.id) / "traceback.txt", traceback.format_exc())
     record["seconds"] = round(time.perf_counter() - started, 2)
-    atomic_write_json(context.run.result(job.id), record)
+    vouch_file(atomic_write_json(context.run.result(job.id), record))  # written last: the job is done
     return record
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.evaluation.run_records import read_manifest
-from benchmark.identity import engine_digests, file_digest, source_digest, stable_hash
+from benchmark.identity import engine_digests, file_digest, made_here_file, source_digest, stable_hash, vouch_file
 from benchmark.store import RunDir, atomic_write_json, read_csv_table, read_json
 from registry import Registry
 
@@ -42,7 +42,7 @@ def report_if_changed(run: RunDir, registry: Registry, say: Callable[[str], None
     before = _outputs(run)
     board = write_report(run, registry, say=say)
     written = {name: file_digest(run.root / name) for name, stamp in _outputs(run).items() if before.get(name) != stamp}
-    atomic_write_json(run.root / INPUTS_FILE, {"inputs": inputs, "outputs": written})
+    vouch_file(atomic_write_json(run.root / INPUTS_FILE, {"inputs": inputs, "outputs": written}))
     return board
 
 
@@ -66,6 +66,8 @@ def _why_rebuild(run: RunDir, inputs: dict[str, Any]) -> str | None:
     path = run.root / INPUTS_FILE
     if not path.is_file():
         return "no earlier report"
+    if not made_here_file(path):  # received or copied: its digests sit beside the files they vouch for
+        return "the earlier report was not drawn on this machine"
     recorded = read_json(path)
     before = recorded.get("inputs", {})
     changed = [part for part in inputs if before.get(part) != inputs[part]]

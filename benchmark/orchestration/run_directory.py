@@ -5,6 +5,8 @@ directory that holds a run's manifest (never the current directory or one above 
 what a run makes there, by name; a user's notebook or a folder of figures kept beside them stays.
 A directory whose results came from real data must not quietly continue on the synthetic stand-in (its
 real leaderboard would be replaced by synthetic numbers when the data folder has gone missing).
+A directory received from someone, or copied from another machine, holds records this machine did not write:
+the run names them and computes them again, unless the user trusts them (``ledger``).
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from typing import Any, Callable
 from benchmark.config import Experiment
 from benchmark.data.prepare import uses_stand_in
 from benchmark.errors import ConfigError, StoreError
-from benchmark.store import TEMPORARY_NAME, RunDir, read_json
+from benchmark.identity import made_here_file, vouch_file
+from benchmark.orchestration.tuning import trust_trials
+from benchmark.store import TEMPORARY_NAME, RunDir, inside, read_json
 
 MANIFEST_KEYS = ("experiment", "config", "jobs")  # what build_manifest always records
 # What a run makes at the top of its run directory (the folders with all they hold): all that --fresh deletes.
@@ -23,6 +27,10 @@ RUN_FOLDERS = ("jobs", "external", "plots", "cache", "encoders", "tuning", "arti
 RUN_FILES = ("manifest.json", "splits.csv", "excluded.csv", "leaderboard.md", "leaderboard.csv", "leaderboard.json",
              "leaderboard.tex", "subgroups.csv", "paired_tests.csv", "report.html", "report_inputs.json",
              "timings.json", "training_log.csv", "optuna.db")
+# The records by which a run reuses what its directory holds (jobs, scored models, features, stage-1 weights,
+# tuning winners, the report): each is trusted only where this machine wrote it (``ledger``).
+RECORDS = ("jobs/*/result.json", "external/*/result.json", "cache/*.json", "encoders/*.pt", "tuning/*.json",
+           "report_inputs.json")
 
 
 def check_fresh(run: RunDir) -> None:
@@ -53,6 +61,34 @@ def start_over(run: RunDir, say: Callable[[str], None], keep: str) -> None:
         say(f"--fresh: deleting {child}")
         # A link is removed, never followed: its target was not made by this run.
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def received_records(run: RunDir) -> list[Path]:
+    """The records in ``run`` that this machine did not write (a planted link counts as one)."""
+    return [path for pattern in RECORDS for path in sorted(run.root.glob(pattern)) if not made_here_file(path)]
+
+
+def check_received(run: RunDir, say: Callable[[str], None], trust: bool) -> None:
+    """Name the records in ``run`` that this machine did not write, which the run computes again; with ``trust``
+    (``run --trust-results``: the user's own directory from another machine, or a sender they trust) note them,
+    and the trials of the directory's own tuning studies, as made here, so that they are reused."""
+    received = received_records(run)
+    if trust:
+        trusted = []
+        for path in received:
+            try:
+                vouch_file(inside(run.root, path))  # never through a planted link
+            except (OSError, StoreError) as error:
+                say(f"--trust-results: not trusted {path}: {error}")
+            else:
+                trusted.append(path)
+        trials = trust_trials(run.optuna_storage) if run.optuna_db.is_file() else 0
+        say(f"--trust-results: trusted {len(trusted)} stored records and {trials} tuning trials this machine did "
+            "not make")
+    elif received:
+        say(f"{len(received)} stored records in {run.root} were not made on this machine (received or copied), "
+            f"e.g. {received[0].relative_to(run.root)}: what they hold is computed again here; --trust-results "
+            "reuses them")
 
 
 def _made_by_a_run(name: str) -> bool:

@@ -26,7 +26,7 @@ from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.preflight import preflight_encoder
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.run_records import read_manifest, read_result
-from benchmark.identity import TUNING_ENGINE, engine_digests, file_digest
+from benchmark.identity import TUNING_ENGINE, engine_digests, file_digest, made_here_file, vouch_file
 from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
@@ -35,10 +35,10 @@ from benchmark.orchestration.processes import run_in_processes
 from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
                                                 stage_name, study_identity)
 from benchmark.orchestration.report_inputs import report_if_changed
-from benchmark.orchestration.run_directory import check_fresh, refuse_stand_in_over_real, start_over
+from benchmark.orchestration.run_directory import check_fresh, check_received, refuse_stand_in_over_real, start_over
 from benchmark.orchestration.storage import check_storage, local_storage, storage_url, study_name
 from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
-from benchmark.orchestration.tuning import TuningResult, open_study, search_space, tune_model
+from benchmark.orchestration.tuning import TuningResult, open_study, own_study, search_space, tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
 from benchmark.training.preflight import preflight
 from registry import Registry
@@ -87,7 +87,7 @@ class RunContext:
 
 def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh: bool = False,
                    storage: str = "", quiet: bool = False, say: Callable[[str], None] = print,
-                   heartbeat: int = 10, artifacts: str = "") -> RunDir:
+                   heartbeat: int = 10, artifacts: str = "", trust_results: bool = False) -> RunDir:
     # Everything that can be checked is checked before the run directory exists: settings, components, the
     # pre-flight of every model, and the data (loaded, split; synthetic data generated if it must be).
     _check_artifacts(experiment, storage, artifacts)
@@ -115,6 +115,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     with RunLock(run.root):
         if fresh:
             start_over(run, say, keep=LOCK_FILE)
+        check_received(run, say, trust=trust_results)
         return _run_locked(experiment, registry, loaded, run, storage, quiet, say, heartbeat, artifacts, times)
 
 
@@ -451,6 +452,9 @@ def _finished(context: RunContext, job: Job) -> bool:
     problem = run.damage(job.id, record)
     if problem:
         context.say(f"damaged {job.id}: {problem}; it runs again")
+    elif not made_here_file(run.result(job.id)):  # received, or copied from another machine
+        context.say(f"{job.id}: its result was not made on this machine (received or copied); it runs again")
+        return False
     return problem is None
 
 
@@ -532,6 +536,9 @@ def _stored_tuning(context: RunContext, model: ModelConfig, split: str,
     path = _tuning_path(context.run, model, split)
     if not path.is_file():
         return None
+    if not made_here_file(path):  # received, or copied from another machine: its trials are not taken on trust
+        context.say(f"{model.key} is tuned again on {split}: its stored winner was not made on this machine")
+        return None
     stored = read_json(path)
     if stored.get("identity") == digest(identity):
         return stored["params"]
@@ -547,7 +554,9 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
     url = local_storage(storage_url(storage or context.experiment.tune.storage, context.run.root))
     context.say(f"tuning {model.key} on {split}: {context.experiment.tune.trials} trials")
     started = time.perf_counter()
-    result = tune_model(**_tuning_inputs(context, model, split, features, identity, url), quiet=context.quiet)
+    inputs = _tuning_inputs(context, model, split, features, identity, url)
+    inputs["study"] = own_study(url, inputs["study"], context.say)
+    result = tune_model(**inputs, quiet=context.quiet)
     return _keep_winner(context, model, split, identity, result, f"{time.perf_counter() - started:.1f} s")
 
 
@@ -572,9 +581,9 @@ def _keep_winner(context: RunContext, model: ModelConfig, split: str, identity: 
     """Say and store the winner of ``model``'s study on ``split``; its parameters."""
     context.say(f"tuned {model.key} on {split}: {context.experiment.tune.metric} {result.value:.3f} on VAL after "
                 f"{result.finished_trials} trials in {took}, {result.params}")
-    atomic_write_json(_tuning_path(context.run, model, split),
-                      {"params": result.params, "value": result.value, "trials": result.finished_trials,
-                       "study": result.study, "split": split, "identity": digest(identity), "parts": identity})
+    record = {"params": result.params, "value": result.value, "trials": result.finished_trials, "study": result.study,
+              "split": split, "identity": digest(identity), "parts": identity}
+    vouch_file(atomic_write_json(_tuning_path(context.run, model, split), record))
     return result.params
 
 

@@ -8,6 +8,7 @@ budget; every model gets the same number of trials.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from benchmark.components import FUSION_PREFIX, ModelParams, split_params
 from benchmark.config import ModelConfig, TrainConfig, TuneConfig
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.identity import made_here, vouch
 from benchmark.orchestration.cluster import INTERRUPTED, counted_trials
 from benchmark.progress import progress_bar
 from benchmark.training.checks import HeadError
@@ -186,13 +188,66 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
     if remaining:
         with progress_bar(total=tuning.budget, initial=done, quiet=quiet, desc=f"tune {model.key}",
                           unit="trial", leave=False) as progress:
-            def after_trial(_study, _trial) -> None:
+            def after_trial(study, trial) -> None:
+                vouch(trial_record(study.study_name, trial))
                 reseed()
                 progress.update()
 
             handle.optimize(tuning.objective, n_trials=remaining, timeout=tuning.timeout, catch=tuning.catch,
                             callbacks=[after_trial])
     return tuning.result()
+
+
+def own_study(storage: Any, name: str, say: Callable[[str], None]) -> str:
+    """``name``, or ``name-1``, ``name-2``...: the first study in the run directory's own ``storage`` that is new,
+    or whose trials that count (those of the budget, and every completed one the winner is chosen from) were all
+    run on this machine (``ledger``). A received ``optuna.db`` could hold trials with any parameters and values:
+    tuning resumed in it would run none and pick a forged winner."""
+    import optuna
+    from optuna.trial import TrialState
+
+    candidate, attempt = name, 0
+    while True:
+        try:
+            study = optuna.load_study(study_name=candidate, storage=storage)
+        except KeyError:  # none of that name: a new study
+            return candidate
+        trials = study.get_trials(deepcopy=False)
+        counts = counted_trials(trial for trial in trials if trial.state.is_finished())
+        counts += [trial for trial in trials if trial.state == TrialState.COMPLETE]
+        foreign = {trial.number for trial in counts if not made_here(trial_record(candidate, trial))}
+        if not foreign:
+            return candidate
+        attempt += 1
+        say(f"study {candidate!r} in the run directory's optuna.db holds {len(foreign)} finished trials not run on "
+            f"this machine (received or copied): tuning in study {name}-{attempt} instead")
+        candidate = f"{name}-{attempt}"
+
+
+def trust_trials(storage: Any) -> int:
+    """Note every finished trial in ``storage`` (the run directory's own) as run here (``run --trust-results``);
+    how many were not yet."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trusted = 0
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for trial in study.get_trials(deepcopy=False):
+            record = trial_record(summary.study_name, trial)
+            if trial.state.is_finished() and not made_here(record):
+                vouch(record)
+                trusted += 1
+    return trusted
+
+
+def trial_record(study: str, trial) -> bytes:
+    """What the ledger notes of a finished trial of a run directory's own study: all that counting the budget
+    and choosing the winner read of it."""
+    return json.dumps({"study": study, "number": trial.number, "state": trial.state.name, "params": trial.params,
+                       "value": trial.value, "user_attrs": trial.user_attrs,
+                       "intermediate": {str(step): value for step, value in trial.intermediate_values.items()}},
+                      sort_keys=True, default=repr).encode()
 
 
 def _requeue_interrupted(study) -> None:

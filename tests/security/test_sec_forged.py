@@ -1,0 +1,163 @@
+"""Forged results in a run directory: a record this machine did not write is never reused.
+
+A run directory's records vouch for the files beside them (SHA-256 and row counts in a job's result.json, a
+checksum in a feature cache entry's metadata, digests in report_inputs.json), so whoever edits the directory can
+edit both and pass every check that lives inside it. The ledger (``benchmark.identity``: the SHA-256 of each record
+this machine wrote, in the user's state folder) tells the two apart. Each test forges a result consistently, so
+that only the ledger can see it, and checks that the run computes the honest result again and says why; a
+directory received whole (another machine's ledger) is computed again unless the user trusts it.
+
+The reference run and its copies are made in this session, whose ledger (tests/conftest.py) is "this machine".
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.identity import made_here_file, state_dir, vouch_file
+from faults.faultkit import cli, run_args, write_experiment
+
+NOT_MADE_HERE = "not made on this machine"
+
+
+def _run(experiment: Path, out: Path, *extra: str):
+    outcome = cli(*run_args(experiment, out, *extra))
+    assert outcome.code == 0, outcome.text
+    return outcome
+
+
+def _experiment(run: Path) -> Path:
+    return run.parent / "experiment.toml"
+
+
+def _job(run: Path, model: str) -> Path:
+    (folder,) = (run / "jobs").glob(f"{model}__*")
+    return folder
+
+
+def _rewrite_record(job: Path) -> None:
+    """Make result.json vouch for the job's files as they are now, as a forger would."""
+    record = json.loads((job / "result.json").read_text())
+    for name, entry in record["files"].items():
+        entry["sha256"] = hashlib.sha256((job / name).read_bytes()).hexdigest()
+    (job / "result.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _same_file(run: Path, reference: Path, name: str) -> bool:
+    return (run / name).read_bytes() == (reference / name).read_bytes()
+
+
+def test_a_forged_job_result_is_computed_again(run_copy, reference_run):
+    job = _job(run_copy, "mse")
+    frame = pd.read_csv(job / "predictions.csv", dtype=str)
+    frame["EF_pred"], frame["abs_error"] = frame["EF"], "0.0"  # a perfect model, on paper
+    frame.to_csv(job / "predictions.csv", index=False)
+    _rewrite_record(job)
+    assert cli("report", run_copy).code == 0  # every check inside the directory passes: damage is not found
+
+    outcome = _run(_experiment(run_copy), run_copy)
+    assert f"{job.name}: its result was {NOT_MADE_HERE}" in outcome.text
+    assert "2 already done, 1 to run" in outcome.text
+    reference_job = _job(reference_run, "mse")
+    assert (job / "predictions.csv").read_bytes() == (reference_job / "predictions.csv").read_bytes()
+    assert _same_file(run_copy, reference_run, "leaderboard.csv")
+
+
+def test_forged_stage_one_weights_are_trained_again(run_copy, reference_run):
+    (weights,) = (run_copy / "encoders").glob("*.pt")
+    state = torch.load(weights, weights_only=True)
+    torch.save({name: tensor + 1 if tensor.is_floating_point() else tensor for name, tensor in state.items()}, weights)
+    shutil.rmtree(run_copy / "jobs")  # the jobs need the stage again
+
+    outcome = _run(_experiment(run_copy), run_copy)
+    assert f"{weights.name} was {NOT_MADE_HERE}; training it again" in outcome.text
+    assert weights.read_bytes() == (reference_run / "encoders" / weights.name).read_bytes()
+    assert _same_file(run_copy, reference_run, "leaderboard.csv")
+
+
+def test_a_forged_report_is_drawn_again(run_copy, reference_run):
+    board = run_copy / "leaderboard.md"
+    board.write_text(board.read_text().replace("mse", "mse (state of the art)"))
+    inputs = json.loads((run_copy / "report_inputs.json").read_text())
+    inputs["outputs"]["leaderboard.md"] = hashlib.sha256(board.read_bytes()).hexdigest()
+    (run_copy / "report_inputs.json").write_text(json.dumps(inputs))
+
+    outcome = _run(_experiment(run_copy), run_copy)
+    assert "report rebuilt: the earlier report was not drawn on this machine" in outcome.text
+    assert _same_file(run_copy, reference_run, "leaderboard.md")
+
+
+@pytest.fixture
+def other_machine(tmp_path, monkeypatch) -> Path:
+    """From here on "this machine" has a ledger of its own, in which nothing the session made is noted."""
+    monkeypatch.setenv("LVEFBENCH_STATE", str(tmp_path / "other-machine"))
+    return state_dir()
+
+
+def test_a_received_directory_is_computed_again(run_copy, reference_run, other_machine):
+    assert not made_here_file(next((run_copy / "jobs").glob("*/result.json")))
+    report = cli("report", run_copy)
+    assert f"note: 3 of its results were {NOT_MADE_HERE} (received or copied)" in report.text
+
+    outcome = _run(_experiment(run_copy), run_copy)
+    assert f"stored records in {run_copy} were {NOT_MADE_HERE}" in outcome.text
+    assert "0 already done, 3 to run" in outcome.text
+    assert f"was {NOT_MADE_HERE}; training it again" in outcome.text  # the stage-1 weights
+    assert "(rebuilt: not made on this machine)" in outcome.text  # the features
+    assert _same_file(run_copy, reference_run, "leaderboard.csv")  # computed here, to the same numbers
+    again = _run(_experiment(run_copy), run_copy)  # now made here
+    assert NOT_MADE_HERE not in again.text and "3 already done, 0 to run" in again.text
+
+
+def test_trust_results_reuses_a_received_directory(run_copy, other_machine):
+    outcome = _run(_experiment(run_copy), run_copy, "--trust-results")
+    assert "--trust-results: trusted" in outcome.text and "3 already done, 0 to run" in outcome.text
+    assert "report unchanged, not rebuilt" in outcome.text
+    assert NOT_MADE_HERE not in _run(_experiment(run_copy), run_copy).text  # noted: no flag needed again
+
+
+def test_the_ledger_holds_digests_only_outside_the_run(run_copy, other_machine):
+    record = next((run_copy / "jobs").glob("*/result.json"))
+    vouch_file(record)
+    notes = [path for path in other_machine.rglob("*") if path.is_file()]
+    assert len(notes) == 1 and notes[0].stat().st_size == 0
+    assert notes[0].parent.name + notes[0].name == hashlib.sha256(record.read_bytes()).hexdigest()
+    link = record.parent / "linked.json"
+    link.symlink_to(record)
+    assert made_here_file(record) and not made_here_file(link)  # a link is never taken for the file
+
+
+def test_forged_tuning_is_not_reused(tmp_path, synthetic_root):
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=synthetic_root, trials=3)
+    out = tmp_path / "run"
+    _run(experiment, out)
+    honest = {path.name: json.loads(path.read_text())["params"] for path in (out / "tuning").glob("*.json")}
+    predictions = {job.name: (job / "predictions.csv").read_bytes() for job in (out / "jobs").iterdir()}
+
+    # A forged winner: other parameters, stored with the identity the run looks for.
+    for path in (out / "tuning").glob("*.json"):
+        stored = json.loads(path.read_text())
+        stored["params"] = {name: value * 10 if isinstance(value, float) else value
+                            for name, value in stored["params"].items()}
+        path.write_text(json.dumps(stored))
+    shutil.rmtree(out / "jobs")
+    outcome = _run(experiment, out)
+    assert f"its stored winner was {NOT_MADE_HERE}" in outcome.text
+    assert {path.name: json.loads(path.read_text())["params"] for path in (out / "tuning").glob("*.json")} == honest
+
+    # Forged trials in the directory's own optuna.db: the worst trial made the best.
+    with sqlite3.connect(out / "optuna.db") as db:
+        db.execute("UPDATE trial_values SET value = -1000 - value")
+    shutil.rmtree(out / "jobs")
+    shutil.rmtree(out / "tuning")
+    outcome = _run(experiment, out)
+    assert "finished trials not run on this machine (received or copied): tuning in study" in outcome.text
+    assert {path.name: json.loads(path.read_text())["params"] for path in (out / "tuning").glob("*.json")} == honest
+    assert {job.name: (job / "predictions.csv").read_bytes() for job in (out / "jobs").iterdir()} == predictions
