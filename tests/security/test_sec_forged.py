@@ -150,6 +150,7 @@ def test_forged_tuning_is_not_reused(tmp_path, synthetic_root):
     shutil.rmtree(out / "jobs")
     outcome = _run(experiment, out)
     assert f"its stored winner was {NOT_MADE_HERE}" in outcome.text
+    assert "trials not run on this machine" not in outcome.text  # its own trials are reused: none runs again
     assert {path.name: json.loads(path.read_text())["params"] for path in (out / "tuning").glob("*.json")} == honest
 
     # Forged trials in the directory's own optuna.db: the worst trial made the best.
