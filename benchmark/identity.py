@@ -12,6 +12,7 @@ import importlib.metadata
 import inspect
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import StoreError
-from benchmark.store import atomic_write_text, file_stamp, open_regular
+from benchmark.store import atomic_write_text, file_stamp
 
 # A factory defined by the engine itself has only its own module hashed, not every engine module it reaches.
 ENGINE_PACKAGES = ("benchmark", "registry")
@@ -212,7 +213,9 @@ def vouch(data: bytes) -> None:
 
 def vouch_file(path: str | Path) -> Path:
     """``vouch`` the bytes of the regular file ``path`` (just written by the engine); returns ``path``."""
-    vouch_digest(_file_sha256(path))
+    if not _regular(path):
+        raise StoreError(f"{path} is not a regular file")
+    vouch_digest(file_digest(path))
     return Path(path)
 
 
@@ -222,15 +225,15 @@ def made_here(data: bytes) -> bool:
 
 def made_here_file(path: str | Path) -> bool:
     """Whether this machine wrote the regular file ``path`` as it is now (False when it cannot be read)."""
-    try:
-        return _note(_file_sha256(path)).is_file()
-    except (OSError, StoreError):  # gone, or not a regular file: not a record this machine wrote
+    try:  # read once per process while its stat holds (``file_digest``): a run asks at its start and at reuse
+        return _regular(path) and _note(file_digest(path)).is_file()
+    except OSError:  # gone meanwhile
         return False
 
 
-def _file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open_regular(path) as stream:  # streamed: stage-1 weights run to hundreds of MB
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _regular(path: str | Path) -> bool:
+    """A regular file, not a link to one (a link is never taken for the file it points at), nor a FIFO."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
