@@ -124,6 +124,7 @@ def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any
     of the wrong type, or one the component's ``parameter_problems`` rejects. ``wraps``: the component that
     ``factory``'s ``**kwargs`` go to (the stand-in's loader), whose parameters, and only those, it takes too."""
     declared, open_ended = declared_parameters(factory)
+    inner: dict[str, Any] = {}
     if wraps is not None:
         inner, open_ended = declared_parameters(wraps)
         declared = {**inner, **declared}
@@ -140,9 +141,10 @@ def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any
         expected = _type_problem(declared[key], value)
         if expected:
             raise ConfigError(f"{where} must be {expected}, got {value!r}.{_choice_hint(declared[key], value)}")
-    problems = getattr(factory, "parameter_problems", None)
-    for key, problem in (problems(dict(params)) if callable(problems) else {}).items():
-        raise ConfigError(f"{source}: `{key_path}.{key}`: {problem}")
+    for component, taken in ((factory, dict(params)), (wraps, {key: params[key] for key in params if key in inner})):
+        problems = getattr(component, "parameter_problems", None)
+        for key, problem in (problems(taken) if callable(problems) else {}).items():
+            raise ConfigError(f"{source}: `{key_path}.{key}`: {problem}")
 
 
 def check_search_space(registry: Registry, model, index: int, source: str) -> None:
@@ -258,6 +260,7 @@ def resolve(experiment: Experiment) -> Resolved:
 
     dataset = check("dataset", experiment.dataset.name, "dataset.name")
     experiment = _with_protocol(experiment, dataset.factory)
+    _check_view(experiment, dataset.factory)
     root = Path(experiment.dataset.root)
     if not experiment.dataset.synthetic_if_missing and not root.exists():
         raise ConfigError(f"{source}: `dataset.root` = {experiment.dataset.root!r} does not exist ({root.resolve()}), "
@@ -349,19 +352,41 @@ def _refuse_overrides(params: Mapping[str, Any], key_path: str, source: str, set
 def _with_protocol(experiment: Experiment, dataset: Callable[..., Any]) -> Experiment:
     """``dataset.protocol`` as given, or the dataset's own first protocol (Dynamic ``official``, Pediatric
     ``fold``, CAMUS ``official``); a protocol the dataset does not have is an error naming the key."""
-    protocols = getattr(dataset, "protocols", None)
-    protocols = list(protocols) if isinstance(protocols, (list, tuple)) else []
+    protocols = _declared_values(dataset, "protocols")
     config = experiment.dataset
     if not config.protocol:
         if not protocols:
             raise ConfigError(f"{experiment.source}: `dataset.protocol` must be set: dataset {config.name!r} "
                               "declares no protocols of its own")
         return dataclasses.replace(experiment, dataset=dataclasses.replace(config, protocol=protocols[0]))
-    if protocols and config.protocol not in protocols:
-        raise ConfigError(f"{experiment.source}: `dataset.protocol`: dataset {config.name!r} has no protocol "
-                          f"{config.protocol!r}.{did_you_mean(config.protocol, protocols)} "
-                          f"Its protocols: {', '.join(protocols)}.")
+    _check_declared(experiment, "protocol", protocols)
     return experiment
+
+
+def _check_view(experiment: Experiment, dataset: Callable[..., Any]) -> None:
+    """``dataset.view`` must be one of the dataset's declared ``views`` (ignoring case, as the datasets read it),
+    where it takes a view at all: another would stop the run only once the data are loaded or generated."""
+    if "view" in accepted(dataset, dataset_offered(experiment.dataset)):
+        _check_declared(experiment, "view", _declared_values(dataset, "views"), fold=str.casefold)
+
+
+def _declared_values(dataset: Callable[..., Any], attribute: str) -> list[str]:
+    """The values a dataset class declares in ``attribute`` (``protocols``, ``views``); [] when it declares none
+    (a property of the instance, as the stand-in's, is known only once it is built)."""
+    values = getattr(dataset, attribute, None)
+    return list(values) if isinstance(values, (list, tuple)) else []
+
+
+def _check_declared(experiment: Experiment, key: str, choices: list[str],
+                    fold: Callable[[str], str] = str) -> None:
+    """``dataset.KEY`` is one of ``choices`` (compared after ``fold``), when the dataset declares any."""
+    config = experiment.dataset
+    value = getattr(config, key)
+    if choices and fold(value) not in {fold(choice) for choice in choices}:
+        raise ConfigError(f"{experiment.source}: `dataset.{key}`: dataset {config.name!r} has no {key} "
+                          f"{value!r}.{did_you_mean(value, choices)} Its {key}s: {', '.join(choices)}.")
+
+
 def _check_conformal(head, model, where: str) -> None:
     """Conformal calibration stretches a trained head's samples on VAL: it needs both a spread and VAL."""
     if not head.metadata.get("probabilistic", False):
