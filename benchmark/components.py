@@ -24,7 +24,7 @@ from benchmark.config import TRAINER_RULES, DatasetConfig, Experiment, ModelConf
 from benchmark.contracts import unable_to_segment
 from benchmark.errors import ConfigError
 from benchmark.store import folder_problem
-from registry import Registry, RegistryError, UnknownComponentError, load_registry
+from registry import ComponentRecord, Registry, RegistryError, UnknownComponentError, load_registry
 from registry.errors import did_you_mean
 from registry.records import param_from_spec
 
@@ -270,13 +270,15 @@ def resolve(experiment: Experiment) -> Resolved:
                            source)
     _refuse_overrides(experiment.dataset.params, "dataset.params", source,
                       {key: f"dataset.{key}" for key in accepted(dataset.factory, dataset_offered(experiment.dataset))})
-    _check_folders(experiment, root)
-    stand_in = registry.describe("dataset", "synthetic").factory if "synthetic" in registry.names("dataset") else None
+    _check_folders(experiment)
+    stand_in = registry.describe("dataset", "synthetic") if "synthetic" in registry.names("dataset") else None
+    if experiment.dataset.uses_stand_in:
+        _check_stand_in_format(experiment, stand_in)
     if stand_in is not None:
         _refuse_overrides(experiment.synthetic.params, "synthetic.params", source, STAND_IN_KEYS,
                           " (and regenerate the cached stand-in named after it)")
-        check_component_params(stand_in, experiment.synthetic.params, "dataset", "synthetic", "synthetic.params",
-                               source, wraps=dataset.factory)
+        check_component_params(stand_in.factory, experiment.synthetic.params, "dataset", "synthetic",
+                               "synthetic.params", source, wraps=dataset.factory)
     encoder = check("encoder", experiment.encoder.name, "encoder.name").factory
     check_component_params(encoder, experiment.encoder.params, "encoder", experiment.encoder.name, "encoder.params",
                            source)
@@ -325,14 +327,26 @@ def resolve(experiment: Experiment) -> Resolved:
     return Resolved(experiment, registry, warnings)
 
 
-def _check_folders(experiment: Experiment, root: Path) -> None:
+def _check_stand_in_format(experiment: Experiment, stand_in: ComponentRecord | None) -> None:
+    """The stand-in writes its data in the on-disk format of a dataset it knows (its metadata ``formats``): for
+    another, the run would stop once it came to generate them."""
+    formats = list(stand_in.metadata.get("formats", ())) if stand_in is not None else []
+    config = experiment.dataset
+    if config.name not in formats:
+        raise ConfigError(f"{experiment.source}: `dataset.root` = {config.root!r} does not exist, and the synthetic "
+                          f"stand-in that `dataset.synthetic_if_missing` would use instead has no {config.name!r} "
+                          f"format (it writes {', '.join(formats) or 'none: no synthetic dataset is registered'}). "
+                          "Point dataset.root at the data.")
+
+
+def _check_folders(experiment: Experiment) -> None:
     """The folders the data step writes into must take files: the stand-in's (when the data are absent) and the
     video-check cache's."""
     folders = {}
     video_cache = experiment.dataset.params.get("video_cache")
     if video_cache:
         folders["dataset.params.video_cache"] = Path(video_cache).parent
-    if experiment.dataset.synthetic_if_missing and not root.exists():
+    if experiment.dataset.uses_stand_in:
         folders["synthetic.root"] = Path(experiment.synthetic.root)
     for key, folder in folders.items():
         problem = folder_problem(folder)
