@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 from benchmark.config import TRAINER_RULES, DatasetConfig, Experiment, ModelConfig, TrainConfig
-from benchmark.contracts import unable_to_segment
+from benchmark.contracts import CLOSED_FORMS, unable_to_segment
 from benchmark.errors import ConfigError
 from benchmark.store import folder_problem
 from registry import ComponentRecord, Registry, RegistryError, UnknownComponentError, load_registry
@@ -291,6 +291,7 @@ def resolve(experiment: Experiment) -> Resolved:
     if experiment.encoder.pretrain.objective == "tracings" and problem:
         raise ConfigError(f"{source}: `encoder.pretrain.objective`: {problem}")
     dataset_tabular = dataset.metadata.get("tabular")
+    tuned = {}  # index -> head record of each model tuned.trials will tune
     for index, model in enumerate(experiment.models):
         head = check("head", model.head, f"models[{index}].head")
         if model.key == PRIOR.key and model.head != PRIOR.head:
@@ -308,6 +309,8 @@ def resolve(experiment: Experiment) -> Resolved:
             warnings.append(f"{source}: `models[{index}]` ({model.key}): neither head {model.head!r} nor fusion "
                             f"{model.fusion!r} has a search space, and the model gives none: it is trained with its "
                             f"own settings, not tuned (its {experiment.tune.trials} trials would all be alike)")
+        elif experiment.tune.trials and trains:
+            tuned[index] = head
         if fusion.metadata.get("needs_tabular") and dataset_tabular is not None and not dataset_tabular:
             raise ConfigError(
                 f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular "
@@ -324,7 +327,22 @@ def resolve(experiment: Experiment) -> Resolved:
     if not metric.metadata.get("ranked", True):
         raise ConfigError(f"{source}: `tune.metric`: {metric.name!r} is not ranked (only meaningful beside another "
                           "metric: tuning would shrink it for its own sake). Tune on a ranked metric such as CRPS.")
+    for index, head in tuned.items():
+        lacking = [need for need in metric.metadata.get("needs", ()) if not has_capability(head, need)]
+        if lacking:
+            raise ConfigError(f"{source}: `tune.metric`: {metric.name!r} is NaN for model `models[{index}]` "
+                              f"({experiment.models[index].key}): the metric needs "
+                              f"{' and '.join(map(repr, lacking))}, which head {head.name!r} does not declare, so "
+                              "every trial would fail. Tune on a metric every tuned model gives, such as CRPS.")
     return Resolved(experiment, registry, warnings)
+
+
+def has_capability(head: ComponentRecord, capability: str) -> bool:
+    """Whether a head has what a metric ``needs``: a closed form it defines (``log_prob``...) or a metadata flag it
+    sets (``probabilistic``); capabilities are declared, never guessed."""
+    if capability in CLOSED_FORMS:
+        return hasattr(head.factory, capability)
+    return bool(head.metadata.get(capability, False))
 
 
 def _check_stand_in_format(experiment: Experiment, stand_in: ComponentRecord | None) -> None:
