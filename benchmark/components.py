@@ -23,7 +23,7 @@ from typing import Any, Callable, Literal, Mapping
 from benchmark.config import TRAINER_RULES, DatasetConfig, Experiment, ModelConfig, TrainConfig
 from benchmark.contracts import CLOSED_FORMS, unable_to_segment
 from benchmark.errors import ConfigError
-from benchmark.store import folder_problem
+from benchmark.store import file_problem, folder_problem
 from registry import ComponentRecord, Registry, RegistryError, UnknownComponentError, load_registry
 from registry.errors import did_you_mean
 from registry.records import param_from_spec
@@ -358,16 +358,16 @@ def _check_stand_in_format(experiment: Experiment, stand_in: ComponentRecord | N
 
 
 def _check_folders(experiment: Experiment) -> None:
-    """The folders the data step writes into must take files: the stand-in's (when the data are absent) and the
-    video-check cache's."""
-    folders = {}
-    video_cache = experiment.dataset.params.get("video_cache")
-    if video_cache:
-        folders["dataset.params.video_cache"] = Path(video_cache).parent
-    if experiment.dataset.uses_stand_in:
-        folders["synthetic.root"] = Path(experiment.synthetic.root)
-    for key, folder in folders.items():
-        problem = folder_problem(folder)
+    """Where the data step writes must take its files: the stand-in's folder (when the data are absent) and the
+    video-check cache's file."""
+    problems = {}
+    stand_in = experiment.dataset.uses_stand_in
+    for table, params in (("dataset", experiment.dataset.params), ("synthetic", experiment.synthetic.params)):
+        if params.get("video_cache") and (table == "dataset" or stand_in):
+            problems[f"{table}.params.video_cache"] = file_problem(params["video_cache"], "video_checks.json")
+    if stand_in:
+        problems["synthetic.root"] = folder_problem(experiment.synthetic.root)
+    for key, problem in problems.items():
         if problem:
             raise ConfigError(f"{experiment.source}: `{key}`: {problem}")
 

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from benchmark.errors import ConfigError
-from benchmark.store import RunDir, folder_problem
+from benchmark.store import RunDir, file_problem
 from registry.errors import did_you_mean
 
 JOURNAL_SUFFIXES = (".log", ".journal")
@@ -111,12 +111,10 @@ def check_storage(spec: str, where: str) -> None:
 def _check_file(path: Path, spec: str, where: str) -> None:
     """A storage file (sqlite, or an Optuna journal by its suffix) must be one or be creatable: not a folder, not
     a file holding something else, in a folder that takes files."""
-    if path.is_dir():
-        problem = f"is a folder; name a file in it, e.g. {path / 'optuna.db'}"
-    elif path.suffix not in JOURNAL_SUFFIXES and path.is_file() and path.stat().st_size and not _is_sqlite(path):
+    if path.suffix not in JOURNAL_SUFFIXES and path.is_file() and path.stat().st_size and not _is_sqlite(path):
         problem = f"{path} holds something other than an SQLite database; name a new file or an Optuna database"
     else:
-        problem = folder_problem(path.parent)
+        problem = file_problem(path, "optuna.db")
     if problem:
         raise ConfigError(f"{where} = {spec!r}: {problem}")
 
