@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 from benchmark.config import TRAINER_RULES, DatasetConfig, Experiment, ModelConfig, TrainConfig
-from benchmark.contracts import unable_to_segment
+from benchmark.contracts import CLOSED_FORMS, unable_to_segment
 from benchmark.errors import ConfigError
-from benchmark.store import folder_problem
-from registry import Registry, RegistryError, UnknownComponentError, load_registry
+from benchmark.store import file_problem, folder_problem
+from registry import ComponentRecord, Registry, RegistryError, UnknownComponentError, load_registry
 from registry.errors import did_you_mean
 from registry.records import param_from_spec
 
@@ -124,6 +124,7 @@ def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any
     of the wrong type, or one the component's ``parameter_problems`` rejects. ``wraps``: the component that
     ``factory``'s ``**kwargs`` go to (the stand-in's loader), whose parameters, and only those, it takes too."""
     declared, open_ended = declared_parameters(factory)
+    inner: dict[str, Any] = {}
     if wraps is not None:
         inner, open_ended = declared_parameters(wraps)
         declared = {**inner, **declared}
@@ -140,9 +141,10 @@ def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any
         expected = _type_problem(declared[key], value)
         if expected:
             raise ConfigError(f"{where} must be {expected}, got {value!r}.{_choice_hint(declared[key], value)}")
-    problems = getattr(factory, "parameter_problems", None)
-    for key, problem in (problems(dict(params)) if callable(problems) else {}).items():
-        raise ConfigError(f"{source}: `{key_path}.{key}`: {problem}")
+    for component, taken in ((factory, dict(params)), (wraps, {key: params[key] for key in params if key in inner})):
+        problems = getattr(component, "parameter_problems", None)
+        for key, problem in (problems(taken) if callable(problems) else {}).items():
+            raise ConfigError(f"{source}: `{key_path}.{key}`: {problem}")
 
 
 def check_search_space(registry: Registry, model, index: int, source: str) -> None:
@@ -258,6 +260,7 @@ def resolve(experiment: Experiment) -> Resolved:
 
     dataset = check("dataset", experiment.dataset.name, "dataset.name")
     experiment = _with_protocol(experiment, dataset.factory)
+    _check_view(experiment, dataset.factory)
     root = Path(experiment.dataset.root)
     if not experiment.dataset.synthetic_if_missing and not root.exists():
         raise ConfigError(f"{source}: `dataset.root` = {experiment.dataset.root!r} does not exist ({root.resolve()}), "
@@ -267,13 +270,15 @@ def resolve(experiment: Experiment) -> Resolved:
                            source)
     _refuse_overrides(experiment.dataset.params, "dataset.params", source,
                       {key: f"dataset.{key}" for key in accepted(dataset.factory, dataset_offered(experiment.dataset))})
-    _check_folders(experiment, root)
-    stand_in = registry.describe("dataset", "synthetic").factory if "synthetic" in registry.names("dataset") else None
+    _check_folders(experiment)
+    stand_in = registry.describe("dataset", "synthetic") if "synthetic" in registry.names("dataset") else None
+    if experiment.dataset.uses_stand_in:
+        _check_stand_in_format(experiment, stand_in)
     if stand_in is not None:
         _refuse_overrides(experiment.synthetic.params, "synthetic.params", source, STAND_IN_KEYS,
                           " (and regenerate the cached stand-in named after it)")
-        check_component_params(stand_in, experiment.synthetic.params, "dataset", "synthetic", "synthetic.params",
-                               source, wraps=dataset.factory)
+        check_component_params(stand_in.factory, experiment.synthetic.params, "dataset", "synthetic",
+                               "synthetic.params", source, wraps=dataset.factory)
     encoder = check("encoder", experiment.encoder.name, "encoder.name").factory
     check_component_params(encoder, experiment.encoder.params, "encoder", experiment.encoder.name, "encoder.params",
                            source)
@@ -286,6 +291,7 @@ def resolve(experiment: Experiment) -> Resolved:
     if experiment.encoder.pretrain.objective == "tracings" and problem:
         raise ConfigError(f"{source}: `encoder.pretrain.objective`: {problem}")
     dataset_tabular = dataset.metadata.get("tabular")
+    tuned = {}  # index -> head record of each model tuned.trials will tune
     for index, model in enumerate(experiment.models):
         head = check("head", model.head, f"models[{index}].head")
         if model.key == PRIOR.key and model.head != PRIOR.head:
@@ -303,6 +309,8 @@ def resolve(experiment: Experiment) -> Resolved:
             warnings.append(f"{source}: `models[{index}]` ({model.key}): neither head {model.head!r} nor fusion "
                             f"{model.fusion!r} has a search space, and the model gives none: it is trained with its "
                             f"own settings, not tuned (its {experiment.tune.trials} trials would all be alike)")
+        elif experiment.tune.trials and trains:
+            tuned[index] = head
         if fusion.metadata.get("needs_tabular") and dataset_tabular is not None and not dataset_tabular:
             raise ConfigError(
                 f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular "
@@ -319,20 +327,47 @@ def resolve(experiment: Experiment) -> Resolved:
     if not metric.metadata.get("ranked", True):
         raise ConfigError(f"{source}: `tune.metric`: {metric.name!r} is not ranked (only meaningful beside another "
                           "metric: tuning would shrink it for its own sake). Tune on a ranked metric such as CRPS.")
+    for index, head in tuned.items():
+        lacking = [need for need in metric.metadata.get("needs", ()) if not has_capability(head, need)]
+        if lacking:
+            raise ConfigError(f"{source}: `tune.metric`: {metric.name!r} is NaN for model `models[{index}]` "
+                              f"({experiment.models[index].key}): the metric needs "
+                              f"{' and '.join(map(repr, lacking))}, which head {head.name!r} does not declare, so "
+                              "every trial would fail. Tune on a metric every tuned model gives, such as CRPS.")
     return Resolved(experiment, registry, warnings)
 
 
-def _check_folders(experiment: Experiment, root: Path) -> None:
-    """The folders the data step writes into must take files: the stand-in's (when the data are absent) and the
-    video-check cache's."""
-    folders = {}
-    video_cache = experiment.dataset.params.get("video_cache")
-    if video_cache:
-        folders["dataset.params.video_cache"] = Path(video_cache).parent
-    if experiment.dataset.synthetic_if_missing and not root.exists():
-        folders["synthetic.root"] = Path(experiment.synthetic.root)
-    for key, folder in folders.items():
-        problem = folder_problem(folder)
+def has_capability(head: ComponentRecord, capability: str) -> bool:
+    """Whether a head has what a metric ``needs``: a closed form it defines (``log_prob``...) or a metadata flag it
+    sets (``probabilistic``); capabilities are declared, never guessed."""
+    if capability in CLOSED_FORMS:
+        return hasattr(head.factory, capability)
+    return bool(head.metadata.get(capability, False))
+
+
+def _check_stand_in_format(experiment: Experiment, stand_in: ComponentRecord | None) -> None:
+    """The stand-in writes its data in the on-disk format of a dataset it knows (its metadata ``formats``): for
+    another, the run would stop once it came to generate them."""
+    formats = list(stand_in.metadata.get("formats", ())) if stand_in is not None else []
+    config = experiment.dataset
+    if config.name not in formats:
+        raise ConfigError(f"{experiment.source}: `dataset.root` = {config.root!r} does not exist, and the synthetic "
+                          f"stand-in that `dataset.synthetic_if_missing` would use instead has no {config.name!r} "
+                          f"format (it writes {', '.join(formats) or 'none: no synthetic dataset is registered'}). "
+                          "Point dataset.root at the data.")
+
+
+def _check_folders(experiment: Experiment) -> None:
+    """Where the data step writes must take its files: the stand-in's folder (when the data are absent) and the
+    video-check cache's file."""
+    problems = {}
+    stand_in = experiment.dataset.uses_stand_in
+    for table, params in (("dataset", experiment.dataset.params), ("synthetic", experiment.synthetic.params)):
+        if params.get("video_cache") and (table == "dataset" or stand_in):
+            problems[f"{table}.params.video_cache"] = file_problem(params["video_cache"], "video_checks.json")
+    if stand_in:
+        problems["synthetic.root"] = folder_problem(experiment.synthetic.root)
+    for key, problem in problems.items():
         if problem:
             raise ConfigError(f"{experiment.source}: `{key}`: {problem}")
 
@@ -349,19 +384,41 @@ def _refuse_overrides(params: Mapping[str, Any], key_path: str, source: str, set
 def _with_protocol(experiment: Experiment, dataset: Callable[..., Any]) -> Experiment:
     """``dataset.protocol`` as given, or the dataset's own first protocol (Dynamic ``official``, Pediatric
     ``fold``, CAMUS ``official``); a protocol the dataset does not have is an error naming the key."""
-    protocols = getattr(dataset, "protocols", None)
-    protocols = list(protocols) if isinstance(protocols, (list, tuple)) else []
+    protocols = _declared_values(dataset, "protocols")
     config = experiment.dataset
     if not config.protocol:
         if not protocols:
             raise ConfigError(f"{experiment.source}: `dataset.protocol` must be set: dataset {config.name!r} "
                               "declares no protocols of its own")
         return dataclasses.replace(experiment, dataset=dataclasses.replace(config, protocol=protocols[0]))
-    if protocols and config.protocol not in protocols:
-        raise ConfigError(f"{experiment.source}: `dataset.protocol`: dataset {config.name!r} has no protocol "
-                          f"{config.protocol!r}.{did_you_mean(config.protocol, protocols)} "
-                          f"Its protocols: {', '.join(protocols)}.")
+    _check_declared(experiment, "protocol", protocols)
     return experiment
+
+
+def _check_view(experiment: Experiment, dataset: Callable[..., Any]) -> None:
+    """``dataset.view`` must be one of the dataset's declared ``views`` (ignoring case, as the datasets read it),
+    where it takes a view at all: another would stop the run only once the data are loaded or generated."""
+    if "view" in accepted(dataset, dataset_offered(experiment.dataset)):
+        _check_declared(experiment, "view", _declared_values(dataset, "views"), fold=str.casefold)
+
+
+def _declared_values(dataset: Callable[..., Any], attribute: str) -> list[str]:
+    """The values a dataset class declares in ``attribute`` (``protocols``, ``views``); [] when it declares none
+    (a property of the instance, as the stand-in's, is known only once it is built)."""
+    values = getattr(dataset, attribute, None)
+    return list(values) if isinstance(values, (list, tuple)) else []
+
+
+def _check_declared(experiment: Experiment, key: str, choices: list[str],
+                    fold: Callable[[str], str] = str) -> None:
+    """``dataset.KEY`` is one of ``choices`` (compared after ``fold``), when the dataset declares any."""
+    config = experiment.dataset
+    value = getattr(config, key)
+    if choices and fold(value) not in {fold(choice) for choice in choices}:
+        raise ConfigError(f"{experiment.source}: `dataset.{key}`: dataset {config.name!r} has no {key} "
+                          f"{value!r}.{did_you_mean(value, choices)} Its {key}s: {', '.join(choices)}.")
+
+
 def _check_conformal(head, model, where: str) -> None:
     """Conformal calibration stretches a trained head's samples on VAL: it needs both a spread and VAL."""
     if not head.metadata.get("probabilistic", False):

@@ -83,6 +83,11 @@ class DatasetConfig:
         if self.tabular == "all":
             self.tabular = None
 
+    @property
+    def uses_stand_in(self) -> bool:
+        """Whether this resolves to the synthetic stand-in: the root is absent and that is allowed."""
+        return self.synthetic_if_missing and not Path(self.root).exists()
+
 
 @dataclass
 class ClipsConfig:

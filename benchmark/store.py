@@ -82,6 +82,15 @@ def folder_problem(folder: str | Path) -> str | None:
     return None
 
 
+def file_problem(path: str | Path, example: str = "") -> str | None:
+    """Why a file cannot be written at ``path``, or None: a folder is there, or its folder cannot be made or written
+    into (``folder_problem``). ``example``: a file name to suggest inside such a folder."""
+    path = Path(path)
+    if path.is_dir():
+        return f"is a folder; name a file in it{f', e.g. {path / example}' if example else ''}"
+    return folder_problem(path.parent)
+
+
 def inside(root: str | Path, path: str | Path) -> Path:
     """``path`` after checking that it lies inside ``root`` and is reached from it without following a
     symbolic link: the guard of every path the tool reads or writes in a run directory. The tool never makes

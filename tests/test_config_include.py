@@ -110,3 +110,15 @@ def test_protocol_defaults_to_the_datasets_own_first(tmp_path, dataset, protocol
                                                            '[[models]]\nhead = "mse"\nfusion = "none"\n'))
     assert experiment.dataset.protocol == ""
     assert resolve(experiment).experiment.dataset.protocol == protocol
+
+
+@pytest.mark.parametrize("dataset, view", [("echonet_dynamic", "a4c"), ("echonet_pediatric", "PSAX"),
+                                           ("echonet_pediatric", "Both"), ("camus", "A4C"), ("camus", "a2c"),
+                                           ("camus", "4CH")])
+def test_every_view_a_dataset_declares_passes_in_any_case(tmp_path, dataset, view):
+    """The views a dataset declares are compared ignoring case, as the datasets read them (CAMUS takes A2C/A4C
+    for its 2CH/4CH, so the default dataset.view "A4C" suits it too)."""
+    experiment = load_experiment(write(tmp_path, "e.toml", f'name = "v"\n[dataset]\nname = "{dataset}"\n'
+                                                           f'view = "{view}"\n[[models]]\nhead = "mse"\n'
+                                                           'fusion = "none"\n'))
+    assert resolve(experiment).experiment.dataset.view == view

@@ -13,7 +13,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -215,6 +215,8 @@ class IndexBuilder:
 
     def __init__(self, dataset: str, strict: bool = False, check_videos: bool = True,
                  video_cache: str | Path | None = None, min_traced_frames: int = 0, traced_rule: str = ""):
+        for key, problem in self.parameter_problems({"min_traced_frames": min_traced_frames}).items():
+            raise ConfigError(f"{dataset}: {key} {problem}")
         self.dataset = dataset
         self.strict = strict
         self.check_videos = check_videos
@@ -223,6 +225,16 @@ class IndexBuilder:
         self.items: list[Item] = []
         self.excluded: list[Exclusion] = []
         self._checks = VideoChecks(video_cache)
+
+    @staticmethod
+    def parameter_problems(params: Mapping[str, Any]) -> dict[str, str]:
+        """The rules on the options a dataset hands its builder as its own parameters (``min_traced_frames``):
+        a dataset that takes them declares ``parameter_problems = IndexBuilder.parameter_problems``, so that
+        `validate` asks before the data are loaded."""
+        minimum = params.get("min_traced_frames", 0)
+        if minimum < 0:
+            return {"min_traced_frames": f"must be 0 (keep untraced videos) or a count of traced frames, got {minimum}"}
+        return {}
 
     def exclude(self, item_id: str, file: Path | str, reason: str,
                 dropped: Literal["item", "tracing", "value"] = "item", frame: int | None = None) -> None:

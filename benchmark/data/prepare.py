@@ -14,7 +14,7 @@ from typing import Callable
 import pandas as pd
 
 from benchmark.components import accepted, check_parameters, dataset_offered
-from benchmark.config import DatasetConfig, Experiment
+from benchmark.config import Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.data.helpers import summarise_exclusions, summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
@@ -124,11 +124,6 @@ def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:
     return PreparedData(index, loaded.splits, loaded.manifest, split_hash, loaded.item_digests, loaded.root)
 
 
-def uses_stand_in(config: DatasetConfig) -> bool:
-    """Whether ``[dataset]`` resolves to the synthetic stand-in: its root is absent and that is allowed."""
-    return config.synthetic_if_missing and not Path(config.root).exists()
-
-
 def with_split_exclusions(index: DatasetIndex, splits: list[Split]) -> DatasetIndex:
     """``index`` with the items a split could not place (e.g. a patient in no split file) added to its
     exclusions, each once, so that ``excluded.csv`` accounts for every item on disk."""
@@ -176,7 +171,7 @@ def _open(experiment: Experiment, registry: Registry, say: Callable[[str], None]
     record = registry.describe("dataset", config.name)
     offered = dataset_offered(config)
     root = Path(config.root)
-    if not uses_stand_in(config):
+    if not config.uses_stand_in:
         params = {"root": root, **accepted(record.factory, offered), **config.params}
         return _build(registry, config.name, params, "[dataset] params"), root
     synthetic = experiment.synthetic

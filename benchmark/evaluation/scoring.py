@@ -162,11 +162,14 @@ def weighted_moments(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple
 
 def add_metric(registry, name: str, aggregate: Aggregate, *, label: str, direction: str,
                probabilistic: bool, order: int, description: str, target: float | None = None,
-               ranked: bool = True) -> None:
+               ranked: bool = True, needs: tuple[str, ...] = ()) -> None:
     """Register ``aggregate`` as a metric ``(y, predictive) -> float``.
 
     ``direction`` is "min", "max", or "target" (best closest to ``target``, e.g. interval coverage).
     ``ranked`` False: the leaderboard marks no best value (a quantity only meaningful beside another).
+    ``needs``: what a head must have for the metric to be a number rather than NaN, each a closed form it
+    defines (``"log_prob"``) or a metadata flag it sets (``"probabilistic"``); `validate` refuses it as
+    ``tune.metric`` for a tuned model whose head lacks one.
     The metadata keeps the aggregate so the leaderboard can recompute the metric from stored per-item
     columns (subgroups, bootstrap), and ``order`` places its column.
     """
@@ -179,4 +182,4 @@ def add_metric(registry, name: str, aggregate: Aggregate, *, label: str, directi
     registry.add(name, metric, description=description,
                  metadata={"label": label, "direction": direction, "probabilistic": probabilistic,
                            "order": order, "aggregate": aggregate, "target": target,
-                           "ranked": ranked})
+                           "ranked": ranked, "needs": list(needs)})

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmark.config import Experiment
-from benchmark.data.prepare import uses_stand_in
 from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import made_here_file, vouch_file
 from benchmark.orchestration.tuning import trust_trials
@@ -107,7 +106,7 @@ def previous_manifest(run: RunDir) -> dict[str, Any] | None:
 def refuse_stand_in_over_real(experiment: Experiment, run: RunDir) -> None:
     """Exit 2 when ``run`` holds results of real data and this run would use the synthetic stand-in."""
     manifest = previous_manifest(run)
-    if manifest is None or manifest.get("synthetic") is not False or not uses_stand_in(experiment.dataset):
+    if manifest is None or manifest.get("synthetic") is not False or not experiment.dataset.uses_stand_in:
         return
     raise ConfigError(f"{run.root} holds results on real data ({manifest.get('data_root', 'dataset.root')}), but "
                       f"{experiment.dataset.root} does not exist now, so this run would switch to the synthetic "

@@ -8,10 +8,11 @@ import warnings
 from pathlib import Path
 
 from benchmark.errors import ConfigError
-from benchmark.store import RunDir, folder_problem
+from benchmark.store import RunDir, file_problem
 from registry.errors import did_you_mean
 
 JOURNAL_SUFFIXES = (".log", ".journal")
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
 
 
 SCHEMA_ATTEMPTS = 5
@@ -94,9 +95,7 @@ def check_storage(spec: str, where: str) -> None:
     if not spec:
         return
     if "://" not in spec:
-        problem = folder_problem(Path(spec).parent)
-        if problem:
-            raise ConfigError(f"{where} = {spec!r}: {problem}")
+        _check_file(Path(spec), spec, where)
         return
     dialect = spec.split("://", 1)[0].split("+", 1)[0]
     if dialect not in DIALECTS:
@@ -105,6 +104,27 @@ def check_storage(spec: str, where: str) -> None:
                           "mysql://..., or a file path.")
     if dialect != "sqlite":
         _connect(spec, where)
+    elif ":///" in spec and spec.split(":///", 1)[1].split("?", 1)[0] not in ("", ":memory:"):
+        _check_file(Path(spec.split(":///", 1)[1].split("?", 1)[0]), spec, where)
+
+
+def _check_file(path: Path, spec: str, where: str) -> None:
+    """A storage file (sqlite, or an Optuna journal by its suffix) must be one or be creatable: not a folder, not
+    a file holding something else, in a folder that takes files."""
+    if path.suffix not in JOURNAL_SUFFIXES and path.is_file() and path.stat().st_size and not _is_sqlite(path):
+        problem = f"{path} holds something other than an SQLite database; name a new file or an Optuna database"
+    else:
+        problem = file_problem(path, "optuna.db")
+    if problem:
+        raise ConfigError(f"{where} = {spec!r}: {problem}")
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as file:
+            return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return True  # unreadable here: opening it will say why
 
 
 def _connect(url: str, where: str) -> None:

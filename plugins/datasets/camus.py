@@ -31,6 +31,7 @@ from benchmark.api import (
     wrong_root,
 )
 from registry import hookimpl
+from registry.errors import did_you_mean
 
 NAME = "camus"
 PROTOCOLS = ("official", "cv10")
@@ -55,18 +56,28 @@ class Camus:
     """CAMUS 2019 (MetaImage) or 2023 (NIfTI) release, official 400/50/50 split or 10 balanced folds."""
 
     protocols = PROTOCOLS
+    views = (*VIEWS, "both")  # A2C and A4C name the same planes
 
     def __init__(self, root, view: str = "4CH", release: str = "auto", strict: bool = False,
                  check_videos: bool = True, video_cache: str | None = None):
+        for key, problem in self.parameter_problems({"release": release}).items():
+            raise ConfigError(f"{NAME}: {key} {problem}")
         self.root = Path(root)
         self.views = _views(view)
         self.release = release
         self.builder_options = dict(strict=strict, check_videos=check_videos, video_cache=video_cache)
 
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        """The rule on ``release``, asked by `validate` before the data are loaded or generated."""
+        release = params.get("release", "auto")
+        if release == "auto" or release in RELEASES:
+            return {}
+        return {"release": f"must be \"auto\", \"2019\" or \"2023\", got {release!r}."
+                           f"{did_you_mean(str(release), ['auto', *RELEASES])}"}
+
     def detect_release(self) -> str:
         if self.release != "auto":
-            if self.release not in RELEASES:
-                raise ConfigError(f"{NAME}: release must be \"auto\", \"2019\" or \"2023\", got {self.release!r}")
             return self.release
         for release, (folder, _, _) in RELEASES.items():
             if (self.root / folder).is_dir():
@@ -274,7 +285,7 @@ def _views(view: str) -> tuple[str, ...]:
 @hookimpl
 def register_datasets(registry):
     registry.add(NAME, Camus, metadata={
-        "protocols": list(PROTOCOLS), "views": ["2CH", "4CH", "both"], "tabular": list(TABULAR),
+        "protocols": list(PROTOCOLS), "tabular": list(TABULAR),
         "reference_tabular": ["Age", "Sex"],  # MCSDR's tabular_cols, in its order
         "label_derived": ["LVedv", "LVesv", "LVef"], "subgroups": ["sex", "age_bin", "quality", "view"],
         "formats": {"2023": "database_nifti/*/patientNNNN_<view>_half_sequence.nii.gz",

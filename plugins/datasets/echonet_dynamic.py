@@ -22,6 +22,7 @@ from registry import hookimpl
 
 NAME = "echonet_dynamic"
 PROTOCOLS = ("official",)
+VIEWS = ("A4C",)
 COLUMNS = ("FileName", "EF", "Split")
 ROLES = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
 
@@ -30,6 +31,8 @@ class EchoNetDynamic:
     """EchoNet-Dynamic (FileList.csv, VolumeTracings.csv, Videos/*.avi), official split."""
 
     protocols = PROTOCOLS
+    views = VIEWS  # the official release is apical 4-chamber only
+    parameter_problems = staticmethod(IndexBuilder.parameter_problems)
 
     def __init__(self, root, min_traced_frames: int = 2, strict: bool = False, check_videos: bool = True,
                  video_cache: str | None = None, view: str = "A4C"):
@@ -65,6 +68,6 @@ class EchoNetDynamic:
 @hookimpl
 def register_datasets(registry):
     registry.add(NAME, EchoNetDynamic, metadata={
-        "protocols": list(PROTOCOLS), "views": ["A4C"], "tabular": [], "label_derived": ["ESV", "EDV"],
+        "protocols": list(PROTOCOLS), "tabular": [], "label_derived": ["ESV", "EDV"],
         "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
     })

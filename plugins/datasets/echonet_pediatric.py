@@ -40,6 +40,8 @@ class EchoNetPediatric:
     """EchoNet-Pediatric (A4C/ and PSAX/ each with FileList.csv and Videos/), integer folds 0-9."""
 
     protocols = PROTOCOLS
+    views = (*VIEWS, "both")
+    parameter_problems = staticmethod(IndexBuilder.parameter_problems)
 
     def __init__(self, root, view: str = "A4C", min_traced_frames: int = 0, strict: bool = False,
                  check_videos: bool = True, video_cache: str | None = None):
@@ -99,7 +101,7 @@ def _fold(value, path: Path, row_number: int, file_name: str) -> int:
 @hookimpl
 def register_datasets(registry):
     registry.add(NAME, EchoNetPediatric, metadata={
-        "protocols": list(PROTOCOLS), "views": [*VIEWS, "both"], "tabular": list(TABULAR),
+        "protocols": list(PROTOCOLS), "tabular": list(TABULAR),
         "reference_tabular": ["Age", "Sex", "Weight", "Height"],  # MCSDR's tabular_cols, in its order
         "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
     })

@@ -28,6 +28,8 @@ class SyntheticDataset:
                  **loader_params):
         if format not in FORMATS:
             raise ConfigError(f"{NAME}: format must be one of {', '.join(FORMATS)}, got {format!r}")
+        for key, problem in self.parameter_problems({"workers": workers}).items():
+            raise ConfigError(f"{NAME}: {key} {problem}")
         self.root = Path(root)
         self.generation = dict(format=format, n=int(n), seed=int(seed), size=int(size),
                                ambiguous_fraction=float(ambiguous_fraction), label_noise=float(label_noise))
@@ -39,12 +41,16 @@ class SyntheticDataset:
 
     @staticmethod
     def parameter_problems(params: dict) -> dict[str, str]:
-        """The generator's rules on what ``synthetic.params`` may set (its ``size``), asked by `validate` before
-        anything is generated. format, n and seed come from [dataset] and [synthetic], checked there."""
+        """The generator's rules on what ``synthetic.params`` may set (its ``size`` and ``workers``), asked by
+        `validate` before anything is generated. format, n and seed come from [dataset] and [synthetic], checked
+        there."""
         from benchmark.api import SyntheticParameters
 
         size = {"size": params["size"]} if "size" in params else {}
-        return SyntheticParameters(format=FORMATS[0], n=1, seed=0, **size).problems()
+        problems = SyntheticParameters(format=FORMATS[0], n=1, seed=0, **size).problems()
+        if params.get("workers", 1) < 1:
+            problems["workers"] = f"must be at least 1 (1 = rendered in the run's process), got {params['workers']}"
+        return problems
 
     @classmethod
     def example_params(cls, directory: Path) -> dict:

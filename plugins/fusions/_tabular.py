@@ -16,13 +16,17 @@ def tabular_mlp(tabular_dim: int, width: int) -> nn.Sequential:
 
 
 class TabularFusion(nn.Module, ABC):
-    """Base class: ``fuse(feature, tabular)`` runs only when tabular attributes exist."""
+    """Base class: ``fuse(feature, tabular)`` runs only when tabular attributes exist. ``embed_dim``, the width
+    of the tabular embedding, is checked whether or not the dataset has attributes: an embedding of width 0
+    would be built without complaint and pass the attributes on as nothing."""
 
-    def __init__(self, feature_dim: int, tabular_dim: int):
+    def __init__(self, feature_dim: int, tabular_dim: int, embed_dim: int = 1):
         super().__init__()
         if feature_dim < 1 or tabular_dim < 0:
             raise ValueError(f"{type(self).__name__}: feature_dim must be positive and tabular_dim >= 0, "
                              f"got {feature_dim} and {tabular_dim}")
+        if embed_dim < 1:
+            raise ValueError(f"{type(self).__name__}: embed_dim must be at least 1, got {embed_dim}")
         self.feature_dim = feature_dim
         self.tabular_dim = tabular_dim
         self.out_dim = feature_dim

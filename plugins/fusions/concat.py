@@ -12,7 +12,7 @@ class ConcatFusion(TabularFusion):
     """Concatenate the video feature with an MLP embedding of the tabular attributes (MCSDR)."""
 
     def __init__(self, feature_dim: int, tabular_dim: int = 0, embed_dim: int = 64):
-        super().__init__(feature_dim, tabular_dim)
+        super().__init__(feature_dim, tabular_dim, embed_dim)
         if tabular_dim:
             # The attribute name matches MCSDR's checkpoint keys (tabular_encoder.0/2.*) for import.
             self.tabular_encoder = tabular_mlp(tabular_dim, embed_dim)

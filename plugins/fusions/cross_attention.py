@@ -13,7 +13,9 @@ class CrossAttentionFusion(TabularFusion):
     """The video feature attends over tabular attribute tokens; the result is concatenated to it."""
 
     def __init__(self, feature_dim: int, tabular_dim: int = 0, embed_dim: int = 64, heads: int = 4):
-        super().__init__(feature_dim, tabular_dim)
+        super().__init__(feature_dim, tabular_dim, embed_dim)
+        if heads < 1:
+            raise ValueError(f"cross_attention: heads must be at least 1, got {heads}")
         if tabular_dim:
             if embed_dim % heads:
                 raise ValueError(f"cross_attention: embed_dim {embed_dim} must be divisible by heads {heads}")

@@ -12,7 +12,7 @@ class FiLMFusion(TabularFusion):
     """Feature-wise linear modulation of the video feature by the tabular attributes."""
 
     def __init__(self, feature_dim: int, tabular_dim: int = 0, embed_dim: int = 64):
-        super().__init__(feature_dim, tabular_dim)
+        super().__init__(feature_dim, tabular_dim, embed_dim)
         if tabular_dim:
             self.tabular_encoder = tabular_mlp(tabular_dim, embed_dim)
             self.modulation = nn.Linear(embed_dim, 2 * feature_dim)

@@ -22,7 +22,8 @@ def nll_kde(items: Items, weights: np.ndarray) -> np.ndarray:
 
 @hookimpl
 def register_metrics(registry):
-    add_metric(registry, "nll", nll, label="NLL", direction="min", probabilistic=True, order=60,
+    add_metric(registry, "nll", nll, label="NLL", direction="min", probabilistic=True, order=60, needs=("log_prob",),
                description="Negative log-likelihood from the head's closed-form density (nats).")
     add_metric(registry, "nll_kde", nll_kde, label="NLL (KDE)", direction="min", probabilistic=True,
-               order=61, description="Negative log-likelihood of a Gaussian KDE of the samples (nats).")
+               order=61, needs=("probabilistic",),
+               description="Negative log-likelihood of a Gaussian KDE of the samples (nats).")

@@ -3,10 +3,14 @@
 and `run` creates no run directory. `validate --data` loads the data the way `run` does first."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from faultkit import cli, run_args
 
 from benchmark.training.checks import checked
+
+HERE = Path(__file__).parent
 
 # setting(s) given with --set -> phrases the message must hold
 SETTINGS = {
@@ -118,6 +122,58 @@ SETTINGS = {
     "protocol the dataset lacks": (["dataset.protocol=flod"],
                                    ["`dataset.protocol`: dataset 'echonet_pediatric' has no protocol 'flod'.",
                                     "Did you mean 'fold'?"]),
+    # each of these was accepted by validate and stopped the run only at the data or later, or not at all
+    "view the dataset lacks": (['dataset.view="A2C"'],
+                               [("`dataset.view`: dataset 'echonet_pediatric' has no view 'A2C'. Did you mean 'A4C'? "
+                                 "Its views: A4C, PSAX, both.")]),
+    "view other than Dynamic's A4C": (["dataset.name=echonet_dynamic", 'dataset.view="both"', "models.0.fusion=none",
+                                       "models.1.fusion=none"],
+                                      ["`dataset.view`: dataset 'echonet_dynamic' has no view 'both'.",
+                                       "Its views: A4C."]),
+    "negative min_traced_frames": (["dataset.params={min_traced_frames = -1}"],
+                                   [("`dataset.params.min_traced_frames`: must be 0 (keep untraced videos) or a count "
+                                     "of traced frames, got -1")]),
+    "negative min_traced_frames of the stand-in's loader": (["synthetic.params={min_traced_frames = -1}"],
+                                                            ["`synthetic.params.min_traced_frames`: must be 0"]),
+    "CAMUS release that does not exist": (["dataset.name=camus", 'dataset.params={release = "2020"}'],
+                                          ['`dataset.params.release`: must be "auto", "2019" or "2023",',
+                                           "got '2020'."]),
+    "dataset the stand-in has no format for": (["dataset.name=synthetic", "dataset.protocol=fold"],
+                                               ["`dataset.root` = ",
+                                                ("does not exist, and the synthetic stand-in that "
+                                                 "`dataset.synthetic_if_missing` would use instead has no 'synthetic' "
+                                                 "format (it writes echonet_dynamic, echonet_pediatric, camus)")]),
+    "fusion embedding of width 0": (["models.0.fusion_params={embed_dim = 0}"],
+                                    [("`models[0].fusion_params.embed_dim`: model 'mse' (head 'mse', fusion 'concat') "
+                                      "fails the pre-flight at building the fusion and head: ValueError: ConcatFusion: "
+                                      "embed_dim must be at least 1, got 0")]),
+    "cross-attention without heads": (["models.0.fusion=cross_attention", "models.0.fusion_params={heads = 0}"],
+                                      ["`models[0].fusion_params.heads`: model 'mse'",
+                                       "ValueError: cross_attention: heads must be at least 1, got 0"]),
+    "stand-in rendered by no process": (["synthetic.params={workers = 0}"],
+                                        [("`synthetic.params.workers`: must be at least 1 (1 = rendered in the run's "
+                                          "process), got 0")]),
+    "tuning a point head on NLL": (["tune.trials=2", 'tune.metric="nll"'],
+                                   [("`tune.metric`: 'nll' is NaN for model `models[0]` (mse): the metric needs "
+                                     "'log_prob', which head 'mse' does not declare, so every trial would fail.")]),
+    "tuning a point head on NLL (KDE)": (["tune.trials=2", 'tune.metric="NLL (KDE)"'],
+                                         [("`tune.metric`: 'nll_kde' is NaN for model `models[0]` (mse): the metric "
+                                           "needs 'probabilistic', which head 'mse' does not declare")]),
+    "tuning a sample-only head on NLL": (["tune.trials=2", 'tune.metric="nll"', "models.0.head=quantile"],
+                                         [("`tune.metric`: 'nll' is NaN for model `models[0]` (mse): the metric needs "
+                                           "'log_prob', which head 'quantile' does not declare")]),
+    "storage that is a folder": ([f'tune.storage="{HERE}"'],
+                                 [f"`tune.storage` = '{HERE}': is a folder; name a file in it,",
+                                  f"e.g. {HERE / 'optuna.db'}"]),
+    "storage URL of a file that is no database": ([f'tune.storage="sqlite:///{HERE / "faultkit.py"}"'],
+                                                  [f"`tune.storage` = 'sqlite:///{HERE / 'faultkit.py'}':",
+                                                   f"{HERE / 'faultkit.py'} holds something other than an SQLite",
+                                                   "database; name a new file"]),
+    "video cache that is a folder": ([f'dataset.params={{video_cache = "{HERE}"}}'],
+                                     [("`dataset.params.video_cache`: is a folder; name a file in it, e.g. "
+                                       f"{HERE / 'video_checks.json'}")]),
+    "stand-in's video cache that is a folder": ([f'synthetic.params={{video_cache = "{HERE}"}}'],
+                                                ["`synthetic.params.video_cache`: is a folder"]),
 }
 
 
@@ -282,6 +338,18 @@ def test_unknown_tabular_column_fails_at_the_data_before_the_run_directory(tmp_p
     assert_refused(cli("validate", experiment, "--data", *settings), experiment, expected)
     assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
     assert not (tmp_path / "run").exists()
+
+
+def test_nll_tunes_models_that_give_it_and_is_free_while_nothing_is_tuned(experiment, write_plugin):
+    """tune.metric is held to the models tuning would score with it, and only to them."""
+    plugin = write_plugin("broken_heads", BROKEN_HEADS)  # its "plain" head is a point head with nothing to tune
+    for settings in (['tune.metric="nll"'],  # no trials
+                     ["tune.trials=2", 'tune.metric="nll"', "models.0.head=mdn"],  # both heads have log_prob
+                     ["tune.trials=2", 'tune.metric="nll_kde"', "models.0.head=quantile"],  # both have a spread
+                     ["tune.trials=2", 'tune.metric="nll"', f'plugins=["{plugin}"]', "models.0.head=plain",
+                      "models.0.fusion=none"]):  # trained untuned
+        outcome = cli("validate", experiment, *sets(settings))
+        assert outcome.code == 0, (settings, outcome.text)
 
 
 def test_a_model_with_nothing_to_tune_is_named_and_trained_untuned(tmp_path, experiment, write_plugin):
