@@ -238,12 +238,14 @@ def read_json(path: str | Path) -> Any:
 
 
 def file_records(directory: str | Path, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """``{name: {"sha256", "rows"}}`` for each of ``names`` present in ``directory``."""
+    """``{name: {"sha256", "rows"}}`` for each of ``names`` present in ``directory``. Each must be a regular file
+    (``check_regular``): a link planted in a received job folder under a name the job does not write would
+    otherwise have the digest of what it points at recorded, and vouched for."""
     records = {}
     for name in names:
         path = Path(directory) / name
-        if path.is_file():
-            data = path.read_bytes()
+        if os.path.lexists(path):
+            data = read_regular(check_regular(path, f"record {name} in result.json"))
             records[name] = {"sha256": hashlib.sha256(data).hexdigest(), "rows": _rows(name, data)}
     return records
 
@@ -269,6 +271,19 @@ def open_regular(path: str | Path) -> BinaryIO:
         os.close(handle)
         raise StoreError(f"{path} is {_kind(mode)}, not a regular file")
     return os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file
+
+
+def check_regular(path: str | Path, doing: str) -> Path:
+    """``path`` if it is a regular file (``open_regular``: a link is not followed, a FIFO not waited on), else a
+    StoreError that says what was refused: ``refused to {doing}: ...``. For a file the tool is about to hand on
+    (to a shared storage, an artifact store): a link planted in a received run directory would hand on what it
+    points at (``model.pt -> ~/.ssh/id_rsa``). A missing file raises OSError."""
+    try:
+        open_regular(path).close()
+    except StoreError as error:
+        raise StoreError(f"refused to {doing}: {error}; the tool makes only regular files in a run directory, so "
+                         "this one was put there: remove it to go on") from None
+    return Path(path)
 
 
 def read_regular(path: str | Path) -> bytes:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import socket
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Any
 from benchmark.config import artifacts_problem
 from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import file_digest
-from benchmark.store import atomic_writer, check_name, inside, nearest_existing, open_regular
+from benchmark.store import atomic_writer, check_name, check_regular, inside, nearest_existing, open_regular
 
 RUN_FOLDER = "artifacts"  # a run directory's own store, when no shared one is named
 CHUNK = 1 << 20  # bytes read at a time from an artifact, so that reading stops soon after its recorded size
@@ -150,10 +151,12 @@ def _s3_store(spec: str):
 
 
 def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, Any]:
-    """Store the file ``path`` as an artifact of ``trial``; returns its record for the trial's attributes."""
+    """Store the file ``path`` as an artifact of ``trial``; returns its record for the trial's attributes. It
+    must be a regular file (``check_regular``): a link planted in a received run directory would upload what it
+    points at."""
     from optuna.artifacts import upload_artifact
 
-    sha256 = file_digest(path)
+    sha256 = file_digest(check_regular(path, f"store {path.name} in the artifact store"))
     if "folder" in artifacts.where:
         Path(artifacts.where["folder"]).mkdir(parents=True, exist_ok=True)
     artifact = upload_artifact(artifact_store=artifacts.store, file_path=str(path), study_or_trial=trial)
@@ -167,7 +170,7 @@ def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> 
     recorded are refused with a StoreError, and then ``path`` is left as it was."""
     from optuna.artifacts.exceptions import ArtifactNotFound
 
-    if path.is_file() and file_digest(path) == record.get("sha256"):  # computed here, or fetched before
+    if _regular(path) and file_digest(path) == record.get("sha256"):  # computed here, or fetched before
         return True
     store = _reader(record, mine)
     if store is None:
@@ -217,6 +220,14 @@ def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> 
     finally:
         stream.close()
     return True
+
+
+def _regular(path: Path) -> bool:
+    """A regular file stands at ``path`` (a link is not followed: one planted there is replaced by the download)."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _reader(record: dict[str, Any], mine: Artifacts):

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 import zlib
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from benchmark.evaluation.run_records import read_manifest
 from benchmark.identity import vouch_file
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
 from benchmark.orchestration.storage import GRACE_BEATS, MAX_RETRY, optuna_module, worker_name
-from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json
+from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, check_regular, read_regular
 
 JOB = "job"                  # user attr: the job id a jobs-study trial stands for
 WORKER = "worker"            # user attr: host:pid of the worker that claimed the trial
@@ -591,11 +592,16 @@ class JobBoard(ClaimBoard):
         def run_and_store(job: str, trial) -> float:
             nonlocal ran
             record, directory = run_one(job)
+            # Read before the result is stored: a file refused (a link or FIFO planted in a received run directory)
+            # fails the claim with the error naming it, and no result stands without its files.
+            files, model, uploaded = job_files(directory), directory / MODEL_FILE, None
+            if self.artifacts is not None and os.path.lexists(model):
+                uploaded = upload(self.artifacts, trial, model)
             trial.set_user_attr(RESULT, record)
-            for key, text in encode_files(job_files(directory)).items():
+            for key, text in encode_files(files).items():
                 trial.set_user_attr(key, text)
-            if self.artifacts is not None and (directory / MODEL_FILE).is_file():
-                trial.set_user_attr(MODEL, upload(self.artifacts, trial, directory / MODEL_FILE))
+            if uploaded is not None:
+                trial.set_user_attr(MODEL, uploaded)
             ran += 1
             return float(record["seconds"])
 
@@ -662,8 +668,13 @@ def _fetch_model(run: RunDir, job: str, record: dict[str, Any], models: Artifact
 
 
 def job_files(directory: Path) -> dict[str, bytes]:
-    """The files of a finished job that other machines need for the report."""
-    return {name: (directory / name).read_bytes() for name in STORED_FILES if (directory / name).is_file()}
+    """The files of a finished job that other machines need for the report. Each must be a regular file: the job
+    writes some of them only (``trajectories.npz`` for some heads, ``traceback.txt`` when it fails), and a link
+    planted under another name in a received run directory (``traceback.txt -> ~/.ssh/id_rsa``) would send what
+    it points at to every machine that shares the storage; such a file, or a FIFO, is refused (``check_regular``)."""
+    doing = f"store the files of job {directory.name} in the storage"
+    return {name: read_regular(check_regular(directory / name, doing))
+            for name in STORED_FILES if os.path.lexists(directory / name)}
 
 
 def jobs_studies(storage) -> list[str]:

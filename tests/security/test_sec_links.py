@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 
 import pandas as pd
@@ -15,7 +16,10 @@ import pytest
 from faults.faultkit import cli, run_args
 
 from benchmark.errors import StoreError
-from benchmark.store import RunDir, inside
+from benchmark.orchestration.artifacts import download, open_artifacts, upload
+from benchmark.orchestration.cluster import JobBoard, decode_files
+from benchmark.orchestration.storage import open_storage
+from benchmark.store import RunDir, atomic_write_text, inside
 
 pytestmark = pytest.mark.usefixtures("deadline")
 DEADLINE_S = 120
@@ -183,3 +187,101 @@ def test_a_fifo_run_lock_is_not_waited_on(run_copy):
     os.mkfifo(run_copy / "run.lock")
     outcome = cli(*run_args(run_copy.parent / "experiment.toml", run_copy))
     assert outcome.code != 0 and "is in use" in _said(outcome)
+
+
+JOB = "mse__seed0__fold0__aaaa"
+
+
+def _worker(tmp_path):
+    """A worker's jobs board over its run directory (its own artifacts/ folder as the store)."""
+    run = RunDir(tmp_path / "run")
+    storage = open_storage(f"sqlite:///{tmp_path / 'shared.db'}", tmp_path, heartbeat=1)
+    board = JobBoard(storage, "exp/jobs/plan", open_artifacts("", run.root))
+    board.publish([JOB], {"experiment": "exp", "jobs": [JOB]})
+    return run, board
+
+
+def _written_predictions(run):
+    """A worker's ``run_one``: the job writes its predictions (atomically) and nothing else: a served head."""
+    def run_one(job):
+        atomic_write_text(run.job(job) / "predictions.csv", f"FileName\n{job}\n")
+        return {"job": job, "seconds": 0.5, "status": "ok"}, run.job(job)
+    return run_one
+
+
+@pytest.mark.parametrize("name", ["model.pt", "traceback.txt", "trajectories.npz", "samples.npz"])
+@pytest.mark.parametrize("planted", ["link", "fifo"])
+def test_a_worker_hands_no_planted_job_file_to_the_storage_or_the_artifact_store(tmp_path, name, planted):
+    # A received run directory: a job's folder holds, under a name the job does not write, a link to the user's
+    # key (or a FIFO). The worker that runs the job must not send the key to every machine sharing the storage.
+    secret = tmp_path / "id_rsa"
+    secret.write_text(SECRET)
+    run, board = _worker(tmp_path)
+    run.job(JOB).mkdir(parents=True)
+    os.symlink(secret, run.job(JOB) / name) if planted == "link" else os.mkfifo(run.job(JOB) / name)
+    kind = "a symbolic link" if planted == "link" else "a FIFO"
+
+    with pytest.raises(StoreError, match=f"{run.job(JOB) / name} is {kind}, not a regular file"):
+        board.work(_written_predictions(run), say=lambda _: None)
+    trial = board.study.get_trials()[-1]
+    assert "S3cr3t" not in json.dumps(trial.user_attrs) and "S3cr3t" not in str(decode_files(trial.user_attrs))
+    assert not any("S3cr3t" in path.read_text(errors="replace") for path in run.root.rglob("*")
+                   if path.is_file() and not path.is_symlink())
+    state = board.states([JOB])[0]
+    assert state.state == "failed" and f"{run.job(JOB) / name} is {kind}" in state.detail
+    assert secret.read_text() == SECRET
+
+
+def test_an_artifact_is_uploaded_from_no_link(tmp_path):
+    secret = tmp_path / "id_rsa"
+    secret.write_text(SECRET)
+    run, board = _worker(tmp_path)
+    (run.root / "encoders").mkdir(parents=True)
+    (run.root / "encoders" / "fold0-seed0-abc.pt").symlink_to(secret)
+    trial = board.study.ask()
+    with pytest.raises(StoreError, match="encoders/fold0-seed0-abc.pt is a symbolic link"):
+        upload(board.artifacts, trial, run.root / "encoders" / "fold0-seed0-abc.pt")
+    assert not (run.root / "artifacts").exists() or not any((run.root / "artifacts").iterdir())
+
+
+def test_a_run_loads_no_stage_one_weights_through_a_link(run_copy, tmp_path):
+    # A received run directory whose stage-1 weights are a link to a file elsewhere: a run would load it (and a
+    # worker would upload it to the artifact store). It is trained again instead, and the link replaced.
+    stored = next((run_copy / "encoders").glob("*.pt"))
+    elsewhere = tmp_path / "my_model.pt"
+    shutil.copy(stored, elsewhere)
+    stored.unlink()
+    stored.symlink_to(elsewhere)
+    outcome = _rerun(run_copy)
+    assert outcome.code == 0, outcome.text
+    assert f"reused {stored.name}" not in _said(outcome) and "training it again" in _said(outcome)
+    assert stored.is_file() and not stored.is_symlink()
+
+
+def test_a_job_records_no_digest_of_a_file_a_planted_link_points_at(run_copy, tmp_path):
+    # A job records the SHA-256 of its scored files in result.json (sent to the storage by a worker). A link
+    # planted under a name the job does not write (an mse head writes no trajectories) is refused, not hashed.
+    secret = tmp_path / "id_rsa"
+    secret.write_text(SECRET)
+    job = _job(run_copy)
+    (job / "result.json").unlink()  # this job runs again, into its folder
+    (job / "trajectories.npz").symlink_to(secret)
+    outcome = cli(*run_args(run_copy.parent / "experiment.toml", run_copy))
+    assert outcome.code == 1, outcome.text
+    assert f"{job / 'trajectories.npz'} is a symbolic link, not a regular file" in _said(outcome)
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    assert not any(digest in path.read_text() for path in run_copy.rglob("*.json"))
+
+
+def test_a_download_replaces_a_link_planted_where_the_file_goes(tmp_path):
+    # A received run directory holds, where a worker fetches a stage file, a link to a file with those very
+    # bytes: taken for the file, it would stay, and what reads the file would go through it. It is replaced.
+    run, board = _worker(tmp_path)
+    weights = atomic_write_text(run.root / "encoders" / "fold0-seed0-abc.pt", "weights")
+    record = upload(board.artifacts, board.study.ask(), weights)
+    elsewhere = tmp_path / "elsewhere.pt"
+    elsewhere.write_text("weights")
+    weights.unlink()
+    weights.symlink_to(elsewhere)
+    assert download(record, board.artifacts, "the weights", weights)
+    assert not weights.is_symlink() and weights.read_text() == "weights"
