@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from benchmark.errors import StoreError
 from benchmark.evaluation.board_files import write_tables
 from benchmark.evaluation.figures import FigureInputs, write_all
 from benchmark.evaluation.figures.posterior import ModelSamples
@@ -23,7 +24,7 @@ from benchmark.evaluation.html import write_html
 from benchmark.evaluation.leaderboard import JobResult, MetricSpec, SampleRange, Tables, metric_specs, read_predictions
 from benchmark.evaluation.run_records import read_manifest, read_result
 from benchmark.identity import made_here_file
-from benchmark.store import RunDir, check_name, damage, read_arrays, read_csv_table
+from benchmark.store import RunDir, check_name, damage, open_regular, read_arrays, read_csv_table
 from registry import Registry, load_registry
 
 
@@ -89,9 +90,12 @@ def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: b
     return registry
 
 
-def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = print) -> pd.DataFrame:
+def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = print,
+                 oracle: Path | None = None) -> pd.DataFrame:
     """Write every table and plot with the metrics of ``registry``; returns the leaderboard. A metric
-    column of the previous leaderboard that ``registry`` cannot compute is named."""
+    column of the previous leaderboard that ``registry`` cannot compute is named. ``oracle``: the oracle
+    posteriors of the run's data, which ``run`` knows; without it (``report``, ``score``) the path manifest.json
+    records, if it is a synthetic stand-in's sidecar (``recorded_oracle``)."""
     results = load_results(run)
     manifest = read_manifest(run)
     config = manifest["config"]
@@ -100,7 +104,8 @@ def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = p
     specs = metric_specs(registry.records("metric"))
     tables = write_tables(run.root, results, manifest["protocol"], baseline=config.get("baseline", ""), specs=specs,
                           n_boot=config["evaluate"]["bootstrap"], seed=config["seeds"][0])
-    figures = write_all(run.plots, _figure_inputs(run, results, tables, specs, manifest, registry))
+    oracle = recorded_oracle(run, manifest, say) if oracle is None else oracle
+    figures = write_all(run.plots, _figure_inputs(run, results, tables, specs, manifest, registry, oracle))
     html = write_html(run.root / "report.html", tables, specs, manifest, figures, _excluded(run))
     say(f"leaderboard: {run.root / 'leaderboard.md'}; report: {html}")
     received = [path for path in [run.result(job) for job in manifest["jobs"] if run.is_done(job)]
@@ -128,7 +133,7 @@ def _directory(run: RunDir, record: dict[str, Any]) -> Path:
 
 
 def _figure_inputs(run: RunDir, results: list[JobResult], tables: Tables, specs: list[MetricSpec],
-                   manifest: dict[str, Any], registry: Registry) -> FigureInputs:
+                   manifest: dict[str, Any], registry: Registry, oracle: Path | None) -> FigureInputs:
     """What the figures need beyond the tables: each model's samples (and closed-form density) on its first
     finished job, the oracle posteriors, the diffusion paths, and which rows are references."""
     samples, trajectories = {}, {}
@@ -151,14 +156,39 @@ def _figure_inputs(run: RunDir, results: list[JobResult], tables: Tables, specs:
                                                              y=paths["y"], paths=list(paths["paths"]))
     untrained = {record.name for record in registry.records("head") if not record.metadata.get("needs_training", True)}
     reference = set(tables.board.loc[tables.board["head"].isin(untrained), "model"])
-    return FigureInputs(results, tables.board, specs, samples, _oracle_components(manifest.get("oracle", "")),
-                        trajectories, reference)
+    return FigureInputs(results, tables.board, specs, samples, _oracle_components(oracle), trajectories, reference)
 
 
-def _oracle_components(path: str) -> dict[str, list[tuple[float, float, float]]]:
+def recorded_oracle(run: RunDir, manifest: dict[str, Any], say: Callable[[str], None]) -> Path | None:
+    """The oracle posteriors manifest.json names, where ``report`` may read them: a received manifest could name
+    any file (``~/.ssh/id_rsa``), so only the sidecar of a synthetic stand-in generated on this machine is read:
+    ``oracle.csv`` beside the ``SYNTHETIC.md`` of a complete generation, a regular file (not a link, not a FIFO).
+    Anything else is named and left out of the figures."""
+    named = manifest.get("oracle")
+    if not named:
+        return None
+    from benchmark.synth.generate import ORACLE, read_marker
+
+    path = Path(str(named))
+    if not path.is_absolute() or path.name != ORACLE or read_marker(path.parent) is None:
+        problem = "it is not the oracle.csv of a synthetic stand-in generated on this machine"
+    else:
+        try:
+            open_regular(path).close()
+            return path
+        except StoreError as error:
+            problem = str(error)
+        except OSError as error:
+            problem = f"it cannot be read ({error.strerror or error})"
+    say(f"note: the oracle posteriors named in {run.manifest} ({named}) are not read: {problem}; the figures "
+        "leave them out")
+    return None
+
+
+def _oracle_components(path: Path | None) -> dict[str, list[tuple[float, float, float]]]:
     """Per item id: the vision+tabular oracle posterior components, when the data has a sidecar."""
-    if not path or not Path(path).is_file():
+    if path is None or not path.is_file():
         return {}
     from benchmark.synth.oracle import read
 
-    return read(Path(path), "vision_tabular")[0]
+    return read(path, "vision_tabular")[0]

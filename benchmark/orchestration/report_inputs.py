@@ -12,13 +12,15 @@ tables are made.
 """
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.run_records import read_manifest
 from benchmark.identity import engine_digests, file_digest, made_here_file, source_digest, stable_hash, vouch_file
-from benchmark.store import RunDir, atomic_write_json, read_csv_table, read_json
+from benchmark.store import RunDir, atomic_write_json, check_name, read_csv_table, read_json
 from registry import Registry
 
 INPUTS_FILE = "report_inputs.json"
@@ -28,9 +30,10 @@ MANIFEST_SECTIONS = ("config", "protocol", "jobs", "oracle")  # what the report 
 REPORT_CODE = ("evaluation", "synth/oracle.py", "store.py")
 
 
-def report_if_changed(run: RunDir, registry: Registry, say: Callable[[str], None] = print):
-    """``write_report`` unless its inputs and outputs are those recorded by the last one; the leaderboard."""
-    inputs = report_inputs(run, registry)
+def report_if_changed(run: RunDir, registry: Registry, oracle: Path | None, say: Callable[[str], None] = print):
+    """``write_report`` unless its inputs and outputs are those recorded by the last one; the leaderboard.
+    ``oracle``: the oracle posteriors of the run's data (the stand-in's sidecar in its data folder), or None."""
+    inputs = report_inputs(run, registry, oracle)
     reason = _why_rebuild(run, inputs)
     if reason is None:
         say("report unchanged, not rebuilt")
@@ -40,22 +43,22 @@ def report_if_changed(run: RunDir, registry: Registry, say: Callable[[str], None
     from benchmark.evaluation.report import write_report
 
     before = _outputs(run)
-    board = write_report(run, registry, say=say)
+    board = write_report(run, registry, say=say, oracle=oracle)
     written = {name: file_digest(run.root / name) for name, stamp in _outputs(run).items() if before.get(name) != stamp}
     vouch_file(atomic_write_json(run.root / INPUTS_FILE, {"inputs": inputs, "outputs": written}))
     return board
 
 
-def report_inputs(run: RunDir, registry: Registry) -> dict[str, Any]:
-    """Digests of everything the report is made of, by part."""
+def report_inputs(run: RunDir, registry: Registry, oracle: Path | None) -> dict[str, Any]:
+    """Digests of everything the report is made of, by part. ``oracle`` is the run's own (``report_if_changed``),
+    never the path manifest.json records: a received one could name any file."""
     manifest = read_manifest(run)
     results = [run.result(job) for job in manifest["jobs"] if run.is_done(job)]
     results += run.external_results()
-    oracle = Path(manifest.get("oracle") or "")
     return {
         "manifest": stable_hash({section: manifest.get(section) for section in MANIFEST_SECTIONS}),
         "results": {str(path.relative_to(run.root)): file_digest(path) for path in results},
-        "oracle": file_digest(oracle) if oracle.is_file() else "",
+        "oracle": file_digest(oracle) if oracle is not None and oracle.is_file() else "",
         "metrics": {record.name: source_digest(record) for record in registry.records("metric")},
         "code": stable_hash(engine_digests(REPORT_CODE)),
     }
@@ -69,23 +72,44 @@ def _why_rebuild(run: RunDir, inputs: dict[str, Any]) -> str | None:
     if not made_here_file(path):  # received or copied: its digests sit beside the files they vouch for
         return "the earlier report was not drawn on this machine"
     recorded = read_json(path)
-    before = recorded.get("inputs", {})
+    if not isinstance(recorded, dict) or not all(isinstance(recorded.get(part), dict) for part in ("inputs", "outputs")):
+        return f"{path} is not as the report writes it"
+    before = recorded["inputs"]
     changed = [part for part in inputs if before.get(part) != inputs[part]]
     if changed:
         return f"{', '.join(changed)} changed"
-    for name, digest in recorded.get("outputs", {}).items():
-        output = run.root / name
+    for name, digest in recorded["outputs"].items():
+        output = _output(run, name)
+        if output is None:
+            return f"{path} names {name!r}, which is no file the report writes"
         if not output.is_file() or file_digest(output) != digest:
             return f"{name} is missing or was changed"
     return None
 
 
+def _output(run: RunDir, name: str) -> Path | None:
+    """The file of the run directory that ``name`` (from report_inputs.json, which may be received) stands for, or
+    None where it is none that the report writes: a file in the run directory or in its ``plots/``, reached without
+    a link and not a FIFO (``RunDir.path``). ``../x`` or ``/etc/x`` would have the digest of any file compared."""
+    parts = name.split("/")
+    try:
+        if len(parts) > 2 or parts[:-1] not in ([], ["plots"]):
+            return None
+        return run.path(*parts[:-1], check_name(parts[-1], "output"))
+    except (ConfigError, StoreError):
+        return None
+
+
 def _outputs(run: RunDir) -> dict[str, tuple[int, int, int]]:
-    """(inode, size, modification time) of each file in the run directory and its plots: what changed
-    across ``write_report`` is what it wrote (its writes are atomic renames, a new inode each)."""
+    """(inode, size, modification time) of each regular file in the run directory and its plots (a link is not
+    followed): what changed across ``write_report`` is what it wrote (its writes are atomic renames, a new inode
+    each)."""
     stamps = {}
     for path in [*run.root.glob("*"), *run.plots.glob("*")]:
-        if path.is_file() and path.name != INPUTS_FILE:
-            stat = path.stat()
-            stamps[str(path.relative_to(run.root))] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        try:
+            status = path.lstat()
+        except FileNotFoundError:  # removed since listed
+            continue
+        if stat.S_ISREG(status.st_mode) and path.name != INPUTS_FILE:
+            stamps[str(path.relative_to(run.root))] = (status.st_ino, status.st_size, status.st_mtime_ns)
     return stamps

@@ -306,7 +306,8 @@ def _stage_seeds(experiment: Experiment) -> list[int]:
 
 def _finish(context: RunContext) -> RunDir:
     with context.times.measure("report"):
-        board = report_if_changed(context.run, context.registry, say=context.say)
+        # The oracle posteriors the figures draw: where this run found them, not where manifest.json says.
+        board = report_if_changed(context.run, context.registry, context.data.index.oracle_path, say=context.say)
     context.registry.hook.on_run_end(run=context.info, leaderboard=board)
     context.say(context.times.summary())
     atomic_write_json(context.run.root / TIMINGS_FILE, context.times.record())

@@ -3,15 +3,19 @@ imports none of the plugins a manifest names unless asked, a storage cannot name
 directory of real results is never quietly continued on the synthetic stand-in."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import optuna
 from faults.faultkit import cli, run_args
 
 from benchmark.orchestration.cluster import FILE, JOB, RESULT, JobBoard, encode_files, fetch_results, jobs_study_name
+from benchmark.orchestration.report_inputs import INPUTS_FILE, report_inputs
 from benchmark.orchestration.storage import open_storage
 from benchmark.store import RunDir
+from registry import load_registry
 
+SECRET = "STORAGE=postgresql://lvef:S3cr3t@db.internal/lvef\n"
 PLUGIN = "from pathlib import Path\nPath(__file__).with_suffix('.proof').write_text('plugin code ran')\n"
 
 
@@ -111,3 +115,48 @@ def test_status_opens_no_storage_a_received_manifest_names(run_copy, tmp_path):
     assert outcome.code == 2, outcome.text
     assert "--storage URL" in outcome.err and str(elsewhere) in outcome.err
     assert not elsewhere.parent.exists(), "status created a storage a received manifest named"
+
+
+def _said(outcome) -> str:
+    return " ".join((outcome.out + outcome.err).split())
+
+
+def test_report_reads_no_oracle_file_a_received_manifest_names(run_copy, tmp_path):
+    # The manifest records where the run found the stand-in's oracle posteriors, in its data folder: on another
+    # machine that path is the sender's choice, and the report would parse (and draw) any file it names.
+    genuine = cli("report", run_copy)  # the stand-in's own sidecar, generated on this machine, is read
+    assert genuine.code == 0 and "oracle posteriors" not in _said(genuine), genuine.text
+    secret = tmp_path / "id_rsa"
+    secret.write_text(SECRET)
+    _edit_manifest(run_copy, oracle=str(secret))
+    outcome = cli("report", run_copy)
+    assert outcome.code == 0, outcome.text
+    assert f"the oracle posteriors named in {run_copy / 'manifest.json'} ({secret}) are not read" in _said(outcome)
+    assert "S3cr3t" not in (run_copy / "report.html").read_text()
+
+
+def test_the_report_inputs_hash_no_oracle_file_a_received_manifest_names(run_copy, tmp_path):
+    secret = tmp_path / "id_rsa"
+    secret.write_text(SECRET)
+    _edit_manifest(run_copy, oracle=str(secret))
+    inputs = report_inputs(RunDir(run_copy), load_registry(), oracle=None)
+    assert hashlib.sha256(SECRET.encode()).hexdigest() not in json.dumps(inputs)
+
+
+def test_a_received_report_inputs_json_names_no_output_outside_the_run_directory(run_copy, tmp_path):
+    # report_inputs.json lists the files the last report wrote, with their SHA-256. A sender who lists
+    # "../secret.txt" with a guess of its content would learn from "report unchanged" whether the guess was right,
+    # even where the user trusts the directory's results (--trust-results).
+    experiment = run_copy.parent / "experiment.toml"
+    assert cli(*run_args(experiment, run_copy, "--trust-results")).code == 0  # the report of the run is recorded
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET)
+    recorded = json.loads((run_copy / INPUTS_FILE).read_text())
+    recorded["outputs"]["../secret.txt"] = hashlib.sha256(SECRET.encode()).hexdigest()
+    (run_copy / INPUTS_FILE).write_text(json.dumps(recorded))
+    outcome = cli(*run_args(experiment, run_copy, "--trust-results"))
+    assert outcome.code == 0, outcome.text
+    said = _said(outcome)
+    assert "report unchanged" not in said
+    assert f"report rebuilt: {run_copy / INPUTS_FILE} names '../secret.txt', which is no file the report writes" in said
+    assert "../secret.txt" not in (run_copy / INPUTS_FILE).read_text()
