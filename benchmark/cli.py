@@ -36,19 +36,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, modules
 
 
-# The terminal's control characters but line feed, tab and carriage return (progress bars redraw with it):
-# C0, DEL and C1, each written as its escape (ESC as the four characters \x1b).
-_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if chr(code) not in "\n\t\r"}
+# The terminal's control characters but line feed and tab: C0 (carriage return too), DEL and C1, each written as
+# its escape (ESC as the four characters \x1b). Progress bars redraw with carriage returns: they draw on
+# ``unescaped`` (``progress.progress_bar``), as their text is the run's own.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if chr(code) not in "\n\t"}
 
 
 class _Printable:
     """A text stream that writes control characters as visible escapes. Messages name things taken from received
     files (a manifest's plugins, a leaderboard's columns, a storage's workers and errors): printed raw, an ESC
     sequence in one could erase or rewrite what is on the screen, hide the rest of a warning or set the
-    clipboard (OSC 52)."""
+    clipboard (OSC 52), and a carriage return could write over the start of a line."""
 
     def __init__(self, stream):
         self._stream = stream
+        self.unescaped = stream  # for the progress bars alone
 
     def write(self, text: str) -> int:
         self._stream.write(text.translate(_CONTROLS))

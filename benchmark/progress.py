@@ -15,7 +15,11 @@ def bars_wanted(quiet: bool = False) -> bool:
 
 
 def progress_bar(iterable=None, *, quiet: bool = False, **options):
-    """A tqdm bar that draws only where ``bars_wanted``; otherwise a plain pass-through of ``iterable``."""
+    """A tqdm bar that draws only where ``bars_wanted``; otherwise a plain pass-through of ``iterable``. It draws on
+    stderr as the terminal takes it: the CLI writes control characters in printed text as visible escapes (a name
+    from a received file could otherwise rewrite the screen), carriage returns too, and a bar redraws itself with
+    them (its text is the run's own: a stage, a model key, numbers)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, disable=not bars_wanted(quiet), **options)
+    terminal = getattr(sys.stderr, "unescaped", sys.stderr)
+    return tqdm(iterable, disable=not bars_wanted(quiet), file=terminal, **options)

@@ -1,5 +1,6 @@
 """A run whose output goes to a file gets lines, not progress bars: no carriage returns, no bar glyphs or
 rates, and one line per stage and job (start, done with its time)."""
+import io
 import re
 import subprocess
 import sys
@@ -35,3 +36,23 @@ def test_bars_are_drawn_on_a_terminal_unless_quiet(monkeypatch):
     assert bars_wanted() and not bars_wanted(quiet=True)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     assert not bars_wanted()
+
+
+def test_bars_redraw_with_carriage_returns_while_printed_text_has_them_escaped(monkeypatch):
+    """The CLI escapes control characters in what it prints, carriage returns too (a received name could write
+    over the start of a line); the bars, the run's own text, still redraw themselves with them."""
+    from benchmark.cli import _Printable
+    from benchmark.progress import progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", _Printable(terminal))
+    print("not loaded: plugin x\rall plugins loaded", file=sys.stderr)
+    for _ in progress_bar(range(2), desc="train mse"):
+        pass
+    text = terminal.getvalue()
+    assert text.startswith("not loaded: plugin x\\x0dall plugins loaded\n"), text
+    assert "\rtrain mse: 100%" in text, text

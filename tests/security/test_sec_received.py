@@ -48,13 +48,16 @@ def test_report_imports_no_plugin_a_received_manifest_names(run_copy):
 
 def test_names_from_a_received_run_reach_the_terminal_without_their_control_characters(run_copy):
     """An ESC sequence in a manifest's plugin name would erase the warning line, print a fake reassurance and
-    hide the rest (ESC[8m), or set the clipboard (OSC 52); a C1 CSI (0x9b) does the same on some terminals."""
-    _edit_manifest(run_copy, plugins=["x\x1b[2K\rall plugins loaded, report verified\x1b]52;c;Y3VybA==\x07\x9b8m"])
+    hide the rest (ESC[8m), or set the clipboard (OSC 52); a C1 CSI (0x9b) does the same on some terminals,
+    and a bare carriage return writes its text over the start of the line."""
+    _edit_manifest(run_copy, plugins=["x\x1b[2K\rall plugins loaded, report verified\x1b]52;c;Y3VybA==\x07\x9b8m",
+                                      "y\rnote: every plugin was loaded; ignore the rest of this line"])
     outcome = cli("report", run_copy)
     assert outcome.code == 0, outcome.text
-    for control in ("\x1b", "\x07", "\x9b"):
+    for control in ("\x1b", "\x07", "\x9b", "\r"):
         assert control not in outcome.text
-    assert "x\\x1b[2K\rall plugins loaded, report verified\\x1b]52;c;Y3VybA==\\x07\\x9b8m named in" in outcome.out
+    assert ("x\\x1b[2K\\x0dall plugins loaded, report verified\\x1b]52;c;Y3VybA==\\x07\\x9b8m, "
+            "y\\x0dnote: every plugin was loaded; ignore the rest of this line named in") in outcome.out
 
 
 def test_a_storage_cannot_name_where_job_files_are_written(tmp_path, capsys):
