@@ -74,8 +74,9 @@ def test_text_from_a_run_directory_never_becomes_markup():
                              "reason": [HOSTILE_REASON]})
     manifest = {"experiment": f"run{HOSTILE}", "protocol": {"dataset": HOSTILE}, "synthetic": True,
                 "git": {"commit": HOSTILE_REASON}}
-    text = render_html(tables, specs, manifest, [], excluded)
+    text = render_html(tables, specs, manifest, [], excluded, received=[f"external/{HOSTILE}/result.json"])
     assert HOSTILE not in text and HOSTILE_REASON not in text
+    assert "Results not made here.</strong> 1 of the results" in text
     assert "&lt;script&gt;alert(&#34;label&#34;)&lt;/script&gt;" in text
     assert "&lt;img src=x onerror=alert(&#34;reason&#34;)&gt;" in text
     assert parse(text).scripts == 1

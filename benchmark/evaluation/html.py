@@ -76,13 +76,16 @@ def environment():
 
 
 def render_html(tables: Tables, specs: Sequence[MetricSpec], manifest: Mapping[str, Any], figures: Sequence[Path],
-                excluded: pd.DataFrame) -> str:
+                excluded: pd.DataFrame, received: Sequence[str] = ()) -> str:
+    """The report page. ``received``: the results in it that the machine drawing it did not make (named in a
+    warning at the top)."""
     laid_out: list[Table] = run_tables(tables, specs)
     failed = tables.board[tables.board["status"] != "ok"]
     return environment().get_template(TEMPLATE).render(
         title=f"{manifest.get('experiment', 'run')}: LVEF benchmark report",
         protocol=[(key, show(value)) for key, value in manifest.get("protocol", {}).items()],
         synthetic=bool(manifest.get("synthetic")),
+        received=list(received),
         tables=laid_out,
         failed=[(row.model, row.error) for row in failed.itertuples()],
         notes=tables.notes,
@@ -94,5 +97,5 @@ def render_html(tables: Tables, specs: Sequence[MetricSpec], manifest: Mapping[s
 
 
 def write_html(path: str | Path, tables: Tables, specs: Sequence[MetricSpec], manifest: Mapping[str, Any],
-               figures: Sequence[Path], excluded: pd.DataFrame) -> Path:
-    return atomic_write_text(path, render_html(tables, specs, manifest, figures, excluded))
+               figures: Sequence[Path], excluded: pd.DataFrame, received: Sequence[str] = ()) -> Path:
+    return atomic_write_text(path, render_html(tables, specs, manifest, figures, excluded, received))

@@ -22,8 +22,7 @@ from benchmark.evaluation.figures.posterior import ModelSamples
 from benchmark.evaluation.figures.trajectories import Trajectories
 from benchmark.evaluation.html import write_html
 from benchmark.evaluation.leaderboard import JobResult, MetricSpec, SampleRange, Tables, metric_specs, read_predictions
-from benchmark.evaluation.run_records import read_manifest, read_result
-from benchmark.identity import made_here_file
+from benchmark.evaluation.run_records import read_manifest, read_result, received_results, result_paths
 from benchmark.store import RunDir, check_name, damage, open_regular, read_arrays, read_csv_table
 from registry import Registry, load_registry
 
@@ -33,8 +32,7 @@ def load_results(run: RunDir) -> list[JobResult]:
     item once across the ten folds). A job whose stored files are not the ones it wrote is counted as
     failed, naming the file; externally scored models are never pooled with trained ones."""
     manifest = read_manifest(run)
-    records = [read_result(run.result(job)) for job in manifest["jobs"] if run.is_done(job)]
-    records += [read_result(path) for path in run.external_results()]
+    records = [read_result(path) for path in result_paths(run, manifest)]
     trained = {record["model"] for record in records if not record.get("external")}
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
@@ -106,13 +104,12 @@ def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = p
                           n_boot=config["evaluate"]["bootstrap"], seed=config["seeds"][0])
     oracle = recorded_oracle(run, manifest, say) if oracle is None else oracle
     figures = write_all(run.plots, _figure_inputs(run, results, tables, specs, manifest, registry, oracle))
-    html = write_html(run.root / "report.html", tables, specs, manifest, figures, _excluded(run))
+    received = received_results(run, manifest)
+    html = write_html(run.root / "report.html", tables, specs, manifest, figures, _excluded(run), received)
     say(f"leaderboard: {run.root / 'leaderboard.md'}; report: {html}")
-    received = [path for path in [run.result(job) for job in manifest["jobs"] if run.is_done(job)]
-                + run.external_results() if not made_here_file(path)]
     if received:
         say(f"note: {len(received)} of its results were not made on this machine (received or copied), e.g. "
-            f"{received[0].relative_to(run.root)}: their numbers are as whoever made them stored them")
+            f"{received[0]}: their numbers are as whoever made them stored them (report.html says so too)")
     board = read_csv_table(run.root / "leaderboard.csv")
     lost = [column for column in before if column not in board.columns]
     if lost:

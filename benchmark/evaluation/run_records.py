@@ -13,6 +13,7 @@ from typing import Any
 
 from benchmark.config import from_dict
 from benchmark.errors import ConfigError, StoreError
+from benchmark.identity import made_here_file
 from benchmark.store import RunDir, read_json
 
 # The fields every reader of a result uses, and their types (bool is no int: JSON's true is not a seed).
@@ -21,6 +22,18 @@ RESULT_FIELDS: dict[str, type] = {
     "status": str}
 STATUSES = ("ok", "failed")
 TYPE_WORDS = {str: "a text", int: "a whole number"}
+
+
+def result_paths(run: RunDir, manifest: dict[str, Any]) -> list[Path]:
+    """Every stored result a report reads: each finished job's ``result.json`` in plan order, then each model
+    scored with ``score``."""
+    return [run.result(job) for job in manifest["jobs"] if run.is_done(job)] + run.external_results()
+
+
+def received_results(run: RunDir, manifest: dict[str, Any]) -> list[str]:
+    """The stored results this machine did not make (not in ``identity``'s ledger: received or copied, and not
+    trusted with ``run --trust-results``), relative to the run directory."""
+    return [str(path.relative_to(run.root)) for path in result_paths(run, manifest) if not made_here_file(path)]
 
 
 def read_manifest(run: RunDir) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import ConfigError, StoreError
-from benchmark.evaluation.run_records import read_manifest
+from benchmark.evaluation.run_records import read_manifest, received_results, result_paths
 from benchmark.identity import engine_digests, file_digest, made_here_file, source_digest, stable_hash, vouch_file
 from benchmark.store import RunDir, atomic_write_json, check_name, read_csv_table, read_json
 from registry import Registry
@@ -53,11 +53,10 @@ def report_inputs(run: RunDir, registry: Registry, oracle: Path | None) -> dict[
     """Digests of everything the report is made of, by part. ``oracle`` is the run's own (``report_if_changed``),
     never the path manifest.json records: a received one could name any file."""
     manifest = read_manifest(run)
-    results = [run.result(job) for job in manifest["jobs"] if run.is_done(job)]
-    results += run.external_results()
     return {
         "manifest": stable_hash({section: manifest.get(section) for section in MANIFEST_SECTIONS}),
-        "results": {str(path.relative_to(run.root)): file_digest(path) for path in results},
+        "results": {str(path.relative_to(run.root)): file_digest(path) for path in result_paths(run, manifest)},
+        "received": received_results(run, manifest),  # report.html names them: trusting them redraws it
         "oracle": file_digest(oracle) if oracle is not None and oracle.is_file() else "",
         "metrics": {record.name: source_digest(record) for record in registry.records("metric")},
         "code": stable_hash(engine_digests(REPORT_CODE)),

@@ -105,6 +105,7 @@ def test_a_received_directory_is_computed_again(run_copy, reference_run, other_m
     assert not made_here_file(next((run_copy / "jobs").glob("*/result.json")))
     report = cli("report", run_copy)
     assert f"note: 3 of its results were {NOT_MADE_HERE} (received or copied)" in report.text
+    assert "Results not made here.</strong> 3 of the results" in (run_copy / "report.html").read_text()
 
     outcome = _run(_experiment(run_copy), run_copy)
     assert f"stored records in {run_copy} were {NOT_MADE_HERE}" in outcome.text
@@ -114,6 +115,7 @@ def test_a_received_directory_is_computed_again(run_copy, reference_run, other_m
     assert _same_file(run_copy, reference_run, "leaderboard.csv")  # computed here, to the same numbers
     again = _run(_experiment(run_copy), run_copy)  # now made here
     assert NOT_MADE_HERE not in again.text and "3 already done, 0 to run" in again.text
+    assert "Results not made here" not in (run_copy / "report.html").read_text()
 
 
 def test_trust_results_reuses_a_received_directory(run_copy, other_machine):
@@ -121,6 +123,22 @@ def test_trust_results_reuses_a_received_directory(run_copy, other_machine):
     assert "--trust-results: trusted" in outcome.text and "3 already done, 0 to run" in outcome.text
     assert "report unchanged, not rebuilt" in outcome.text
     assert NOT_MADE_HERE not in _run(_experiment(run_copy), run_copy).text  # noted: no flag needed again
+
+
+def test_a_received_scored_model_is_named_in_the_report_until_trusted(run_copy, tmp_path, monkeypatch):
+    """A model the sender scored with ``score`` cannot be computed again here: report.html names it."""
+    truth = pd.read_csv(_job(run_copy, "mse") / "predictions.csv")
+    pd.DataFrame({"FileName": truth["FileName"], "EF_pred": truth["EF"]}).to_csv(tmp_path / "perfect.csv", index=False)
+    assert cli("score", run_copy, tmp_path / "perfect.csv", "--name", "oracle-like").code == 0
+    monkeypatch.setenv("LVEFBENCH_STATE", str(tmp_path / "other-machine"))  # received by another machine
+
+    outcome = _run(_experiment(run_copy), run_copy)
+    assert "0 already done, 3 to run" in outcome.text and "note: 1 of its results" in outcome.text
+    assert "Results not made here.</strong> 1 of the results" in (run_copy / "report.html").read_text()
+    assert "external/oracle-like/result.json" in (run_copy / "report.html").read_text()
+    trusted = _run(_experiment(run_copy), run_copy, "--trust-results")
+    assert "report rebuilt: received changed" in trusted.text
+    assert "Results not made here" not in (run_copy / "report.html").read_text()
 
 
 def test_the_ledger_holds_digests_only_outside_the_run(run_copy, other_machine):
