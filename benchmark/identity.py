@@ -179,54 +179,107 @@ def _source_files(module: ModuleType | None) -> set[str]:
 # Which stored results this machine made: the ledger a run directory cannot write for itself.
 # A run directory's records vouch for the files beside them (a job's ``result.json`` holds the SHA-256 of its
 # predictions, a feature cache entry's metadata that of its arrays), but whoever edits a directory can edit both.
-# So each record the engine writes, or fetches from the shared storage and checks, is also noted here, by the
-# SHA-256 of its bytes, in the user's state folder, outside every run directory. A run reuses a stored result
-# only when its record is in the ledger; one made elsewhere (a run directory received from someone, or copied
-# from another machine) is recomputed, unless the user trusts it (``run --trust-results`` notes it here).
+# So each record the engine writes, or fetches from the workers' storage and checks, is also noted here, by the
+# SHA-256 of its name and bytes, in the user's state folder, outside every run directory. A run reuses a stored
+# result only when its record is in the ledger under the name it is found by (a record moved to another job,
+# cache key or stage-1 name is not); one made elsewhere (a run directory received from someone, or copied from
+# another machine) is computed again, unless the user trusts it (``run --trust-results`` notes it here).
 #
 # Nothing secret is kept: a note is an empty file named by a digest, so the ledger only says "this machine wrote
-# a record with exactly these bytes". Deleting the ledger costs recomputing what existing run directories hold.
+# a record with exactly this name and these bytes". Deleting it costs computing existing run directories again.
+
+# How messages name a record that is not in the ledger.
+NOT_MADE_HERE = "not made on this machine (not in its ledger: received, copied, or made before the ledger existed)"
+LEDGER = "made-here"
 
 
 def state_dir() -> Path:
     """The user's state folder for the benchmark: ``$LVEFBENCH_STATE``, else ``$XDG_STATE_HOME/lvefbench``, else
-    ``~/.local/state/lvefbench``. Kept apart from the caches (``identity.user_cache``), which may be deleted freely."""
-    if os.environ.get("LVEFBENCH_STATE"):
-        return Path(os.environ["LVEFBENCH_STATE"])
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "lvefbench"
+    ``~/.local/state/lvefbench``. Kept apart from the caches (``user_cache``), which may be deleted freely. A
+    relative value is ignored, as the XDG rules say: it would name another ledger in every folder run from."""
+    for variable, below in (("LVEFBENCH_STATE", ()), ("XDG_STATE_HOME", ("lvefbench",))):
+        value = os.environ.get(variable, "")
+        if os.path.isabs(value):
+            return Path(value, *below)
+    return Path.home() / ".local" / "state" / "lvefbench"
+
+
+def ledger_problem() -> str | None:
+    """Why the ledger cannot be kept (None: it can), checked before any work: a run that cannot note its results
+    would fail after them. Its folders must be this user's own and writable by nobody else, since whoever can add a
+    note there can vouch for any record."""
+    folder = state_dir() / LEDGER
+    try:
+        _make_private(folder)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        return (f"cannot keep the ledger of results made here in {folder} ({error.strerror or error}); set "
+                "LVEFBENCH_STATE to a folder of yours")
+    for each in (folder.parent, folder):
+        info = each.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            return (f"{each} (the ledger of results made here) is not yours alone (owner {info.st_uid}, mode "
+                    f"{stat.S_IMODE(info.st_mode):o}): whoever can write there could vouch for any result. Make it "
+                    "yours with mode 700, or set LVEFBENCH_STATE to a folder of yours")
+    return None
+
+
+def _make_private(folder: Path) -> None:
+    """``folder`` (in the state folder), each folder from the state folder down to it made with mode 700."""
+    root = state_dir()
+    root.parent.mkdir(parents=True, exist_ok=True)  # (~/.local/state: the user's own, left as it is)
+    path = root
+    for part in ("", *folder.relative_to(root).parts):
+        path = path / part if part else path
+        path.mkdir(mode=0o700, exist_ok=True)
 
 
 def _note(digest: str) -> Path:
-    return state_dir() / "made-here" / digest[:2] / digest[2:]  # 256 folders: none grows to millions of names
+    return state_dir() / LEDGER / digest[:2] / digest[2:]  # 256 folders: none grows to millions of names
+
+
+def _named(name: str, digest: str) -> str:
+    """What the ledger keys a stored file by: its name (a job's folder holds result.json, but a cache entry, a
+    stage-1 file or a tuning winner is named by what it is for) and the SHA-256 of its bytes."""
+    return hashlib.sha256(f"{name}\0{digest}".encode()).hexdigest()
 
 
 def vouch_digest(digest: str) -> None:
-    """Note that this machine wrote (or fetched, checked and wrote) a record whose bytes have this SHA-256."""
     note = _note(digest)
-    note.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not note.parent.is_dir():
+        _make_private(note.parent)
     note.touch(exist_ok=True)  # one name per digest: processes noting the same record at once do not collide
 
 
 def vouch(data: bytes) -> None:
+    """Note that this machine made a record (a tuning trial's) with exactly these bytes."""
     vouch_digest(hashlib.sha256(data).hexdigest())
-
-
-def vouch_file(path: str | Path) -> Path:
-    """``vouch`` the bytes of the regular file ``path`` (just written by the engine); returns ``path``."""
-    if not _regular(path):
-        raise StoreError(f"{path} is not a regular file")
-    vouch_digest(file_digest(path))
-    return Path(path)
 
 
 def made_here(data: bytes) -> bool:
     return _note(hashlib.sha256(data).hexdigest()).is_file()
 
 
+def vouch_stored(name: str, digest: str) -> None:
+    """Note that this machine holds a file named ``name`` with bytes of SHA-256 ``digest`` (checked as fetched)."""
+    vouch_digest(_named(name, digest))
+
+
+def vouch_file(path: str | Path) -> Path:
+    """Note that this machine wrote the regular file ``path`` (just written by the engine); returns ``path``."""
+    if not _regular(path):
+        raise StoreError(f"{path} is not a regular file")
+    vouch_stored(Path(path).name, file_digest(path))
+    return Path(path)
+
+
 def made_here_file(path: str | Path) -> bool:
-    """Whether this machine wrote the regular file ``path`` as it is now (False when it cannot be read)."""
+    """Whether this machine wrote the regular file ``path``, under its name, as it is now (False when it cannot be
+    read, or is a link)."""
     try:  # read once per process while its stat holds (``file_digest``): a run asks at its start and at reuse
-        return _regular(path) and _note(file_digest(path)).is_file()
+        return _regular(path) and _note(_named(Path(path).name, file_digest(path))).is_file()
     except OSError:  # gone meanwhile
         return False
 

@@ -42,9 +42,11 @@ def run(args) -> int:
     run = RunDir(args.run_dir)
     registry = registry_for(run, args)
     _check_name(run, args.name, args.replace)
-    reference = next((r for r in load_results(run) if r.status == "ok" and r.items is not None), None)
+    # The labels come from a job this machine made: a received predictions.csv could hold any.
+    reference = next((r for r in load_results(run, own_only=True) if r.status == "ok" and r.items is not None), None)
     if reference is None:
-        raise DataError(f"{run.root} has no finished job to take the test items and labels from; run it first")
+        raise DataError(f"{run.root} has no finished job made on this machine to take the test items and labels "
+                        "from; run the experiment into it first (a received run's jobs are computed again)")
     path = Path(args.predictions)
     try:
         table = pd.read_csv(path, dtype={"FileName": str})

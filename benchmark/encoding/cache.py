@@ -30,7 +30,7 @@ from torch import nn
 
 from benchmark.device import encoder_precision
 from benchmark.errors import StoreError
-from benchmark.identity import made_here, stable_hash, vouch_file, weights_hash
+from benchmark.identity import made_here_file, stable_hash, vouch_file, weights_hash
 from benchmark.progress import progress_bar
 from benchmark.store import atomic_write_bytes, atomic_write_json, read_regular
 
@@ -115,7 +115,7 @@ class FeatureCache:
         """
         parts = key.parts(weights_hash(encoder))
         digest = stable_hash(parts)
-        cached, problem = self._read(digest)
+        cached, problem = self._read(digest, parts)
         if cached is not None:
             return cached
         arrays = _encode(loader_factory, encoder, torch.device(device), key.views, key.precision, progress)
@@ -131,13 +131,12 @@ class FeatureCache:
     def paths(self, digest: str) -> tuple[Path, Path]:
         return self.root / f"{digest}.npz", self.root / f"{digest}.json"
 
-    def _read(self, digest: str) -> tuple[CachedFeatures | None, str]:
+    def _read(self, digest: str, parts: dict[str, Any]) -> tuple[CachedFeatures | None, str]:
         data_path, meta_path = self.paths(digest)
         if not meta_path.exists():
             return None, "absent"
         try:
-            meta_bytes = read_regular(meta_path)
-            metadata = json.loads(meta_bytes)
+            metadata = json.loads(read_regular(meta_path))
             blob = read_regular(data_path)
         except (OSError, json.JSONDecodeError, StoreError) as error:
             return None, f"unreadable entry ({error})"
@@ -153,7 +152,9 @@ class FeatureCache:
         shapes = {name: list(array.shape) for name, array in arrays.items()}
         if shapes != metadata.get("shapes") or len({len(array) for array in arrays.values()}) != 1:
             return None, "shape mismatch"
-        if not made_here(meta_bytes):  # received or copied: its checksum sits beside the arrays it vouches for
+        if stable_hash({name: metadata.get(name) for name in parts}) != digest:
+            return None, "its metadata is that of another entry"
+        if not made_here_file(meta_path):  # received or copied: its checksum sits beside the arrays it vouches for
             return None, "not made on this machine"
         return CachedFeatures(**arrays, key=digest, status="hit", metadata=metadata), ""
 

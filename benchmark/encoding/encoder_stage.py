@@ -24,7 +24,7 @@ from benchmark.encoding.cache import CachedFeatures, FeatureCache, FeatureKey
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.stage1 import freeze, pretrain_encoder
 from benchmark.errors import ConfigError
-from benchmark.identity import (STAGE_ONE_ENGINE, engine_digests, file_digest, made_here_file, source_digest, stable_hash,
+from benchmark.identity import (NOT_MADE_HERE, STAGE_ONE_ENGINE, engine_digests, file_digest, made_here_file, source_digest, stable_hash,
                                 vouch_file, weights_hash)
 from benchmark.progress import bars_wanted
 from benchmark.store import RunDir, atomic_write_bytes
@@ -153,7 +153,7 @@ class EncoderStage:
                      "dataset": self.data.fingerprint(self.split, ("train",)), "split": self.data.split_hash}
         stored = self.run.encoders / f"{self.split.name}-seed{self.seed}-{stable_hash(shaped_by)[:12]}.pt"
         if stored.is_file() and not made_here_file(stored):  # received or copied: trained again, not trusted
-            self.say(f"{where}: {stored.name} was not made on this machine; training it again")
+            self.say(f"{where}: {stored.name} was {NOT_MADE_HERE}; training it again")
         elif stored.is_file():
             try:
                 state = torch.load(stored, map_location="cpu", weights_only=True)

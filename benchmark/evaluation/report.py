@@ -23,16 +23,17 @@ from benchmark.evaluation.figures.trajectories import Trajectories
 from benchmark.evaluation.html import write_html
 from benchmark.evaluation.leaderboard import JobResult, MetricSpec, SampleRange, Tables, metric_specs, read_predictions
 from benchmark.evaluation.run_records import read_manifest, read_result, received_results, result_paths
+from benchmark.identity import NOT_MADE_HERE
 from benchmark.store import RunDir, check_name, damage, open_regular, read_arrays, read_csv_table
 from registry import Registry, load_registry
 
 
-def load_results(run: RunDir) -> list[JobResult]:
+def load_results(run: RunDir, own_only: bool = False) -> list[JobResult]:
     """One JobResult per (model, seed): the test predictions of all its splits pooled (cv10 tests every
     item once across the ten folds). A job whose stored files are not the ones it wrote is counted as
     failed, naming the file; externally scored models are never pooled with trained ones."""
     manifest = read_manifest(run)
-    records = [read_result(path) for path in result_paths(run, manifest)]
+    records = [read_result(path) for path in result_paths(run, manifest, own_only)]
     trained = {record["model"] for record in records if not record.get("external")}
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
@@ -89,12 +90,14 @@ def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: b
 
 
 def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = print,
-                 oracle: Path | None = None) -> pd.DataFrame:
+                 oracle: Path | None = None, own_only: bool = False) -> pd.DataFrame:
     """Write every table and plot with the metrics of ``registry``; returns the leaderboard. A metric
     column of the previous leaderboard that ``registry`` cannot compute is named. ``oracle``: the oracle
     posteriors of the run's data, which ``run`` knows; without it (``report``, ``score``) the path manifest.json
-    records, if it is a synthetic stand-in's sidecar (``recorded_oracle``)."""
-    results = load_results(run)
+    records, if it is a synthetic stand-in's sidecar (``recorded_oracle``). ``own_only`` (``run``): the results
+    this machine did not make are left out of the tables, and named; otherwise (``report``, viewing a run as it
+    is) they are drawn, and the page and the log name them."""
+    results = load_results(run, own_only)
     manifest = read_manifest(run)
     config = manifest["config"]
     previous = run.root / "leaderboard.csv"
@@ -105,11 +108,15 @@ def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = p
     oracle = recorded_oracle(run, manifest, say) if oracle is None else oracle
     figures = write_all(run.plots, _figure_inputs(run, results, tables, specs, manifest, registry, oracle))
     received = received_results(run, manifest)
-    html = write_html(run.root / "report.html", tables, specs, manifest, figures, _excluded(run), received)
+    html = write_html(run.root / "report.html", tables, specs, manifest, figures, _excluded(run),
+                      [] if own_only else received)
     say(f"leaderboard: {run.root / 'leaderboard.md'}; report: {html}")
-    if received:
-        say(f"note: {len(received)} of its results were not made on this machine (received or copied), e.g. "
-            f"{received[0]}: their numbers are as whoever made them stored them (report.html says so too)")
+    if received and own_only:
+        say(f"left out of the tables: {', '.join(received)}, {NOT_MADE_HERE} (score a model again here, or "
+            "reuse them with --trust-results)")
+    elif received:
+        say(f"note: {len(received)} of its results were {NOT_MADE_HERE}, e.g. {received[0]}: their numbers are "
+            "as whoever made them stored them (report.html says so too)")
     board = read_csv_table(run.root / "leaderboard.csv")
     lost = [column for column in before if column not in board.columns]
     if lost:

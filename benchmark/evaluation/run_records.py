@@ -24,10 +24,11 @@ STATUSES = ("ok", "failed")
 TYPE_WORDS = {str: "a text", int: "a whole number"}
 
 
-def result_paths(run: RunDir, manifest: dict[str, Any]) -> list[Path]:
+def result_paths(run: RunDir, manifest: dict[str, Any], own_only: bool = False) -> list[Path]:
     """Every stored result a report reads: each finished job's ``result.json`` in plan order, then each model
-    scored with ``score``."""
-    return [run.result(job) for job in manifest["jobs"] if run.is_done(job)] + run.external_results()
+    scored with ``score``; with ``own_only``, only those this machine made (``identity``'s ledger)."""
+    paths = [run.result(job) for job in manifest["jobs"] if run.is_done(job)] + run.external_results()
+    return [path for path in paths if made_here_file(path)] if own_only else paths
 
 
 def received_results(run: RunDir, manifest: dict[str, Any]) -> list[str]:

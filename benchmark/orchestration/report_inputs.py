@@ -43,7 +43,7 @@ def report_if_changed(run: RunDir, registry: Registry, oracle: Path | None, say:
     from benchmark.evaluation.report import write_report
 
     before = _outputs(run)
-    board = write_report(run, registry, say=say, oracle=oracle)
+    board = write_report(run, registry, say=say, oracle=oracle, own_only=True)
     written = {name: file_digest(run.root / name) for name, stamp in _outputs(run).items() if before.get(name) != stamp}
     vouch_file(atomic_write_json(run.root / INPUTS_FILE, {"inputs": inputs, "outputs": written}))
     return board
@@ -55,8 +55,9 @@ def report_inputs(run: RunDir, registry: Registry, oracle: Path | None) -> dict[
     manifest = read_manifest(run)
     return {
         "manifest": stable_hash({section: manifest.get(section) for section in MANIFEST_SECTIONS}),
-        "results": {str(path.relative_to(run.root)): file_digest(path) for path in result_paths(run, manifest)},
-        "received": received_results(run, manifest),  # report.html names them: trusting them redraws it
+        "results": {str(path.relative_to(run.root)): file_digest(path)
+                    for path in result_paths(run, manifest, own_only=True)},
+        "received": received_results(run, manifest),  # left out: trusting one draws it in
         "oracle": file_digest(oracle) if oracle is not None and oracle.is_file() else "",
         "metrics": {record.name: source_digest(record) for record in registry.records("metric")},
         "code": stable_hash(engine_digests(REPORT_CODE)),

@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 from benchmark.config import Experiment
 from benchmark.errors import ConfigError, StoreError
-from benchmark.identity import made_here_file, vouch_file
+from benchmark.identity import NOT_MADE_HERE, made_here_file, vouch_file
+from benchmark.orchestration.storage import check_sqlite_schema, local_storage
 from benchmark.orchestration.tuning import trust_trials
 from benchmark.store import TEMPORARY_NAME, RunDir, inside, read_json
 
@@ -71,6 +72,8 @@ def check_received(run: RunDir, say: Callable[[str], None], trust: bool) -> None
     """Name the records in ``run`` that this machine did not write, which the run computes again; with ``trust``
     (``run --trust-results``: the user's own directory from another machine, or a sender they trust) note them,
     and the trials of the directory's own tuning studies, as made here, so that they are reused."""
+    if run.optuna_db.is_file():  # before any work: a trigger in a received one would run once tuning writes
+        check_sqlite_schema(run.optuna_storage)
     received = received_records(run)
     if trust:
         trusted = []
@@ -81,12 +84,13 @@ def check_received(run: RunDir, say: Callable[[str], None], trust: bool) -> None
                 say(f"--trust-results: not trusted {path}: {error}")
             else:
                 trusted.append(path)
-        trials = trust_trials(run.optuna_storage) if run.optuna_db.is_file() else 0
+        trials = trust_trials(local_storage(run.optuna_storage)) if run.optuna_db.is_file() else 0
         say(f"--trust-results: trusted {len(trusted)} stored records and {trials} tuning trials this machine did "
             "not make")
     elif received:
-        say(f"{len(received)} stored records in {run.root} were not made on this machine (received or copied), "
-            f"e.g. {received[0].relative_to(run.root)}: what they hold is computed again here; --trust-results "
+        say(f"{len(received)} stored records in {run.root} were {NOT_MADE_HERE}, e.g. "
+            f"{received[0].relative_to(run.root)}: jobs, features, stage-1 weights, tuning and the report are "
+            "computed again here, and models scored with `score` are left out of the tables; --trust-results "
             "reuses them")
 
 

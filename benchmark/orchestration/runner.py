@@ -26,7 +26,8 @@ from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.preflight import preflight_encoder
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.run_records import read_manifest, read_result
-from benchmark.identity import TUNING_ENGINE, engine_digests, file_digest, made_here_file, vouch_file
+from benchmark.identity import (NOT_MADE_HERE, TUNING_ENGINE, engine_digests, file_digest, ledger_problem, made_here_file,
+                                vouch_file)
 from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
@@ -38,7 +39,8 @@ from benchmark.orchestration.report_inputs import report_if_changed
 from benchmark.orchestration.run_directory import check_fresh, check_received, refuse_stand_in_over_real, start_over
 from benchmark.orchestration.storage import check_storage, local_storage, storage_url, study_name
 from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
-from benchmark.orchestration.tuning import TuningResult, open_study, own_study, search_space, tune_model
+from benchmark.orchestration.tuning import (TuningResult, open_study, own_study, search_space, study_direction,
+                                            tune_model)
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
 from benchmark.training.preflight import preflight
 from registry import Registry
@@ -125,6 +127,9 @@ def check_machine(experiment: Experiment, storage: str = "") -> None:
     source = experiment.source
     resolve_device(experiment.train.device, f"{source}: `train.device`")
     check_storage(storage or experiment.tune.storage, "--storage" if storage else f"{source}: `tune.storage`")
+    problem = ledger_problem()
+    if problem:
+        raise ConfigError(problem)
 
 
 def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, run: RunDir, storage: str,
@@ -451,10 +456,12 @@ def _finished(context: RunContext, job: Job) -> bool:
     if record["status"] != "ok":
         return False
     problem = run.damage(job.id, record)
+    if problem is None and (record["job"] != job.id or digest(record.get("identity") or {}) != job.digest):
+        problem = f"its result.json is that of {record['job']} (another job, or the same with other settings)"
     if problem:
         context.say(f"damaged {job.id}: {problem}; it runs again")
     elif not made_here_file(run.result(job.id)):  # received, or copied from another machine
-        context.say(f"{job.id}: its result was not made on this machine (received or copied); it runs again")
+        context.say(f"{job.id}: its result was {NOT_MADE_HERE}; it runs again")
         return False
     return problem is None
 
@@ -538,7 +545,7 @@ def _stored_tuning(context: RunContext, model: ModelConfig, split: str,
     if not path.is_file():
         return None
     if not made_here_file(path):  # received, or copied from another machine: its trials are not taken on trust
-        context.say(f"{model.key} is tuned again on {split}: its stored winner was not made on this machine")
+        context.say(f"{model.key} is tuned again on {split}: its stored winner was {NOT_MADE_HERE}")
         return None
     stored = read_json(path)
     if stored.get("identity") == digest(identity):
@@ -556,7 +563,8 @@ def _tune(context: RunContext, model: ModelConfig, split: str, features: dict[st
     context.say(f"tuning {model.key} on {split}: {context.experiment.tune.trials} trials")
     started = time.perf_counter()
     inputs = _tuning_inputs(context, model, split, features, identity, url)
-    inputs["study"] = own_study(url, inputs["study"], context.say)
+    inputs["study"] = own_study(url, inputs["study"], study_direction(context.registry, context.experiment.tune.metric),
+                                context.say)
     result = tune_model(**inputs, quiet=context.quiet)
     return _keep_winner(context, model, split, identity, result, f"{time.perf_counter() - started:.1f} s")
 

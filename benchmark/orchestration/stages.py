@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import ConfigError, StoreError
-from benchmark.identity import vouch_digest
+from benchmark.identity import vouch_stored
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
 from benchmark.orchestration.cluster import ERROR, SKIPPED, Backoff, ClaimBoard, claim_deaths
 from benchmark.orchestration.storage import MAX_RETRY
@@ -117,7 +117,7 @@ class StageBoard(StageClaims):
                     self.say(f"stage {stage} is stored in {describe(record)}, which this worker cannot read: "
                              "computing it here too (give every worker the same --artifacts to share stages)")
                     return False
-                vouch_digest(record["sha256"])  # the bytes the storage recorded, checked on the way in
+                vouch_stored(Path(name).name, record["sha256"])  # the bytes the storage recorded, checked on the way in
         except StoreError as error:
             self.say(f"{error}; computing stage {stage} here")
             return False

@@ -1,13 +1,16 @@
 """The Optuna storage that tuning studies and shared-storage workers use, and the names in it."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import socket
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
-from benchmark.errors import ConfigError
+from benchmark.errors import ConfigError, StoreError
 from benchmark.store import RunDir, file_problem
 from registry.errors import did_you_mean
 
@@ -43,7 +46,41 @@ def local_storage(url: str):
     """The storage of one run's own tuning studies (``RUN_DIR/optuna.db`` by default). With ``train.workers``
     several processes tune in it at once: sqlite then serialises their writes, and each waits for the lock."""
     optuna = optuna_module()
+    check_sqlite_schema(url)
     return optuna.storages.RDBStorage(url, engine_kwargs=_engine_settings(url))
+
+
+def check_sqlite_schema(url: str) -> None:
+    """Refuse (StoreError) an existing sqlite storage file whose schema is not the one Optuna creates. An
+    ``optuna.db`` can arrive with a run directory, and SQLite keeps triggers and views in the file itself: a
+    trigger runs inside this process whenever it stores a trial (it could rewrite every value tuning records)
+    and a view answers reads with anything. The file is read only, which runs no trigger."""
+    path = Path(url.split(":///", 1)[1].split("?", 1)[0]) if url.startswith("sqlite:///") else None
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    # Tables not made yet are fine (another worker may be creating them now); anything else is not.
+    odd = sorted(f"{kind} {name}" for kind, name, _ in _sqlite_schema(f"file:{path}?mode=ro") - _optuna_schema())
+    if odd:
+        raise StoreError(f"{path} is not a database as Optuna makes it (its schema differs: {', '.join(odd[:5])}): "
+                         "a trigger or view in it would run inside this process. Move it away, or name another "
+                         "storage; it may have come with a received run directory.")
+
+
+def _sqlite_schema(uri: str) -> frozenset[tuple[str, str, str]]:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        return frozenset(db.execute("SELECT type, name, sql FROM sqlite_master"))
+
+
+@functools.cache
+def _optuna_schema() -> frozenset[tuple[str, str, str]]:
+    """The schema of a new sqlite storage, as this Optuna makes it (once per process)."""
+    optuna = optuna_module()
+    with tempfile.TemporaryDirectory(prefix="lvefbench-schema-") as folder:
+        path = Path(folder) / "reference.db"
+        optuna.storages.RDBStorage(f"sqlite:///{path}").engine.dispose()
+        return _sqlite_schema(f"file:{path}?mode=ro")
 
 
 def _engine_settings(url: str) -> dict:
@@ -67,6 +104,7 @@ def open_storage(spec: str, run_dir: str | Path, heartbeat: int = 10):
     engine = _engine_settings(url)
     for attempt in range(SCHEMA_ATTEMPTS):
         try:
+            check_sqlite_schema(url)
             storage = RDBStorage(url, engine_kwargs=engine, heartbeat_interval=heartbeat,
                                  grace_period=GRACE_BEATS * heartbeat,
                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))

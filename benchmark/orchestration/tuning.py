@@ -134,6 +134,7 @@ def open_study(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
 
     def objective(trial) -> float:
         params = split_params({key: param.suggest(trial, key) for key, param in space.items()})
+        vouch(_to_run(study, trial.number, trial.params))  # chosen here: a run killed now resumes this trial
         settings = dataclasses.replace(train_settings, **params.trainer)
         fusion, head = build_model(registry, model, train.feature_dim, train.tabular_dim, seed,
                                    params.head, params.fusion)
@@ -156,12 +157,18 @@ def open_study(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
             if on_trial is not None:
                 on_trial(trial.number, value if value is not None and math.isfinite(value) else None)
 
-    direction = "maximize" if metric.metadata.get("direction") == "max" else "minimize"
+    direction = study_direction(registry, tune_settings.metric)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP, n_warmup_steps=2)
     handle = optuna.create_study(study_name=study, storage=storage, direction=direction, pruner=pruner,
                                  load_if_exists=True)
     startup = max(PRUNER_STARTUP, tune_settings.trials // 3)
     return TuningStudy(model.key, handle, reported, tune_settings.trials, startup, seed, tune_settings.timeout or None)
+
+
+def study_direction(registry, metric: str) -> str:
+    """How Optuna optimises the tuning metric: "maximize" for a metric best when largest, else "minimize" (a
+    metric with a target value is tuned on its distance to it)."""
+    return "maximize" if resolve_metric(registry, metric).metadata.get("direction") == "max" else "minimize"
 
 
 def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet, train_settings: TrainConfig,
@@ -198,13 +205,12 @@ def tune_model(registry, model: ModelConfig, train: FeatureSet, val: FeatureSet,
     return tuning.result()
 
 
-def own_study(storage: Any, name: str, say: Callable[[str], None]) -> str:
-    """``name``, or ``name-1``, ``name-2``...: the first study in the run directory's own ``storage`` that is new,
-    or whose trials that count (those of the budget, and every completed one the winner is chosen from) were all
-    run on this machine (``ledger``). A received ``optuna.db`` could hold trials with any parameters and values:
-    tuning resumed in it would run none and pick a forged winner."""
+def own_study(storage: Any, name: str, direction: str, say: Callable[[str], None]) -> str:
+    """``name``, or ``name-1``, ``name-2``...: the first study in the run directory's own ``storage`` that is new, or
+    that this machine made: optimised in ``direction``, and every trial of it in the ledger (``identity``). A
+    received ``optuna.db`` could hold trials of any parameters and values, queued trials that would fill the budget
+    with the sender's parameters, or the opposite direction: tuning resumed in it would pick the sender's winner."""
     import optuna
-    from optuna.trial import TrialState
 
     candidate, attempt = name, 0
     while True:
@@ -212,42 +218,56 @@ def own_study(storage: Any, name: str, say: Callable[[str], None]) -> str:
             study = optuna.load_study(study_name=candidate, storage=storage)
         except KeyError:  # none of that name: a new study
             return candidate
-        trials = study.get_trials(deepcopy=False)
-        counts = counted_trials(trial for trial in trials if trial.state.is_finished())
-        counts += [trial for trial in trials if trial.state == TrialState.COMPLETE]
-        foreign = {trial.number for trial in counts if not made_here(trial_record(candidate, trial))}
-        if not foreign:
+        foreign = [trial.number for trial in study.get_trials(deepcopy=False)
+                   if not made_here(trial_record(candidate, trial))]
+        if study.direction.name.lower() == direction and not foreign:
             return candidate
         attempt += 1
-        say(f"study {candidate!r} in the run directory's optuna.db holds {len(foreign)} finished trials not run on "
-            f"this machine (received or copied): tuning in study {name}-{attempt} instead")
+        why = (f"{len(foreign)} trials not in this machine's ledger (received or copied, made before the ledger "
+               "existed, or run by a process killed before noting them)" if foreign else f"not {direction}s")
+        say(f"study {candidate!r} in the run directory's optuna.db {'holds' if foreign else 'is'} {why}: tuning in "
+            f"study {name}-{attempt} instead")
         candidate = f"{name}-{attempt}"
 
 
 def trust_trials(storage: Any) -> int:
-    """Note every finished trial in ``storage`` (the run directory's own) as run here (``run --trust-results``);
-    how many were not yet."""
+    """Note every trial in ``storage`` (the run directory's own) as made here (``run --trust-results``); how many
+    were not yet."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     trusted = 0
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         for trial in study.get_trials(deepcopy=False):
             record = trial_record(summary.study_name, trial)
-            if trial.state.is_finished() and not made_here(record):
+            if not made_here(record):
                 vouch(record)
                 trusted += 1
     return trusted
 
 
 def trial_record(study: str, trial) -> bytes:
-    """What the ledger notes of a finished trial of a run directory's own study: all that counting the budget
-    and choosing the winner read of it."""
-    return json.dumps({"study": study, "number": trial.number, "state": trial.state.name, "params": trial.params,
-                       "value": trial.value, "user_attrs": trial.user_attrs,
-                       "intermediate": {str(step): value for step, value in trial.intermediate_values.items()}},
-                      sort_keys=True, default=repr).encode()
+    """What the ledger notes of a trial of a run directory's own study. One still to run (queued, running, or cut
+    short and run again in its place: failed and interrupted, which no sampler learns from) by the parameters it
+    runs, which are this machine's choice: its value is computed here when it runs. Any other by all that
+    counting the budget, choosing the winner and sampling read of it."""
+    from optuna.trial import TrialState
+
+    if trial.state in (TrialState.WAITING, TrialState.RUNNING) or \
+            trial.state == TrialState.FAIL and trial.user_attrs.get(INTERRUPTED):
+        # A queued trial's parameters are fixed when it is enqueued, and become its params once it runs.
+        return _to_run(study, trial.number, trial.params or trial.system_attrs.get("fixed_params") or {})
+    return _json({"study": study, "number": trial.number, "params": trial.params, "state": trial.state.name,
+                  "value": trial.value, "user_attrs": trial.user_attrs,
+                  "intermediate": {str(step): value for step, value in trial.intermediate_values.items()}})
+
+
+def _to_run(study: str, number: int, params: dict[str, Any]) -> bytes:
+    return _json({"study": study, "number": number, "params": params, "to run": True})
+
+
+def _json(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, default=repr).encode()
 
 
 def _requeue_interrupted(study) -> None:
@@ -257,7 +277,7 @@ def _requeue_interrupted(study) -> None:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    retried = {trial.user_attrs.get(RETRY_OF) for trial in trials}
+    retried, enqueued = {trial.user_attrs.get(RETRY_OF) for trial in trials}, set()
     for trial in trials:
         if trial.state == TrialState.RUNNING:
             study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
@@ -266,6 +286,10 @@ def _requeue_interrupted(study) -> None:
             continue
         if trial.number not in retried:
             study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+            enqueued.add(trial.number)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # queued here: noted (``own_study``)
+        if trial.user_attrs.get(RETRY_OF) in enqueued:
+            vouch(trial_record(study.study_name, trial))
 
 
 def _objective_score(metric: ComponentRecord) -> Callable[..., float]:

@@ -77,7 +77,7 @@ def test_forged_stage_one_weights_are_trained_again(run_copy, reference_run):
     shutil.rmtree(run_copy / "jobs")  # the jobs need the stage again
 
     outcome = _run(_experiment(run_copy), run_copy)
-    assert f"{weights.name} was {NOT_MADE_HERE}; training it again" in outcome.text
+    assert f"{weights.name} was {NOT_MADE_HERE}" in outcome.text and "training it again" in outcome.text
     assert weights.read_bytes() == (reference_run / "encoders" / weights.name).read_bytes()
     assert _same_file(run_copy, reference_run, "leaderboard.csv")
 
@@ -104,13 +104,13 @@ def other_machine(tmp_path, monkeypatch) -> Path:
 def test_a_received_directory_is_computed_again(run_copy, reference_run, other_machine):
     assert not made_here_file(next((run_copy / "jobs").glob("*/result.json")))
     report = cli("report", run_copy)
-    assert f"note: 3 of its results were {NOT_MADE_HERE} (received or copied)" in report.text
+    assert f"note: 3 of its results were {NOT_MADE_HERE}" in report.text
     assert "Results not made here.</strong> 3 of the results" in (run_copy / "report.html").read_text()
 
     outcome = _run(_experiment(run_copy), run_copy)
     assert f"stored records in {run_copy} were {NOT_MADE_HERE}" in outcome.text
     assert "0 already done, 3 to run" in outcome.text
-    assert f"was {NOT_MADE_HERE}; training it again" in outcome.text  # the stage-1 weights
+    assert f".pt was {NOT_MADE_HERE}" in outcome.text  # the stage-1 weights
     assert "(rebuilt: not made on this machine)" in outcome.text  # the features
     assert _same_file(run_copy, reference_run, "leaderboard.csv")  # computed here, to the same numbers
     again = _run(_experiment(run_copy), run_copy)  # now made here
@@ -133,23 +133,51 @@ def test_a_received_scored_model_is_named_in_the_report_until_trusted(run_copy, 
     monkeypatch.setenv("LVEFBENCH_STATE", str(tmp_path / "other-machine"))  # received by another machine
 
     outcome = _run(_experiment(run_copy), run_copy)
-    assert "0 already done, 3 to run" in outcome.text and "note: 1 of its results" in outcome.text
+    assert "0 already done, 3 to run" in outcome.text
+    assert f"left out of the tables: external/oracle-like/result.json, {NOT_MADE_HERE}" in outcome.text
+    assert "oracle-like" not in (run_copy / "leaderboard.csv").read_text()
+    again = _run(_experiment(run_copy), run_copy)
+    assert "report unchanged" in again.text and "oracle-like" not in (run_copy / "leaderboard.csv").read_text()
+    assert "note: 1 of its results" in cli("report", run_copy).text  # viewing the run as it is: drawn, and named
     assert "Results not made here.</strong> 1 of the results" in (run_copy / "report.html").read_text()
-    assert "external/oracle-like/result.json" in (run_copy / "report.html").read_text()
     trusted = _run(_experiment(run_copy), run_copy, "--trust-results")
-    assert "report rebuilt: received changed" in trusted.text
+    assert "report rebuilt" in trusted.text and "oracle-like" in (run_copy / "leaderboard.csv").read_text()
     assert "Results not made here" not in (run_copy / "report.html").read_text()
+
+
+def test_score_takes_labels_only_from_jobs_made_here(run_copy, tmp_path, other_machine):
+    truth = pd.read_csv(_job(run_copy, "mse") / "predictions.csv")
+    pd.DataFrame({"FileName": truth["FileName"], "EF_pred": 10.0}).to_csv(tmp_path / "mine.csv", index=False)
+    outcome = cli("score", run_copy, tmp_path / "mine.csv", "--name", "mine")
+    assert outcome.code == 1 and "no finished job made on this machine" in " ".join(outcome.text.split())
+    assert not (run_copy / "external").exists()
+
+
+def test_a_result_moved_to_another_job_is_not_reused(run_copy):
+    """Every byte of it made here, but for another job: its record names that job."""
+    mse, gaussian = _job(run_copy, "mse"), _job(run_copy, "gaussian")
+    for path in gaussian.iterdir():
+        path.unlink()
+    for path in mse.iterdir():
+        shutil.copy(path, gaussian / path.name)
+    outcome = _run(_experiment(run_copy), run_copy)
+    assert f"damaged {gaussian.name}: its result.json is that of {mse.name}" in outcome.text
+    assert "2 already done, 1 to run" in outcome.text
 
 
 def test_the_ledger_holds_digests_only_outside_the_run(run_copy, other_machine):
     record = next((run_copy / "jobs").glob("*/result.json"))
     vouch_file(record)
     notes = [path for path in other_machine.rglob("*") if path.is_file()]
-    assert len(notes) == 1 and notes[0].stat().st_size == 0
-    assert notes[0].parent.name + notes[0].name == hashlib.sha256(record.read_bytes()).hexdigest()
+    assert len(notes) == 1 and notes[0].stat().st_size == 0 and len(notes[0].parent.name + notes[0].name) == 64
+    assert all(folder.stat().st_mode & 0o777 == 0o700 for folder in [other_machine, *other_machine.rglob("*")]
+               if folder.is_dir())
     link = record.parent / "linked.json"
     link.symlink_to(record)
+    renamed = record.parent / "renamed.json"
+    shutil.copy(record, renamed)
     assert made_here_file(record) and not made_here_file(link)  # a link is never taken for the file
+    assert not made_here_file(renamed)  # a record is noted under its name: a cache entry cannot pass for another
 
 
 def test_forged_tuning_is_not_reused(tmp_path, synthetic_root):
@@ -168,7 +196,7 @@ def test_forged_tuning_is_not_reused(tmp_path, synthetic_root):
     shutil.rmtree(out / "jobs")
     outcome = _run(experiment, out)
     assert f"its stored winner was {NOT_MADE_HERE}" in outcome.text
-    assert "trials not run on this machine" not in outcome.text  # its own trials are reused: none runs again
+    assert "ledger (received" not in outcome.text  # its own trials are reused: none runs again
     assert {path.name: json.loads(path.read_text())["params"] for path in (out / "tuning").glob("*.json")} == honest
 
     # Forged trials in the directory's own optuna.db: the worst trial made the best.
@@ -177,6 +205,103 @@ def test_forged_tuning_is_not_reused(tmp_path, synthetic_root):
     shutil.rmtree(out / "jobs")
     shutil.rmtree(out / "tuning")
     outcome = _run(experiment, out)
-    assert "finished trials not run on this machine (received or copied): tuning in study" in outcome.text
+    assert "trials not in this machine's ledger" in outcome.text and "instead" in outcome.text
     assert {path.name: json.loads(path.read_text())["params"] for path in (out / "tuning").glob("*.json")} == honest
     assert {job.name: (job / "predictions.csv").read_bytes() for job in (out / "jobs").iterdir()} == predictions
+
+
+@pytest.fixture(scope="module")
+def tuned_run(tmp_path_factory, synthetic_root) -> Path:
+    """A run of the tiny experiment that tunes (3 trials per model), made on this machine."""
+    folder = tmp_path_factory.mktemp("tuned")
+    experiment = write_experiment(folder / "experiment.toml", synthetic_root=synthetic_root, trials=3)
+    _run(experiment, folder / "run")
+    return folder / "run"
+
+
+def _enqueue_the_senders_parameters(db: Path) -> None:
+    import optuna
+
+    for summary in optuna.get_all_study_summaries(f"sqlite:///{db}"):
+        study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
+        for _ in range(3):
+            study.enqueue_trial({"lr": 1e-7, "dropout": 0.5})
+
+
+def _flip_the_direction(db: Path) -> None:
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE study_directions SET direction = 'MAXIMIZE'")
+
+
+def _mark_every_trial_interrupted(db: Path) -> None:
+    """Interrupted trials do not count towards the budget (the sender's trials would then fill it), yet the
+    sampler learns from a completed or pruned one."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("INSERT INTO trial_user_attributes (trial_id, key, value_json) "
+                           "SELECT trial_id, 'interrupted', 'true' FROM trials")
+
+
+@pytest.mark.parametrize("forge", [_enqueue_the_senders_parameters, _flip_the_direction,
+                                   _mark_every_trial_interrupted])
+def test_a_study_this_machine_did_not_make_is_not_resumed(tuned_run, tmp_path, forge):
+    out = Path(shutil.copytree(tuned_run, tmp_path / "run"))
+    honest = {path.name: path.read_bytes() for path in (out / "tuning").glob("*.json")}
+    forge(out / "optuna.db")
+    shutil.rmtree(out / "jobs")
+    shutil.rmtree(out / "tuning")
+    outcome = _run(_experiment(tuned_run), out)
+    assert "in the run directory's optuna.db" in outcome.text and "instead" in outcome.text
+    tuned = {path.name: json.loads(path.read_bytes()) for path in (out / "tuning").glob("*.json")}
+    assert {name: record["params"] for name, record in tuned.items()} == \
+        {name: json.loads(record)["params"] for name, record in honest.items()}
+
+
+def test_an_optuna_db_with_a_trigger_is_refused_before_any_work(tuned_run, tmp_path):
+    """SQLite keeps triggers in the database file: one in a received optuna.db would run inside the run's
+    process whenever it stores a trial (here: flipping the sign of every value, so the worst trial wins)."""
+    out = Path(shutil.copytree(tuned_run, tmp_path / "run"))
+    with sqlite3.connect(out / "optuna.db") as connection:
+        connection.execute("CREATE TRIGGER flip AFTER INSERT ON trial_values BEGIN UPDATE trial_values "
+                           "SET value = -NEW.value WHERE trial_value_id = NEW.trial_value_id; END")
+    shutil.rmtree(out / "jobs")
+    outcome = cli(*run_args(_experiment(tuned_run), out))
+    text = " ".join(outcome.text.split())  # errors are wrapped to the terminal's width
+    assert outcome.code == 1 and "is not a database as Optuna makes it" in text
+    assert "trigger flip" in text and "stage 1" not in text and "start " not in text  # before any work
+    assert not (out / "jobs").exists()
+
+
+def test_a_feature_cache_entry_under_another_key_is_not_reused(run_copy, reference_run):
+    """Made here, every byte, but for another role: renamed to the test role's key, it would pass the
+    training features off as the test features."""
+    entries = sorted((run_copy / "cache").glob("*.json"))
+    roles = {json.loads(path.read_text())["role"]: path for path in entries}
+    train, test = roles["train"], roles["test"]
+    for suffix in (".json", ".npz"):
+        shutil.copy(train.with_suffix(suffix), test.with_suffix(suffix))
+    shutil.rmtree(run_copy / "jobs")
+    outcome = _run(_experiment(run_copy), run_copy)
+    assert "test: 2 clips (rebuilt: its metadata is that of another entry)" in outcome.text
+    assert _same_file(run_copy, reference_run, "leaderboard.csv")
+
+
+def test_a_ledger_that_cannot_be_kept_stops_the_run_before_any_work(experiment, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("LVEFBENCH_STATE", str(tmp_path / "a-file"))
+    outcome = cli(*run_args(experiment, tmp_path / "run"))
+    assert outcome.code == 2 and "cannot keep the ledger of results made here" in " ".join(outcome.text.split())
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "shared").mkdir(mode=0o777)
+    (tmp_path / "shared").chmod(0o777)  # anyone could add a note: anyone could vouch for a result
+    monkeypatch.setenv("LVEFBENCH_STATE", str(tmp_path / "shared"))
+    outcome = cli("validate", experiment)
+    assert outcome.code == 2 and "is not yours alone" in " ".join(outcome.text.split())
+
+
+def test_a_relative_state_folder_is_ignored(tmp_path, monkeypatch):
+    """A relative ``$LVEFBENCH_STATE`` would read a ledger out of whatever folder a command runs in (a received
+    one could ship its own notes)."""
+    monkeypatch.setenv("LVEFBENCH_STATE", "state")
+    monkeypatch.setenv("XDG_STATE_HOME", "relative")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert state_dir() == tmp_path / ".local" / "state" / "lvefbench"
