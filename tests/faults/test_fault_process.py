@@ -137,6 +137,7 @@ def test_kill_during_tuning(tmp_path, synthetic_root, how):
     stored = [json.loads((run / "tuning" / "mse__fold0.json").read_text())
               for run in (undisturbed / "run", folder / "run")]
     assert stored[0]["params"] == stored[1]["params"], "the resumed study must pick what the undisturbed one picked"
+    assert stored[1]["study"] == stored[0]["study"], "its own study is resumed (the ledger knows its trials)"
     assert stored[1]["trials"] == 3
     pd.testing.assert_frame_equal(leaderboard(folder / "run"), leaderboard(undisturbed / "run"))
 
