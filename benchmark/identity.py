@@ -230,9 +230,10 @@ def _make_private(folder: Path) -> None:
     """``folder`` (in the state folder), each folder from the state folder down to it made with mode 700."""
     root = state_dir()
     root.parent.mkdir(parents=True, exist_ok=True)  # (~/.local/state: the user's own, left as it is)
+    root.mkdir(mode=0o700, exist_ok=True)
     path = root
-    for part in ("", *folder.relative_to(root).parts):
-        path = path / part if part else path
+    for part in folder.relative_to(root).parts:
+        path = path / part
         path.mkdir(mode=0o700, exist_ok=True)
 
 
@@ -246,7 +247,7 @@ def _named(name: str, digest: str) -> str:
     return hashlib.sha256(f"{name}\0{digest}".encode()).hexdigest()
 
 
-def vouch_digest(digest: str) -> None:
+def _vouch_digest(digest: str) -> None:
     note = _note(digest)
     if not note.parent.is_dir():
         _make_private(note.parent)
@@ -255,7 +256,7 @@ def vouch_digest(digest: str) -> None:
 
 def vouch(data: bytes) -> None:
     """Note that this machine made a record (a tuning trial's) with exactly these bytes."""
-    vouch_digest(hashlib.sha256(data).hexdigest())
+    _vouch_digest(hashlib.sha256(data).hexdigest())
 
 
 def made_here(data: bytes) -> bool:
@@ -264,7 +265,7 @@ def made_here(data: bytes) -> bool:
 
 def vouch_stored(name: str, digest: str) -> None:
     """Note that this machine holds a file named ``name`` with bytes of SHA-256 ``digest`` (checked as fetched)."""
-    vouch_digest(_named(name, digest))
+    _vouch_digest(_named(name, digest))
 
 
 def vouch_file(path: str | Path) -> Path:

@@ -74,7 +74,7 @@ def test_too_few_calibration_items_is_a_clear_error():
 
 
 def experiment(**model) -> dict:
-    return {"name": "c", "dataset": {"name": "synthetic", "protocol": "fold"}, "encoder": {"name": "tiny3d"},
+    return {"name": "c", "dataset": {"name": "echonet_pediatric", "protocol": "fold"}, "encoder": {"name": "tiny3d"},
             "models": [{"head": "gaussian", **model}]}
 
 

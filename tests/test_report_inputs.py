@@ -7,6 +7,7 @@ import shutil
 
 from faults.faultkit import cli, run_args
 
+from benchmark.identity import vouch_file
 from benchmark.orchestration.report_inputs import INPUTS_FILE
 
 
@@ -32,6 +33,7 @@ def test_the_report_is_redrawn_only_when_what_it_reads_changed(experiment, refer
     record = json.loads(result.read_text())
     record["notes"] = {**record.get("notes", {}), "edited": "by the test"}
     result.write_text(json.dumps(record))
+    vouch_file(result)  # a result this machine made anew (else the run computes it again, to the same bytes)
     assert "report rebuilt: results changed" in _rerun(experiment, run)
     assert board.stat().st_mtime_ns != stamp
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from faults.faultkit import cli, run_args, write_experiment
 
 from benchmark.identity import made_here_file, state_dir, vouch_file
-from faults.faultkit import cli, run_args, write_experiment
 
 NOT_MADE_HERE = "not made on this machine"
 
