@@ -11,6 +11,7 @@ import io
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -39,6 +40,8 @@ from benchmark.training.scaling import FeatureScaler, TargetScaler, feature_scal
 from registry import Registry
 
 SUBGROUP_FIELDS = ("sex", "age_bin", "quality", "view", "ambiguous")
+# Every file a job writes in its folder (those the report reads are SCORED_FILES), result.json first.
+JOB_OUTPUTS = ("result.json", *SCORED_FILES, "model.pt", "traceback.txt")
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ def run_job(job: Job, context: JobContext, on_epoch: Callable[[int, dict], None]
               "encoder": experiment.encoder.name, "dataset": experiment.dataset.name, "seed": job.seed,
               "split": job.split, "params": dict(context.params), "samples": experiment.evaluate.samples,
               "identity": dict(job.identity)}
+    _clear_outputs(context.run.job(job.id))
     started = time.perf_counter()
     try:
         record.update(_train_and_predict(job, context, on_epoch))
@@ -108,6 +112,14 @@ def run_job(job: Job, context: JobContext, on_epoch: Callable[[int, dict], None]
     record["seconds"] = round(time.perf_counter() - started, 2)
     vouch_file(atomic_write_json(context.run.result(job.id), record))  # written last: the job is done
     return record
+
+
+def _clear_outputs(directory: Path) -> None:
+    """Remove what an earlier attempt of the job left in its folder (or a received folder holds): a traceback of a
+    failure since mended, or a ``model.pt`` of a head that stores none, would otherwise travel with the new
+    result. ``result.json`` goes first: without it the job is not done, whatever else a kill leaves."""
+    for name in JOB_OUTPUTS:
+        (directory / name).unlink(missing_ok=True)  # a link is removed, never followed
 
 
 def _train_and_predict(job: Job, context: JobContext, on_epoch) -> dict[str, Any]:

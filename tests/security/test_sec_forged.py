@@ -305,3 +305,15 @@ def test_a_relative_state_folder_is_ignored(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", "relative")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert state_dir() == tmp_path / ".local" / "state" / "lvefbench"
+
+
+def test_a_job_run_again_leaves_nothing_of_an_earlier_attempt(run_copy):
+    """A traceback of an earlier failure, or a model.pt beside a head that stores none (the prior), would travel
+    with the new result: to the storage, the artifact store and whoever re-evaluates the model."""
+    prior = _job(run_copy, "prior")
+    assert not (prior / "model.pt").exists()
+    (prior / "model.pt").write_bytes(b"not this job's model")
+    (prior / "traceback.txt").write_text("an earlier failure")
+    (prior / "result.json").unlink()
+    _run(_experiment(run_copy), run_copy)
+    assert sorted(path.name for path in prior.iterdir()) == ["predictions.csv", "result.json", "samples.npz"]
