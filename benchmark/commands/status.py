@@ -93,6 +93,7 @@ def _show_local(run_dir, manifest) -> None:
     """A run without shared storage: its result files, and the tuning studies in its own optuna.db."""
     from benchmark.evaluation.run_records import read_result
     from benchmark.orchestration.cluster import ClaimState, tuning_progress
+    from benchmark.orchestration.storage import check_sqlite_schema
 
     states = []
     for job in manifest["jobs"]:
@@ -107,6 +108,8 @@ def _show_local(run_dir, manifest) -> None:
             states.append(ClaimState(job, "done", detail=f"{record['seconds']:.1f} s"))
         else:
             states.append(ClaimState(job, "failed", detail=record.get("error", "")))
+    if run_dir.optuna_db.is_file():
+        check_sqlite_schema(run_dir.optuna_storage)  # a view in a received one could show any progress
     progress = tuning_progress(run_dir.optuna_storage, manifest) if run_dir.optuna_db.is_file() else []
     _print(f"{manifest['experiment']} ({run_dir.root}, one process)", states, progress)
 

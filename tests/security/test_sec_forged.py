@@ -263,6 +263,8 @@ def test_an_optuna_db_with_a_trigger_is_refused_before_any_work(tuned_run, tmp_p
     with sqlite3.connect(out / "optuna.db") as connection:
         connection.execute("CREATE TRIGGER flip AFTER INSERT ON trial_values BEGIN UPDATE trial_values "
                            "SET value = -NEW.value WHERE trial_value_id = NEW.trial_value_id; END")
+    status = cli("status", out)  # it only reads, which runs no trigger; but a view would answer with anything
+    assert status.code == 1 and "trigger flip" in " ".join(status.text.split())
     shutil.rmtree(out / "jobs")
     outcome = cli(*run_args(_experiment(tuned_run), out))
     text = " ".join(outcome.text.split())  # errors are wrapped to the terminal's width
