@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import StoreError
-from benchmark.store import atomic_write_text, file_stamp
+from benchmark.store import atomic_write_text, file_stamp, is_regular
 
 # A factory defined by the engine itself has only its own module hashed, not every engine module it reaches.
 ENGINE_PACKAGES = ("benchmark", "registry")
@@ -270,7 +270,7 @@ def vouch_stored(name: str, digest: str) -> None:
 
 def vouch_file(path: str | Path) -> Path:
     """Note that this machine wrote the regular file ``path`` (just written by the engine); returns ``path``."""
-    if not _regular(path):
+    if not is_regular(path):
         raise StoreError(f"{path} is not a regular file")
     vouch_stored(Path(path).name, file_digest(path))
     return Path(path)
@@ -280,14 +280,6 @@ def made_here_file(path: str | Path) -> bool:
     """Whether this machine wrote the regular file ``path``, under its name, as it is now (False when it cannot be
     read, or is a link)."""
     try:  # read once per process while its stat holds (``file_digest``): a run asks at its start and at reuse
-        return _regular(path) and _note(_named(Path(path).name, file_digest(path))).is_file()
+        return is_regular(path) and _note(_named(Path(path).name, file_digest(path))).is_file()
     except OSError:  # gone meanwhile
-        return False
-
-
-def _regular(path: str | Path) -> bool:
-    """A regular file, not a link to one (a link is never taken for the file it points at), nor a FIFO."""
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
         return False

@@ -273,6 +273,14 @@ def open_regular(path: str | Path) -> BinaryIO:
     return os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file
 
 
+def is_regular(path: str | Path) -> bool:
+    """Whether a regular file stands at ``path`` itself: a link to one is not (it is never followed), nor a FIFO."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def check_regular(path: str | Path, doing: str) -> Path:
     """``path`` if it is a regular file (``open_regular``: a link is not followed, a FIFO not waited on), else a
     StoreError that says what was refused: ``refused to {doing}: ...``. For a file the tool is about to hand on

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import socket
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from typing import Any
 from benchmark.config import artifacts_problem
 from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import file_digest
-from benchmark.store import atomic_writer, check_name, check_regular, inside, nearest_existing, open_regular
+from benchmark.store import atomic_writer, check_name, check_regular, inside, is_regular, nearest_existing, open_regular
 
 RUN_FOLDER = "artifacts"  # a run directory's own store, when no shared one is named
 CHUNK = 1 << 20  # bytes read at a time from an artifact, so that reading stops soon after its recorded size
@@ -170,7 +169,8 @@ def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> 
     recorded are refused with a StoreError, and then ``path`` is left as it was."""
     from optuna.artifacts.exceptions import ArtifactNotFound
 
-    if _regular(path) and file_digest(path) == record.get("sha256"):  # computed here, or fetched before
+    # Computed here, or fetched before (a link is not followed: one planted there is replaced by the download).
+    if is_regular(path) and file_digest(path) == record.get("sha256"):
         return True
     store = _reader(record, mine)
     if store is None:
@@ -220,14 +220,6 @@ def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> 
     finally:
         stream.close()
     return True
-
-
-def _regular(path: Path) -> bool:
-    """A regular file stands at ``path`` (a link is not followed: one planted there is replaced by the download)."""
-    try:
-        return stat.S_ISREG(path.lstat().st_mode)
-    except OSError:
-        return False
 
 
 def _reader(record: dict[str, Any], mine: Artifacts):

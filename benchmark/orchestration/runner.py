@@ -460,10 +460,11 @@ def _finished(context: RunContext, job: Job) -> bool:
         problem = f"its result.json is that of {record['job']} (another job, or the same with other settings)"
     if problem:
         context.say(f"damaged {job.id}: {problem}; it runs again")
-    elif not made_here_file(run.result(job.id)):  # received, or copied from another machine
+        return False
+    if not made_here_file(run.result(job.id)):  # received, or copied from another machine
         context.say(f"{job.id}: its result was {NOT_MADE_HERE}; it runs again")
         return False
-    return problem is None
+    return True
 
 
 def _say_why(context: RunContext, job: Job) -> None:

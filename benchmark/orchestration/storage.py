@@ -55,7 +55,7 @@ def check_sqlite_schema(url: str) -> None:
     ``optuna.db`` can arrive with a run directory, and SQLite keeps triggers and views in the file itself: a
     trigger runs inside this process whenever it stores a trial (it could rewrite every value tuning records)
     and a view answers reads with anything. The file is read only, which runs no trigger."""
-    path = Path(url.split(":///", 1)[1].split("?", 1)[0]) if url.startswith("sqlite:///") else None
+    path = _sqlite_file(url)
     if path is None or not path.is_file() or path.stat().st_size == 0:
         return
     # Tables not made yet are fine (another worker may be creating them now); anything else is not.
@@ -142,8 +142,14 @@ def check_storage(spec: str, where: str) -> None:
                           "mysql://..., or a file path.")
     if dialect != "sqlite":
         _connect(spec, where)
-    elif ":///" in spec and spec.split(":///", 1)[1].split("?", 1)[0] not in ("", ":memory:"):
-        _check_file(Path(spec.split(":///", 1)[1].split("?", 1)[0]), spec, where)
+    elif _sqlite_file(spec) is not None:
+        _check_file(_sqlite_file(spec), spec, where)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH[?...]`` URL; None for another URL or an in-memory database."""
+    path = url.split(":///", 1)[1].split("?", 1)[0] if url.startswith("sqlite:///") else ""
+    return Path(path) if path not in ("", ":memory:") else None
 
 
 def _check_file(path: Path, spec: str, where: str) -> None:
