@@ -285,7 +285,7 @@ def _views(view: str) -> tuple[str, ...]:
 @hookimpl
 def register_datasets(registry):
     registry.add(NAME, Camus, metadata={
-        "protocols": list(PROTOCOLS), "tabular": list(TABULAR),
+        "tabular": list(TABULAR),
         "reference_tabular": ["Age", "Sex"],  # MCSDR's tabular_cols, in its order
         "label_derived": ["LVedv", "LVesv", "LVef"], "subgroups": ["sex", "age_bin", "quality", "view"],
         "formats": {"2023": "database_nifti/*/patientNNNN_<view>_half_sequence.nii.gz",

@@ -68,6 +68,6 @@ class EchoNetDynamic:
 @hookimpl
 def register_datasets(registry):
     registry.add(NAME, EchoNetDynamic, metadata={
-        "protocols": list(PROTOCOLS), "tabular": [], "label_derived": ["ESV", "EDV"],
+        "tabular": [], "label_derived": ["ESV", "EDV"],
         "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
     })

@@ -101,7 +101,7 @@ def _fold(value, path: Path, row_number: int, file_name: str) -> int:
 @hookimpl
 def register_datasets(registry):
     registry.add(NAME, EchoNetPediatric, metadata={
-        "protocols": list(PROTOCOLS), "tabular": list(TABULAR),
+        "tabular": list(TABULAR),
         "reference_tabular": ["Age", "Sex", "Weight", "Height"],  # MCSDR's tabular_cols, in its order
         "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
     })
