@@ -290,7 +290,7 @@ def resolve(experiment: Experiment) -> Resolved:
     problem = unable_to_segment(encoder, experiment.encoder.name) if isinstance(encoder, type) else None
     if experiment.encoder.pretrain.objective == "tracings" and problem:
         raise ConfigError(f"{source}: `encoder.pretrain.objective`: {problem}")
-    dataset_tabular = dataset.metadata.get("tabular")
+    dataset_tabular = declared_columns(dataset.factory)
     tuned = {}  # index -> head record of each model tuned.trials will tune
     for index, model in enumerate(experiment.models):
         head = check("head", model.head, f"models[{index}].head")
@@ -407,6 +407,13 @@ def _declared_values(dataset: Callable[..., Any], attribute: str) -> list[str]:
     (a property of the instance, as the stand-in's, is known only once it is built)."""
     values = getattr(dataset, attribute, None)
     return list(values) if isinstance(values, (list, tuple)) else []
+
+
+def declared_columns(dataset: Callable[..., Any]) -> dict[str, str] | None:
+    """The tabular columns a dataset class declares in ``tabular_columns`` (name -> "numeric" or "categorical", as
+    its ``load()`` gives them): {} for a dataset without any, None for one that does not say (known once loaded)."""
+    columns = getattr(dataset, "tabular_columns", None)
+    return dict(columns) if isinstance(columns, Mapping) else None
 
 
 def _check_declared(experiment: Experiment, key: str, choices: list[str],

@@ -149,7 +149,7 @@ def test_view_other_than_a4c_and_unknown_protocol_are_config_errors(tree):
 
 def test_registry_metadata_lets_config_validation_check_combinations():
     record = registry.describe("dataset", "echonet_dynamic")
-    assert record.factory.protocols == ("official",) and record.metadata["tabular"] == []
+    assert record.factory.protocols == ("official",) and record.factory.tabular_columns == {}
     assert {"ESV", "EDV"} <= set(record.metadata["label_derived"])
     for name in ("echonet_dynamic", "echonet_pediatric", "camus"):
         record = registry.describe("dataset", name)
