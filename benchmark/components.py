@@ -142,9 +142,14 @@ def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any
         if expected:
             raise ConfigError(f"{where} must be {expected}, got {value!r}.{_choice_hint(declared[key], value)}")
     for component, taken in ((factory, dict(params)), (wraps, {key: params[key] for key in params if key in inner})):
-        problems = getattr(component, "parameter_problems", None)
-        for key, problem in (problems(taken) if callable(problems) else {}).items():
+        for key, problem in _parameter_problems(component, taken).items():
             raise ConfigError(f"{source}: `{key_path}.{key}`: {problem}")
+
+
+def _parameter_problems(component: Any, params: Mapping[str, Any]) -> dict[str, str]:
+    """What the component's own ``parameter_problems(params)`` says of ``params``; {} when it has none."""
+    problems = getattr(component, "parameter_problems", None)
+    return problems(params) if callable(problems) else {}
 
 
 def check_search_space(registry: Registry, model, index: int, source: str) -> None:
@@ -279,6 +284,8 @@ def resolve(experiment: Experiment) -> Resolved:
                           " (and regenerate the cached stand-in named after it)")
         check_component_params(stand_in.factory, experiment.synthetic.params, "dataset", "synthetic",
                                "synthetic.params", source, wraps=dataset.factory)
+    if experiment.dataset.uses_stand_in:
+        _check_stand_in_loader(experiment, stand_in)
     encoder = check("encoder", experiment.encoder.name, "encoder.name").factory
     check_component_params(encoder, experiment.encoder.params, "encoder", experiment.encoder.name, "encoder.params",
                            source)
@@ -355,6 +362,17 @@ def _check_stand_in_format(experiment: Experiment, stand_in: ComponentRecord | N
                           f"stand-in that `dataset.synthetic_if_missing` would use instead has no {config.name!r} "
                           f"format (it writes {', '.join(formats) or 'none: no synthetic dataset is registered'}). "
                           "Point dataset.root at the data.")
+
+
+def _check_stand_in_loader(experiment: Experiment, stand_in: ComponentRecord) -> None:
+    """The stand-in hands ``synthetic.params`` and then ``dataset.params`` to the loader that reads its generation;
+    given the format, its ``parameter_problems`` names a setting the generation cannot meet (CAMUS ``release =
+    "2019"``: it writes 2023), which would otherwise stop the run only after generating."""
+    config = experiment.dataset
+    handed = {**experiment.synthetic.params, **config.params}
+    for key, problem in _parameter_problems(stand_in.factory, {"format": config.name, **handed}).items():
+        raise ConfigError(f"{experiment.source}: `{'dataset' if key in config.params else 'synthetic'}.params.{key}`: "
+                          f"{problem}")
 
 
 def _check_folders(experiment: Experiment) -> None:

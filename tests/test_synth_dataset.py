@@ -5,7 +5,7 @@ import pytest
 
 import registry
 from benchmark.cli import main
-from benchmark.errors import DataError
+from benchmark.errors import ConfigError, DataError
 from benchmark.synth.generate import MARKER, ORACLE, generate, read_marker
 
 
@@ -42,6 +42,16 @@ def test_dataset_generates_once_then_reuses_and_marks_items(tmp_path):
     assert set(splits[0].roles) == {item.id for item in index.items}
     changed = registry.build("dataset", "synthetic", root=root, format="echonet_pediatric", n=7, seed=1).load()
     assert len(changed.items) == 7  # other parameters: the old generation is replaced
+
+
+def test_a_camus_stand_in_is_built_only_for_the_release_it_writes(tmp_path):
+    """Built directly (not through `validate`), the stand-in refuses a loader setting its generation cannot meet
+    before it generates anything."""
+    with pytest.raises(ConfigError, match="release: the synthetic stand-in writes camus as release '2023' only"):
+        registry.build("dataset", "synthetic", root=tmp_path / "camus", format="camus", release="2019")
+    assert not (tmp_path / "camus").exists()
+    for release in ("auto", "2023"):
+        registry.build("dataset", "synthetic", root=tmp_path / "camus", format="camus", release=release)
 
 
 def test_killed_generation_never_looks_complete(tmp_path):

@@ -185,6 +185,14 @@ SETTINGS = {
                                                  "models.0.fusion=none", "models.1.fusion=none"],
                                                 [("`dataset.tabular`: echonet_dynamic has no tabular column 'Age'; "
                                                   "available: none")]),
+    # the stand-in writes CAMUS in the 2023 layout: told to read 2019, its loader found nothing after generating it
+    "CAMUS release the stand-in does not write": (["dataset.name=camus", 'dataset.params={release = "2019"}'],
+                                                  [("`dataset.params.release`: the synthetic stand-in writes camus as "
+                                                    "release '2023' only, so '2019' would find none of its files; use "
+                                                    "'auto' or '2023', or point dataset.root at real camus data")]),
+    "CAMUS release the stand-in does not write, in synthetic.params": (
+        ["dataset.name=camus", 'synthetic.params={size = 32, workers = 1, release = "2019"}'],
+        ["`synthetic.params.release`: the synthetic stand-in writes camus as release '2023' only"]),
     "label-derived tabular column": (["dataset.name=echonet_dynamic", 'dataset.tabular=["ESV"]', "models.0.fusion=none",
                                       "models.1.fusion=none"],
                                      ["`dataset.tabular`: 'ESV' is derived from the EF label"]),
@@ -209,6 +217,16 @@ def test_bad_setting_fails_validate_and_run_before_any_work(tmp_path, experiment
     assert_refused(cli("validate", experiment, *sets(settings)), experiment, expected)
     assert_refused(cli(*run_args(experiment, tmp_path / "run", *sets(settings))), experiment, expected)
     assert not (tmp_path / "run").exists(), "a refused experiment must not create its run directory"
+
+
+def test_a_camus_release_is_held_to_the_stand_in_only_where_the_stand_in_is_read(tmp_path, experiment):
+    real = tmp_path / "CAMUS"
+    real.mkdir()  # validate does not load it: any release may be the real data's
+    for settings in (["dataset.name=camus", 'dataset.params={release = "2019"}', f'dataset.root="{real}"'],
+                     ["dataset.name=camus", 'dataset.params={release = "2023"}'],
+                     ["dataset.name=camus", 'dataset.params={release = "auto"}']):
+        outcome = cli("validate", experiment, *sets(settings))
+        assert outcome.code == 0, (settings, outcome.text)
 
 
 def test_the_tiny_experiment_itself_validates(experiment):
