@@ -81,3 +81,14 @@ def test_synth_command_and_preview(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and os.path.getsize(png) > 10_000
     assert main(["synth", "--format", "camus"]) == 2
     assert "--n" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_synth_refuses_fewer_than_one_worker_at_the_command_line(tmp_path, capsys, workers):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit:
+        main(["synth", "--format", "echonet_dynamic", "--n", "2", "--out", str(out), "--seed", "0", "--workers", workers])
+    assert exit.value.code == 2
+    assert (f"argument --workers: must be at least 1 (1 = rendered in this process), got {workers}"
+            in capsys.readouterr().err)
+    assert not out.exists()
