@@ -142,9 +142,14 @@ def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any
         if expected:
             raise ConfigError(f"{where} must be {expected}, got {value!r}.{_choice_hint(declared[key], value)}")
     for component, taken in ((factory, dict(params)), (wraps, {key: params[key] for key in params if key in inner})):
-        problems = getattr(component, "parameter_problems", None)
-        for key, problem in (problems(taken) if callable(problems) else {}).items():
+        for key, problem in _parameter_problems(component, taken).items():
             raise ConfigError(f"{source}: `{key_path}.{key}`: {problem}")
+
+
+def _parameter_problems(component: Any, params: Mapping[str, Any]) -> dict[str, str]:
+    """What the component's own ``parameter_problems(params)`` says of ``params``; {} when it has none."""
+    problems = getattr(component, "parameter_problems", None)
+    return problems(params) if callable(problems) else {}
 
 
 def check_search_space(registry: Registry, model, index: int, source: str) -> None:
@@ -279,6 +284,8 @@ def resolve(experiment: Experiment) -> Resolved:
                           " (and regenerate the cached stand-in named after it)")
         check_component_params(stand_in.factory, experiment.synthetic.params, "dataset", "synthetic",
                                "synthetic.params", source, wraps=dataset.factory)
+    if experiment.dataset.uses_stand_in:
+        _check_stand_in_loader(experiment, stand_in)
     encoder = check("encoder", experiment.encoder.name, "encoder.name").factory
     check_component_params(encoder, experiment.encoder.params, "encoder", experiment.encoder.name, "encoder.params",
                            source)
@@ -290,7 +297,7 @@ def resolve(experiment: Experiment) -> Resolved:
     problem = unable_to_segment(encoder, experiment.encoder.name) if isinstance(encoder, type) else None
     if experiment.encoder.pretrain.objective == "tracings" and problem:
         raise ConfigError(f"{source}: `encoder.pretrain.objective`: {problem}")
-    dataset_tabular = dataset.metadata.get("tabular")
+    dataset_tabular = declared_columns(dataset.factory)
     tuned = {}  # index -> head record of each model tuned.trials will tune
     for index, model in enumerate(experiment.models):
         head = check("head", model.head, f"models[{index}].head")
@@ -357,6 +364,17 @@ def _check_stand_in_format(experiment: Experiment, stand_in: ComponentRecord | N
                           "Point dataset.root at the data.")
 
 
+def _check_stand_in_loader(experiment: Experiment, stand_in: ComponentRecord) -> None:
+    """The stand-in hands ``synthetic.params`` and then ``dataset.params`` to the loader that reads its generation;
+    given the format, its ``parameter_problems`` names a setting the generation cannot meet (CAMUS ``release =
+    "2019"``: it writes 2023), which would otherwise stop the run only after generating."""
+    config = experiment.dataset
+    handed = {**experiment.synthetic.params, **config.params}
+    for key, problem in _parameter_problems(stand_in.factory, {"format": config.name, **handed}).items():
+        raise ConfigError(f"{experiment.source}: `{'dataset' if key in config.params else 'synthetic'}.params.{key}`: "
+                          f"{problem}")
+
+
 def _check_folders(experiment: Experiment) -> None:
     """Where the data step writes must take its files: the stand-in's folder (when the data are absent) and the
     video-check cache's file."""
@@ -407,6 +425,13 @@ def _declared_values(dataset: Callable[..., Any], attribute: str) -> list[str]:
     (a property of the instance, as the stand-in's, is known only once it is built)."""
     values = getattr(dataset, attribute, None)
     return list(values) if isinstance(values, (list, tuple)) else []
+
+
+def declared_columns(dataset: Callable[..., Any]) -> dict[str, str] | None:
+    """The tabular columns a dataset class declares in ``tabular_columns`` (name -> "numeric" or "categorical", as
+    its ``load()`` gives them): {} for a dataset without any, None for one that does not say (known once loaded)."""
+    columns = getattr(dataset, "tabular_columns", None)
+    return dict(columns) if isinstance(columns, Mapping) else None
 
 
 def _check_declared(experiment: Experiment, key: str, choices: list[str],

@@ -94,9 +94,11 @@ class Dataset(Protocol):
     **options)``. Optional: a class method ``example_params(directory) -> dict`` giving the constructor
     parameters of a tiny instance it can create in ``directory`` (the synthetic stand-in generates one),
     so ``check_dataset`` loads and splits real items instead of checking the class's shape only; for a
-    dataset that takes ``view``, a class attribute ``views`` (the values it takes, compared ignoring case),
-    and a static ``parameter_problems(params) -> {name: problem}`` with its rules on its other parameters:
-    ``validate`` refuses what these exclude before the data are loaded or generated.
+    dataset that takes ``view``, a class attribute ``views`` (the values it takes, compared ignoring case);
+    a class attribute ``tabular_columns`` (name -> "numeric" or "categorical", as ``load()`` gives them; {} for
+    none); and a static ``parameter_problems(params) -> {name: problem}`` with its rules on its other parameters:
+    ``validate`` refuses what these exclude (a ``dataset.tabular`` name outside ``tabular_columns`` too) before the
+    data are loaded or generated.
     """
 
     protocols: Sequence[str]

@@ -5,7 +5,7 @@ import pytest
 
 import registry
 from benchmark.cli import main
-from benchmark.errors import DataError
+from benchmark.errors import ConfigError, DataError
 from benchmark.synth.generate import MARKER, ORACLE, generate, read_marker
 
 
@@ -44,6 +44,16 @@ def test_dataset_generates_once_then_reuses_and_marks_items(tmp_path):
     assert len(changed.items) == 7  # other parameters: the old generation is replaced
 
 
+def test_a_camus_stand_in_is_built_only_for_the_release_it_writes(tmp_path):
+    """Built directly (not through `validate`), the stand-in refuses a loader setting its generation cannot meet
+    before it generates anything."""
+    with pytest.raises(ConfigError, match="release: the synthetic stand-in writes camus as release '2023' only"):
+        registry.build("dataset", "synthetic", root=tmp_path / "camus", format="camus", release="2019")
+    assert not (tmp_path / "camus").exists()
+    for release in ("auto", "2023"):
+        registry.build("dataset", "synthetic", root=tmp_path / "camus", format="camus", release=release)
+
+
 def test_killed_generation_never_looks_complete(tmp_path):
     root = tmp_path / "synthetic"
     stale = tmp_path / ".synthetic.partial-999999999"  # a staging folder whose process is gone
@@ -71,3 +81,14 @@ def test_synth_command_and_preview(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and os.path.getsize(png) > 10_000
     assert main(["synth", "--format", "camus"]) == 2
     assert "--n" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", ["0", "-2"])
+def test_synth_refuses_fewer_than_one_worker_at_the_command_line(tmp_path, capsys, workers):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit:
+        main(["synth", "--format", "echonet_dynamic", "--n", "2", "--out", str(out), "--seed", "0", "--workers", workers])
+    assert exit.value.code == 2
+    assert (f"argument --workers: must be at least 1 (1 = rendered in this process), got {workers}"
+            in capsys.readouterr().err)
+    assert not out.exists()

@@ -120,3 +120,5 @@ def test_real_loaders_read_the_generation(request, fixture, params):
     name = read_marker(root)["format"]
     index = registry.build("dataset", name, root=root, **params).load()
     assert len(index.items) == {"dynamic": 5, "pediatric": 8, "camus": 6}[fixture] and not index.excluded
+    # `validate` checks dataset.tabular against the declared columns: they must be the ones the loader gives
+    assert index.tabular_columns == registry.describe("dataset", name).factory.tabular_columns

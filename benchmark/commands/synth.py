@@ -1,6 +1,7 @@
 """``python -m benchmark synth``: write a synthetic dataset in a real format, or a preview of one."""
 from __future__ import annotations
 
+import argparse
 import time
 
 from benchmark.errors import ConfigError
@@ -18,9 +19,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ambiguous-fraction", type=float, default=0.2,
                         help="share of videos whose lateral wall is hidden by a shadow or dropout")
     parser.add_argument("--label-noise", type=float, default=3.0, help="sd of the label noise in EF points")
-    parser.add_argument("--workers", type=int, default=2, help="rendering processes")
+    parser.add_argument("--workers", type=_processes, default=2, help="rendering processes (1 = in this process)")
     parser.add_argument("--preview", metavar="DIR", help="write a PNG contact sheet of the generation in DIR")
     parser.add_argument("--output", metavar="PNG", help="where --preview writes (default DIR/preview.png)")
+
+
+def _processes(text: str) -> int:
+    """--workers as the parser takes it: a count below 1 names no process (it rendered in this one, as 1 does,
+    without a word), so it is refused with the usage, exit 2, as a word is."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of processes, got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (1 = rendered in this process), got {count}")
+    return count
 
 
 def run(args) -> int:

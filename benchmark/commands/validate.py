@@ -21,12 +21,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     # Imported here: both import torch, which every other command's --help would otherwise wait for.
+    from benchmark.data.prepare import check_tabular, load_data
     from benchmark.encoding.preflight import preflight_encoder
     from benchmark.orchestration.checkpoint_models import check_checkpoint_models
     from benchmark.orchestration.runner import check_machine
     from benchmark.training.preflight import preflight
 
     resolved = resolve(load_experiment(args.experiment, args.overrides))
+    check_tabular(resolved.experiment, resolved.registry)
     check_checkpoint_models(resolved.experiment, resolved.registry)
     check_machine(resolved.experiment)
     for warning in resolved.warnings:
@@ -36,8 +38,6 @@ def run(args) -> int:
     for line in preflight(experiment, resolved.registry):
         print(line)
     if args.data:
-        from benchmark.data.prepare import load_data
-
         for line in load_data(experiment, resolved.registry, say=print).summary():
             print(line)
     models = ", ".join(model.key for model in experiment.models)

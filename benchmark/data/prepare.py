@@ -9,11 +9,11 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import pandas as pd
 
-from benchmark.components import accepted, check_parameters, dataset_offered
+from benchmark.components import accepted, check_parameters, dataset_offered, declared_columns
 from benchmark.config import Experiment
 from benchmark.contracts import DatasetIndex, Item, Split
 from benchmark.data.helpers import summarise_exclusions, summarise_reasons
@@ -101,9 +101,7 @@ def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], N
     config = experiment.dataset
     dataset, root = _open(experiment, registry, say)
     index = dataset.load()
-    if config.tabular is not None:  # a misspelt column stops here, before the run directory and stage 1
-        check_columns(config.tabular, with_derived(index.tabular_columns), config.name,
-                      f"{experiment.source}: `dataset.tabular`")
+    _check_tabular(experiment, index.tabular_columns)  # those of a dataset that declares none: before stage 1
     splits = dataset.splits(index, config.protocol, **accepted(dataset.splits, {"fold": config.fold}))
     index = with_split_exclusions(index, splits)
     for note in index.notes:
@@ -115,6 +113,21 @@ def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], N
                                                                         if summary else ""))
     return LoadedData(index, splits, build_manifest(index, splits, config.protocol), root,
                       _item_digests(index, config.name, say))
+
+
+def check_tabular(experiment: Experiment, registry: Registry) -> None:
+    """Each ``dataset.tabular`` name must be a column the dataset declares (its ``tabular_columns``) or one derived
+    from them, checked by `validate` and at the start of `run`: a misspelt one would otherwise stop the run only
+    once the data are loaded (the stand-in generated, the videos checked). Undeclared columns wait for the load."""
+    declared = declared_columns(registry.describe("dataset", experiment.dataset.name).factory)
+    if declared is not None:
+        _check_tabular(experiment, declared)
+
+
+def _check_tabular(experiment: Experiment, kinds: Mapping[str, str]) -> None:
+    config = experiment.dataset
+    if config.tabular is not None:
+        check_columns(config.tabular, with_derived(kinds), config.name, f"{experiment.source}: `dataset.tabular`")
 
 
 def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from benchmark.components import declared_columns
 from benchmark.config import Experiment, ModelConfig
 from benchmark.encoding.weights import read_checkpoint
 from benchmark.errors import ConfigError
@@ -32,7 +33,8 @@ class TabularInputs:
 
 def check_checkpoint_models(experiment: Experiment, registry: Registry) -> None:
     """Load every checkpoint model and check its tabular inputs against the dataset's columns."""
-    available = registry.describe("dataset", experiment.dataset.name).metadata.get("tabular")
+    declared = declared_columns(registry.describe("dataset", experiment.dataset.name).factory)
+    available = None if declared is None else list(declared)
     for model in experiment.models:
         if model.checkpoint:
             checkpoint_inputs(experiment, model, load_checkpoint_model(experiment, model, registry), available,

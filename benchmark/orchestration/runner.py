@@ -19,7 +19,7 @@ import torch
 from benchmark.components import PRIOR, resolve
 from benchmark.config import Experiment, ModelConfig, artifacts_problem
 from benchmark.contracts import Split
-from benchmark.data.prepare import LoadedData, PreparedData, load_data, store_data
+from benchmark.data.prepare import LoadedData, PreparedData, check_tabular, load_data, store_data
 from benchmark.device import resolve_device, resolve_precision
 from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
@@ -98,6 +98,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     experiment, registry = resolved.experiment, resolved.registry
     for warning in resolved.warnings:
         say(f"warning: {warning}")
+    check_tabular(experiment, registry)
     check_checkpoint_models(experiment, registry)
     check_machine(experiment, storage)
     preflight_encoder(experiment, registry)

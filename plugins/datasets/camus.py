@@ -57,6 +57,7 @@ class Camus:
 
     protocols = PROTOCOLS
     views = (*VIEWS, "both")  # A2C and A4C name the same planes
+    tabular_columns = TABULAR  # what load() gives; validate checks dataset.tabular against it
 
     def __init__(self, root, view: str = "4CH", release: str = "auto", strict: bool = False,
                  check_videos: bool = True, video_cache: str | None = None):
@@ -285,7 +286,6 @@ def _views(view: str) -> tuple[str, ...]:
 @hookimpl
 def register_datasets(registry):
     registry.add(NAME, Camus, metadata={
-        "protocols": list(PROTOCOLS), "tabular": list(TABULAR),
         "reference_tabular": ["Age", "Sex"],  # MCSDR's tabular_cols, in its order
         "label_derived": ["LVedv", "LVesv", "LVef"], "subgroups": ["sex", "age_bin", "quality", "view"],
         "formats": {"2023": "database_nifti/*/patientNNNN_<view>_half_sequence.nii.gz",

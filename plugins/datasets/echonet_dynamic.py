@@ -25,6 +25,7 @@ PROTOCOLS = ("official",)
 VIEWS = ("A4C",)
 COLUMNS = ("FileName", "EF", "Split")
 ROLES = {"TRAIN": "train", "VAL": "val", "TEST": "test"}
+TABULAR: dict[str, str] = {}  # FileList.csv holds no patient attributes (its ESV/EDV are the label's)
 
 
 class EchoNetDynamic:
@@ -32,6 +33,7 @@ class EchoNetDynamic:
 
     protocols = PROTOCOLS
     views = VIEWS  # the official release is apical 4-chamber only
+    tabular_columns = TABULAR  # what load() gives; validate checks dataset.tabular against it
     parameter_problems = staticmethod(IndexBuilder.parameter_problems)
 
     def __init__(self, root, min_traced_frames: int = 2, strict: bool = False, check_videos: bool = True,
@@ -57,7 +59,7 @@ class EchoNetDynamic:
                                 "TRAIN, VAL, TEST")
             builder.add(Item(id=name, patient=name, ef=as_ef(row["EF"]), video=root / "Videos" / f"{name}.avi",
                              fold=fold, subgroups={"view": "A4C"}, tracings=tracings.of(name)), file_list, tracings)
-        return builder.build(tabular_columns={})
+        return builder.build(tabular_columns=TABULAR)
 
     def splits(self, index: DatasetIndex, protocol: str, **options) -> list[Split]:
         if protocol not in PROTOCOLS:
@@ -68,6 +70,6 @@ class EchoNetDynamic:
 @hookimpl
 def register_datasets(registry):
     registry.add(NAME, EchoNetDynamic, metadata={
-        "protocols": list(PROTOCOLS), "tabular": [], "label_derived": ["ESV", "EDV"],
+        "label_derived": ["ESV", "EDV"],
         "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
     })

@@ -41,6 +41,7 @@ class EchoNetPediatric:
 
     protocols = PROTOCOLS
     views = (*VIEWS, "both")
+    tabular_columns = TABULAR  # what load() gives; validate checks dataset.tabular against it
     parameter_problems = staticmethod(IndexBuilder.parameter_problems)
 
     def __init__(self, root, view: str = "A4C", min_traced_frames: int = 0, strict: bool = False,
@@ -101,7 +102,6 @@ def _fold(value, path: Path, row_number: int, file_name: str) -> int:
 @hookimpl
 def register_datasets(registry):
     registry.add(NAME, EchoNetPediatric, metadata={
-        "protocols": list(PROTOCOLS), "tabular": list(TABULAR),
         "reference_tabular": ["Age", "Sex", "Weight", "Height"],  # MCSDR's tabular_cols, in its order
         "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
     })

@@ -11,6 +11,9 @@ from registry import hookimpl
 NAME = "synthetic"
 FORMATS = ("echonet_dynamic", "echonet_pediatric", "camus")
 VIDEO_CHECKS = ".video_checks.json"
+# The loader settings a generation can be read with, per format: the generator writes CAMUS in the 2023 layout
+# only, and a loader told to read the 2019 one would find none of it, and only after generating it.
+READABLE_AS = {"camus": {"release": ("auto", "2023")}}
 
 
 class SyntheticDataset:
@@ -28,8 +31,8 @@ class SyntheticDataset:
                  **loader_params):
         if format not in FORMATS:
             raise ConfigError(f"{NAME}: format must be one of {', '.join(FORMATS)}, got {format!r}")
-        for key, problem in self.parameter_problems({"workers": workers}).items():
-            raise ConfigError(f"{NAME}: {key} {problem}")
+        for key, problem in self.parameter_problems({"format": format, "workers": workers, **loader_params}).items():
+            raise ConfigError(f"{NAME}: {key}: {problem}")
         self.root = Path(root)
         self.generation = dict(format=format, n=int(n), seed=int(seed), size=int(size),
                                ambiguous_fraction=float(ambiguous_fraction), label_noise=float(label_noise))
@@ -41,16 +44,16 @@ class SyntheticDataset:
 
     @staticmethod
     def parameter_problems(params: dict) -> dict[str, str]:
-        """The generator's rules on what ``synthetic.params`` may set (its ``size`` and ``workers``), asked by
-        `validate` before anything is generated. format, n and seed come from [dataset] and [synthetic], checked
-        there."""
+        """The generator's rules on what ``synthetic.params`` may set (its ``size`` and ``workers``), and, given the
+        ``format``, on the loader settings it hands on (``READABLE_AS``), asked by `validate` before anything is
+        generated. format, n and seed come from [dataset] and [synthetic], checked there."""
         from benchmark.api import SyntheticParameters
 
         size = {"size": params["size"]} if "size" in params else {}
         problems = SyntheticParameters(format=FORMATS[0], n=1, seed=0, **size).problems()
         if params.get("workers", 1) < 1:
             problems["workers"] = f"must be at least 1 (1 = rendered in the run's process), got {params['workers']}"
-        return problems
+        return {**problems, **_unreadable(params)}
 
     @classmethod
     def example_params(cls, directory: Path) -> dict:
@@ -80,6 +83,14 @@ class SyntheticDataset:
 
     def splits(self, index: DatasetIndex, protocol: str, **options) -> list[Split]:
         return self.loader.splits(index, protocol, **options)
+
+
+def _unreadable(params: dict) -> dict[str, str]:
+    """The loader settings in ``params`` that a generation of ``params["format"]`` cannot be read with."""
+    form = params.get("format")
+    return {key: f"the synthetic stand-in writes {form} as {key} {allowed[-1]!r} only, so {params[key]!r} would find "
+                 f"none of its files; use {' or '.join(map(repr, allowed))}, or point dataset.root at real {form} data"
+            for key, allowed in READABLE_AS.get(form, {}).items() if key in params and params[key] not in allowed}
 
 
 @hookimpl

@@ -171,6 +171,31 @@ def test_a_changed_search_space_retunes_only_its_model(tmp_path, data):
     assert "mse is tuned again on fold0: width search space changed" in outcome.out, outcome.out
 
 
+def test_a_changed_default_search_space_retunes_though_no_source_changed(tmp_path, synthetic_root, monkeypatch):
+    """A stored winner is reused only for the space it was found in: the resolved space, the heads' defaults
+    included, is part of the study's identity. Here the trunk heads' default space changes as an edit of
+    benchmark/training/trunk.py would change it, with no plugin source changed: a range moved past the old
+    winner, a parameter removed, one added."""
+    from benchmark.training.trunk import TRUNK_SEARCH_SPACE
+    from registry import FloatParam
+
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=synthetic_root, trials=2)
+    out = tmp_path / "run"
+    run(experiment, out)
+    assert not 1e-2 <= json.loads((out / "tuning" / "mse__fold0.json").read_text())["params"]["lr"] <= 2e-2
+
+    monkeypatch.setitem(TRUNK_SEARCH_SPACE, "lr", FloatParam(1e-2, 2e-2, log=True))
+    monkeypatch.delitem(TRUNK_SEARCH_SPACE, "dropout")
+    monkeypatch.setitem(TRUNK_SEARCH_SPACE, "weight_decay", FloatParam(1e-6, 1e-3, log=True))
+    outcome = run(experiment, out)
+    (said,) = [line for line in outcome.out.splitlines() if line.startswith("mse is tuned again on fold0: ")]
+    assert said == ("mse is tuned again on fold0: dropout search space changed, lr search space changed, "
+                    "weight_decay search space changed"), outcome.out
+    winner = json.loads((out / "tuning" / "mse__fold0.json").read_text())["params"]
+    assert 1e-2 <= winner["lr"] <= 2e-2 and "weight_decay" in winner and "dropout" not in winner, winner
+    assert "mse (seed 0, fold0) runs again: tuning changed" in outcome.out, outcome.out
+
+
 def test_a_truncated_predictions_file_is_found_and_recomputed(tmp_path, reference_run):
     experiment, out = reference_run.parent / "experiment.toml", tmp_path / "run"
     shutil.copytree(reference_run, out)

@@ -174,6 +174,28 @@ SETTINGS = {
                                        f"{HERE / 'video_checks.json'}")]),
     "stand-in's video cache that is a folder": ([f'synthetic.params={{video_cache = "{HERE}"}}'],
                                                 ["`synthetic.params.video_cache`: is a folder"]),
+    # checked against the columns the dataset declares (its tabular_columns), not first at the loaded data
+    "tabular column the dataset lacks": (['dataset.tabular=["Sex", "Wieght"]'],
+                                         [("`dataset.tabular`: echonet_pediatric has no tabular column 'Wieght'; "
+                                           "Did you mean 'Weight'? available: Sex, Age, Weight, Height, BMI, BSA")]),
+    "derived tabular column without its inputs": (["dataset.name=camus", 'dataset.tabular=["Age", "BMI"]'],
+                                                  [("`dataset.tabular`: camus has no tabular column 'BMI'; available: "
+                                                    "Sex, Age")]),
+    "tabular column of a dataset without any": (["dataset.name=echonet_dynamic", 'dataset.tabular=["Age"]',
+                                                 "models.0.fusion=none", "models.1.fusion=none"],
+                                                [("`dataset.tabular`: echonet_dynamic has no tabular column 'Age'; "
+                                                  "available: none")]),
+    # the stand-in writes CAMUS in the 2023 layout: told to read 2019, its loader found nothing after generating it
+    "CAMUS release the stand-in does not write": (["dataset.name=camus", 'dataset.params={release = "2019"}'],
+                                                  [("`dataset.params.release`: the synthetic stand-in writes camus as "
+                                                    "release '2023' only, so '2019' would find none of its files; use "
+                                                    "'auto' or '2023', or point dataset.root at real camus data")]),
+    "CAMUS release the stand-in does not write, in synthetic.params": (
+        ["dataset.name=camus", 'synthetic.params={size = 32, workers = 1, release = "2019"}'],
+        ["`synthetic.params.release`: the synthetic stand-in writes camus as release '2023' only"]),
+    "label-derived tabular column": (["dataset.name=echonet_dynamic", 'dataset.tabular=["ESV"]', "models.0.fusion=none",
+                                      "models.1.fusion=none"],
+                                     ["`dataset.tabular`: 'ESV' is derived from the EF label"]),
 }
 
 
@@ -195,6 +217,16 @@ def test_bad_setting_fails_validate_and_run_before_any_work(tmp_path, experiment
     assert_refused(cli("validate", experiment, *sets(settings)), experiment, expected)
     assert_refused(cli(*run_args(experiment, tmp_path / "run", *sets(settings))), experiment, expected)
     assert not (tmp_path / "run").exists(), "a refused experiment must not create its run directory"
+
+
+def test_a_camus_release_is_held_to_the_stand_in_only_where_the_stand_in_is_read(tmp_path, experiment):
+    real = tmp_path / "CAMUS"
+    real.mkdir()  # validate does not load it: any release may be the real data's
+    for settings in (["dataset.name=camus", 'dataset.params={release = "2019"}', f'dataset.root="{real}"'],
+                     ["dataset.name=camus", 'dataset.params={release = "2023"}'],
+                     ["dataset.name=camus", 'dataset.params={release = "auto"}']):
+        outcome = cli("validate", experiment, *sets(settings))
+        assert outcome.code == 0, (settings, outcome.text)
 
 
 def test_the_tiny_experiment_itself_validates(experiment):
@@ -332,9 +364,24 @@ def test_run_checks_the_data_before_creating_its_directory(tmp_path, experiment)
     assert not (tmp_path / "run").exists()
 
 
-def test_unknown_tabular_column_fails_at_the_data_before_the_run_directory(tmp_path, experiment):
-    settings = sets(['dataset.tabular=["agee"]'])
-    expected = ["`dataset.tabular`: echonet_pediatric has no tabular column 'agee'; Did you mean 'Age'?"]
+def test_a_misspelt_tabular_column_stops_validate_data_and_run_before_the_stand_in_is_generated(tmp_path, experiment):
+    fresh = tmp_path / "synthetic"  # no generation there yet: loading the data would make one
+    settings = sets([f'synthetic.root="{fresh}"', 'dataset.tabular=["Wieght"]'])
+    expected = ["`dataset.tabular`: echonet_pediatric has no tabular column 'Wieght'; Did you mean 'Weight'?"]
+    assert_refused(cli("validate", experiment, "--data", *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not list(fresh.glob("echonet_pediatric-*")), "the stand-in was generated for a refused experiment"
+    assert not (tmp_path / "run").exists()
+
+
+def test_tabular_column_of_an_undeclaring_dataset_fails_at_the_data_before_the_run_directory(tmp_path, experiment):
+    """A dataset without a ``tabular_columns`` declaration (here the synthetic one named directly, generating into
+    an empty root) has its columns known once loaded: ``validate --data`` and ``run`` check them there."""
+    (tmp_path / "generated").mkdir()
+    settings = sets(["dataset.name=synthetic", f'dataset.root="{tmp_path / "generated"}"', "dataset.protocol=fold",
+                     "dataset.params={n = 20, size = 32, workers = 1}", 'dataset.tabular=["agee"]'])
+    assert cli("validate", experiment, *settings).code == 0
+    expected = ["`dataset.tabular`: synthetic has no tabular column 'agee'; Did you mean 'Age'?"]
     assert_refused(cli("validate", experiment, "--data", *settings), experiment, expected)
     assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
     assert not (tmp_path / "run").exists()
