@@ -678,11 +678,9 @@ def job_files(directory: Path) -> dict[str, bytes]:
 
 
 def jobs_studies(storage) -> list[str]:
-    """Names of every jobs study in ``storage``, oldest first."""
-    optuna = optuna_module()
-
-    return [summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
-            if "/jobs/" in summary.study_name]
+    """Names of every jobs study in ``storage``, oldest first. (By name only: Optuna's study summaries read every
+    trial of every study, stored results included, so they cost what the storage ever held.)"""
+    return [name for name in optuna_module().get_all_study_names(storage) if "/jobs/" in name]
 
 
 # What a worker's plan (its jobs and stages, named by content) follows from: where two plans of one experiment
@@ -694,24 +692,24 @@ def other_plans(board: JobBoard, manifest: dict[str, Any]) -> list[str]:
     """One line per other jobs study of the same experiment in the storage: when it began, how many of its
     jobs run now, and the settings, code or data by which its plan differs from ``manifest``'s. Its workers
     share nothing with this one, as when an override differs or machines resolve ``device`` or
-    ``encoder.precision = "auto"`` differently. (Read from the studies' summaries and running trials: a
-    finished study's stored results are not loaded.)"""
+    ``encoder.precision = "auto"`` differently. (Only the trials of those studies are read: every worker asks
+    at its start, and a long-used storage holds many runs' stored results.)"""
     optuna = optuna_module()
     from optuna.trial import TrialState
 
     prefix = manifest["experiment"] + "/jobs/"
     lines = []
-    for summary in optuna.get_all_study_summaries(board.storage, include_best_trial=False):
-        theirs = summary.user_attrs.get(MANIFEST)
-        name = summary.study_name
+    for study in board.storage.get_all_studies():
+        theirs, name = study.user_attrs.get(MANIFEST), study.study_name
         if not name.startswith(prefix) or name == board.name or not isinstance(theirs, dict):
             continue
-        study = optuna.load_study(study_name=name, storage=board.storage)
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        trials = optuna.load_study(study_name=name, storage=board.storage).get_trials(deepcopy=False)
+        running = sum(trial.state == TrialState.RUNNING for trial in trials)
         differing = _differences({key: manifest.get(key) for key in PLAN_SOURCES},
                                  {key: theirs.get(key) for key in PLAN_SOURCES})
         shown = ", ".join(differing[:6]) + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
-        began = f"began {summary.datetime_start:%Y-%m-%d %H:%M}, " if summary.datetime_start else ""
+        started = min((trial.datetime_start for trial in trials if trial.datetime_start), default=None)
+        began = f"began {started:%Y-%m-%d %H:%M}, " if started else ""
         lines.append(f"the storage holds another plan of {manifest['experiment']!r}, study {name!r} ({began}"
                      f"{running} of its jobs running now), whose workers share nothing with this one; it differs in "
                      f"{shown or 'the jobs it plans'}")
@@ -773,9 +771,8 @@ def tuning_progress(storage, manifest: dict[str, Any]) -> list[TuningProgress]:
     optuna = optuna_module()
     from optuna.trial import TrialState
 
-
     config = manifest["config"]
-    existing = {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    existing = set(optuna.get_all_study_names(storage))
     studies = manifest.get("identity", {}).get("tuning studies", {})  # model key -> split -> name (its identity)
     progress = []
     for model in config["models"]:

@@ -236,10 +236,9 @@ def trust_trials(storage: Any) -> int:
     import optuna
 
     trusted = 0
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        for trial in study.get_trials(deepcopy=False):
-            record = trial_record(summary.study_name, trial)
+    for name in optuna.get_all_study_names(storage):
+        for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
+            record = trial_record(name, trial)
             if not made_here(record):
                 vouch(record)
                 trusted += 1
