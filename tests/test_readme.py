@@ -4,8 +4,8 @@ import importlib
 import re
 import tomllib
 import typing
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -113,7 +113,7 @@ def _key_tables(whole_rows: bool = False):
     section = text[text.index("### Experiment file reference"):text.index("### Checked before any work")]
     tables: dict = {}
     for label, body in re.findall(r"^\*\*(.+?)\*\*.*\n\| key \| default \| meaning \|\n\|[-|]+\|\n((?:\|.*\n)+)",
-                                  section, re.M):
+                                  section, re.MULTILINE):
         cls = KEY_TABLES[label]
         for row in body.splitlines():
             cells = [cell.strip() for cell in row.strip("|").split(" | ")]
@@ -240,7 +240,8 @@ def test_every_module_the_architecture_map_names_exists():
     root = README.parent
     missing = [name for name in re.findall(r"(?<![\w/])([a-z_]+\.py)\b", tree)
                if not list(root.glob(f"benchmark/**/{name}")) and not list(root.glob(f"plugins/**/{name}"))]
-    missing += [f"{folder}/" for folder in re.findall(r"^  ([a-z_]+)/", tree, re.M)
+    missing += [f"{folder}/" for folder in re.findall(r"^  ([a-z_]+)/", tree, re.MULTILINE)
                 if not (root / "benchmark" / folder).is_dir()]
-    missing += [f"{folder}/" for folder in re.findall(r"^([a-z_]+)/", tree, re.M) if not (root / folder).is_dir()]
+    missing += [f"{folder}/" for folder in re.findall(r"^([a-z_]+)/", tree, re.MULTILINE)
+                if not (root / folder).is_dir()]
     assert not missing, f"docs/ARCHITECTURE.md names what does not exist: {missing}"
