@@ -245,3 +245,16 @@ def test_every_module_the_architecture_map_names_exists():
     missing += [f"{folder}/" for folder in re.findall(r"^([a-z_]+)/", tree, re.MULTILINE)
                 if not (root / folder).is_dir()]
     assert not missing, f"docs/ARCHITECTURE.md names what does not exist: {missing}"
+
+
+def test_readme_documents_every_built_in_component():
+    """Each registered dataset, encoder, fusion, head and metric is named in README: in backticks, or in the
+    first cell of a table row (the metrics table's `| picp90, picp95 |`)."""
+    text = README.read_text()
+    named = set(re.findall(r"`([\w-]+)`", text))
+    for cell in re.findall(r"^\| ([^|]+) \|", text, re.MULTILINE):
+        named |= {part.strip(" `") for part in cell.split(",")}
+    registry = load_registry()
+    missing = [f"{kind} {name}" for kind in ("dataset", "encoder", "fusion", "head", "metric")
+               for name in registry.names(kind) if name not in named]
+    assert not missing, f"components README never names: {missing}"
