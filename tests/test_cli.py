@@ -79,3 +79,11 @@ def test_list_does_not_import_heavy_optional_libraries():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_import_mcsdr_of_a_missing_file_is_a_usage_error_naming_the_argument(tmp_path, capsys):
+    missing = tmp_path / "best.pth"
+    assert main(["import-mcsdr", str(missing), "--out", str(tmp_path / "imported")]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "import-mcsdr" in err and "encoder.weights" not in err
+    assert not (tmp_path / "imported").exists()

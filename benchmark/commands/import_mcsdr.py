@@ -27,6 +27,9 @@ def run(args) -> int:
     from benchmark.training.bundle import save_bundle
     from benchmark.training.mcsdr_import import import_mcsdr
 
+    if not Path(args.checkpoint).is_file():  # read_checkpoint's own message names encoder.weights
+        raise ConfigError(f"import-mcsdr: the checkpoint {args.checkpoint} does not exist or is not a file; give the "
+                          "path of MCSDR's best.pth")
     out = Path(args.out)
     taken = [path for path in (out / "model.pt", out / "import_report.txt") if path.exists()]
     if taken:  # checked before the import: a stored model is never overwritten

@@ -17,7 +17,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", help="run directory (default runs/<name>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a key, e.g. --set train.epochs=5 (repeatable)")
-    parser.add_argument("--fresh", action="store_true", help="delete the run directory and start over")
+    parser.add_argument("--fresh", action="store_true", help="start over: delete what a run made in the run "
+                        "directory (other files are kept; refused for a non-empty folder that is not a run directory)")
     parser.add_argument("--storage", default="", help="Optuna storage shared by every worker of the run: a URL "
                         "(postgresql://..., sqlite:///...), a .log journal file or a sqlite file path (default: "
                         "tune.storage; without either, one process and sqlite in the run directory)")
