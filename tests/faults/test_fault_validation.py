@@ -48,7 +48,8 @@ SETTINGS = {
                                      ["`synthetic.params.sise` is not a parameter of dataset 'synthetic'.",
                                       "Did you mean 'size'?"]),
     "synthetic size the generator refuses": (["synthetic.params={size = 0}"],
-                                             ["`synthetic.params.size`: must be at least 32 pixels, got 0"]),
+                                             ["`synthetic.params.size`: must be at least 32 and at most 1024 pixels",
+                                              "got 0"]),
     "search-space lr the trainer refuses": (["models.0.search_space={lr = {float = [-1, -0.1]}}"],
                                             ["`models[0].search_space.lr` can give -1.0, but like `train.lr` it "
                                              "must be positive."]),
@@ -211,6 +212,12 @@ SETTINGS = {
                                         [("`encoder.params.drop_path`: encoder 'uniformer_s' fails the pre-flight at "
                                           "building it: ValueError: uniformer_s: drop_path must be at least 0 and "
                                           "below 1, got 1.0")]),
+    "synthetic size of gigabytes a frame": (["synthetic.params={size = 100000}"],
+                                            ["`synthetic.params.size`: must be at least 32 and at most 1024 pixels "
+                                             "(clips are at most 512), got 100000"]),
+    "search-space log that is no boolean": (['models.0.search_space={lr = {float = [1e-4, 1e-2], log = "false"}}'],
+                                            ["`models[0].search_space.lr`: log must be true or false, got 'false'"]),
+    "run named '.'": (['name="."'], ["`name` '.' is '.', the folder it would be made in"]),
 }
 
 
