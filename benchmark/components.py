@@ -275,7 +275,6 @@ def resolve(experiment: Experiment) -> Resolved:
                            source)
     _refuse_overrides(experiment.dataset.params, "dataset.params", source,
                       {key: f"dataset.{key}" for key in accepted(dataset.factory, dataset_offered(experiment.dataset))})
-    _check_folders(experiment)
     stand_in = registry.describe("dataset", "synthetic") if "synthetic" in registry.names("dataset") else None
     if experiment.dataset.uses_stand_in:
         _check_stand_in_format(experiment, stand_in)
@@ -284,6 +283,7 @@ def resolve(experiment: Experiment) -> Resolved:
                           " (and regenerate the cached stand-in named after it)")
         check_component_params(stand_in.factory, experiment.synthetic.params, "dataset", "synthetic",
                                "synthetic.params", source, wraps=dataset.factory)
+    _check_folders(experiment)  # after both tables' types: a video_cache that is no string is no path to check
     if experiment.dataset.uses_stand_in:
         _check_stand_in_loader(experiment, stand_in)
     encoder = check("encoder", experiment.encoder.name, "encoder.name").factory

@@ -39,6 +39,10 @@ MAX_CLIP_FRAMES = 256
 # Synthetic generation takes about 30 ms of CPU a video: 100,000 videos (ten times EchoNet-Dynamic, the largest
 # real set) are about an hour of CPU and tens of GB of disk.
 MAX_SYNTHETIC_N = 100_000
+# train.threads and train.num_workers each start that many OS threads or processes at once: torch takes a C int
+# (2**31 and above stop the run once its data are generated) and thousands exhaust the process table (Linux's
+# pid_max is 32,768 by default) long before they speed up decoding or arithmetic on any machine's cores.
+MAX_THREADS = 1024
 # The trainer settings a model's search space may tune too, each with the rule it is held to in [train] and in
 # every value a search-space range can give it.
 TRAINER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
@@ -416,6 +420,10 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (not e.models, "models", "needs at least one [[models]] table with a head"),
         (e.dataset.tabular is not None and len(set(e.dataset.tabular)) != len(e.dataset.tabular), "dataset.tabular",
          f"names a column twice: {e.dataset.tabular} (each column is one input)"),
+        # Path("") is the current directory: the data would be read from, or generated into, wherever run starts
+        (not e.dataset.root, "dataset.root", "must name the dataset's folder (\"\" would be the current directory)"),
+        (not e.synthetic.root, "synthetic.root",
+         "must name a folder for the generated stand-ins (\"\" would be the current directory)"),
         (not 0 <= e.dataset.fold < N_FOLDS, "dataset.fold",
          f"must be between 0 and {N_FOLDS - 1} (the test fold of a ten-fold protocol), got {e.dataset.fold}"),
         (e.synthetic.n < 10, "synthetic.n", "must be at least 10 videos"),
@@ -455,7 +463,11 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (train.validate_every < 1, "train.validate_every", "must be at least 1 (1 = every epoch)"),
         (not 0 <= train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
         (train.num_workers < 0, "train.num_workers", "must be 0 (decode in the main process) or more"),
+        (train.num_workers > MAX_THREADS, "train.num_workers",
+         f"must be at most {MAX_THREADS}: each is a decoding process, all started at once"),
         (train.threads < 0, "train.threads", "must be 0 (torch's default) or a positive thread count"),
+        (train.threads > MAX_THREADS, "train.threads",
+         f"must be at most {MAX_THREADS}: each is an OS thread of torch's pool, all started at once"),
         (train.workers < 1, "train.workers", "must be at least 1 (1 = tuning and jobs in the run's process)"),
         (evaluate.samples < 2, "evaluate.samples", "must be at least 2 (the fair CRPS needs two samples)"),
         (evaluate.samples > MAX_SAMPLES, "evaluate.samples",

@@ -50,6 +50,7 @@ def check_name(value: str, key: str) -> str:
     ``../../x`` must never steer a write out of the run directory. The error names ``key``."""
     problems = [problem for problem, found in (
         ("is empty", not value),
+        ("is '.', the folder it would be made in", value == "."),  # runs/. is every run's parent folder
         ("contains a path separator", "/" in value or "\\" in value),
         ("contains '..'", ".." in value),
         ("contains a control character", any(ord(char) < 32 or ord(char) == 127 for char in value)),

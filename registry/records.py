@@ -71,7 +71,9 @@ def param_from_spec(spec: Any) -> Param:
         return spec
     if not isinstance(spec, Mapping):
         raise ValueError(f"a search-space entry must be a table, got {spec!r}")
-    log = bool(spec.get("log", False))
+    log = spec.get("log", False)
+    if not isinstance(log, bool):  # bool() would take "false" or "no" for true: a log-scaled range, unseen
+        raise TypeError(f"log must be true or false, got {log!r}")
     extra = set(spec) - {"float", "int", "choices", "log"}
     if extra:
         raise ValueError(f"unknown search-space field(s) {sorted(extra)}; use float, int, choices, log")

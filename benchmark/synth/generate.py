@@ -35,6 +35,11 @@ PEDIATRIC_MISSING_TRACING = 0.01
 OCCLUSIONS = ("shadow", "dropout")
 
 
+# Clips are cut at most 512 px (clips.size): a larger render adds only pixels the resize drops, and a frame costs
+# size x size memory and time (CAMUS's 2-2.8x that on each side), so 100,000 px would ask gigabytes a frame.
+MAX_SIZE = 1024
+
+
 @dataclass(frozen=True)
 class Parameters:
     format: str
@@ -50,7 +55,8 @@ class Parameters:
         rules = {
             "format": (self.format not in FORMATS, f"must be one of {', '.join(FORMATS)}, got {self.format!r}"),
             "n": (self.n < 1, f"must be at least 1, got {self.n}"),
-            "size": (self.size < 32, f"must be at least 32 pixels, got {self.size}"),
+            "size": (not 32 <= self.size <= MAX_SIZE,
+                     f"must be at least 32 and at most {MAX_SIZE} pixels (clips are at most 512), got {self.size}"),
             "ambiguous_fraction": (not 0.0 <= self.ambiguous_fraction <= 1.0,
                                    f"must be in [0, 1], got {self.ambiguous_fraction}"),
             "label_noise": (self.label_noise < 0, f"must be >= 0 EF points, got {self.label_noise}"),

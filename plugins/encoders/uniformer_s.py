@@ -147,6 +147,10 @@ class UniFormerS(nn.Module):
         if normalisation not in NORMALISATIONS:
             raise ValueError(f"uniformer_s: normalisation must be one of {', '.join(NORMALISATIONS)}, "
                              f"got {normalisation!r}")
+        # DropPath divides by 1 - rate: 1 gives NaN features in stage 1, more drops every branch, a negative rate
+        # scales them; only eval mode (the pre-flight's one clip) would not show it.
+        if not 0 <= drop_path < 1:
+            raise ValueError(f"uniformer_s: drop_path must be at least 0 and below 1, got {drop_path}")
         mean, std = NORMALISATIONS[normalisation]
         self.input_spec = InputSpec(frames=None, size=size, mean=mean, std=std)
         self.patch_embed1 = PatchEmbed(3, WIDTHS[0], (3, 4, 4), (2, 4, 4), (1, 0, 0))

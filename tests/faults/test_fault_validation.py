@@ -48,7 +48,8 @@ SETTINGS = {
                                      ["`synthetic.params.sise` is not a parameter of dataset 'synthetic'.",
                                       "Did you mean 'size'?"]),
     "synthetic size the generator refuses": (["synthetic.params={size = 0}"],
-                                             ["`synthetic.params.size`: must be at least 32 pixels, got 0"]),
+                                             ["`synthetic.params.size`: must be at least 32 and at most 1024 pixels",
+                                              "got 0"]),
     "search-space lr the trainer refuses": (["models.0.search_space={lr = {float = [-1, -0.1]}}"],
                                             ["`models[0].search_space.lr` can give -1.0, but like `train.lr` it "
                                              "must be positive."]),
@@ -196,6 +197,27 @@ SETTINGS = {
     "label-derived tabular column": (["dataset.name=echonet_dynamic", 'dataset.tabular=["ESV"]', "models.0.fusion=none",
                                       "models.1.fusion=none"],
                                      ["`dataset.tabular`: 'ESV' is derived from the EF label"]),
+    # accepted by validate: each stopped or bent the run only after the data were generated, or at stage 1
+    "stand-in video cache that is no string": (["synthetic.params={video_cache = [1.0]}"],
+                                               ["`synthetic.params.video_cache` must be a string, got [1.0]."]),
+    "threads beyond what torch takes": (["train.threads=2147483648"],
+                                        ["`train.threads` must be at most 1024: each is an OS thread"]),
+    "decoding processes by the thousand": (["train.num_workers=100000"],
+                                           ["`train.num_workers` must be at most 1024: each is a decoding process"]),
+    "empty dataset root": (['dataset.root=""'],
+                           ["`dataset.root` must name the dataset's folder (\"\" would be the current directory)"]),
+    "empty stand-in root": (['synthetic.root=""'],
+                            ["`synthetic.root` must name a folder for the generated stand-ins"]),
+    "UniFormer stochastic depth of 1": (["encoder.name=uniformer_s", "encoder.params={drop_path = 1.0}"],
+                                        [("`encoder.params.drop_path`: encoder 'uniformer_s' fails the pre-flight at "
+                                          "building it: ValueError: uniformer_s: drop_path must be at least 0 and "
+                                          "below 1, got 1.0")]),
+    "synthetic size of gigabytes a frame": (["synthetic.params={size = 100000}"],
+                                            ["`synthetic.params.size`: must be at least 32 and at most 1024 pixels "
+                                             "(clips are at most 512), got 100000"]),
+    "search-space log that is no boolean": (['models.0.search_space={lr = {float = [1e-4, 1e-2], log = "false"}}'],
+                                            ["`models[0].search_space.lr`: log must be true or false, got 'false'"]),
+    "run named '.'": (['name="."'], ["`name` '.' is '.', the folder it would be made in"]),
 }
 
 
