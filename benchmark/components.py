@@ -318,6 +318,11 @@ def resolve(experiment: Experiment) -> Resolved:
                             f"own settings, not tuned (its {experiment.tune.trials} trials would all be alike)")
         elif experiment.tune.trials and trains:
             tuned[index] = head
+        if model.search_space and not (experiment.tune.trials and trains):
+            why = ("`tune.trials` is 0" if not experiment.tune.trials else
+                   "the model is loaded from its checkpoint" if model.checkpoint else f"head {model.head!r} does not train")
+            warnings.append(f"{source}: `models[{index}].search_space` ({model.key}) is not used: {why}, so the model "
+                            "is not tuned")
         if fusion.metadata.get("needs_tabular") and dataset_tabular is not None and not dataset_tabular:
             raise ConfigError(
                 f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular "
@@ -327,8 +332,8 @@ def resolve(experiment: Experiment) -> Resolved:
             # it would run on vision alone, its row still named for the fusion
             raise ConfigError(f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular attributes, "
                               "but `dataset.tabular = []` gives none. Use fusion = \"none\".")
-    for index, metric in enumerate(experiment.evaluate.metrics):
-        check("metric", metric, f"evaluate.metrics[{index}]")
+    for index, metric in enumerate(experiment.evaluate.metrics):  # by name or label, in any case, as tune.metric
+        find_metric(registry, metric, f"{source}: `evaluate.metrics[{index}]`")
     # Checked also while trials = 0: it is set, and a misspelt one would wait until tuning is switched on.
     metric = registry.describe("metric", find_metric(registry, experiment.tune.metric, f"{source}: `tune.metric`"))
     if not metric.metadata.get("ranked", True):

@@ -433,3 +433,25 @@ def test_a_model_with_nothing_to_tune_is_named_and_trained_untuned(tmp_path, exp
     assert outcome.code == 0 and warning in " ".join(outcome.text.split()), outcome.text
     assert not list((tmp_path / "run").glob("tuning/plain__*")), "a model with nothing to tune was tuned"
     assert list((tmp_path / "run").glob("tuning/*")), "the other models are tuned as before"
+
+
+def test_a_search_space_that_will_not_be_used_is_named(experiment):
+    """A search_space is only read by tuning: with no trials, or on a model that does not train, it would be
+    ignored without a word, and the user would believe the model tuned."""
+    space = 'models.0.search_space={lr = {float = [1e-4, 1e-2], log = true}}'
+    for settings, why in (([space], "`tune.trials` is 0"),
+                          ([space, "tune.trials=2", "models.0.head=oracle", "models.0.fusion=none"],
+                           "head 'oracle' does not train")):
+        outcome = cli("validate", experiment, *sets(settings))
+        assert outcome.code == 0, outcome.text
+        assert f"`models[0].search_space` (mse) is not used: {why}, so the model is not tuned" in \
+            " ".join(outcome.text.split()), outcome.text
+    outcome = cli("validate", experiment, *sets([space, "tune.trials=2"]))
+    assert outcome.code == 0 and "is not used" not in outcome.text, outcome.text
+
+
+def test_evaluate_metrics_are_found_by_name_or_label_in_any_case_as_tune_metric_is(experiment):
+    outcome = cli("validate", experiment, *sets(['evaluate.metrics=["CRPS", "mae"]', 'tune.metric="CRPS"']))
+    assert outcome.code == 0, outcome.text
+    assert_refused(cli("validate", experiment, *sets(['evaluate.metrics=["crsp"]'])), experiment,
+                   ["`evaluate.metrics[0]`", "Did you mean"])
