@@ -154,9 +154,13 @@ def _parameter_problems(component: Any, params: Mapping[str, Any]) -> dict[str, 
 
 def check_search_space(registry: Registry, model, index: int, source: str) -> None:
     """Each ``search_space`` key names a trainer setting, ``fusion.NAME`` of the fusion, or a head parameter,
-    and each entry is a valid Optuna range."""
-    head, head_open = declared_parameters(registry.describe("head", model.head).factory)
-    fusion, fusion_open = declared_parameters(registry.describe("fusion", model.fusion).factory)
+    and each entry is a valid Optuna range whose values the head's or fusion's ``parameter_problems`` accepts: asked
+    before the pre-flight builds the model at each of them (``depth = {int = [1, 1000000000]}`` would build a billion
+    layers). Asked at a range's two ends, which stand for the range under rules that are ranges themselves."""
+    head_factory = registry.describe("head", model.head).factory
+    fusion_factory = registry.describe("fusion", model.fusion).factory
+    head, head_open = declared_parameters(head_factory)
+    fusion, fusion_open = declared_parameters(fusion_factory)
     allowed = [*TRAINER_PARAMS, *(FUSION_PREFIX + key for key in fusion if key not in ENGINE_PARAMS["fusion"]),
                *(key for key in head if key not in ENGINE_PARAMS["head"])]
     for key, spec in model.search_space.items():
@@ -174,8 +178,12 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
         annotation = (typing.get_type_hints(TrainConfig)[key] if key in TRAINER_PARAMS
                       else fusion.get(key[len(FUSION_PREFIX):], Any) if key.startswith(FUSION_PREFIX)
                       else head.get(key, Any))
+        component, name = ((None, key) if key in TRAINER_PARAMS else (fusion_factory, key[len(FUSION_PREFIX):])
+                           if key.startswith(FUSION_PREFIX) else (head_factory, key))
         for value in range_values(param):
             _check_search_value(key, value, annotation, where)
+            for problem in _parameter_problems(component, {name: value}).values():
+                raise ConfigError(f"{where} can give {value!r}: {problem}")
 
 
 def range_values(param) -> tuple:

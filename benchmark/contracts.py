@@ -184,6 +184,19 @@ class Fusion(Protocol):
     def forward(self, feature, tabular=None): ...
 
 
+def range_problems(params: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]]) -> dict[str, str]:
+    """For a component's static ``parameter_problems(params)``: each number in ``params`` outside its
+    ``ranges[name]`` = (low, high), both ends allowed, with the range it must be in; other values are left to the type
+    checks. `validate` asks before it builds the component, so a size must have an upper end: a mistyped
+    ``depth = 1000000000`` is refused there instead of building a billion layers."""
+    problems = {}
+    for name, (low, high) in ranges.items():
+        value = params.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not low <= value <= high:
+            problems[name] = f"must be between {low} and {high}, got {value!r}"
+    return problems
+
+
 # Optional head members: exact closed forms that metrics use instead of sample estimates.
 CLOSED_FORMS = ("mean", "std", "log_prob", "cdf", "mixture")
 

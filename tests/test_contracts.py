@@ -20,7 +20,7 @@ from torch import nn
 
 from benchmark.api import ContractViolation, check_dataset, check_encoder, check_fusion, check_head, check_metric
 from benchmark.cli import main
-from benchmark.components import accepted
+from benchmark.components import TRAINER_PARAMS, accepted, range_values
 from registry import load_registry
 
 PLUGINS_VARIABLE = "LVEFBENCH_CHECK_PLUGINS"
@@ -60,6 +60,18 @@ def test_fusion(record):
 @pytest.mark.parametrize("record", cases("encoder"))
 def test_encoder(record):
     check_encoder(record, **accepted(record.factory, SMALL_INPUT))
+
+
+@pytest.mark.parametrize("record", [*cases("head"), *cases("fusion"), *cases("encoder")])
+def test_defaults_and_own_search_space_are_within_the_components_ranges(record):
+    """What a component's ``parameter_problems`` refuses (its sizes' ranges) must leave its own defaults and every
+    value of its own search space: `validate` asks it about each, and would refuse the component as it comes."""
+    problems = getattr(record.factory, "parameter_problems", lambda params: {})
+    assert problems({}) == {}
+    for key, param in record.search_space.items():
+        if key not in TRAINER_PARAMS:
+            for value in range_values(param):
+                assert problems({key: value}) == {}, (key, value)
 
 
 @pytest.mark.parametrize("record", cases("metric"))

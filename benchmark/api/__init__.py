@@ -9,7 +9,7 @@ Groups:
 - contracts: the records components exchange (``Item``, ``Tracing``, ``Split``, ``DatasetIndex``,
   ``InputSpec``, ``LoadReport``, ``Predictive``), the component protocols with their required and optional
   members (``Dataset``, ``Encoder``, ``Fusion``, ``Head``, ``ServedHead``, ``Metric``) and the optional
-  closed forms of a head (``CLOSED_FORMS``);
+  closed forms of a head (``CLOSED_FORMS``), and ``range_problems`` for a component's ``parameter_problems``;
 - contract checks for a plugin's own tests (``check_head``, ``check_fusion``, ``check_encoder``,
   ``check_metric``, ``check_dataset``; a failure raises ``ContractViolation``), from ``checks.py``;
 - errors: ``ConfigError`` (a setting is wrong, exit 2) and ``DataError`` (the data is wrong);
@@ -43,6 +43,7 @@ from benchmark.contracts import (
     ServedHead,
     Split,
     Tracing,
+    range_problems,
 )
 from benchmark.data.helpers import (
     MIN_OUTLINE_POINTS,
@@ -102,7 +103,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     # contracts
     "CLOSED_FORMS", "Dataset", "DatasetIndex", "Encoder", "Exclusion", "Fusion", "Head", "InputSpec", "Item",
-    "LoadReport", "Metric", "Predictive", "ServedHead", "Split", "Tracing",
+    "LoadReport", "Metric", "Predictive", "ServedHead", "Split", "Tracing", "range_problems",
     # contract checks
     "ContractViolation", "check_dataset", "check_encoder", "check_fusion", "check_head", "check_metric",
     # errors

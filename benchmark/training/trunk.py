@@ -1,11 +1,13 @@
 """The MLP trunk every baseline head shares, so heads differ only in what they predict, not capacity."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
+from benchmark.contracts import range_problems
 from registry import Categorical, FloatParam, IntParam
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -17,6 +19,9 @@ TRUNK_SEARCH_SPACE = {
     "depth": IntParam(1, 4),
     "dropout": FloatParam(0.0, 0.3),
 }
+# The trunk's sizes. Width: 4x the widest searched (512, MCSDR's and UniFormer-S's widest too); a layer is then
+# 2048^2 weights. Depth: 4x the deepest searched; an MLP without residual connections trains badly well before 16.
+TRUNK_RANGES = {"width": (1, 2048), "depth": (1, 16)}
 
 
 class MLPTrunk(nn.Sequential):
@@ -35,12 +40,18 @@ class MLPTrunk(nn.Sequential):
         super().__init__(*layers)
         self.width = width
 
+    @staticmethod
+    def parameter_problems(params: Mapping[str, Any]) -> dict[str, str]:
+        """Its ``width`` and ``depth`` outside ``TRUNK_RANGES`` (a head built on it asks this in its own)."""
+        return range_problems(params, TRUNK_RANGES)
+
 
 class TrunkHead(nn.Module):
     """A baseline head: the shared trunk followed by a linear layer with ``outputs`` numbers per item."""
 
     outputs = 1
     target_scale = "standardised"
+    parameter_problems = staticmethod(MLPTrunk.parameter_problems)
 
     def __init__(self, condition_dim: int, width: int = 256, depth: int = 2, dropout: float = 0.1,
                  activation: str = "gelu"):

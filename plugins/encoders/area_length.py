@@ -22,13 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.api import InputSpec, LoadReport, load_weights_file
+from benchmark.api import InputSpec, LoadReport, load_weights_file, range_problems
 from registry import hookimpl
 
 FEATURES = ("ef_area_length", "log_volume_max", "log_volume_min", "log_volume_mean", "log_volume_std",
             "log_area_max", "log_area_min", "log_length_max", "log_length_min", "uncertain_mean", "uncertain_max",
             "ef_left_half", "uncertain_left_mean", "ef_right_half", "uncertain_right_mean")
 FLOOR = 1e-3  # percent of the frame: keeps logarithms finite when a frame shows no cavity
+# width: 16 by default, the coarse branch twice that; 512 makes it 1024, the original U-Net's widest layer.
+# channels: a frame is grey (1) or colour (3), all a video gives.
+RANGES = {"width": (1, 512), "channels": (1, 3)}
 
 
 def _conv(have: int, out: int, stride: int = 1) -> list[nn.Module]:
@@ -57,6 +60,10 @@ class AreaLength(nn.Module):
         # Channels-last (NHWC) weights make every activation NHWC too, the layout oneDNN's CPU convolutions
         # run fastest with few channels: 1.4x a training step and 2x a feature pass on one thread, measured.
         self.to(memory_format=torch.channels_last)
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        return range_problems(params, RANGES)
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) frames -> (N, 1, H/2, W/2) float32 logits of the LV cavity."""

@@ -19,10 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.api import InputSpec, LoadReport, load_weights_file
+from plugins.encoders._stages import stage_problems
 from registry import hookimpl
 
 TEMPORAL_STATISTICS = 4  # max, min, mean, std over time
 AREA_FLOOR = 1e-3  # keeps log(area) finite where a channel is silent in a frame
+# descriptors: 32 by default; each has a weight per final-map position. channels: a frame is grey (1) or
+# colour (3), all a video gives.
+RANGES = {"descriptors": (1, 1024), "channels": (1, 3)}
 
 
 class FramePool(nn.Module):
@@ -61,6 +65,10 @@ class FramePool(nn.Module):
         # clips, and without it the first epochs are spent scaling them up.
         self.project = nn.Sequential(nn.BatchNorm1d(statistics), nn.Linear(statistics, feature_dim), nn.ReLU(),
                                      nn.Linear(feature_dim, feature_dim))
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        return stage_problems(params, width=16, depth=3, ranges=RANGES)
 
     def frame_descriptors(self, clip: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) -> (B, T, descriptors): log of each channel's soft area in every frame."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from benchmark.api import InputSpec, LoadReport, load_weights_file
+from plugins.encoders._stages import stage_problems
 from registry import hookimpl
 
 
@@ -32,6 +33,10 @@ class Tiny3D(nn.Module):
             channels = out
         self.features = nn.Sequential(*layers)
         self.project = nn.Linear(channels, feature_dim)
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        return stage_problems(params, width=16, depth=4)
 
     def forward(self, clip):
         return self.project(self.features(clip).flatten(2).mean(-1))

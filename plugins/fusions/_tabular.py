@@ -9,6 +9,11 @@ from abc import ABC, abstractmethod
 
 from torch import nn
 
+from benchmark.api import range_problems
+
+# The tabular embedding's width: MCSDR's is 64 (searched 32-64); 2048, as wide as the widest video feature here.
+RANGES = {"embed_dim": (1, 2048)}
+
 
 def tabular_mlp(tabular_dim: int, width: int) -> nn.Sequential:
     """Linear, ReLU, Linear: MCSDR's ``tabular_encoder`` (its keys are ``0.*`` and ``2.*``)."""
@@ -41,6 +46,10 @@ class TabularFusion(nn.Module, ABC):
             raise ValueError(f"{type(self).__name__} expects {self.tabular_dim} tabular attributes, "
                              f"got a tensor of shape {tuple(tabular.shape)}")
         return self.fuse(feature, tabular.to(feature.dtype))
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        return range_problems(params, RANGES)
 
     @abstractmethod
     def fuse(self, feature, tabular):

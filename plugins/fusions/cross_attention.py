@@ -4,9 +4,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmark.api import range_problems
 from registry import Categorical, hookimpl
 
 from ._tabular import TabularFusion
+
+# Searched 2-4; heads must divide embed_dim, and 256 heads already leave 8 dimensions each at its widest.
+RANGES = {"heads": (1, 256)}
 
 
 class CrossAttentionFusion(TabularFusion):
@@ -27,6 +31,10 @@ class CrossAttentionFusion(TabularFusion):
             self.attention = nn.MultiheadAttention(embed_dim, heads, batch_first=True)
             self.norm = nn.LayerNorm(embed_dim)
             self.out_dim = feature_dim + embed_dim
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        return {**TabularFusion.parameter_problems(params), **range_problems(params, RANGES)}
 
     def fuse(self, feature, tabular):
         tokens = tabular.unsqueeze(-1) * self.token_weight + self.token_bias  # (B, P, E)

@@ -13,9 +13,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmark.api import MLPTrunk
+from benchmark.api import MLPTrunk, range_problems
 from plugins.heads._diffusion import SAMPLERS, Diffusion
 from registry import Categorical, FloatParam, IntParam, hookimpl
+
+# CARD uses 100 (UCI) and 1000 (toy) timesteps, DDPM 1000: 10000 leaves room, and keeps the ``timesteps x width``
+# embeddings and a DDPM pass of all T steps small. ``width`` and ``depth`` are the mean network's trunk's.
+RANGES = {"timesteps": (1, 10000)}
 
 
 class ConditionalLayer(nn.Module):
@@ -59,6 +63,10 @@ class CARDHead(Diffusion):
         self.hidden = nn.ModuleList(ConditionalLayer(width, width, timesteps) for _ in range(2))
         self.final_layer = nn.Linear(width, 1)
         self.sampler, self.steps = sampler, steps
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        return {**MLPTrunk.parameter_problems(params), **range_problems(params, RANGES)}
 
     def guide(self, condition: torch.Tensor) -> torch.Tensor:
         """f(x), the mean network's estimate, which the diffusion refines. Not named ``mean``: the engine

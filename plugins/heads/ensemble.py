@@ -8,10 +8,12 @@ from torch import nn
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead
+from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead, range_problems
 from registry import IntParam, hookimpl
 
 MIN_STD = 1e-3  # keeps each member's NLL finite when it is overconfident on a training point
+# Deep ensembles use 5 (the paper; searched 3-8) to about 10 members; each is a whole trunk.
+RANGES = {"members": (1, 32)}
 
 
 class GaussianMember(TrunkHead):
@@ -48,6 +50,11 @@ class EnsembleHead(nn.Module):
                 torch.manual_seed(seed)
                 built.append(GaussianMember(condition_dim, **trunk))
         self.members = nn.ModuleList(built)
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        """The members' trunk sizes (``**trunk``) and ``members``."""
+        return {**TrunkHead.parameter_problems(params), **range_problems(params, RANGES)}
 
     def mixture(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log weights (all log 1/M), means and stds, each (B, M)."""

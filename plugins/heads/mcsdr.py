@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmark.api import MLPTrunk
+from benchmark.api import MLPTrunk, range_problems
 from plugins.heads._diffusion import SAMPLERS, SCHEDULES, Diffusion, SinusoidalEmbedding
 from registry import Categorical, FloatParam, IntParam, hookimpl
 
@@ -145,6 +145,12 @@ class MLPPredictor(NoisePredictor):
 
 
 PREDICTORS = {"legacy_attention": LegacyAttention, "deep_attention": DeepAttention, "mlp": MLPPredictor}
+# Sizes besides ``width`` and ``depth`` (the trunk's ranges: width is 256 in the reference, searched up to 512).
+# The reference: 8 heads, time_dim 64 (or 32), T = 1000. Heads: 64-dimensional ones at width 2048 are 32, GPT-3
+# has 96. time_dim: the sinusoidal embedding needs an even dimension >= 4; a width's worth is plenty. timesteps:
+# 10x DDPM's 1000 (a DDPM pass runs all T). layers: UniFormer-S stacks 18 blocks, ViT-L 24. tokens: default 4;
+# each is a ``width`` slice of the condition's projection.
+RANGES = {"heads": (1, 256), "time_dim": (4, 2048), "timesteps": (1, 10000), "layers": (1, 24), "tokens": (1, 64)}
 
 
 # --------------------------------------------------------------------------- the head
@@ -191,6 +197,10 @@ class MCSDRHead(Diffusion):
         self.clip_x0 = tuple(clip_x0) if clip_x0 is not None else None
         self.target_scale = "raw" if faithful else "standardised"
         self.feature_scale = "raw" if faithful else "standardised"
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        return {**MLPTrunk.parameter_problems(params), **range_problems(params, RANGES)}
 
     def loss(self, condition: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         memory = self.noise_predictor.prepare(condition)

@@ -7,10 +7,12 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead
+from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead, range_problems
 from registry import IntParam, hookimpl
 
 MIN_STD = 1e-3
+# MDNs use 2-10 components (default 5); each is 3 outputs and a term of every closed form.
+RANGES = {"components": (1, 100)}
 
 
 class MDNHead(TrunkHead):
@@ -29,6 +31,10 @@ class MDNHead(TrunkHead):
             _, mean_bias, std_bias = self.out.bias.chunk(3)
             mean_bias.copy_(torch.erfinv(2 * levels - 1) * math.sqrt(2))
             std_bias.fill_(math.log(math.expm1(1 / math.sqrt(components))))  # softplus^-1 of the std
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        return {**TrunkHead.parameter_problems(params), **range_problems(params, RANGES)}
 
     def mixture(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log weights, means and stds, each (B, M)."""

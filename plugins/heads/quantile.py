@@ -6,8 +6,11 @@ import math
 import torch
 from torch.nn import functional as F
 
-from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead
+from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead, range_problems
 from registry import IntParam, hookimpl
+
+# At least two to interpolate between (default 19); 999 is a level every 0.1%, finer than any K samples resolve.
+RANGES = {"levels": (2, 999)}
 
 
 class QuantileHead(TrunkHead):
@@ -35,6 +38,10 @@ class QuantileHead(TrunkHead):
         normal = torch.erfinv(2 * self.tau - 1) * math.sqrt(2)
         with torch.no_grad():
             self.out.bias.copy_(torch.cat([normal[:1], torch.log(torch.expm1(normal.diff()))]))
+
+    @staticmethod
+    def parameter_problems(params: dict) -> dict[str, str]:
+        return {**TrunkHead.parameter_problems(params), **range_problems(params, RANGES)}
 
     def quantiles(self, condition: torch.Tensor) -> torch.Tensor:
         """(B, levels), increasing along the last axis."""

@@ -116,6 +116,31 @@ def cli(*args: str | Path) -> Outcome:
     return Outcome(code, out.getvalue(), err.getvalue())
 
 
+# What a child running the CLI may map: the tiny experiment's validate and run need under 4 GB of address space; a
+# model built at a size validate should have refused fails at this limit in seconds, instead of filling the machine.
+MEMORY_LIMIT = 6 * 2**30
+LIMITED_CLI = """import contextlib, io, json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
+from benchmark.cli import main
+outcomes = []
+for args in json.loads(sys.argv[2]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        outcomes.append((main(args), out.getvalue(), err.getvalue()))
+print(json.dumps(outcomes))
+"""
+
+
+def cli_limited(*commands: list[str | Path]) -> list[Outcome]:
+    """Each of ``commands`` (the arguments of one ``python -m benchmark``) in one child under ``MEMORY_LIMIT`` and
+    ``SUBPROCESS_TIMEOUT``: for settings that, were they not refused, would build a model too big to build."""
+    args = json.dumps([[str(arg) for arg in command] for command in commands])
+    child = subprocess.run([sys.executable, "-c", LIMITED_CLI, str(MEMORY_LIMIT), args], capture_output=True,
+                           text=True, timeout=SUBPROCESS_TIMEOUT, cwd=HERE.parents[1], check=False)  # this checkout's
+    assert child.returncode == 0, child.stderr[-3000:]
+    return [Outcome(*outcome) for outcome in json.loads(child.stdout)]
+
+
 def run_args(experiment: Path, out: Path, *extra: str) -> list[str]:
     return ["run", str(experiment), "--out", str(out), "--quiet", *extra]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from faultkit import cli, run_args
+from faultkit import cli, cli_limited, run_args
 
 from benchmark.training.checks import checked
 
@@ -64,8 +64,9 @@ SETTINGS = {
                                              ["`models[0].search_space.activation` can give 'bogus', with which model "
                                               "'mse' (head 'mse', fusion 'concat') fails the pre-flight",
                                               "unknown activation 'bogus'"]),
-    "search-space depth below the head's minimum": (["models.0.search_space={depth = {int = [0, 4]}}", "tune.trials=2"],
-                                                    ["`models[0].search_space.depth` can give 0, with which model"]),
+    "search-space depth below the head's minimum": (["models.0.search_space={depth = {int = [0, 4]}}"],
+                                                    [("`models[0].search_space.depth` can give 0: must be between 1 "
+                                                      "and 16, got 0")]),
     "log-scaled int range from 0": (["models.0.search_space={depth = {int = [0, 4], log = true}}"],
                                     ["`models[0].search_space.depth`: a log-scaled IntParam needs low >= 1, got 0"]),
     "choices as a string": (['models.0.search_space={activation = {choices = "gelu"}}'],
@@ -88,7 +89,7 @@ SETTINGS = {
                                              ["`models[1].params.dropout`: model 'gaussian' (head 'gaussian', fusion "
                                               "'concat') fails the pre-flight at building the fusion and head"]),
     "encoder width the encoder refuses": (["encoder.params.width=0"],
-                                          ["`encoder.params.width`: encoder 'tiny3d' fails the pre-flight at"]),
+                                          ["`encoder.params.width`: must be between 1 and 2048, got 0"]),
     "encoder weights that do not exist": (['encoder.weights="nope.pt"'],
                                           ["`encoder.weights` = 'nope.pt': there is no file"]),
     "device that is no device": (['train.device="gpu"'], ["`train.device` = 'gpu' is not a device"]),
@@ -146,12 +147,9 @@ SETTINGS = {
                                                  "`dataset.synthetic_if_missing` would use instead has no 'synthetic' "
                                                  "format (it writes echonet_dynamic, echonet_pediatric, camus)")]),
     "fusion embedding of width 0": (["models.0.fusion_params={embed_dim = 0}"],
-                                    [("`models[0].fusion_params.embed_dim`: model 'mse' (head 'mse', fusion 'concat') "
-                                      "fails the pre-flight at building the fusion and head: ValueError: ConcatFusion: "
-                                      "embed_dim must be at least 1, got 0")]),
+                                    ["`models[0].fusion_params.embed_dim`: must be between 1 and 2048, got 0"]),
     "cross-attention without heads": (["models.0.fusion=cross_attention", "models.0.fusion_params={heads = 0}"],
-                                      ["`models[0].fusion_params.heads`: model 'mse'",
-                                       "ValueError: cross_attention: heads must be at least 1, got 0"]),
+                                      ["`models[0].fusion_params.heads`: must be between 1 and 256, got 0"]),
     "stand-in rendered by no process": (["synthetic.params={workers = 0}"],
                                         [("`synthetic.params.workers`: must be at least 1 (1 = rendered in the run's "
                                           "process), got 0")]),
@@ -221,6 +219,65 @@ SETTINGS = {
     "run named '.'": (['name="."'], ["`name` '.' is '.', the folder it would be made in"]),
 }
 
+# Sizes a model is built from, each refused by its component's parameter_problems before the pre-flight builds
+# anything: unchecked, validate built a billion layers for 25 minutes until the kernel killed it. Run in a child
+# under a memory limit (cli_limited), so that if the check is lost the row fails in seconds.
+G = 10**9  # the size of every row below: what the reviewer's experiment gave `depth`
+SIZES = {
+    "trunk depth of a billion": ([f"models.0.params.depth={G}"],
+                                 [f"`models[0].params.depth`: must be between 1 and 16, got {G}"]),
+    "trunk width of a billion": ([f"models.1.params.width={G}"],
+                                 [f"`models[1].params.width`: must be between 1 and 2048, got {G}"]),
+    "CARD depth of a billion": (["models.0.head=card", f"models.0.params.depth={G}"],
+                                [f"`models[0].params.depth`: must be between 1 and 16, got {G}"]),
+    "CARD timesteps by the billion": (["models.0.head=card", f"models.0.params.timesteps={G}"],
+                                      [f"`models[0].params.timesteps`: must be between 1 and 10000, got {G}"]),
+    "MCSDR attention layers by the billion": (["models.0.head=mcsdr",
+                                               f'models.0.params={{predictor = "deep_attention", layers = {G}}}'],
+                                              [f"`models[0].params.layers`: must be between 1 and 24, got {G}"]),
+    "MCSDR width of a billion": (["models.0.head=mcsdr", f"models.0.params.width={G}"],
+                                 [f"`models[0].params.width`: must be between 1 and 2048, got {G}"]),
+    "MCSDR timesteps by the billion": (["models.0.head=mcsdr", f"models.0.params.timesteps={G}"],
+                                       [f"`models[0].params.timesteps`: must be between 1 and 10000, got {G}"]),
+    "MCSDR time embedding of a billion": (["models.0.head=mcsdr", f"models.0.params.time_dim={G}"],
+                                          [f"`models[0].params.time_dim`: must be between 4 and 2048, got {G}"]),
+    "MCSDR condition tokens by the billion": (["models.0.head=mcsdr",
+                                               f'models.0.params={{predictor = "deep_attention", tokens = {G}}}'],
+                                              [f"`models[0].params.tokens`: must be between 1 and 64, got {G}"]),
+    "ensemble of a billion members": (["models.0.head=ensemble", f"models.0.params.members={G}"],
+                                      [f"`models[0].params.members`: must be between 1 and 32, got {G}"]),
+    "ensemble members a billion wide": (["models.0.head=ensemble", f"models.0.params.width={G}"],
+                                        [f"`models[0].params.width`: must be between 1 and 2048, got {G}"]),
+    "mixture of a billion components": (["models.0.head=mdn", f"models.0.params.components={G}"],
+                                        [f"`models[0].params.components`: must be between 1 and 100, got {G}"]),
+    "a billion quantile levels": (["models.0.head=quantile", f"models.0.params.levels={G}"],
+                                  [f"`models[0].params.levels`: must be between 2 and 999, got {G}"]),
+    "tabular embedding of a billion": ([f"models.0.fusion_params={{embed_dim = {G}}}"],
+                                       [f"`models[0].fusion_params.embed_dim`: must be between 1 and 2048, got {G}"]),
+    "a billion attention heads over the tabular tokens": (
+        ["models.0.fusion=cross_attention", f"models.0.fusion_params={{heads = {G}}}"],
+        [f"`models[0].fusion_params.heads`: must be between 1 and 256, got {G}"]),
+    "tiny3d depth of a billion": ([f"encoder.params.depth={G}"],
+                                  [f"`encoder.params.depth`: must be between 1 and 10, got {G}"]),
+    "tiny3d width of a billion": ([f"encoder.params.width={G}"],
+                                  [f"`encoder.params.width`: must be between 1 and 2048, got {G}"]),
+    "tiny3d last stage wider than ResNet-50's": (["encoder.params={width = 64, depth = 10}"],
+                                                 [("`encoder.params.depth`: width 64 doubled over 10 stages gives "
+                                                   "32768 channels in the last; at most 2048")]),
+    "frame_pool depth of a billion": (['encoder.name="frame_pool"', f"encoder.params={{depth = {G}}}"],
+                                      [f"`encoder.params.depth`: must be between 1 and 10, got {G}"]),
+    "frame_pool descriptors by the billion": (['encoder.name="frame_pool"', f"encoder.params={{descriptors = {G}}}"],
+                                              [f"`encoder.params.descriptors`: must be between 1 and 1024, got {G}"]),
+    "area_length width of a billion": (['encoder.name="area_length"', f"encoder.params={{width = {G}}}"],
+                                       [f"`encoder.params.width`: must be between 1 and 512, got {G}"]),
+    "search-space depth up to a billion": (
+        [f"models.0.search_space={{depth = {{int = [1, {G}]}}}}"],
+        [f"`models[0].search_space.depth` can give {G}: must be between 1 and 16, got {G}"]),
+    "search-space embedding of a billion": (
+        [f'models.0.search_space={{"fusion.embed_dim" = {{choices = [64, {G}]}}}}'],
+        [f"`models[0].search_space.fusion.embed_dim` can give {G}: must be between 1 and 2048, got {G}"]),
+}
+
 
 def sets(settings: list[str]) -> list[str]:
     return [part for setting in settings for part in ("--set", setting)]
@@ -239,6 +296,16 @@ def test_bad_setting_fails_validate_and_run_before_any_work(tmp_path, experiment
     settings, expected = SETTINGS[case]
     assert_refused(cli("validate", experiment, *sets(settings)), experiment, expected)
     assert_refused(cli(*run_args(experiment, tmp_path / "run", *sets(settings))), experiment, expected)
+    assert not (tmp_path / "run").exists(), "a refused experiment must not create its run directory"
+
+
+@pytest.mark.parametrize("case", SIZES)
+def test_a_size_beyond_its_range_fails_validate_and_run_before_anything_is_built(tmp_path, experiment, case):
+    settings, expected = SIZES[case]
+    validate, run = cli_limited(["validate", experiment, *sets(settings)],
+                                run_args(experiment, tmp_path / "run", *sets(settings)))
+    assert_refused(validate, experiment, expected)
+    assert_refused(run, experiment, expected)
     assert not (tmp_path / "run").exists(), "a refused experiment must not create its run directory"
 
 
