@@ -441,6 +441,10 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
           "channel (the datasets are 112 px)")),
         (clips.frequency < 1, "clips.frequency", "must be at least 1"),
         (clips.period < 1, "clips.period", "must be at least 1"),
+        # A stride past the longest echo video (a few hundred frames) keeps one frame, repeated as the clip.
+        *((getattr(clips, key) > MAX_CLIP_FRAMES, f"clips.{key}",
+           f"must be at most {MAX_CLIP_FRAMES} frames: a longer stride keeps one frame of an echo video, repeated")
+          for key in ("frequency", "period")),
         (clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
         (not 0 <= clips.intensity_jitter < 1, "clips.intensity_jitter", "must be at least 0 (off) and below 1"),
         (clips.speckle < 0, "clips.speckle", "must be 0 (off) or a positive std"),

@@ -144,6 +144,10 @@ def check_storage(spec: str, where: str) -> None:
         _connect(spec, where)
     elif _sqlite_file(spec) is not None:
         _check_file(_sqlite_file(spec), spec, where)
+    else:
+        raise ConfigError(f"{where} = {spec!r}: an in-memory database lives as long as one process, so no other worker "
+                          "shares it and no rerun resumes its trials; name a file (sqlite:///path/optuna.db) or a "
+                          "database server")
 
 
 def _sqlite_file(url: str) -> Path | None:

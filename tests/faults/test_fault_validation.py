@@ -217,6 +217,10 @@ SETTINGS = {
     "search-space log that is no boolean": (['models.0.search_space={lr = {float = [1e-4, 1e-2], log = "false"}}'],
                                             ["`models[0].search_space.lr`: log must be true or false, got 'false'"]),
     "run named '.'": (['name="."'], ["`name` '.' is '.', the folder it would be made in"]),
+    "clip stride past any video": (["clips.frequency=100000"],
+                                   ["`clips.frequency` must be at most 256 frames: a longer stride keeps one frame"]),
+    "in-memory tuning storage": (['tune.storage="sqlite://"'],
+                                 ["`tune.storage` = 'sqlite://': an in-memory database lives as long as one process"]),
 }
 
 # Sizes a model is built from, each refused by its component's parameter_problems before the pre-flight builds
