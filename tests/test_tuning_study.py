@@ -139,6 +139,29 @@ def test_storage_urls(tmp_path):
     assert storage_url(str(tmp_path / "elsewhere.db"), "ignored") == f"sqlite:///{tmp_path / 'elsewhere.db'}"
 
 
+def test_an_sqlite_storage_is_the_same_file_whichever_way_its_url_names_it(tmp_path):
+    """The schema check (a trigger in a received optuna.db runs inside this process) and the in-memory refusal read
+    a URL as SQLAlchemy does: a driver suffix or an SQLite file: URI names the same file, not "no file"."""
+    import sqlite3
+
+    import optuna
+
+    from benchmark.orchestration.storage import check_sqlite_schema, check_storage
+    from benchmark.store import StoreError
+
+    rigged = tmp_path / "optuna.db"
+    optuna.create_study(storage=f"sqlite:///{rigged}")
+    with sqlite3.connect(rigged) as connection:
+        connection.execute("CREATE VIEW trials_view AS SELECT * FROM trials")
+    for url in (f"sqlite:///{rigged}", f"sqlite+pysqlite:///{rigged}", f"sqlite:///file:{rigged}?mode=ro&uri=true"):
+        with pytest.raises(StoreError, match="view trials_view"):
+            check_sqlite_schema(url)
+    check_storage(f"sqlite+pysqlite:///{tmp_path / 'new.db'}", "--storage")  # a file to be made: fine
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:shared?mode=memory&cache=shared&uri=true"):
+        with pytest.raises(ConfigError, match="an in-memory database lives as long as one process"):
+            check_storage(url, "--storage")
+
+
 def test_failed_trials_use_their_budget_and_all_failing_is_an_error(components, splits, tmp_path, monkeypatch):
     attempts = []
 

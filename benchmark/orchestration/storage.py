@@ -151,9 +151,22 @@ def check_storage(spec: str, where: str) -> None:
 
 
 def _sqlite_file(url: str) -> Path | None:
-    """The database file of a ``sqlite:///PATH[?...]`` URL; None for another URL or an in-memory database."""
-    path = url.split(":///", 1)[1].split("?", 1)[0] if url.startswith("sqlite:///") else ""
-    return Path(path) if path not in ("", ":memory:") else None
+    """The database file of an SQLite URL with any driver (``sqlite:///PATH``, ``sqlite+pysqlite:///PATH``, an SQLite
+    ``file:PATH`` URI with ``uri=true``), parsed as SQLAlchemy parses it; None for another database or an in-memory
+    one. (A schema check that knew ``sqlite:///`` only was skipped for the same file named another way.)"""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+        return None
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):
+        database = database[len("file:"):]
+    return Path(database)
 
 
 def _check_file(path: Path, spec: str, where: str) -> None:
