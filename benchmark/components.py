@@ -142,11 +142,11 @@ def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any
         if expected:
             raise ConfigError(f"{where} must be {expected}, got {value!r}.{_choice_hint(declared[key], value)}")
     for component, taken in ((factory, dict(params)), (wraps, {key: params[key] for key in params if key in inner})):
-        for key, problem in _parameter_problems(component, taken).items():
+        for key, problem in parameter_problems_of(component, taken).items():
             raise ConfigError(f"{source}: `{key_path}.{key}`: {problem}")
 
 
-def _parameter_problems(component: Any, params: Mapping[str, Any]) -> dict[str, str]:
+def parameter_problems_of(component: Any, params: Mapping[str, Any]) -> dict[str, str]:
     """What the component's own ``parameter_problems(params)`` says of ``params``; {} when it has none."""
     problems = getattr(component, "parameter_problems", None)
     return problems(params) if callable(problems) else {}
@@ -182,7 +182,7 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
                            if key.startswith(FUSION_PREFIX) else (head_factory, key))
         for value in range_values(param):
             _check_search_value(key, value, annotation, where)
-            for problem in _parameter_problems(component, {name: value}).values():
+            for problem in parameter_problems_of(component, {name: value}).values():
                 raise ConfigError(f"{where} can give {value!r}: {problem}")
 
 
@@ -383,7 +383,7 @@ def _check_stand_in_loader(experiment: Experiment, stand_in: ComponentRecord) ->
     "2019"``: it writes 2023), which would otherwise stop the run only after generating."""
     config = experiment.dataset
     handed = {**experiment.synthetic.params, **config.params}
-    for key, problem in _parameter_problems(stand_in.factory, {"format": config.name, **handed}).items():
+    for key, problem in parameter_problems_of(stand_in.factory, {"format": config.name, **handed}).items():
         raise ConfigError(f"{experiment.source}: `{'dataset' if key in config.params else 'synthetic'}.params.{key}`: "
                           f"{problem}")
 

@@ -450,6 +450,7 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (clips.speckle < 0, "clips.speckle", "must be 0 (off) or a positive std"),
         (encoder.batch_size < 1, "encoder.batch_size", "must be at least 1"),
         (encoder.workers < 1, "encoder.workers", "must be at least 1 (1 = stages built in the run's process)"),
+        (encoder.workers > MAX_THREADS, "encoder.workers", f"must be at most {MAX_THREADS}: each is a process"),
         (encoder.finetune_epochs < 1 and encoder.finetune, "encoder.finetune_epochs",
          "must be at least 1 when encoder.finetune is set"),
         (encoder.lr_mult <= 0, "encoder.lr_mult", "must be positive"),
@@ -473,6 +474,7 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (train.threads > MAX_THREADS, "train.threads",
          f"must be at most {MAX_THREADS}: each is an OS thread of torch's pool, all started at once"),
         (train.workers < 1, "train.workers", "must be at least 1 (1 = tuning and jobs in the run's process)"),
+        (train.workers > MAX_THREADS, "train.workers", f"must be at most {MAX_THREADS}: each is a process"),
         (evaluate.samples < 2, "evaluate.samples", "must be at least 2 (the fair CRPS needs two samples)"),
         (evaluate.samples > MAX_SAMPLES, "evaluate.samples",
          (f"must be at most {MAX_SAMPLES}: each job keeps K samples per test item in memory several times over "

@@ -87,3 +87,20 @@ def test_tiny3d_is_configurable(width, depth, feature_dim):
     assert encoder(torch.randn(2, 3, 8, 32, 32)).shape == (2, feature_dim)
     assert encoder.feature_dim == feature_dim and encoder.input_spec.mean is None
     assert sum(1 for m in encoder.modules() if isinstance(m, nn.Conv3d)) == depth
+
+
+def test_the_key_to_blame_is_sought_only_among_encoders_within_their_ranges(monkeypatch):
+    """When an encoder fails its pre-flight, removing one key at a time finds the one to blame; removing `depth`
+    from {depth = 1, width = 2048} puts the default depth under width 2048 (16384 channels in the last stage,
+    3.6 billion parameters), which the ranges forbid and which is not built to ask."""
+    from benchmark.components import resolve
+    from benchmark.config import load_experiment
+    from benchmark.encoding import preflight
+
+    experiment = resolve(load_experiment("experiments/quick.toml", [
+        'encoder.name="tiny3d"', 'encoder.pretrain.objective="l1"', "encoder.params={depth = 1, width = 2048}"])).experiment
+    built = []
+    monkeypatch.setattr(preflight, "_problem", lambda experiment, registry: built.append(
+        dict(experiment.encoder.params)) or None)
+    assert preflight._culprit(experiment, registry.default()) == "encoder.params.width"
+    assert built == [{"depth": 1}]

@@ -15,7 +15,7 @@ from mcsdr_reference import reference_ddim
 
 import registry
 from benchmark.cli import main
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.training.bundle import load_bundle
 from benchmark.training.mcsdr_import import import_mcsdr
 
@@ -238,3 +238,14 @@ def test_checkpoint_models_are_evaluated_inside_a_run_with_their_inputs_and_k(be
         assert np.load(job / "samples.npz")["samples"].shape[1] == k
     leaderboard = (tmp_path / "run" / "leaderboard.csv").read_text()
     assert all(model in leaderboard for model in results)
+
+
+def test_a_bundle_whose_sizes_leave_their_ranges_is_refused_before_it_is_built(best_pth, tmp_path):
+    """A bundle names the sizes its parts are built from: a received one saying `timesteps = 1e9` would build
+    schedules of a billion steps; it is held to the head's ranges first, as an experiment's params are."""
+    assert main(["import-mcsdr", str(best_pth[0]), "--out", str(tmp_path / "out")]) == 0
+    content = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    content["head"]["params"]["timesteps"] = 20000
+    torch.save(content, tmp_path / "big.pt")
+    with pytest.raises(ConfigError, match=r"big\.pt: its head 'mcsdr' has `timesteps`: must be between 1 and 10000"):
+        load_bundle(tmp_path / "big.pt")

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from benchmark.components import parameter_problems_of
 from benchmark.config import Experiment
 from benchmark.device import random_state_kept
 from benchmark.encoding.encoder_stage import load_encoder_weights, new_encoder, weights_path
@@ -75,8 +76,11 @@ def _forward_problem(encoder: Any, frames: int) -> tuple[str, str] | None:
 def _culprit(experiment: Experiment, registry: Registry) -> str:
     """``encoder.params.KEY`` when the encoder passes without that one entry, else ``encoder.params``."""
     params = experiment.encoder.params
+    factory = registry.describe("encoder", experiment.encoder.name).factory
     for key in params:
         without = {name: value for name, value in params.items() if name != key}
+        if parameter_problems_of(factory, without):
+            continue  # the default in its place breaks a rule (width 2048 at the default depth): not built to ask
         encoder = dataclasses.replace(experiment.encoder, params=without, weights="")
         if _problem(dataclasses.replace(experiment, encoder=encoder), registry) is None:
             return f"encoder.params.{key}"

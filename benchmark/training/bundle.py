@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 import registry as default_registry
+from benchmark.components import parameter_problems_of
 from benchmark.contracts import InputSpec, LoadReport
 from benchmark.encoding.weights import load_state, read_checkpoint
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.store import atomic_write_bytes
 
 BUNDLE_FORMAT = "lvefbench.bundle/1"
@@ -86,6 +87,9 @@ def load_bundle(path: str | Path, registry=None, head_params: Mapping[str, Any] 
         spec = content[kind]
         params = {**spec["params"], **(head_params or {})} if kind == "head" else dict(spec["params"])
         extra = {"condition_dim": parts["fusion"].module.out_dim} if kind == "head" else {}
+        # The file names the sizes: held to the component's ranges before building (depth = 1e9 would build for ever)
+        for key, problem in parameter_problems_of(registry.describe(kind, spec["name"]).factory, params).items():
+            raise ConfigError(f"{path}: its {kind} {spec['name']!r} has `{key}`: {problem}")
         module = registry.build(kind, spec["name"], **extra, **params)
         load_state(module, spec["state_dict"], f"{path}: {kind}", strict=True, drop_prefixes=())
         parts[kind] = Part(spec["name"], params, module.eval())
