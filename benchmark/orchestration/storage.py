@@ -142,8 +142,8 @@ def check_storage(spec: str, where: str) -> None:
                           "mysql://..., or a file path.")
     if dialect != "sqlite":
         _connect(spec, where)
-    elif _sqlite_file(spec) is not None:
-        _check_file(_sqlite_file(spec), spec, where)
+    elif (path := _sqlite_file(spec)) is not None:
+        _check_file(path, spec, where)
     else:
         raise ConfigError(f"{where} = {spec!r}: an in-memory database lives as long as one process, so no other worker "
                           "shares it and no rerun resumes its trials; name a file (sqlite:///path/optuna.db) or a "

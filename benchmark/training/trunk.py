@@ -51,7 +51,12 @@ class TrunkHead(nn.Module):
 
     outputs = 1
     target_scale = "standardised"
-    parameter_problems = staticmethod(MLPTrunk.parameter_problems)
+    size_ranges: Mapping[str, tuple[float, float]] = {}  # a subclass's own sizes (MDN components), beside the trunk's
+
+    @classmethod
+    def parameter_problems(cls, params: Mapping[str, Any]) -> dict[str, str]:
+        """The trunk's ``width`` and ``depth`` and the subclass's ``size_ranges`` outside their ranges."""
+        return range_problems(params, {**TRUNK_RANGES, **cls.size_ranges})
 
     def __init__(self, condition_dim: int, width: int = 256, depth: int = 2, dropout: float = 0.1,
                  activation: str = "gelu"):

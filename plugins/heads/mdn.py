@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Normal
 from torch.nn import functional as F
 
-from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead, range_problems
+from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead
 from registry import IntParam, hookimpl
 
 MIN_STD = 1e-3
@@ -17,6 +17,8 @@ RANGES = {"components": (1, 100)}
 
 class MDNHead(TrunkHead):
     """Mixture density network (M Gaussian components), the multimodal competitor to diffusion."""
+
+    size_ranges = RANGES
 
     def __init__(self, condition_dim: int, components: int = 5, **trunk):
         if components < 1:
@@ -32,9 +34,6 @@ class MDNHead(TrunkHead):
             mean_bias.copy_(torch.erfinv(2 * levels - 1) * math.sqrt(2))
             std_bias.fill_(math.log(math.expm1(1 / math.sqrt(components))))  # softplus^-1 of the std
 
-    @staticmethod
-    def parameter_problems(params: dict) -> dict[str, str]:
-        return {**TrunkHead.parameter_problems(params), **range_problems(params, RANGES)}
 
     def mixture(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log weights, means and stds, each (B, M)."""

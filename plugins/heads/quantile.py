@@ -6,7 +6,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead, range_problems
+from benchmark.api import TRUNK_SEARCH_SPACE, TrunkHead
 from registry import IntParam, hookimpl
 
 # At least two to interpolate between (default 19); 999 is a level every 0.1%, finer than any K samples resolve.
@@ -27,6 +27,8 @@ class QuantileHead(TrunkHead):
     exact CRPS covers Gaussian mixtures only, so the fair sample CRPS scores this head.
     """
 
+    size_ranges = RANGES
+
     def __init__(self, condition_dim: int, levels: int = 19, **trunk):
         if levels < 2:
             raise ValueError(f"quantile: levels must be at least 2, got {levels}")
@@ -39,9 +41,6 @@ class QuantileHead(TrunkHead):
         with torch.no_grad():
             self.out.bias.copy_(torch.cat([normal[:1], torch.log(torch.expm1(normal.diff()))]))
 
-    @staticmethod
-    def parameter_problems(params: dict) -> dict[str, str]:
-        return {**TrunkHead.parameter_problems(params), **range_problems(params, RANGES)}
 
     def quantiles(self, condition: torch.Tensor) -> torch.Tensor:
         """(B, levels), increasing along the last axis."""
