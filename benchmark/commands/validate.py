@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    # Imported here: both import torch, which every other command's --help would otherwise wait for.
+    # Imported here: they import torch (and pandas), which every other command's --help would otherwise wait for.
     from benchmark.data.prepare import check_tabular, load_data
     from benchmark.encoding.preflight import preflight_encoder
     from benchmark.orchestration.checkpoint_models import check_checkpoint_models
