@@ -26,7 +26,7 @@ from benchmark.errors import ConfigError
 from benchmark.store import file_problem, folder_problem
 from registry import ComponentRecord, Registry, RegistryError, UnknownComponentError, load_registry
 from registry.errors import did_you_mean
-from registry.records import param_from_spec
+from registry.records import Param, param_from_spec
 
 TRAINER_PARAMS = tuple(TRAINER_RULES)
 FUSION_PREFIX = "fusion."
@@ -186,6 +186,23 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
                 raise ConfigError(f"{where} can give {value!r}: {problem}")
 
 
+def search_space(registry: Registry, model: ModelConfig) -> dict[str, Param]:
+    """What tuning ``model`` searches: the head's and fusion's default spaces without the parameters the model
+    fixes in ``params`` and ``fusion_params`` (a default range would otherwise replace the value it was given,
+    unseen), then the model's own ``search_space``, which tunes whatever it names, fixed or not."""
+    fixed = {*model.params, *(FUSION_PREFIX + key for key in model.fusion_params)}
+    defaults = {**registry.describe("head", model.head).search_space,
+                **{FUSION_PREFIX + key: param for key, param in registry.describe("fusion", model.fusion).search_space.items()}}
+    space = {key: param for key, param in defaults.items() if key not in fixed}
+    for key, spec in model.search_space.items():
+        try:
+            space[key] = param_from_spec(spec)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"model {model.key!r}: search_space.{key}: {error}. Write e.g. "
+                              "lr = {float = [1e-4, 1e-2], log = true}, width = {choices = [64, 128]}") from None
+    return space
+
+
 def range_values(param) -> tuple:
     """The values that stand for all a search-space entry can give: a range's two ends, or every choice."""
     return getattr(param, "choices", None) or (param.low, param.high)
@@ -320,10 +337,11 @@ def resolve(experiment: Experiment) -> Resolved:
                                f"models[{index}].fusion_params", source)
         check_search_space(registry, model, index, source)
         trains = head.metadata.get("needs_training", True) and not model.checkpoint
-        if experiment.tune.trials and trains and not (head.search_space or fusion.search_space or model.search_space):
-            warnings.append(f"{source}: `models[{index}]` ({model.key}): neither head {model.head!r} nor fusion "
-                            f"{model.fusion!r} has a search space, and the model gives none: it is trained with its "
-                            f"own settings, not tuned (its {experiment.tune.trials} trials would all be alike)")
+        if experiment.tune.trials and trains and not search_space(registry, model):
+            warnings.append(f"{source}: `models[{index}]` ({model.key}): nothing to tune (neither head {model.head!r} "
+                            f"nor fusion {model.fusion!r} has a search space its params leave open, and the model "
+                            f"gives none): it is trained with its own settings, not tuned (its "
+                            f"{experiment.tune.trials} trials would all be alike)")
         elif experiment.tune.trials and trains:
             tuned[index] = head
         if model.search_space and not (experiment.tune.trials and trains):

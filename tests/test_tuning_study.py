@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 from test_engine_helpers import linear_features, single_thread  # noqa: F401
 
+from benchmark.components import search_space, split_params
 from benchmark.config import ModelConfig, TrainConfig, TuneConfig
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.orchestration import tuning
 from benchmark.orchestration.storage import storage_url, study_name
-from benchmark.orchestration.tuning import search_space, split_params, tune_model
+from benchmark.orchestration.tuning import tune_model
 from benchmark.training import model as engine
 from benchmark.training.checks import HeadError
-from registry import Categorical, FloatParam, IntParam, Registry
+from registry import Categorical, FloatParam, IntParam, Registry, load_registry
 
 pytest.importorskip("optuna")
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -113,6 +114,25 @@ def test_the_toml_search_space_overrides_the_head_defaults(components):
     bad = ModelConfig(head="gauss_test", fusion="concat_test", search_space={"lr": {"float": [1e-3]}})
     with pytest.raises(ConfigError, match=r"model 'gauss_test\+concat_test': search_space.lr"):
         search_space(components, bad)
+
+
+def test_a_parameter_the_model_fixes_is_left_out_of_the_default_space(components, splits, tmp_path):
+    """A default range would replace the value ``params`` gives, unseen (``steps = 20`` tuned from 10 to 50); the
+    model's own ``search_space`` still tunes whatever it names."""
+    fixed = ModelConfig(head="gauss_test", fusion="concat_test", params={"width": 24})
+    assert search_space(components, fixed) == {"lr": FloatParam(1e-3, 3e-2, log=True)}
+    assert set(tune(components, splits, tmp_path, trials=2, model=fixed).params) == {"lr"}
+    named = ModelConfig(head="gauss_test", fusion="concat_test", params={"width": 24},
+                        search_space={"width": {"choices": [32, 48]}})
+    assert search_space(components, named)["width"] == Categorical((32, 48))
+
+    builtins = load_registry([])
+    model = ModelConfig(head="mcsdr", fusion="concat", params={"steps": 20, "predictor": "mlp"},
+                        fusion_params={"embed_dim": 64})
+    defaults = {**builtins.describe("head", "mcsdr").search_space,
+                **{f"fusion.{key}": param for key, param in builtins.describe("fusion", "concat").search_space.items()}}
+    assert {"steps", "predictor", "fusion.embed_dim"} <= set(defaults)  # what the model fixes is tuned by default
+    assert set(search_space(builtins, model)) == set(defaults) - {"steps", "predictor", "fusion.embed_dim"}
 
 
 def test_parameters_split_into_trainer_head_and_fusion():

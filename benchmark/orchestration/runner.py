@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from benchmark.components import PRIOR, resolve
+from benchmark.components import PRIOR, resolve, search_space
 from benchmark.config import Experiment, ModelConfig, artifacts_problem
 from benchmark.contracts import Split
 from benchmark.data.prepare import LoadedData, PreparedData, check_tabular, load_data, store_data
@@ -39,8 +39,7 @@ from benchmark.orchestration.report_inputs import report_if_changed
 from benchmark.orchestration.run_directory import check_fresh, check_received, refuse_stand_in_over_real, start_over
 from benchmark.orchestration.storage import check_storage, local_storage, storage_url, study_name
 from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
-from benchmark.orchestration.tuning import (TuningResult, open_study, own_study, search_space, study_direction,
-                                            tune_model)
+from benchmark.orchestration.tuning import TuningResult, open_study, own_study, study_direction, tune_model
 from benchmark.store import RunDir, atomic_write_json, read_json, safe_name
 from benchmark.training.preflight import preflight
 from registry import Registry

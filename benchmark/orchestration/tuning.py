@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from benchmark.components import FUSION_PREFIX, ModelParams, split_params
+from benchmark.components import ModelParams, search_space, split_params
 from benchmark.config import ModelConfig, TrainConfig, TuneConfig
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import BenchmarkError, ConfigError
@@ -24,24 +24,10 @@ from benchmark.training.checks import HeadError
 from benchmark.training.loop import train_model
 from benchmark.training.model import build_model
 from registry.errors import did_you_mean
-from registry.records import ComponentRecord, Param, param_from_spec
+from registry.records import ComponentRecord
 
 RETRY_OF = "retry_of"        # trial user attr: the number of the interrupted trial whose parameters it reruns
 PRUNER_STARTUP = 2           # MedianPruner prunes a trial only once this many trials completed
-
-
-def search_space(registry, model: ModelConfig) -> dict[str, Param]:
-    """The head's and fusion's default spaces, updated by the model's TOML ``search_space``."""
-    space: dict[str, Param] = dict(registry.describe("head", model.head).search_space)
-    space.update({FUSION_PREFIX + key: param
-                  for key, param in registry.describe("fusion", model.fusion).search_space.items()})
-    for key, spec in model.search_space.items():
-        try:
-            space[key] = param_from_spec(spec)
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"model {model.key!r}: search_space.{key}: {error}. Write e.g. "
-                              "lr = {float = [1e-4, 1e-2], log = true}, width = {choices = [64, 128]}") from None
-    return space
 
 
 def resolve_metric(registry, name: str) -> ComponentRecord:

@@ -500,7 +500,7 @@ def test_a_model_with_nothing_to_tune_is_named_and_trained_untuned(tmp_path, exp
     plugin = write_plugin("broken_heads", BROKEN_HEADS)  # its "plain" head is sound
     settings = sets([f'plugins=["{plugin}"]', "models.0.head=plain", 'models.0.label="plain"',
                      'models.0.fusion="none"', "tune.trials=2", "tune.epochs=1"])
-    warning = "`models[0]` (plain): neither head 'plain' nor fusion 'none' has a search space"
+    warning = "`models[0]` (plain): nothing to tune (neither head 'plain' nor fusion 'none' has a search space"
     outcome = cli("validate", experiment, *settings)
     assert outcome.code == 0 and warning in " ".join(outcome.text.split()), outcome.text
     outcome = cli(*run_args(experiment, tmp_path / "run", *settings))
