@@ -203,6 +203,33 @@ def search_space(registry: Registry, model: ModelConfig) -> dict[str, Param]:
     return space
 
 
+def check_parameters_read(factory: Callable[..., Any], model: ModelConfig, space: Mapping[str, Param], index: int,
+                          source: str) -> None:
+    """Refuse a head parameter the model sets (``params``) or tunes (its own ``search_space``) that the head would not
+    read with any value its controlling option can take here: ``steps`` with mcsdr's ``sampler = "ddpm"`` (which
+    runs all T steps) would be ignored without a word. A head declares ``read_only_with = {parameter: (option,
+    values that read it)}``. ``space``: what tuning searches ({} when the model is not tuned): an option it tunes
+    can take any of its values, one it does not is the model's ``params`` value or the head's default."""
+    conditions = getattr(factory, "read_only_with", {})
+    defaults = {name: parameter.default for name, parameter in inspect.signature(factory).parameters.items()}
+    for table, keys in (("params", model.params), ("search_space", model.search_space)):
+        for key in keys:
+            if key not in conditions:
+                continue
+            option, readers = conditions[key]
+            if option in space:
+                possible, given = range_values(space[option]), "tuning gives it"
+            elif option in model.params:
+                possible, given = (model.params[option],), f"`models[{index}].params.{option}` sets it"
+            else:
+                possible, given = (defaults.get(option),), "its default"
+            if not set(possible) & set(readers):
+                shown = " or ".join(map(repr, possible))
+                raise ConfigError(f"{source}: `models[{index}].{table}.{key}`: head {model.head!r} reads {key} only "
+                                  f"with {option} = {' or '.join(map(repr, readers))}, and {option} is {shown} "
+                                  f"({given}), so it would be ignored. Remove it, or set {option}.")
+
+
 def range_values(param) -> tuple:
     """The values that stand for all a search-space entry can give: a range's two ends, or every choice."""
     return getattr(param, "choices", None) or (param.low, param.high)
@@ -337,6 +364,8 @@ def resolve(experiment: Experiment) -> Resolved:
                                f"models[{index}].fusion_params", source)
         check_search_space(registry, model, index, source)
         trains = head.metadata.get("needs_training", True) and not model.checkpoint
+        check_parameters_read(head.factory, model, search_space(registry, model) if experiment.tune.trials and trains
+                              else {}, index, source)
         if experiment.tune.trials and trains and not search_space(registry, model):
             warnings.append(f"{source}: `models[{index}]` ({model.key}): nothing to tune (neither head {model.head!r} "
                             f"nor fusion {model.fusion!r} has a search space its params leave open, and the model "

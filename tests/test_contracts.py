@@ -20,7 +20,7 @@ from torch import nn
 
 from benchmark.api import ContractViolation, check_dataset, check_encoder, check_fusion, check_head, check_metric
 from benchmark.cli import main
-from benchmark.components import TRAINER_PARAMS, accepted, range_values
+from benchmark.components import TRAINER_PARAMS, accepted, declared_parameters, range_values
 from registry import load_registry
 
 PLUGINS_VARIABLE = "LVEFBENCH_CHECK_PLUGINS"
@@ -72,6 +72,15 @@ def test_defaults_and_own_search_space_are_within_the_components_ranges(record):
         if key not in TRAINER_PARAMS:
             for value in range_values(param):
                 assert problems({key: value}) == {}, (key, value)
+
+
+@pytest.mark.parametrize("record", [*cases("head"), *cases("fusion"), *cases("encoder")])
+def test_parameters_read_only_with_an_option_name_the_components_own(record):
+    """``read_only_with = {parameter: (option, values)}``: validate refuses ``parameter`` where ``option`` can take none
+    of ``values``; a misspelt name would refuse nothing."""
+    declared, _ = declared_parameters(record.factory)
+    for key, (option, readers) in getattr(record.factory, "read_only_with", {}).items():
+        assert key in declared and option in declared and readers, (key, option, readers)
 
 
 @pytest.mark.parametrize("record", cases("metric"))

@@ -9,6 +9,8 @@ shifted by f(x). So this head trains eps_theta(x, y_t, f(x), t) with the shared 
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -48,6 +50,8 @@ class CARDHead(Diffusion):
     """
 
     target_scale = "standardised"
+    # validate refuses steps with ddpm, which runs all T
+    read_only_with: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {"steps": ("sampler", ("ddim",))}
 
     def __init__(self, condition_dim: int, width: int = 128, depth: int = 2, timesteps: int = 100,
                  beta_start: float = 1e-3, beta_end: float = 0.175, sampler: str = "ddpm", steps: int = 10):

@@ -14,6 +14,7 @@ time part is computed once per step and broadcast, never on a (B*K, 1+E) concate
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -170,6 +171,12 @@ class MCSDRHead(Diffusion):
     Without it the head keeps the project's grid (900, .., 0), with which every figure in README was
     measured; standardised targets and features are what it is tuned for.
     """
+
+    # What each predictor and sampler reads: validate refuses the others' parameters, which would be ignored.
+    read_only_with: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
+        "heads": ("predictor", ("legacy_attention", "deep_attention")), "layers": ("predictor", ("deep_attention",)),
+        "tokens": ("predictor", ("deep_attention",)), "depth": ("predictor", ("mlp",)),
+        "dropout": ("predictor", ("mlp",)), "steps": ("sampler", ("ddim",)), "eta": ("sampler", ("ddim",))}
 
     def __init__(self, condition_dim: int, predictor: str = "legacy_attention", width: int = 256,
                  heads: int = 8, time_dim: int = 64, timesteps: int = 1000, schedule: str = "linear",

@@ -524,6 +524,34 @@ def test_a_search_space_that_will_not_be_used_is_named(experiment):
     assert outcome.code == 0 and "is not used" not in outcome.text, outcome.text
 
 
+UNREAD = [  # (settings, what validate says): a parameter the head would ignore with every value its option can take
+    (['models.0.head="mcsdr"', 'models.0.params={sampler = "ddpm", steps = 20}'],
+     ("`models[0].params.steps`: head 'mcsdr' reads steps only with sampler = 'ddim', and sampler is 'ddpm' "
+      "(`models[0].params.sampler` sets it)")),
+    (['models.0.head="mcsdr"', 'models.0.params={predictor = "mlp", heads = 4}', "tune.trials=2"],
+     ("`models[0].params.heads`: head 'mcsdr' reads heads only with predictor = 'legacy_attention' or "
+      "'deep_attention', and predictor is 'mlp'")),  # fixed in params, so the default space no longer tunes it
+    (['models.0.head="mcsdr"', 'models.0.search_space={layers = {int = [1, 4]}}', "tune.trials=2",
+      'models.0.params={predictor = "mlp"}'], "`models[0].search_space.layers`: head 'mcsdr' reads layers only"),
+    (['models.0.head="card"', "models.0.params={steps = 20}"],
+     ("`models[0].params.steps`: head 'card' reads steps only with sampler = 'ddim', and sampler is 'ddpm' (its "
+      "default)")),
+]
+
+
+@pytest.mark.parametrize("settings, expected", UNREAD)
+def test_a_parameter_the_head_would_not_read_is_refused(experiment, settings, expected):
+    assert_refused(cli("validate", experiment, *sets(settings)), experiment, [expected])
+
+
+def test_a_parameter_read_with_some_value_its_option_can_take_passes(experiment):
+    for settings in (['models.0.head="mcsdr"', 'models.0.params={predictor = "deep_attention", layers = 2}'],
+                     ['models.0.head="mcsdr"', "models.0.params={layers = 2}", "tune.trials=2"],  # tuned predictor
+                     ['models.0.head="card"', 'models.0.params={sampler = "ddim", steps = 5}']):
+        outcome = cli("validate", experiment, *sets(settings))
+        assert outcome.code == 0, (settings, outcome.text)
+
+
 def test_evaluate_metrics_are_found_by_name_or_label_in_any_case_as_tune_metric_is(experiment):
     outcome = cli("validate", experiment, *sets(['evaluate.metrics=["CRPS", "mae"]', 'tune.metric="CRPS"']))
     assert outcome.code == 0, outcome.text
