@@ -189,10 +189,12 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
 def search_space(registry: Registry, model: ModelConfig) -> dict[str, Param]:
     """What tuning ``model`` searches: the head's and fusion's default spaces without the parameters the model
     fixes in ``params`` and ``fusion_params`` (a default range would otherwise replace the value it was given,
-    unseen), then the model's own ``search_space``, which tunes whatever it names, fixed or not."""
+    unseen) and those the head would not read (mcsdr's ``steps`` with ``sampler = "ddpm"``: trials would differ
+    in nothing), then the model's own ``search_space``, which tunes whatever it names."""
     fixed = {*model.params, *(FUSION_PREFIX + key for key in model.fusion_params)}
-    defaults = {**registry.describe("head", model.head).search_space,
-                **{FUSION_PREFIX + key: param for key, param in registry.describe("fusion", model.fusion).search_space.items()}}
+    head = registry.describe("head", model.head)
+    fusion = registry.describe("fusion", model.fusion).search_space
+    defaults = {**head.search_space, **{FUSION_PREFIX + key: param for key, param in fusion.items()}}
     space = {key: param for key, param in defaults.items() if key not in fixed}
     for key, spec in model.search_space.items():
         try:
@@ -200,34 +202,44 @@ def search_space(registry: Registry, model: ModelConfig) -> dict[str, Param]:
         except (ValueError, TypeError) as error:
             raise ConfigError(f"model {model.key!r}: search_space.{key}: {error}. Write e.g. "
                               "lr = {float = [1e-4, 1e-2], log = true}, width = {choices = [64, 128]}") from None
-    return space
+    unread = [key for key in _unread(head.factory, model, space) if key not in model.search_space]
+    return {key: param for key, param in space.items() if key not in unread}
 
 
 def check_parameters_read(factory: Callable[..., Any], model: ModelConfig, space: Mapping[str, Param], index: int,
                           source: str) -> None:
     """Refuse a head parameter the model sets (``params``) or tunes (its own ``search_space``) that the head would not
     read with any value its controlling option can take here: ``steps`` with mcsdr's ``sampler = "ddpm"`` (which
-    runs all T steps) would be ignored without a word. A head declares ``read_only_with = {parameter: (option,
-    values that read it)}``. ``space``: what tuning searches ({} when the model is not tuned): an option it tunes
-    can take any of its values, one it does not is the model's ``params`` value or the head's default."""
-    conditions = getattr(factory, "read_only_with", {})
-    defaults = {name: parameter.default for name, parameter in inspect.signature(factory).parameters.items()}
+    runs all T steps) would be ignored without a word. ``space``: what tuning searches ({} when the model is not
+    tuned)."""
+    unread = _unread(factory, model, space)
     for table, keys in (("params", model.params), ("search_space", model.search_space)):
-        for key in keys:
-            if key not in conditions:
-                continue
-            option, readers = conditions[key]
-            if option in space:
-                possible, given = range_values(space[option]), "tuning gives it"
-            elif option in model.params:
-                possible, given = (model.params[option],), f"`models[{index}].params.{option}` sets it"
-            else:
-                possible, given = (defaults.get(option),), "its default"
-            if not set(possible) & set(readers):
-                shown = " or ".join(map(repr, possible))
-                raise ConfigError(f"{source}: `models[{index}].{table}.{key}`: head {model.head!r} reads {key} only "
-                                  f"with {option} = {' or '.join(map(repr, readers))}, and {option} is {shown} "
-                                  f"({given}), so it would be ignored. Remove it, or set {option}.")
+        for key in (key for key in keys if key in unread):
+            option, readers, possible, given = unread[key]
+            given = f"`models[{index}].params.{option}` sets it" if given == "params" else given
+            raise ConfigError(f"{source}: `models[{index}].{table}.{key}`: head {model.head!r} reads {key} only with "
+                              f"{option} = {' or '.join(map(repr, readers))}, and {option} is "
+                              f"{' or '.join(map(repr, possible))} ({given}), so it would be ignored. Remove it, or "
+                              f"set {option}.")
+
+
+def _unread(factory: Callable[..., Any], model: ModelConfig, space: Mapping[str, Param]) -> dict[str, tuple]:
+    """The head parameters read only with values of an option (the head's ``read_only_with = {parameter: (option,
+    values that read it)}``) that the option cannot take here, each as (option, those values, the values it can take,
+    where they come from). An option tuning searches can take any value of its range, one it does not is the
+    model's ``params`` value or the head's default."""
+    defaults = {name: parameter.default for name, parameter in inspect.signature(factory).parameters.items()}
+    unread = {}
+    for key, (option, readers) in getattr(factory, "read_only_with", {}).items():
+        if option in space:
+            possible, given = range_values(space[option]), "tuning gives it"
+        elif option in model.params:
+            possible, given = (model.params[option],), "params"
+        else:
+            possible, given = (defaults.get(option),), "its default"
+        if not set(possible) & set(readers):
+            unread[key] = (option, readers, possible, given)
+    return unread
 
 
 def range_values(param) -> tuple:

@@ -133,6 +133,9 @@ def test_a_parameter_the_model_fixes_is_left_out_of_the_default_space(components
                 **{f"fusion.{key}": param for key, param in builtins.describe("fusion", "concat").search_space.items()}}
     assert {"steps", "predictor", "fusion.embed_dim"} <= set(defaults)  # what the model fixes is tuned by default
     assert set(search_space(builtins, model)) == set(defaults) - {"steps", "predictor", "fusion.embed_dim"}
+    # nor what the head would not read: DDPM runs all T steps, whatever a trial gives steps
+    ddpm = ModelConfig(head="mcsdr", fusion="concat", params={"sampler": "ddpm"})
+    assert set(search_space(builtins, ddpm)) == set(defaults) - {"steps"}
 
 
 def test_parameters_split_into_trainer_head_and_fusion():
