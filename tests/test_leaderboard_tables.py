@@ -219,6 +219,20 @@ def test_a_received_model_name_stays_text_in_the_tex_and_markdown_tables(tmp_pat
     assert "<img" not in markdown and "&lt;img src=" in row and "\\| forged \\| row \\|" in row
 
 
+def test_received_score_notes_and_protocol_stay_text_in_the_markdown(tmp_path, results, specs):
+    """A result.json's ``notes`` and a manifest's ``protocol`` come from the sender as well: an image in them was
+    fetched from elsewhere by a markdown viewer, and a line break began a heading or a table of the sender's."""
+    noted = [dataclasses.replace(result, notes={"crps": HOSTILE}) if result.model == "mse" else result
+             for result in results]
+    write_tables(tmp_path, noted, {**PROTOCOL, "dataset": HOSTILE}, specs=specs, n_boot=10)
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "<img" not in markdown and "\n| forged" not in markdown
+    protocol, note = (next(line for line in markdown.splitlines() if line.startswith(start))
+                      for start in ("**Protocol**", "- mse:"))
+    assert "&lt;img src=" in protocol and "\\| forged \\| row \\|" in protocol
+    assert "&lt;img src=" in note and "\\| forged \\| row \\|" in note
+
+
 def test_predictions_csv_leads_with_the_cardiobench_columns(tmp_path, results):
     path = write_predictions(tmp_path / "predictions.csv", results[0].items)
     header = path.read_text().splitlines()[0].split(",")
