@@ -219,6 +219,16 @@ def test_a_received_model_name_stays_text_in_the_tex_and_markdown_tables(tmp_pat
     assert "<img" not in markdown and "&lt;img src=" in row and "\\| forged \\| row \\|" in row
 
 
+def test_a_received_model_name_makes_no_markdown_image_or_link(tmp_path, results, specs):
+    """``![x](url)`` is an image as much as ``<img>``: a viewer fetches it from elsewhere. A backslash before ``]``
+    must stay text as well, or it would escape the escape."""
+    name = "![pixel](http://elsewhere/p.png) [a\\](http://elsewhere/x)"
+    hostile = [dataclasses.replace(result, model=name) for result in results if result.model == "mse"]
+    write_tables(tmp_path, results + hostile, PROTOCOL, specs=specs, n_boot=10)
+    row = next(line for line in (tmp_path / "leaderboard.md").read_text().splitlines() if "elsewhere" in line)
+    assert "![pixel\\](http://elsewhere/p.png) [a\\\\\\](http://elsewhere/x)" in row
+
+
 def test_received_score_notes_and_protocol_stay_text_in_the_markdown(tmp_path, results, specs):
     """A result.json's ``notes`` and a manifest's ``protocol`` come from the sender as well: an image in them was
     fetched from elsewhere by a markdown viewer, and a line break began a heading or a table of the sender's."""

@@ -28,8 +28,9 @@ def markdown_table(table: Table) -> str:
 
 def _markdown_escape(text: str) -> str:
     """A cell as text, whatever a received result.json names its model: a ``|`` or a line break would shift
-    the table's columns, and markdown viewers render HTML tags (an image fetched from elsewhere)."""
-    text = _one_line(text).replace("|", "\\|")
+    the table's columns, and markdown viewers render HTML tags and ``![x](url)`` (an image fetched from
+    elsewhere; ``[x](url)``, a link). ``](`` is escaped, and a backslash first, so that none escapes it back."""
+    text = _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("](", "\\](")
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
