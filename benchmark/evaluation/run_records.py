@@ -73,6 +73,9 @@ def read_result(path: Path) -> dict[str, Any]:
     _require(isinstance(files, dict) and all(isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
                                              for entry in files.values()),
              path, "files", "is not a table of file name -> {sha256, ...}")
+    notes = record.get("notes", {})  # how each score was computed: shown in every table file and the report
+    _require(isinstance(notes, dict) and all(isinstance(text, str) for text in notes.values()),
+             path, "notes", "is not a table of score -> text")
     return record
 
 

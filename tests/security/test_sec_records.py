@@ -30,6 +30,8 @@ RESULTS = {
     "seed true": (lambda record: {**record, "seed": True}, "`seed` is True, not a whole number"),
     "an unknown status": (lambda record: {**record, "status": "great"}, "`status` is 'great', not one of ok, failed"),
     "not an object": (lambda record: [record], "is not a JSON object"),
+    "notes a string": (lambda record: {**record, "notes": "abc"}, "`notes` is not a table of score -> text"),
+    "a note a number": (lambda record: {**record, "notes": {"crps": 5}}, "`notes` is not a table of score -> text"),
 }
 MANIFESTS = {
     "jobs a string": (lambda manifest: {**manifest, "jobs": "abc"}, "`jobs` is not a list of job ids"),
