@@ -19,7 +19,7 @@ from benchmark.evaluation.leaderboard import (
     read_predictions,
     write_predictions,
 )
-from benchmark.evaluation.scoring import item_scores
+from benchmark.evaluation.scoring import SCORE_COLUMNS, item_scores
 from benchmark.evaluation.stats import holm
 
 N, K = 60, 20
@@ -250,6 +250,12 @@ def test_predictions_csv_leads_with_the_cardiobench_columns(tmp_path, results):
     back = read_predictions(path)
     pd.testing.assert_frame_equal(back[results[0].items.columns], results[0].items, check_dtype=False,
                                   check_exact=True)  # report must rebuild identical numbers
+
+
+def test_score_columns_are_the_columns_item_scores_gives():
+    """What report checks every received predictions.csv for (``run_records.read_job_predictions``)."""
+    y = np.array([40.0, 60.0])
+    assert tuple(item_scores(y, Predictive(np.stack([y, y + 1], axis=1), y)).columns) == SCORE_COLUMNS
 
 
 def test_a_metric_without_aggregate_comes_from_the_jobs_whole_set_values(results, specs):
