@@ -94,7 +94,7 @@ def read_job_predictions(path: Path) -> pd.DataFrame:
     try:
         frame = read_predictions(path)
     except (ValueError, UnicodeDecodeError) as error:  # pandas' parser errors are ValueErrors
-        _refuse(path, "", f"is not a readable CSV ({_shown(str(error))})")
+        _refuse(path, "", f"is not a readable CSV ({' '.join(str(error).split())})")
     for column in ("FileName", "patient", *SCORE_COLUMNS):
         _require(("id" if column == "FileName" else column) in frame.columns, path, column, "is missing")
     _require(len(frame) > 0, path, "", "holds no test item")
@@ -108,29 +108,20 @@ def read_job_predictions(path: Path) -> pd.DataFrame:
     return frame
 
 
-# The most bytes one stored array may hold once unpacked: a job's samples are at most its test items times K <=
-# 10,000 floats (400 MB for 10,000 items); an archive can claim far more from a few kB of zeros (a zip bomb).
-MAX_ARRAY_BYTES = 1 << 30
-
-
 def read_job_arrays(path: Path, names: Sequence[str], optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """The arrays ``names`` (and those of ``optional`` it holds) of a job's .npz, never unpickled: an archive that
-    is none, holds pickled objects, lacks one of ``names`` or unpacks to more than ``MAX_ARRAY_BYTES`` an array is
-    an error naming it. (The zip reader stops at the size an entry declares, so the declared size bounds it.)"""
+    """The arrays ``names`` (and those of ``optional`` it holds) of a job's .npz (``read_arrays``: never unpickled,
+    none unpacked past ``MAX_ARRAY_BYTES``): an archive that is none, holds pickled objects, an entry too large or
+    lacks one of ``names`` is an error naming it."""
     try:
         with read_arrays(path) as stored:
             for name in names:
                 _require(name in stored.files, path, name, "is missing")
-            arrays = {}
-            for name in (name for name in (*names, *optional) if name in stored.files):
-                member = name if name in stored.zip.namelist() else f"{name}.npy"  # as numpy finds it
-                size = stored.zip.getinfo(member).file_size
-                _require(size <= MAX_ARRAY_BYTES, path, name, f"unpacks to {size:,} bytes, more than any job stores")
-                arrays[name] = stored[name]
-                _require(isinstance(arrays[name], np.ndarray), path, name, "is not an array")  # numpy gives the bytes
-            return arrays
+            arrays = {name: stored[name] for name in (*names, *optional) if name in stored.files}
     except (ValueError, OSError, EOFError, MemoryError, zipfile.BadZipFile) as error:
-        _refuse(path, "", f"is not an archive of arrays ({_shown(str(error))})")
+        _refuse(path, "", f"is not an archive of arrays ({' '.join(str(error).split())})")
+    for name, array in arrays.items():  # numpy gives an entry that is no .npy as its bytes
+        _require(isinstance(array, np.ndarray), path, name, "is not an array")
+    return arrays
 
 
 def read_job_samples(path: Path, ids: pd.Index) -> dict[str, np.ndarray]:
