@@ -117,6 +117,14 @@ def test_bad_sequences_and_ef_are_excluded(tmp_path):
     assert len(index.items) == 7
 
 
+def test_an_info_file_that_is_not_text_is_an_error_naming_it(tmp_path):
+    tree = fd.make_camus(tmp_path, n_patients=2)
+    info = tree.root / "database_nifti" / "patient0002" / "Info_4CH.cfg"
+    info.write_bytes(info.read_bytes() + b"Comment: caf\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(DataError, match=rf"{info}: byte 0xE9 at line 9 is not UTF-8 text"):
+        load(tmp_path, view="4CH")
+
+
 # The ElementDataFile line of patient0001_4CH's header, replaced by what a crafted header could say. SimpleITK
 # (MetaIO) reads ``key : value`` as well as ``key = value``, ends lines at \n only, takes the first
 # ElementDataFile however far into the header it comes, and reads whatever file that names.
