@@ -301,9 +301,10 @@ def read_regular(path: str | Path) -> bytes:
         return stream.read()
 
 
-# The most bytes one array of a stored .npz may unpack to: a job's samples are at most its test items times
-# K <= 10,000 floats (400 MB for 10,000 items), a feature cache entry less; a few kB of compressed zeros can claim
-# gigabytes (a zip bomb). The zip reader stops at the size an entry declares, so checking that bounds it.
+# The most bytes one array of a stored .npz (or a job file a shared storage hands, ``cluster.decode_files``) may
+# unpack to: a job's samples are at most its test items times K <= 10,000 floats (400 MB for 10,000 items), a
+# feature cache entry less; a few kB of compressed zeros can claim gigabytes (a zip bomb). The zip reader stops at
+# the size an entry declares, so checking that bounds it.
 MAX_ARRAY_BYTES = 1 << 30
 
 
