@@ -91,6 +91,17 @@ FORGED_FILES = {
 }
 
 
+def _storage_with_a_result(tmp_path, job: str, **attrs) -> str:
+    """The URL of a storage whose jobs study holds one finished result of ``job``, with ``attrs`` beside it."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    board = JobBoard(open_storage(url, tmp_path), jobs_study_name("faults", [job]))
+    board.study.set_user_attr("manifest", {"experiment": "faults", "jobs": [job]})
+    board.study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE, value=1.0,
+        user_attrs={JOB: job, RESULT: {"job": job, "status": "ok", "seconds": 1.0}, **attrs}))
+    return url
+
+
 @pytest.mark.parametrize("case", FORGED_FILES)
 def test_a_job_file_a_storage_holds_is_checked_as_it_is_unpacked(tmp_path, monkeypatch, case):
     from benchmark import store
@@ -98,26 +109,14 @@ def test_a_job_file_a_storage_holds_is_checked_as_it_is_unpacked(tmp_path, monke
     monkeypatch.setattr(store, "MAX_ARRAY_BYTES", 1 << 20)
     attrs, problem = FORGED_FILES[case]
     job = "mse__seed0__fold0__aaaa"
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    board = JobBoard(open_storage(url, tmp_path), jobs_study_name("faults", [job]))
-    board.study.set_user_attr("manifest", {"experiment": "faults", "jobs": [job]})
-    board.study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.COMPLETE, value=1.0,
-        user_attrs={JOB: job, RESULT: {"job": job, "status": "ok", "seconds": 1.0}, **attrs}))
-    outcome = cli("report", tmp_path / "run", "--storage", url)
+    outcome = cli("report", tmp_path / "run", "--storage", _storage_with_a_result(tmp_path, job, **attrs))
     said = " ".join(outcome.err.split())
     assert outcome.code == 1 and f"of job {job} in the storage {problem}" in said, outcome.text
     assert not (tmp_path / "run" / "jobs" / job / "predictions.csv").exists()
 
 
 def test_a_job_id_from_a_storage_cannot_leave_the_run_directory(tmp_path):
-    job = "../../../escaped"
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    board = JobBoard(open_storage(url, tmp_path), jobs_study_name("faults", [job]))
-    board.study.set_user_attr("manifest", {"experiment": "faults", "jobs": [job]})
-    board.study.add_trial(optuna.trial.create_trial(
-        state=optuna.trial.TrialState.COMPLETE, value=1.0,
-        user_attrs={JOB: job, RESULT: {"job": job, "status": "ok", "seconds": 1.0}}))
+    url = _storage_with_a_result(tmp_path, "../../../escaped")
     run_dir = tmp_path / "a" / "b" / "run"
     outcome = cli("report", run_dir, "--storage", url)
     assert outcome.code == 2 and "job id" in outcome.err
