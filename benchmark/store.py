@@ -301,11 +301,29 @@ def read_regular(path: str | Path) -> bytes:
         return stream.read()
 
 
-def read_arrays(path: str | Path):
-    """The arrays of a stored ``.npz``, read as ``read_regular`` reads and never unpickled."""
+# The most bytes one array of a stored .npz (or a job file a shared storage hands, ``cluster.decode_files``) may
+# unpack to: a job's samples are at most its test items times K <= 10,000 floats (400 MB for 10,000 items), a
+# feature cache entry less; a few kB of compressed zeros can claim gigabytes (a zip bomb). The zip reader stops at
+# the size an entry declares, so checking that bounds it.
+MAX_ARRAY_BYTES = 1 << 30
+
+
+def open_arrays(data: bytes):
+    """The arrays of the ``.npz`` ``data``, never unpickled; a ValueError, before anything is unpacked, when an
+    entry declares more than ``MAX_ARRAY_BYTES``."""
     import numpy as np
 
-    return np.load(io.BytesIO(read_regular(path)), allow_pickle=False)
+    arrays = np.load(io.BytesIO(data), allow_pickle=False)
+    for entry in arrays.zip.infolist():
+        if entry.file_size > MAX_ARRAY_BYTES:
+            arrays.close()
+            raise ValueError(f"{entry.filename} unpacks to {entry.file_size:,} bytes, more than {MAX_ARRAY_BYTES:,}")
+    return arrays
+
+
+def read_arrays(path: str | Path):
+    """The arrays of a stored ``.npz``, read as ``read_regular`` reads (``open_arrays``)."""
+    return open_arrays(read_regular(path))
 
 
 def damage(directory: str | Path, records: dict[str, dict[str, Any]]) -> str | None:
@@ -343,10 +361,8 @@ def _rows(name: str, data: bytes) -> int | None:
     if name.endswith(".csv"):
         return max(data.count(b"\n") - 1, 0)
     if name.endswith(".npz"):
-        import numpy as np
-
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            with open_arrays(data) as arrays:
                 return len(arrays[arrays.files[0]]) if arrays.files else 0
         except Exception:  # any damage a zip or array header can have: no row count to give
             return None

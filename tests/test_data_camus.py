@@ -9,7 +9,14 @@ import pytest
 
 import registry
 from benchmark.data.splits import build_manifest
-from benchmark.data.video import Video, read_metaimage, read_nifti_nibabel, read_nifti_simpleitk
+from benchmark.data.video import (
+    Video,
+    VideoReadError,
+    read_metaimage,
+    read_nifti_nibabel,
+    read_nifti_simpleitk,
+    video_files,
+)
 from benchmark.errors import BenchmarkError, ConfigError, DataError
 
 
@@ -108,6 +115,42 @@ def test_bad_sequences_and_ef_are_excluded(tmp_path):
     assert reasons["patient0004_4CH"] == "missing video"
     assert "outside [0, 100]" in reasons["patient0005_4CH"]
     assert len(index.items) == 7
+
+
+def test_an_info_file_that_is_not_text_is_an_error_naming_it(tmp_path):
+    tree = fd.make_camus(tmp_path, n_patients=2)
+    info = tree.root / "database_nifti" / "patient0002" / "Info_4CH.cfg"
+    info.write_bytes(info.read_bytes() + b"Comment: caf\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(DataError, match=rf"{info}: byte 0xE9 at line 9 is not UTF-8 text"):
+        load(tmp_path, view="4CH")
+
+
+# The ElementDataFile line of patient0001_4CH's header, replaced by what a crafted header could say. SimpleITK
+# (MetaIO) reads ``key : value`` as well as ``key = value``, ends lines at \n only, takes the first
+# ElementDataFile however far into the header it comes, and reads whatever file that names.
+DATA_LINE = "ElementDataFile = patient0001_4CH_sequence.raw"
+PLANTED_DATA_LINES = {
+    "a device that reads without end": "ElementDataFile = /dev/zero",
+    "another patient's pixels": "ElementDataFile = ../patient0002/patient0002_4CH_sequence.raw",
+    "a colon as separator": "ElementDataFile : /dev/zero",
+    "a line hidden behind a form feed": f"Comment = x\x0c{DATA_LINE}\nElementDataFile = /dev/zero",
+    "past 64 kB of header": "Comment = x\n" * 7000 + "ElementDataFile = /dev/zero",
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLANTED_DATA_LINES))
+def test_a_metaimage_naming_pixels_outside_its_folder_is_excluded_naming_it(tmp_path, case):
+    """/dev/zero gave a video of zeros, and hashing it (to name the results by the data's content) never ended;
+    another patient's pixels were taken as this one's."""
+    tree = fd.make_camus(tmp_path, release="2019", n_patients=2)
+    header = tree.videos["patient0001_4CH"]
+    header.write_text(header.read_text().replace(DATA_LINE, PLANTED_DATA_LINES[case]))
+    _, index = load(tmp_path, view="4CH")
+    assert [item.id for item in index.items] == ["patient0002_4CH"]
+    (excluded,) = index.excluded
+    assert excluded.id == "patient0001_4CH" and str(header) in excluded.reason and "ElementDataFile" in excluded.reason
+    with pytest.raises(VideoReadError, match="ElementDataFile"):
+        video_files(header)
 
 
 @pytest.mark.parametrize("module, reader", [("nibabel", read_nifti_nibabel), ("SimpleITK", read_nifti_simpleitk)])

@@ -192,6 +192,23 @@ def test_an_empty_file_name_excludes_its_row(tree):
     assert len(index.items) == len(tree.ids) - 1
 
 
+@pytest.mark.parametrize("where", ["elsewhere", "absolute", "above"])
+def test_a_file_name_that_names_a_path_excludes_its_row(tree, where):
+    """FileName names a video in Videos/: an absolute one read any .avi on the machine as this item's video without
+    a word, and ../ one outside the dataset."""
+    elsewhere = tree.root.parent / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(tree.videos[tree.ids[0]], elsewhere / "planted.avi")
+    name = {"elsewhere": "../../elsewhere/planted", "absolute": str(elsewhere / "planted"),
+            "above": "../Videos/" + tree.ids[3]}[where]
+    fd.set_cell(tree.labels, tree.ids[3], "FileName", name)
+    _, index = load(tree.root, min_traced_frames=0)  # no tracing to miss: the planted video was taken
+    (exclusion,) = index.excluded
+    assert (exclusion.id, exclusion.file) == (name, str(tree.labels))
+    assert exclusion.reason == "FileName names a path, not a video in Videos/: row 5"
+    assert len(index.items) == len(tree.ids) - 1
+
+
 @pytest.mark.parametrize("spelling", [lambda name: name.lower() + ".AVI", lambda name: name + ".avi"])
 def test_the_same_video_listed_twice_in_any_case_is_an_error_naming_both_rows(tree, spelling):
     fd.duplicate_row(tree.labels, tree.ids[1])  # appended as row 10

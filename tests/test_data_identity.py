@@ -81,6 +81,8 @@ def test_the_raw_pixels_beside_a_metaimage_header_are_part_of_its_content(tmp_pa
 def test_every_element_data_file_form_of_metaimage_is_followed(tmp_path, line, names):
     header = tmp_path / "seq.mhd"
     header.write_text(f"ObjectType = Image\nNDims = 3\n{line}\n")
+    for name in names:  # each must be a regular file beside the header (test_data_camus.py)
+        (tmp_path / name).write_bytes(b"pixels")
     assert video_files(header) == [header, *(tmp_path / name for name in names)]
 
 

@@ -19,7 +19,7 @@ from benchmark.evaluation.leaderboard import (
     read_predictions,
     write_predictions,
 )
-from benchmark.evaluation.scoring import item_scores
+from benchmark.evaluation.scoring import SCORE_COLUMNS, item_scores
 from benchmark.evaluation.stats import holm
 
 N, K = 60, 20
@@ -219,6 +219,30 @@ def test_a_received_model_name_stays_text_in_the_tex_and_markdown_tables(tmp_pat
     assert "<img" not in markdown and "&lt;img src=" in row and "\\| forged \\| row \\|" in row
 
 
+def test_a_received_model_name_makes_no_markdown_image_or_link(tmp_path, results, specs):
+    """``![x](url)`` is an image as much as ``<img>``: a viewer fetches it from elsewhere. A backslash before ``]``
+    must stay text as well, or it would escape the escape."""
+    name = "![pixel](http://elsewhere/p.png) [a\\](http://elsewhere/x)"
+    hostile = [dataclasses.replace(result, model=name) for result in results if result.model == "mse"]
+    write_tables(tmp_path, results + hostile, PROTOCOL, specs=specs, n_boot=10)
+    row = next(line for line in (tmp_path / "leaderboard.md").read_text().splitlines() if "elsewhere" in line)
+    assert "![pixel\\](http://elsewhere/p.png) [a\\\\\\](http://elsewhere/x)" in row
+
+
+def test_received_score_notes_and_protocol_stay_text_in_the_markdown(tmp_path, results, specs):
+    """A result.json's ``notes`` and a manifest's ``protocol`` come from the sender as well: an image in them was
+    fetched from elsewhere by a markdown viewer, and a line break began a heading or a table of the sender's."""
+    noted = [dataclasses.replace(result, notes={"crps": HOSTILE}) if result.model == "mse" else result
+             for result in results]
+    write_tables(tmp_path, noted, {**PROTOCOL, "dataset": HOSTILE}, specs=specs, n_boot=10)
+    markdown = (tmp_path / "leaderboard.md").read_text()
+    assert "<img" not in markdown and "\n| forged" not in markdown
+    protocol, note = (next(line for line in markdown.splitlines() if line.startswith(start))
+                      for start in ("**Protocol**", "- mse:"))
+    assert "&lt;img src=" in protocol and "\\| forged \\| row \\|" in protocol
+    assert "&lt;img src=" in note and "\\| forged \\| row \\|" in note
+
+
 def test_predictions_csv_leads_with_the_cardiobench_columns(tmp_path, results):
     path = write_predictions(tmp_path / "predictions.csv", results[0].items)
     header = path.read_text().splitlines()[0].split(",")
@@ -226,6 +250,12 @@ def test_predictions_csv_leads_with_the_cardiobench_columns(tmp_path, results):
     back = read_predictions(path)
     pd.testing.assert_frame_equal(back[results[0].items.columns], results[0].items, check_dtype=False,
                                   check_exact=True)  # report must rebuild identical numbers
+
+
+def test_score_columns_are_the_columns_item_scores_gives():
+    """What report checks every received predictions.csv for (``run_records.read_job_predictions``)."""
+    y = np.array([40.0, 60.0])
+    assert tuple(item_scores(y, Predictive(np.stack([y, y + 1], axis=1), y)).columns) == SCORE_COLUMNS
 
 
 def test_a_metric_without_aggregate_comes_from_the_jobs_whole_set_values(results, specs):

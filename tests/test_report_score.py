@@ -83,3 +83,55 @@ def test_score_names_that_sanitise_alike_clash_unless_replaced(run_dir, tmp_path
     rows = pd.read_csv(run_dir / "leaderboard.csv").set_index("model")
     assert "model A" not in rows.index and rows.loc["model_A", "mae"] == pytest.approx(3.0)
     assert {"mse", "gaussian"} <= set(rows.index)
+
+
+def _with(truth: pd.DataFrame, **columns) -> pd.DataFrame:
+    """FileName and EF_pred of the run's test items, then ``columns`` (a value, or one per item)."""
+    table = pd.DataFrame({"FileName": truth["FileName"], "EF_pred": truth["EF"]})
+    for name, value in columns.items():
+        table[name] = value
+    return table
+
+
+# Each file is refused naming its row, FileName and column: scored, a NaN sample turned CRPS into n/a and
+# coverage into 0 without a word, and 1e308 overflowed the figures, leaving a run whose report failed.
+BAD_PREDICTIONS = {
+    "a sample is NaN": (lambda t: _with(t, sample_0="nan", sample_1=50.0), "sample_0", "'nan'"),
+    "a sample is empty": (lambda t: _with(t, sample_0=float("nan"), sample_1=50.0), "sample_0", "''"),
+    "a sample is infinite": (lambda t: _with(t, sample_0=50.0, sample_1=float("inf")), "sample_1", "'inf'"),
+    "a sample is text": (lambda t: _with(t, sample_0="abc", sample_1=50.0), "sample_0", "'abc'"),
+    "EF_pred is text": (lambda t: _with(t).assign(EF_pred=["abc"] + list(t["EF"][1:])), "EF_pred", "'abc'"),
+    "EF_pred overflows": (lambda t: _with(t).assign(EF_pred=1e308), "EF_pred", "'1e+308'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PREDICTIONS))
+def test_score_refuses_a_value_that_is_no_finite_number_naming_its_row_and_column(run_dir, tmp_path, capsys, case):
+    make, column, shown = BAD_PREDICTIONS[case]
+    (job,) = [path for path in (run_dir / "jobs").iterdir() if path.name.startswith("mse__seed0")]
+    truth = pd.read_csv(job / "predictions.csv")
+    path = tmp_path / "bad.csv"
+    make(truth).to_csv(path, index=False)
+    board = (run_dir / "leaderboard.csv").read_bytes()
+    assert main(["score", str(run_dir), str(path), "--name", "bad"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{path} row 2 ({truth['FileName'][0]}): {column} {shown}" in err, err
+    assert not (run_dir / "external" / "bad").exists()
+    assert (run_dir / "leaderboard.csv").read_bytes() == board
+
+
+@pytest.mark.parametrize("columns, problem", [
+    (["sample_0"], "one sample column"),
+    (["sample_0", "sample_2"], "sample_1 is missing"),
+    (["sample_0", "sample_1", "sample_01"], "sample_01"),
+])
+def test_score_refuses_sample_columns_that_are_not_sample_0_to_k(run_dir, tmp_path, capsys, columns, problem):
+    """The fair CRPS needs two samples, and sample_01 beside sample_1 (or a gap) is a file written wrongly."""
+    (job,) = [path for path in (run_dir / "jobs").iterdir() if path.name.startswith("mse__seed0")]
+    truth = pd.read_csv(job / "predictions.csv")
+    path = tmp_path / "samples.csv"
+    _with(truth, **{column: 50.0 for column in columns}).to_csv(path, index=False)
+    assert main(["score", str(run_dir), str(path), "--name", "samples"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert str(path) in err and problem in err, err
+    assert not (run_dir / "external" / "samples").exists()

@@ -84,3 +84,24 @@ def test_only_a_regular_file_is_opened(tmp_path):
             store.open_regular(tmp_path / name)
     with pytest.raises(FileNotFoundError):
         store.open_regular(tmp_path / "missing")
+
+
+def test_an_archive_entry_past_the_bound_is_refused_before_it_is_unpacked(tmp_path, monkeypatch):
+    """A zip bomb: a few kB that unpack to gigabytes. Every .npz reader goes through open_arrays (a job's files,
+    the row count that tells a changed file, the feature cache); the bound is lowered so the test needs no gigabytes."""
+    import io
+
+    import numpy as np
+
+    monkeypatch.setattr(store, "MAX_ARRAY_BYTES", 1 << 20)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, samples=np.zeros((2, 100_000)))
+    data = buffer.getvalue()
+    unpacked = []
+    monkeypatch.setattr(np.lib.format, "read_array", lambda *args, **kwargs: unpacked.append(args))
+    with pytest.raises(ValueError, match=r"samples.npy unpacks to 1,600,\d+ bytes, more than 1,048,576"):
+        store.open_arrays(data)
+    (tmp_path / "samples.npz").write_bytes(data)
+    damage = store.damage(tmp_path, {"samples.npz": {"sha256": "0" * 64, "rows": 2}})
+    assert damage == f"{tmp_path / 'samples.npz'} cannot be read, but result.json records 2"
+    assert not unpacked

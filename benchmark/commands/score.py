@@ -1,8 +1,9 @@
 """``score``: add an external model's test predictions to a run's leaderboard.
 
 The file needs ``FileName`` and ``EF_pred`` (the CardioBench contract); optional ``sample_0`` ...
-``sample_{K-1}`` columns make it probabilistic, otherwise it is scored as a point prediction (CRPS =
-absolute error). Its ids must be exactly the run's test items.
+``sample_{K-1}`` columns (K >= 2) make it probabilistic, otherwise it is scored as a point prediction (CRPS =
+absolute error). Its ids must be exactly the run's test items, and every value a finite number a model could
+output (float32's range); anything else is an error naming its row and column.
 
 A name is refused (exit 2) when it equals, or becomes as a folder name, a model of the run or an external
 entry already scored; ``--replace`` replaces that external entry (never a trained model's row).
@@ -48,8 +49,8 @@ def run(args) -> int:
         raise DataError(f"{run.root} has no finished job made on this machine to take the test items and labels "
                         "from; run the experiment into it first (a received run's jobs are computed again)")
     path = Path(args.predictions)
-    try:
-        table = pd.read_csv(path, dtype={"FileName": str})
+    try:  # every cell as its text, so that an error shows the cell as the file has it
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError) as error:
         raise ConfigError(f"cannot read {path}: {error}") from None
     missing = [column for column in ("FileName", "EF_pred") if column not in table.columns]
@@ -63,13 +64,11 @@ def run(args) -> int:
     if absent or extra:
         raise DataError(f"{path}: its FileNames must be exactly the {len(truth)} test items of {run.root}: "
                         f"{len(absent)} missing (e.g. {absent[:3]}), {len(extra)} unknown (e.g. {extra[:3]})")
-    table = table.set_index("FileName").loc[truth.index]
-    point = table["EF_pred"].to_numpy(float)
-    bad = np.flatnonzero(~np.isfinite(point))
-    if bad.size:
-        raise DataError(f"{path}: EF_pred of {truth.index[bad[0]]!r} is not a number")
-    sample_columns = sorted((c for c in table.columns if re.fullmatch(r"sample_\d+", c)), key=lambda c: int(c[7:]))
-    samples = table[sample_columns].to_numpy(float) if sample_columns else np.repeat(point[:, None], 2, axis=1)
+    rows = pd.Index(table["FileName"]).get_indexer(truth.index)  # the test items' order
+    point = _numbers(table, "EF_pred", path)[rows]
+    sample_columns = _sample_columns(table.columns, path)
+    samples = (np.column_stack([_numbers(table, column, path) for column in sample_columns])[rows] if sample_columns
+               else np.repeat(point[:, None], 2, axis=1))
     y = truth["EF"].to_numpy(float)
     scores = item_scores(y, Predictive(samples=samples, point=point))
     subgroups = {name: truth[name].tolist() for name in ("sex", "age_bin", "quality", "view", "ambiguous")
@@ -87,6 +86,45 @@ def run(args) -> int:
     vouch_file(result)
     write_report(run, registry)
     return 0
+
+
+def _numbers(table, column: str, path: Path):
+    """``column`` as floats, each finite and within float32's range (what a model outputs; a larger value
+    overflows the figures' arithmetic). Else a DataError naming the first other cell: a NaN sample, scored,
+    would leave its item's CRPS undefined and its coverage false without a word."""
+    import numpy as np
+    import pandas as pd
+
+    from benchmark.errors import DataError
+
+    values = pd.to_numeric(table[column].str.strip(), errors="coerce").to_numpy(float)
+    bad = ~(np.abs(values) <= np.finfo(np.float32).max)  # NaN too
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{path} row {row + 2} ({table['FileName'].iat[row]}): {column} {table[column].iat[row]!r} "
+                        f"is not a finite number within ±{np.finfo(np.float32).max:.3g} (the header is row 1)")
+    return values
+
+
+def _sample_columns(columns, path: Path) -> list[str]:
+    """The sample columns, which must be exactly ``sample_0`` ... ``sample_{K-1}`` with 2 <= K <= MAX_SAMPLES,
+    or none: a gap, a second spelling of a number (``sample_01``) or a repeated name (pandas reads the second
+    ``sample_0`` as ``sample_0.1``) is a file written wrongly, not samples to drop or add."""
+    from benchmark.config import MAX_SAMPLES
+    from benchmark.errors import DataError
+
+    given = [column for column in columns if re.match(r"sample_\d", column)]
+    expected = [f"sample_{k}" for k in range(len(given))]
+    problems = [f"{column} is missing" for column in expected if column not in given]
+    problems += [f"{column} is not one of them" for column in given if column not in expected]
+    if len(given) == 1:
+        problems.append("one sample column gives no spread (the fair CRPS needs two)")
+    if len(given) > MAX_SAMPLES:
+        problems.append(f"{len(given)} sample columns are more than {MAX_SAMPLES}")
+    if problems:
+        raise DataError(f"{path}: the sample columns must be sample_0 ... sample_{{K-1}} with K from 2 to "
+                        f"{MAX_SAMPLES}, or none (EF_pred is then scored as a point prediction): {'; '.join(problems)}")
+    return expected
 
 
 def _check_name(run, name: str, replace: bool) -> None:

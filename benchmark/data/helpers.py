@@ -106,14 +106,17 @@ def check_unique(ids: Sequence[str], path: Path | str, column: str, rows: Sequen
 def listed_videos(table: pd.DataFrame, path: Path, builder: IndexBuilder) -> list[tuple[int, str, dict]]:
     """(CSV row number, FileName, row) of each row of a FileList that names a video, each video once.
 
-    A row with an empty FileName names no video: it is excluded, naming its row. The same video listed
-    twice (``a``, ``a.avi`` and ``a.AVI`` are one file) is an error naming both rows.
+    A row with an empty FileName names no video: it is excluded, naming its row; so is one naming a path (``../x``,
+    ``/x``), which would read a video outside ``Videos/`` (any ``.avi`` on the machine) as this item's. The same
+    video listed twice (``a``, ``a.avi`` and ``a.AVI`` are one file) is an error naming both rows.
     """
     listed = []
     for row_number, row in enumerate(table.to_dict("records"), start=2):
         file_name = text_or_none(row["FileName"])
         if file_name is None:
             builder.exclude("", path, f"empty FileName: row {row_number}")
+        elif "/" in file_name or "\\" in file_name:
+            builder.exclude(file_name, path, f"FileName names a path, not a video in Videos/: row {row_number}")
         else:
             listed.append((row_number, file_name, row))
     check_unique([name for _, name, _ in listed], path, "FileName", [number for number, _, _ in listed])

@@ -7,6 +7,7 @@ SimpleITK and nibabel are optional (the ``camus`` extra) and imported only when 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -246,30 +247,54 @@ def video_files(path: str | Path) -> list[Path]:
     """The files whose bytes make up a video: the file itself and, for a MetaImage header (``.mhd``), the data
     files its last line, ``ElementDataFile``, names: one file (CAMUS 2019 keeps its pixels in a ``.raw`` beside
     the header), ``LOCAL`` (they follow the header in the same file), ``LIST`` (one file per following line)
-    or a numbered pattern (``slice%03d.raw 1 10 1``: first, last, step)."""
+    or a numbered pattern (``slice%03d.raw 1 10 1``: first, last, step).
+
+    SimpleITK reads whatever file a header names, so each must be a regular file beside the header, named
+    without a folder (``_beside``): ``/dev/zero`` would read as a video of zeros and never end when hashed,
+    ``../patient0002/...`` would pass another patient's pixels off as this one's. The header is read as MetaIO
+    reads it (``METAIO_FIELD``), and one without ``ElementDataFile`` in its first ``HEADER_BYTES`` is refused: a line
+    past what is read here would be read by SimpleITK unchecked. A VideoReadError names the header."""
     path = Path(path)
     if suffix_of(path) != ".mhd":
         return [path]
     with open(path, "rb") as stream:
-        lines = stream.read(HEADER_BYTES).decode("latin-1").splitlines()
+        lines = stream.read(HEADER_BYTES).decode("latin-1").split("\n")
     for number, line in enumerate(lines):
-        key, _, value = line.partition("=")
-        if key.strip() != "ElementDataFile":
+        match = METAIO_FIELD.fullmatch(line.strip())
+        if match is None or match["key"] != "ElementDataFile":
             continue
+        value = match["value"]
         words = value.split()
         if not words or words == ["LOCAL"]:
             return [path]
         if words[0] == "LIST":
-            return [path, *(path.parent / name.strip() for name in lines[number + 1:] if name.strip())]
+            return [path, *(_beside(path, name.strip()) for name in lines[number + 1:] if name.strip())]
         numbers = [int(word) for word in words[1:4] if word.lstrip("-").isdigit()]
         if "%" in words[0] and len(numbers) >= 2:
             first, last, step = (*numbers, 1)[:3]
             try:
-                return [path, *(path.parent / (words[0] % index) for index in range(first, last + 1, step or 1))]
+                return [path, *(_beside(path, words[0] % index) for index in range(first, last + 1, step or 1))]
             except (TypeError, ValueError):  # not a pattern of one number: the name is taken as it is
                 pass
-        return [path, path.parent / value.strip()]
-    return [path]
+        return [path, _beside(path, value)]
+    raise VideoReadError(f"{path}: no ElementDataFile line in its first {HEADER_BYTES} bytes, so its pixels cannot "
+                         "be checked: not a MetaImage header as CAMUS writes them")
+
+
+# A MetaImage header line as MetaIO (SimpleITK's reader) parses it: lines end at \n alone, the key is followed by
+# ``=`` or ``:``, and any further separators and spaces before the value are skipped.
+METAIO_FIELD = re.compile(r"(?P<key>\w+)\s*[=:][\s=:]*(?P<value>.*)")
+
+
+def _beside(header: Path, name: str) -> Path:
+    """The data file ``name`` of a MetaImage ``header``, if it is a regular file in the header's own folder."""
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise VideoReadError(f"{header}: its ElementDataFile {name!r} is not a file name beside the header; a "
+                             "MetaImage's pixels must lie in its own folder")
+    data = header.parent / name
+    if not data.is_file():
+        raise VideoReadError(f"{header}: its ElementDataFile {name!r} is missing or not a regular file")
+    return data
 
 
 def avi_header_frames(path: Path) -> int | None:
@@ -289,6 +314,7 @@ def avi_header_frames(path: Path) -> int | None:
 # ------------------------------------------------------------------------------------ readers
 def read_metaimage(path: str | Path) -> np.ndarray:
     sitk = _import_optional("SimpleITK", path)
+    video_files(path)  # an .mhd's pixels must be files beside it: SimpleITK reads any file a header names
     try:
         array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     except RuntimeError as error:

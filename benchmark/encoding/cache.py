@@ -32,7 +32,7 @@ from benchmark.device import encoder_precision
 from benchmark.errors import StoreError
 from benchmark.identity import made_here_file, stable_hash, vouch_file, weights_hash
 from benchmark.progress import progress_bar
-from benchmark.store import atomic_write_bytes, atomic_write_json, read_regular
+from benchmark.store import atomic_write_bytes, atomic_write_json, open_arrays, read_regular
 
 FORMAT_VERSION = 1
 ARRAYS = ("item_index", "clip_index", "view", "target", "features")
@@ -145,7 +145,7 @@ class FeatureCache:
         if hashlib.sha256(blob).hexdigest() != metadata.get("sha256"):
             return None, "checksum mismatch"
         try:
-            with np.load(io.BytesIO(blob), allow_pickle=False) as stored:
+            with open_arrays(blob) as stored:  # never unpickled, nor unpacked past MAX_ARRAY_BYTES
                 arrays = {name: stored[name] for name in ARRAYS}
         except (OSError, KeyError, ValueError) as error:
             return None, f"unreadable arrays ({error})"

@@ -28,8 +28,9 @@ def markdown_table(table: Table) -> str:
 
 def _markdown_escape(text: str) -> str:
     """A cell as text, whatever a received result.json names its model: a ``|`` or a line break would shift
-    the table's columns, and markdown viewers render HTML tags (an image fetched from elsewhere)."""
-    text = _one_line(text).replace("|", "\\|")
+    the table's columns, and markdown viewers render HTML tags and ``![x](url)`` (an image fetched from
+    elsewhere; ``[x](url)``, a link). ``](`` is escaped, and a backslash first, so that none escapes it back."""
+    text = _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("](", "\\](")
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -38,7 +39,7 @@ def _one_line(text: str) -> str:
 
 
 def _protocol_lines(protocol: Mapping[str, Any]) -> list[str]:
-    lines = [f"**Protocol**: {protocol_text(protocol)}"]
+    lines = [f"**Protocol**: {_markdown_escape(protocol_text(protocol))}"]  # a received manifest's values
     if protocol.get("synthetic"):
         lines.append("> **Synthetic data.** These numbers come from the generated stand-in dataset, "
                      "not from patients, and say nothing about clinical performance.")
@@ -58,8 +59,9 @@ def render_markdown(tables: Tables, specs: Sequence[MetricSpec], protocol: Mappi
     if tables.notes:
         labels = {spec.name: spec.label for spec in specs} | {"pit": "PIT"}
         parts += ["", "## How scores were computed", ""]
-        parts += [f"- {_markdown_escape(model)}: " + "; ".join(f"{labels.get(key, key)} {text}" for key, text in sorted(by.items()))
-                  for model, by in tables.notes.items()]
+        parts += [f"- {_markdown_escape(model)}: " + "; ".join(f"{labels.get(key, key)} {_markdown_escape(text)}"
+                                                           for key, text in sorted(by.items()))
+                  for model, by in tables.notes.items()]  # the notes come from result.json files too
     for table in rest:
         parts += ["", "#" * table.level + " " + _markdown_escape(table.title)]
         if table.headers:

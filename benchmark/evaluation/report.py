@@ -21,10 +21,19 @@ from benchmark.evaluation.figures import FigureInputs, write_all
 from benchmark.evaluation.figures.posterior import ModelSamples
 from benchmark.evaluation.figures.trajectories import Trajectories
 from benchmark.evaluation.html import write_html
-from benchmark.evaluation.leaderboard import JobResult, MetricSpec, SampleRange, Tables, metric_specs, read_predictions
-from benchmark.evaluation.run_records import read_manifest, read_result, received_results, result_paths
+from benchmark.evaluation.leaderboard import JobResult, MetricSpec, SampleRange, Tables, metric_specs
+from benchmark.evaluation.run_records import (
+    read_job_arrays,
+    read_job_predictions,
+    read_job_samples,
+    read_job_trajectories,
+    read_manifest,
+    read_result,
+    received_results,
+    result_paths,
+)
 from benchmark.identity import NOT_MADE_HERE
-from benchmark.store import RunDir, check_name, damage, open_regular, read_arrays, read_csv_table
+from benchmark.store import RunDir, check_name, damage, open_regular, read_csv_table
 from registry import Registry, load_registry
 
 
@@ -53,7 +62,7 @@ def load_results(run: RunDir, own_only: bool = False) -> list[JobResult]:
             results.append(JobResult(**keys, status="failed", error="; ".join(errors)))
             continue
         directories = [_directory(run, record) for record in group]
-        frames = [read_predictions(directory / "predictions.csv") for directory in directories]
+        frames = [read_job_predictions(directory / "predictions.csv") for directory in directories]
         results.append(JobResult(**keys, items=pd.concat(frames, ignore_index=True), notes=first.get("notes", {}),
                                  samples=_sample_range(directories)))
     return results
@@ -64,11 +73,7 @@ def _sample_range(directories: Sequence[Path]) -> SampleRange | None:
     stored = [directory / "samples.npz" for directory in directories]
     if not all(path.is_file() for path in stored):
         return None
-    ranges = []
-    for path in stored:
-        with read_arrays(path) as arrays:
-            ranges.append(SampleRange.of(arrays["samples"]))
-    return SampleRange.pooled(ranges)
+    return SampleRange.pooled([SampleRange.of(read_job_arrays(path, ("samples",))["samples"]) for path in stored])
 
 
 def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: bool = False,
@@ -148,16 +153,16 @@ def _figure_inputs(run: RunDir, results: list[JobResult], tables: Tables, specs:
         record = read_result(run.result(job))
         if record["status"] != "ok" or record["model"] in samples or run.damage(job, record):
             continue
-        truth = read_predictions(directory / "predictions.csv").set_index("id")["EF"]
-        with read_arrays(directory / "samples.npz") as stored:
-            ids = [str(item) for item in stored["ids"]]
-            closed_form = {"density": stored["density"], "grid": stored["density_grid"]} if "density" in stored else {}
-            samples[record["model"]] = ModelSamples(ids=ids, y=truth.loc[ids].to_numpy(float),
-                                                    samples=stored["samples"], **closed_form)
+        truth = read_job_predictions(directory / "predictions.csv").set_index("id")["EF"]
+        stored = read_job_samples(directory / "samples.npz", truth.index)
+        ids = [str(item) for item in stored["ids"]]
+        closed_form = {"density": stored["density"], "grid": stored["density_grid"]} if "density" in stored else {}
+        samples[record["model"]] = ModelSamples(ids=ids, y=truth.loc[ids].to_numpy(float),
+                                                samples=stored["samples"], **closed_form)
         if (directory / "trajectories.npz").is_file():
-            with read_arrays(directory / "trajectories.npz") as paths:
-                trajectories[record["model"]] = Trajectories(labels=list(paths["labels"]), ids=list(paths["ids"]),
-                                                             y=paths["y"], paths=list(paths["paths"]))
+            paths = read_job_trajectories(directory / "trajectories.npz")
+            trajectories[record["model"]] = Trajectories(labels=list(paths["labels"]), ids=list(paths["ids"]),
+                                                         y=paths["y"], paths=list(paths["paths"]))
     untrained = {record.name for record in registry.records("head") if not record.metadata.get("needs_training", True)}
     reference = set(tables.board.loc[tables.board["head"].isin(untrained), "model"])
     return FigureInputs(results, tables.board, specs, samples, _oracle_components(oracle), trajectories, reference)

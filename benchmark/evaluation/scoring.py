@@ -84,6 +84,12 @@ def randomised_pit(samples: np.ndarray, y: np.ndarray, seed: int = PIT_SEED) -> 
 
 
 # --------------------------------------------------------------------------- per-item scores
+# The columns ``item_scores`` gives, in its order: every job's predictions.csv holds them all.
+SCORE_COLUMNS = ("EF", "EF_pred", "abs_error", "sd", "crps", "nll", "nll_kde", "pit",
+                 *(name for level in INTERVAL_LEVELS for name in interval_columns(level)),
+                 *(threshold_column(threshold) for threshold in THRESHOLDS))
+
+
 def item_scores(y: np.ndarray, predictive: Predictive) -> ItemScores:
     """Every per-item column the built-in metrics aggregate, with notes on how each was obtained."""
     y = np.asarray(y, dtype=float)

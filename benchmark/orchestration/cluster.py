@@ -27,6 +27,7 @@ schedules: the storage does, through Optuna's own mechanisms.
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import hashlib
 import json
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from benchmark.config import ModelConfig
+from benchmark import store
 from benchmark.errors import StoreError
 from benchmark.evaluation.run_records import read_manifest
 from benchmark.identity import vouch_file
@@ -437,14 +439,30 @@ def encode_files(files: dict[str, bytes]) -> dict[str, str]:
     return attrs
 
 
-def decode_files(attrs: dict[str, Any]) -> dict[str, bytes]:
+def decode_files(attrs: dict[str, Any], what: str = "a trial") -> dict[str, bytes]:
+    """The files ``encode_files`` stored in ``what``'s user attrs. Whoever writes to the storage chooses them: a
+    chunk that is no text or has no number, bytes that are not base64 or zlib, or more than ``MAX_ARRAY_BYTES``
+    unpacked (a few kB of zlib can claim gigabytes) is a StoreError naming the file, before more is unpacked."""
     chunks: dict[str, list[tuple[int, str]]] = {}
     for key, text in attrs.items():
         if key.startswith(FILE):
-            name, index = key[len(FILE):].rsplit("#", 1)
+            name, _, index = key[len(FILE):].rpartition("#")
+            if not (name and index.isdigit() and isinstance(text, str)):
+                raise StoreError(f"{key[len(FILE):]} of {what} in the storage is not a chunk of a file as workers "
+                                 "store them (file:NAME#N, text)")
             chunks.setdefault(name, []).append((int(index), text))
-    return {name: zlib.decompress(base64.b64decode("".join(text for _, text in sorted(parts))))
-            for name, parts in chunks.items()}
+    files = {}
+    for name, parts in chunks.items():
+        unpacker = zlib.decompressobj()
+        try:
+            data = unpacker.decompress(base64.b64decode("".join(text for _, text in sorted(parts)), validate=True),
+                                       store.MAX_ARRAY_BYTES + 1)
+        except (binascii.Error, zlib.error) as error:
+            raise StoreError(f"{name} of {what} in the storage cannot be unpacked ({error})") from None
+        if len(data) > store.MAX_ARRAY_BYTES:
+            raise StoreError(f"{name} of {what} in the storage unpacks to more than {store.MAX_ARRAY_BYTES:,} bytes")
+        files[name] = data
+    return files
 
 
 @dataclass(frozen=True)
@@ -644,7 +662,7 @@ class JobBoard(ClaimBoard):
             if job not in best:
                 continue
             attrs = best[job].user_attrs
-            for name, data in decode_files(attrs).items():
+            for name, data in decode_files(attrs, f"job {job}").items():
                 if name not in STORED_FILES:
                     say(f"refused a file of job {job} in the storage: {name!r} is not one of {', '.join(STORED_FILES)}")
                     continue

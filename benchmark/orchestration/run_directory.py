@@ -47,6 +47,25 @@ def check_fresh(run: RunDir) -> None:
                           "run directory this tool made. Choose another --out, or delete it yourself.")
 
 
+# What a run writes into its directory before its manifest.json: a run stopped in between leaves only these.
+BEFORE_MANIFEST = ("splits.csv", "excluded.csv")
+
+
+def check_not_foreign(run: RunDir) -> None:
+    """Refuse (exit 2) to run into a folder that is not a run directory (no run's manifest.json) but holds files or
+    folders a run writes: a run would replace the user's ``report.html`` or ``timings.json`` and write into their
+    ``jobs/`` or ``plots/``. Those a run writes before its manifest are passed over (a run stopped then resumes)."""
+    root = run.root
+    if not root.is_dir() or previous_manifest(run) is not None:
+        return
+    taken = sorted(child.name for child in root.iterdir()
+                   if child.name in (*RUN_FOLDERS, *RUN_FILES) and child.name not in BEFORE_MANIFEST)
+    if taken:
+        raise ConfigError(f"{root} holds {', '.join(taken)} but no manifest.json of a run, so it is not a run "
+                          "directory this tool made, and a run would write over them. Choose another --out (a new "
+                          "or empty folder, or a run directory).")
+
+
 def start_over(run: RunDir, say: Callable[[str], None], keep: str) -> None:
     """``--fresh`` after ``check_fresh``: delete what a run made in ``run.root``, each named as it goes, but
     ``keep`` (the lock this process holds, so that no other run can start in the directory while it is

@@ -36,7 +36,13 @@ from benchmark.orchestration.processes import run_in_processes
 from benchmark.orchestration.provenance import (changes, checkpoint_path, component_sources, digest,
                                                 stage_name, study_identity)
 from benchmark.orchestration.report_inputs import report_if_changed
-from benchmark.orchestration.run_directory import check_fresh, check_received, refuse_stand_in_over_real, start_over
+from benchmark.orchestration.run_directory import (
+    check_fresh,
+    check_not_foreign,
+    check_received,
+    refuse_stand_in_over_real,
+    start_over,
+)
 from benchmark.orchestration.storage import check_storage, local_storage, storage_url, study_name
 from benchmark.orchestration.timings import TIMINGS_FILE, StageTimes
 from benchmark.orchestration.tuning import TuningResult, open_study, own_study, study_direction, tune_model
@@ -108,6 +114,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     if fresh:
         check_fresh(run)
     else:
+        check_not_foreign(run)
         refuse_stand_in_over_real(experiment, run)
     try:
         run.root.mkdir(parents=True, exist_ok=True)

@@ -179,9 +179,16 @@ def _split_from_files(index: DatasetIndex, name: str, files: dict[str, Path]) ->
 
 
 def read_info(path: Path) -> dict[str, str]:
-    """The ``Key: value`` lines of a CAMUS ``Info_*.cfg``."""
+    """The ``Key: value`` lines of a CAMUS ``Info_*.cfg``; a byte that is not UTF-8 is an error naming its line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(f"{path}: byte 0x{data[error.start]:02X} at line {line} is not UTF-8 text; restore the file "
+                        "from the CAMUS download") from None
     info = {}
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         key, separator, value = line.partition(":")
         if separator:
             info[key.strip()] = value.strip()

@@ -28,6 +28,30 @@ def test_fresh_never_deletes_a_folder_without_a_run_manifest(tmp_path, experimen
     assert (folder / "2024" / "beach.jpg").read_bytes() == b"jpeg"
 
 
+def test_a_run_never_writes_over_files_of_a_folder_without_a_run_manifest(tmp_path, experiment):
+    """Without --fresh too: a run into a folder of the user's replaced its report.html and timings.json and merged
+    its jobs into the user's jobs/."""
+    folder = tmp_path / "website"
+    (folder / "jobs").mkdir(parents=True)
+    (folder / "report.html").write_text("my report")
+    (folder / "jobs" / "cv.pdf").write_bytes(b"pdf")
+    outcome = cli(*run_args(experiment, folder))
+    said = " ".join(outcome.err.split())
+    assert outcome.code == 2 and "no manifest.json" in said and "jobs, report.html" in said, outcome.text
+    assert (folder / "report.html").read_text() == "my report"
+    assert sorted(path.name for path in folder.rglob("*")) == ["cv.pdf", "jobs", "report.html"]
+
+
+def test_a_run_killed_before_its_manifest_resumes(tmp_path, experiment):
+    """What a run writes before its manifest.json (the split files) is no user's: the next run goes on."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "splits.csv").write_text("id,patient,split,role\n")
+    (folder / "excluded.csv").write_text("id,file,dropped,frame,reason\n")
+    outcome = cli(*run_args(experiment, folder))
+    assert outcome.code == 0, outcome.text
+
+
 def test_fresh_deletes_a_run_directory_and_says_so(run_copy):
     stale = run_copy / "jobs" / "stale-job"
     stale.mkdir()

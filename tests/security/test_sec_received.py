@@ -3,10 +3,12 @@ imports none of the plugins a manifest names unless asked, a storage cannot name
 directory of real results is never quietly continued on the synthetic stand-in."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
 import optuna
+import pytest
 from faults.faultkit import cli, run_args
 
 from benchmark.orchestration.cluster import FILE, JOB, RESULT, JobBoard, encode_files, fetch_results, jobs_study_name
@@ -78,14 +80,43 @@ def test_a_storage_cannot_name_where_job_files_are_written(tmp_path, capsys):
     assert "refused a file of job" in capsys.readouterr().out
 
 
-def test_a_job_id_from_a_storage_cannot_leave_the_run_directory(tmp_path):
-    job = "../../../escaped"
+# A job's files as a storage could hold them: chunks that are no text, keys without a chunk number, bytes that are not
+# base64 or zlib, or a few kB of zlib that unpack to gigabytes (the bound is lowered here so the test needs none).
+FORGED_FILES = {
+    "a chunk that is a number": ({FILE + "predictions.csv#0": 5}, "is not a chunk"),
+    "a key without its chunk number": ({FILE + "predictions.csv": "abc"}, "is not a chunk"),
+    "not base64": ({FILE + "predictions.csv#0": "!!!"}, "cannot be unpacked"),
+    "not zlib": ({FILE + "predictions.csv#0": base64.b64encode(b"plain").decode()}, "cannot be unpacked"),
+    "a zlib bomb": (encode_files({"predictions.csv": bytes(3 << 20)}), "unpacks to more than 1,048,576 bytes"),
+}
+
+
+def _storage_with_a_result(tmp_path, job: str, **attrs) -> str:
+    """The URL of a storage whose jobs study holds one finished result of ``job``, with ``attrs`` beside it."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     board = JobBoard(open_storage(url, tmp_path), jobs_study_name("faults", [job]))
     board.study.set_user_attr("manifest", {"experiment": "faults", "jobs": [job]})
     board.study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.COMPLETE, value=1.0,
-        user_attrs={JOB: job, RESULT: {"job": job, "status": "ok", "seconds": 1.0}}))
+        user_attrs={JOB: job, RESULT: {"job": job, "status": "ok", "seconds": 1.0}, **attrs}))
+    return url
+
+
+@pytest.mark.parametrize("case", FORGED_FILES)
+def test_a_job_file_a_storage_holds_is_checked_as_it_is_unpacked(tmp_path, monkeypatch, case):
+    from benchmark import store
+
+    monkeypatch.setattr(store, "MAX_ARRAY_BYTES", 1 << 20)
+    attrs, problem = FORGED_FILES[case]
+    job = "mse__seed0__fold0__aaaa"
+    outcome = cli("report", tmp_path / "run", "--storage", _storage_with_a_result(tmp_path, job, **attrs))
+    said = " ".join(outcome.err.split())
+    assert outcome.code == 1 and f"of job {job} in the storage {problem}" in said, outcome.text
+    assert not (tmp_path / "run" / "jobs" / job / "predictions.csv").exists()
+
+
+def test_a_job_id_from_a_storage_cannot_leave_the_run_directory(tmp_path):
+    url = _storage_with_a_result(tmp_path, "../../../escaped")
     run_dir = tmp_path / "a" / "b" / "run"
     outcome = cli("report", run_dir, "--storage", url)
     assert outcome.code == 2 and "job id" in outcome.err
