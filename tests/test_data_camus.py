@@ -1,6 +1,9 @@
 """CAMUS loader: both releases, orientation, official split, balanced folds, optional readers."""
+import gzip
 import shutil
+import subprocess
 import sys
+import zlib
 from collections import Counter
 
 import fakedata as fd
@@ -151,6 +154,43 @@ def test_a_metaimage_naming_pixels_outside_its_folder_is_excluded_naming_it(tmp_
     assert excluded.id == "patient0001_4CH" and str(header) in excluded.reason and "ElementDataFile" in excluded.reason
     with pytest.raises(VideoReadError, match="ElementDataFile"):
         video_files(header)
+
+
+def _vast_metaimage(folder):
+    """A compressed MetaImage of 1 kB of zeros whose header declares 4096 x 4096 x 1024 bytes (16 GiB)."""
+    (folder / "vast.zraw").write_bytes(zlib.compress(bytes(1024)))
+    header = folder / "vast.mhd"
+    header.write_text("ObjectType = Image\nNDims = 3\nBinaryData = True\nCompressedData = True\nCompressedDataSize = "
+                      f"{(folder / 'vast.zraw').stat().st_size}\nDimSize = 4096 4096 1024\nElementType = MET_UCHAR\n"
+                      "ElementDataFile = vast.zraw\n")
+    return header
+
+
+def _vast_nifti(folder):
+    """A gzipped NIfTI header declaring 4096 x 4096 x 1024 int16 values (32 GiB), with 1 kB of data."""
+    import nibabel
+
+    header = nibabel.Nifti1Header()
+    header.set_data_shape((4096, 4096, 1024))
+    header.set_data_dtype(np.int16)
+    path = folder / "vast.nii.gz"
+    with gzip.open(path, "wb") as stream:
+        stream.write(header.binaryblock + bytes(4 + 1024))  # the header, its empty extension flag, a little data
+    return path
+
+
+@pytest.mark.parametrize("reader, make", [("read_metaimage", _vast_metaimage), ("read_nifti_nibabel", _vast_nifti),
+                                          ("read_nifti_simpleitk", _vast_nifti)])
+def test_a_volume_whose_header_declares_gigabytes_is_refused_before_it_is_allocated(tmp_path, reader, make):
+    """SimpleITK and nibabel allocate what a header declares before reading a byte: a few kB could ask for tens of
+    GB. Read in a child under a 3 GB address-space limit, so that a reader that allocates fails here, not the
+    machine."""
+    path = make(tmp_path)
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+            f"from benchmark.data import video\ntry:\n    video.{reader}(sys.argv[1])\n"
+            "except video.VideoReadError as error:\n    print(error)")
+    outcome = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert f"{path}: its header declares 4096 x 4096 x 1024 values" in " ".join(outcome.stdout.split()), outcome
 
 
 @pytest.mark.parametrize("module, reader", [("nibabel", read_nifti_nibabel), ("SimpleITK", read_nifti_simpleitk)])

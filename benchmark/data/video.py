@@ -7,6 +7,7 @@ SimpleITK and nibabel are optional (the ``camus`` extra) and imported only when 
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Sequence
@@ -315,8 +316,13 @@ def avi_header_frames(path: Path) -> int | None:
 def read_metaimage(path: str | Path) -> np.ndarray:
     sitk = _import_optional("SimpleITK", path)
     video_files(path)  # an .mhd's pixels must be files beside it: SimpleITK reads any file a header names
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        reader.ReadImageInformation()
+        pixel = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), reader.GetNumberOfComponents())
+        _check_volume(path, reader.GetSize(), pixel.GetSizeOfPixelComponent() * reader.GetNumberOfComponents())
+        array = sitk.GetArrayFromImage(reader.Execute())
     except RuntimeError as error:
         raise VideoReadError(f"{path}: cannot read MetaImage: {_one_line(error)}") from None
     return _as_frames(array, path)
@@ -339,11 +345,28 @@ def read_nifti_simpleitk(path: str | Path) -> np.ndarray:
 def read_nifti_nibabel(path: str | Path) -> np.ndarray:
     nibabel = _import_optional("nibabel", path)
     try:
-        array = np.asarray(nibabel.load(str(path)).dataobj)
+        image = nibabel.load(str(path))
+        _check_volume(path, image.shape, image.get_data_dtype().itemsize)
+        array = np.asarray(image.dataobj)
+    except VideoReadError:
+        raise
     except Exception as error:  # nibabel raises several types for damaged or truncated files
         raise VideoReadError(f"{path}: cannot read NIfTI: {_one_line(error)}") from None
     # nibabel indexes (x, y, t): transposing gives SimpleITK's upright (t, y, x) order.
     return _as_frames(array.transpose(2, 1, 0) if array.ndim == 3 else array, path)
+
+
+# The most a video volume may declare. SimpleITK and nibabel allocate what a header declares before reading a
+# byte, and a compressed file of a few kB can declare terabytes; CAMUS's largest sequences are tens of MB.
+MAX_VOLUME_BYTES = 2 * 1024**3
+
+
+def _check_volume(path, shape: Sequence[int], value_bytes: int) -> None:
+    size = math.prod(int(extent) for extent in shape) * value_bytes
+    if size > MAX_VOLUME_BYTES:
+        raise VideoReadError(f"{path}: its header declares {' x '.join(map(str, shape))} values of {value_bytes} "
+                             f"byte(s), {size / 1024**3:.1f} GiB, past the {MAX_VOLUME_BYTES // 1024**3} GiB a video "
+                             "may hold: a damaged or crafted file (nothing was read)")
 
 
 def _as_frames(array: np.ndarray, path) -> np.ndarray:
