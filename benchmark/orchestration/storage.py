@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import socket
 import tempfile
 import time
@@ -229,20 +230,18 @@ def safe_url(url: str) -> str:
 
 
 def redact(text: str, url: str) -> str:
-    """``text`` with every occurrence of ``url``'s password (``user:PASSWORD@`` or ``password=``) as ``***``."""
+    """``text`` with every occurrence of ``url``'s password (``user:PASSWORD@`` or ``password=``) as ``***``. The URL
+    is split by hand, not by urllib, which raises on a URL it cannot parse (``postgresql://u:p@[::1/db``, an IPv6
+    host left open): the message that names such a URL must still hide its password."""
     if "://" not in url:
         return text
-    from urllib.parse import parse_qs, urlsplit
+    from urllib.parse import parse_qs
 
-    parts = urlsplit(url)
-    try:
-        secrets = [parts.password] if parts.password else []
-    except ValueError:  # a port that is not a number: the URL is wrong anyway, its password still secret
-        secrets = []
-    netloc = parts.netloc
-    if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
-        secrets.append(netloc.rsplit("@", 1)[0].split(":", 1)[1])
-    secrets += [value for key, values in parse_qs(parts.query).items() if key.lower() == "password" for value in values]
+    rest = url.split("://", 1)[1]
+    credentials = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[0]  # user:password of the host part
+    secrets = [credentials.split(":", 1)[1]] if ":" in credentials else []
+    query = rest.split("?", 1)[1].split("#", 1)[0] if "?" in rest else ""
+    secrets += [value for key, values in parse_qs(query).items() if key.lower() == "password" for value in values]
     for secret in sorted(set(filter(None, secrets)), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text

@@ -65,3 +65,12 @@ def test_a_storage_password_is_in_no_file_and_no_message(tmp_path, experiment, m
     assert (out / "manifest.json").is_file()
     assert not [path for path in out.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
     assert "lvef:***@" in (out / "manifest.json").read_text()
+
+
+@pytest.mark.parametrize("url", ["postgresql://lvef:s3cret-pw@[::1/lvef",  # an IPv6 host left open: urllib raises
+                                 "postgresql://lvef:s3cret-pw@127.0.0.1:port/lvef",
+                                 "postgresql://lvef@127.0.0.1:1/lvef?password=s3cret-pw"])
+def test_a_storage_url_urllib_cannot_parse_is_refused_naming_the_key_without_its_password(experiment, url):
+    outcome = cli("validate", experiment, "--set", f'tune.storage="{url}"')
+    assert outcome.code == 2 and "`tune.storage`" in outcome.err and "***" in outcome.err, outcome.text
+    assert "s3cret-pw" not in outcome.text
