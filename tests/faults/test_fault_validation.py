@@ -19,6 +19,9 @@ SETTINGS = {
     "timm model that does not exist": (["encoder.name=timm", 'encoder.params={model = "resnet1800"}'],
                                        ["`encoder.params.model`: timm has no model 'resnet1800'.",
                                         "Did you mean 'resnet18'?"]),
+    "timm weights to download": (["encoder.name=timm", "encoder.params={timm_args = {pretrained = true}}"],
+                                 ["`encoder.params.timm_args`: pretrained: nothing is downloaded; give a local "
+                                  "checkpoint as encoder.weights"]),
     "pooling that does not exist": (["encoder.name=timm", 'encoder.params={pooling = "max"}'],
                                     ["`encoder.params.pooling` must be one of 'mean', 'attention', got 'max'"]),
     "unknown encoder parameter": (["encoder.params.widht=4"],
@@ -276,6 +279,9 @@ SIZES = {
                                               [f"`encoder.params.descriptors`: must be between 1 and 1024, got {G}"]),
     "area_length width of a billion": (['encoder.name="area_length"', f"encoder.params={{width = {G}}}"],
                                        [f"`encoder.params.width`: must be between 1 and 512, got {G}"]),
+    "timm depth of a billion": (["encoder.name=timm", f'encoder.params={{timm_args = {{depth = {G}}}}}'],
+                                [f"`encoder.params.timm_args`: depth = {G}: every whole number here must be between 0 "
+                                 "and 4096"]),
     "search-space depth up to a billion": (
         [f"models.0.search_space={{depth = {{int = [1, {G}]}}}}"],
         [f"`models[0].search_space.depth` can give {G}: must be between 1 and 16, got {G}"]),
