@@ -212,6 +212,8 @@ class Head(Protocol):
     (log_weights, means, stds)``, each (B, M): then every closed form, CRPS included, is exact.
     Declared capability, record metadata ``trajectories = True``: ``sample(condition, n, record=True)``
     returns the whole sampling path (S + 1, B, n), noise first and the samples last (diffusion heads).
+    Optional ``sampling_steps``: how many times ``sample`` runs the network (1 when absent; a diffusion sampler's
+    steps), which the pre-flight's budget counts before it samples.
     """
 
     def loss(self, condition, target): ...

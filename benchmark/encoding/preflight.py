@@ -1,6 +1,7 @@
 """The encoder's pre-flight: built with the experiment's parameters, its weights loaded and one tiny clip encoded,
 before any data are loaded (or generated) and before stage 1, so that a bad ``encoder.params`` or
-``encoder.weights`` fails ``validate`` and ``run`` in a second, naming the key, instead of after the data."""
+``encoder.weights`` fails ``validate`` and ``run`` in a second, naming the key, instead of after the data. It is
+built on the meta device first, and then runs for real, held to the machine's ``Budget`` (``budget``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,8 @@ import torch
 
 from benchmark.components import parameter_problems_of
 from benchmark.config import Experiment
-from benchmark.device import random_state_kept
+from benchmark.device import random_state_kept, resolve_device
+from benchmark.encoding.budget import BUDGET_POINT, Budget, OverBudget, estimate, limited, refused
 from benchmark.encoding.encoder_stage import load_encoder_weights, new_encoder, weights_path
 from benchmark.errors import ConfigError
 from registry import Registry
@@ -40,12 +42,16 @@ def _failure(experiment: Experiment, registry: Registry) -> tuple[str, str] | No
     point, message = problem
     if point == "loading its weights":
         return "encoder.weights", f"{point}: {message}"
-    return _culprit(experiment, registry), f"{point}: {message}"
+    return _culprit(experiment, registry, budget_only=point == BUDGET_POINT), f"{point}: {message}"
 
 
 def _problem(experiment: Experiment, registry: Registry) -> tuple[str, str] | None:
-    """Where the encoder fails and why, or None: built, weights loaded, one clip encoded to finite features."""
-    with random_state_kept():
+    """Where the encoder fails and why, or None: within its budget, built, weights loaded, one clip encoded to finite
+    features."""
+    problem = _over_budget(experiment, registry)
+    if problem:
+        return problem
+    with random_state_kept(), limited(_budget(experiment)):
         point = "building it"
         try:
             encoder = new_encoder(experiment, registry)
@@ -55,7 +61,25 @@ def _problem(experiment: Experiment, registry: Registry) -> tuple[str, str] | No
             point = "forward(one clip)"
             return _forward_problem(encoder, experiment.clips.frames)
         except Exception as error:  # the encoder's own error, whatever it is, at this point
-            return point, f"{type(error).__name__}: {error}"
+            return point, refused(error) or f"{type(error).__name__}: {error}"
+
+
+def _over_budget(experiment: Experiment, registry: Registry) -> tuple[str, str] | None:
+    """(BUDGET_POINT, how) when the encoder built on the meta device takes more than its budget, with its training
+    state where the run trains it (stage 1, fine-tuning); else None."""
+    config = experiment.encoder
+    trained = config.finetune or (config.pretrain.objective != "none" and config.pretrain.epochs > 0)
+    try:
+        with random_state_kept():
+            estimate(lambda: new_encoder(experiment, registry), _budget(experiment), trained)
+    except OverBudget as over:
+        return BUDGET_POINT, str(over)
+    return None
+
+
+def _budget(experiment: Experiment) -> Budget:
+    return Budget.here(resolve_device(experiment.train.device),
+                       "Lower the sizes in encoder.params, clips.size or clips.frames.")
 
 
 def _forward_problem(encoder: Any, frames: int) -> tuple[str, str] | None:
@@ -73,8 +97,11 @@ def _forward_problem(encoder: Any, frames: int) -> tuple[str, str] | None:
     return None
 
 
-def _culprit(experiment: Experiment, registry: Registry) -> str:
-    """``encoder.params.KEY`` when the encoder passes without that one entry, else ``encoder.params``."""
+def _culprit(experiment: Experiment, registry: Registry, budget_only: bool = False) -> str:
+    """``encoder.params.KEY`` when the encoder passes without that one entry, else ``encoder.params``. Past its
+    budget (``budget_only``), the key is the one without which it fits: asked of the estimate alone, which builds
+    nothing for real."""
+    problem = _over_budget if budget_only else _problem
     params = experiment.encoder.params
     factory = registry.describe("encoder", experiment.encoder.name).factory
     for key in params:
@@ -82,6 +109,6 @@ def _culprit(experiment: Experiment, registry: Registry) -> str:
         if parameter_problems_of(factory, without):
             continue  # the default in its place breaks a rule (width 2048 at the default depth): not built to ask
         encoder = dataclasses.replace(experiment.encoder, params=without, weights="")
-        if _problem(dataclasses.replace(experiment, encoder=encoder), registry) is None:
+        if problem(dataclasses.replace(experiment, encoder=encoder), registry) is None:
             return f"encoder.params.{key}"
     return "encoder.params"

@@ -5,11 +5,14 @@ fails in a second, naming the model and the contract point, instead of in every 
 batch has B rows and asks for n != B samples: a head that returns (n, B) instead of (B, n) cannot pass,
 whatever batch size and K the experiment itself would use. A trained model is checked again with each value
 its ``search_space`` can give (a range's ends, every choice); a head served without training (oracle, prior)
-is built on a stand-in of what the runner hands it and asked for its predictive.
+is built on a stand-in of what the runner hands it and asked for its predictive. A trained model is built on the
+meta device first, its sampling estimated, and its checks run for real, held to the machine's ``Budget``
+(``benchmark.encoding.budget``).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tempfile
 import typing
 from pathlib import Path
@@ -20,7 +23,8 @@ import torch
 
 from benchmark.components import FUSION_PREFIX, TRAINER_PARAMS, range_values
 from benchmark.config import Experiment, ModelConfig
-from benchmark.device import random_state_kept
+from benchmark.device import random_state_kept, resolve_device
+from benchmark.encoding.budget import BUDGET_POINT, MODEL_FLOPS, Budget, OverBudget, estimate, limited, refused
 from benchmark.errors import ConfigError
 from benchmark.synth import oracle as synthetic_oracle
 from benchmark.training.checks import HeadError, checked
@@ -51,7 +55,9 @@ def preflight(experiment: Experiment, registry: Registry) -> list[str]:
         check = _check_served if served else _check_model
         failure = _failure(check, experiment, registry, model)
         if failure:
-            culprit = _culprit(check, experiment, registry, model, index)
+            # Past its budget, the key is the one without which it fits: asked of the estimate alone, building nothing.
+            culprit = _culprit(_check_budget if failure.point == BUDGET_POINT else check, experiment, registry, model,
+                               index)
             _fail(f"{source}: `{culprit}`: model" if culprit else f"{source}: model", model, failure)
         for key, value, variant in ([] if served else _search_variants(model)):
             failure = _failure(check, experiment, registry, variant)
@@ -113,9 +119,48 @@ class _Failure(Exception):
 
 
 def _check_model(experiment: Experiment, registry: Registry, model: ModelConfig) -> None:
-    tabular_dim = 0 if experiment.dataset.tabular == [] else TABULAR_DIM
-    fusion, head = _step("building the fusion and head", lambda: build_model(
-        registry, model, FEATURE_DIM, tabular_dim, seed=0))
+    _check_budget(experiment, registry, model)
+    with limited(_budget(experiment)):
+        _check_contract(model, _builder(experiment, registry, model), _tabular_dim(experiment))
+
+
+def _check_budget(experiment: Experiment, registry: Registry, model: ModelConfig) -> None:
+    """The fusion and head built on the meta device, and what ``sample(condition, SAMPLES)`` computes, held to the
+    budget before anything is built or sampled for real. Sampling costs two operations per head parameter and row
+    for each network evaluation: one, or as many as the head declares (``sampling_steps``: a diffusion sampler's
+    steps, which run only for real, so only a declared count is known before they run)."""
+    budget = _budget(experiment)
+    try:
+        parts = estimate(_builder(experiment, registry, model), budget)
+    except OverBudget as over:
+        raise _Failure(BUDGET_POINT, str(over)) from None
+    if parts is None:
+        return
+    head = parts[1]
+    steps = getattr(head, "sampling_steps", 1)
+    try:
+        budget.check(flops=2 * sum(p.numel() for p in head.parameters()) * ROWS * SAMPLES * steps)
+    except OverBudget as over:
+        raise _Failure(BUDGET_POINT, f"sample(condition, {SAMPLES}) runs its network {steps} time(s) on {ROWS} x "
+                                     f"{SAMPLES} rows: {over}") from None
+
+
+def _budget(experiment: Experiment) -> Budget:
+    return Budget.here(resolve_device(experiment.train.device), "Lower the sizes in its params or fusion_params (a "
+                       "sampler: its steps or timesteps).", MODEL_FLOPS)
+
+
+def _builder(experiment: Experiment, registry: Registry, model: ModelConfig) -> Callable[[], tuple[Any, Any]]:
+    return functools.partial(build_model, registry, model, FEATURE_DIM, _tabular_dim(experiment), seed=0)
+
+
+def _tabular_dim(experiment: Experiment) -> int:
+    return 0 if experiment.dataset.tabular == [] else TABULAR_DIM
+
+
+def _check_contract(model: ModelConfig, build: Callable[[], tuple[torch.nn.Module, torch.nn.Module]],
+                    tabular_dim: int) -> None:
+    fusion, head = _step("building the fusion and head", build)
     features = torch.randn(ROWS, FEATURE_DIM)
     tabular = torch.randn(ROWS, tabular_dim) if tabular_dim else None
     condition = _step("fusion(feature, tabular)", lambda: fusion(features, tabular))
@@ -187,7 +232,7 @@ def _step(point: str, action: Callable[[], Any]) -> Any:
     except HeadError as error:
         raise _Failure(point, str(error)) from None
     except Exception as error:  # the head's own error, whatever it is, at this point of the contract
-        raise _Failure(point, f"{type(error).__name__}: {error}") from None
+        raise _Failure(point, refused(error) or f"{type(error).__name__}: {error}") from None
 
 
 def _forms(registry: Registry, model: ModelConfig) -> str:

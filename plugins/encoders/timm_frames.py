@@ -15,6 +15,18 @@ from benchmark.api import InputSpec, LoadReport, load_weights_file
 from registry import hookimpl
 from registry.errors import did_you_mean
 
+# Whole numbers in timm_args (depth, embed_dim, img_size...). The pre-flight's budget counts the parameters of what
+# timm builds on the meta device, but timm acts on some sizes before it builds anything: with depth = 1000000000 it
+# makes a billion drop-path rates, one Python float at a time.
+LARGEST = 4096
+
+
+def _integers(value: Any) -> list[int]:
+    """The whole numbers in a timm_args value, in lists too (``depths = [2, 2, 6, 2]``)."""
+    if isinstance(value, (list, tuple)):
+        return [number for item in value for number in _integers(item)]
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else []
+
 
 class AttentionPool(nn.Module):
     """A learned score per frame, softmax over time, weighted sum of frame features."""
@@ -68,6 +80,13 @@ class TimmFrames(nn.Module):
                                  "`timm.list_models('pattern*')` lists them.")
         if params.get("pooling", "mean") not in ("mean", "attention"):
             problems["pooling"] = f"must be 'mean' or 'attention', got {params['pooling']!r}"
+        timm_args = params.get("timm_args") or {}
+        for key, value in timm_args.items() if isinstance(timm_args, Mapping) else ():
+            if key == "pretrained":
+                problems["timm_args"] = "pretrained: nothing is downloaded; give a local checkpoint as encoder.weights"
+            elif any(not 0 <= number <= LARGEST for number in _integers(value)):
+                problems["timm_args"] = (f"{key} = {value!r}: every whole number here must be between 0 and {LARGEST} "
+                                         "(timm's widths reach 4096, its depths 48)")
         return problems
 
     def forward(self, clip):

@@ -76,6 +76,12 @@ class Diffusion(nn.Module):
             self.register_buffer(name, value.to(torch.float32))
         self.timesteps = timesteps
 
+    @property
+    def sampling_steps(self) -> int:
+        """How many times sampling runs the network, by the ``sampler`` and ``steps`` the head sets: the pre-flight
+        holds them to its budget before it samples."""
+        return self.timesteps if self.sampler == "ddpm" else self.steps
+
     # ------------------------------------------------------------------ training
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(alphabar_t) x0 + sqrt(1 - alphabar_t) noise, for per-element timesteps t."""

@@ -131,12 +131,13 @@ print(json.dumps(outcomes))
 """
 
 
-def cli_limited(*commands: list[str | Path]) -> list[Outcome]:
+def cli_limited(*commands: list[str | Path], timeout: int = SUBPROCESS_TIMEOUT) -> list[Outcome]:
     """Each of ``commands`` (the arguments of one ``python -m benchmark``) in one child under ``MEMORY_LIMIT`` and
-    ``SUBPROCESS_TIMEOUT``: for settings that, were they not refused, would build a model too big to build."""
+    ``timeout``: for settings that, were they not refused, would build a model too big to build (or compute for
+    minutes)."""
     args = json.dumps([[str(arg) for arg in command] for command in commands])
     child = subprocess.run([sys.executable, "-c", LIMITED_CLI, str(MEMORY_LIMIT), args], capture_output=True,
-                           text=True, timeout=SUBPROCESS_TIMEOUT, cwd=HERE.parents[1], check=False)  # this checkout's
+                           text=True, timeout=timeout, cwd=HERE.parents[1], check=False)  # this checkout's
     assert child.returncode == 0, child.stderr[-3000:]
     return [Outcome(*outcome) for outcome in json.loads(child.stdout)]
 

@@ -19,6 +19,9 @@ SETTINGS = {
     "timm model that does not exist": (["encoder.name=timm", 'encoder.params={model = "resnet1800"}'],
                                        ["`encoder.params.model`: timm has no model 'resnet1800'.",
                                         "Did you mean 'resnet18'?"]),
+    "timm weights to download": (["encoder.name=timm", "encoder.params={timm_args = {pretrained = true}}"],
+                                 ["`encoder.params.timm_args`: pretrained: nothing is downloaded; give a local "
+                                  "checkpoint as encoder.weights"]),
     "pooling that does not exist": (["encoder.name=timm", 'encoder.params={pooling = "max"}'],
                                     ["`encoder.params.pooling` must be one of 'mean', 'attention', got 'max'"]),
     "unknown encoder parameter": (["encoder.params.widht=4"],
@@ -276,12 +279,41 @@ SIZES = {
                                               [f"`encoder.params.descriptors`: must be between 1 and 1024, got {G}"]),
     "area_length width of a billion": (['encoder.name="area_length"', f"encoder.params={{width = {G}}}"],
                                        [f"`encoder.params.width`: must be between 1 and 512, got {G}"]),
+    "timm depth of a billion": (["encoder.name=timm", f'encoder.params={{timm_args = {{depth = {G}}}}}'],
+                                [f"`encoder.params.timm_args`: depth = {G}: every whole number here must be between 0 "
+                                 "and 4096"]),
     "search-space depth up to a billion": (
         [f"models.0.search_space={{depth = {{int = [1, {G}]}}}}"],
         [f"`models[0].search_space.depth` can give {G}: must be between 1 and 16, got {G}"]),
     "search-space embedding of a billion": (
         [f'models.0.search_space={{"fusion.embed_dim" = {{choices = [64, {G}]}}}}'],
         [f"`models[0].search_space.fusion.embed_dim` can give {G}: must be between 1 and 2048, got {G}"]),
+}
+
+
+# Sizes each inside its range that together pass what this machine can give a pre-flight (benchmark.encoding.budget):
+# half of what the memory limit of cli_limited leaves, and 1e11 floating-point operations of sampling. Unchecked,
+# tiny3d asked 137 GB for one clip, the ensemble built 8 GB of parameters, the sampler ran for minutes and ViT-giant
+# built 4 GB; each is refused before it is built or sampled for real (tiny3d by the address-space limit of its real
+# pre-flight, at the allocation that would pass it), so a lost check fails the row at the limit or the timeout.
+BUDGETS = {
+    "tiny3d 2048 wide on 512-px, 256-frame clips": (
+        ["encoder.params={width = 2048, depth = 1}", "clips.size=512", "clips.frames=256"],
+        ["`encoder.params", "encoder 'tiny3d' fails the pre-flight at forward(one clip): an allocation of",
+         "would take it past the", "a pre-flight may take here"]),
+    "an ensemble of 32 members, each 2048 wide and 16 deep": (
+        ["models.0.head=ensemble", "models.0.params={members = 32, width = 2048, depth = 16}"],
+        ["fails the pre-flight at its budget: built on the meta device (nothing allocated), it takes",
+         "a pre-flight may take here"]),
+    "DDPM sampling through 10000 timesteps of a 2048-wide network": (
+        ["models.0.head=mcsdr", 'models.0.params={sampler = "ddpm", timesteps = 10000, width = 2048}'],
+        ["`models[0].params.sampler`: model 'mse' (head 'mcsdr', fusion 'concat') fails the pre-flight at its budget: "
+         "sample(condition, 5) runs its network 10000 time(s) on 3 x 5 rows: 1.5e+13 floating-point operations, over "
+         "the 1e+11 a pre-flight may compute"]),
+    "timm's ViT-giant": (
+        ["encoder.name=timm", 'encoder.params={model = "vit_giant_patch14_224"}'],
+        ["`encoder.params.model`: encoder 'timm' fails the pre-flight at its budget: built on the meta device "
+         "(nothing allocated), it takes", "a pre-flight may take here"]),
 }
 
 
@@ -313,6 +345,22 @@ def test_a_size_beyond_its_range_fails_validate_and_run_before_anything_is_built
     assert_refused(validate, experiment, expected)
     assert_refused(run, experiment, expected)
     assert not (tmp_path / "run").exists(), "a refused experiment must not create its run directory"
+
+
+@pytest.mark.parametrize("case", BUDGETS)
+def test_sizes_past_the_machines_budget_fail_validate_and_run_before_anything_is_built(tmp_path, experiment, case):
+    settings, expected = BUDGETS[case]
+    validate, run = cli_limited(["validate", experiment, *sets(settings)],
+                                run_args(experiment, tmp_path / "run", *sets(settings)), timeout=60)
+    assert_refused(validate, experiment, expected)
+    assert_refused(run, experiment, expected)
+    assert not (tmp_path / "run").exists(), "a refused experiment must not create its run directory"
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in (HERE.parents[1] / "experiments").glob("*.toml")))
+def test_every_shipped_experiment_validates_within_this_machines_budget(name):
+    outcome = cli("validate", HERE.parents[1] / "experiments" / name)
+    assert outcome.code == 0, outcome.text
 
 
 def test_a_camus_release_is_held_to_the_stand_in_only_where_the_stand_in_is_read(tmp_path, experiment):
