@@ -376,9 +376,9 @@ def resolve(experiment: Experiment) -> Resolved:
                                f"models[{index}].fusion_params", source)
         check_search_space(registry, model, index, source)
         trains = head.metadata.get("needs_training", True) and not model.checkpoint
-        check_parameters_read(head.factory, model, search_space(registry, model) if experiment.tune.trials and trains
-                              else {}, index, source)
-        if experiment.tune.trials and trains and not search_space(registry, model):
+        space = search_space(registry, model) if experiment.tune.trials and trains else {}  # {}: not tuned
+        check_parameters_read(head.factory, model, space, index, source)
+        if experiment.tune.trials and trains and not space:
             warnings.append(f"{source}: `models[{index}]` ({model.key}): nothing to tune (neither head {model.head!r} "
                             f"nor fusion {model.fusion!r} has a search space its params leave open, and the model "
                             f"gives none): it is trained with its own settings, not tuned (its "

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from benchmark import store  # the module: its MAX_ARRAY_BYTES is read when used
 from benchmark.config import ModelConfig
-from benchmark import store
 from benchmark.errors import StoreError
 from benchmark.evaluation.run_records import read_manifest
 from benchmark.identity import vouch_file
