@@ -1,9 +1,10 @@
 """``generate``: draw every latent in the main process (deterministic for a seed), render and write the
 media in a process pool, then write the tables, ``oracle.csv`` and the ``SYNTHETIC.md`` marker.
 
-Generation goes to a temporary sibling folder that is renamed into place at the end, so a killed run
-never leaves a folder that looks complete; ``ensure_generated`` reuses a complete generation whose
-marker records the same parameters.
+Generation goes to a temporary sibling folder that is moved into place at the end, marker last, so a killed
+run never leaves a folder that looks complete; an earlier generation there is replaced file by file, deleting
+only what it listed it wrote (``files``). ``ensure_generated`` reuses a complete generation whose marker records
+the same parameters.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from benchmark.errors import ConfigError, DataError
 
-from . import anatomy, oracle, patients, writers
+from . import anatomy, files, oracle, patients, writers
 from .render import Scene
 
 FORMATS = ("echonet_dynamic", "echonet_pediatric", "camus")
@@ -70,11 +71,11 @@ class Parameters:
 
 def generate(format: str, n: int, out: str | Path, seed: int, size: int = 112, ambiguous_fraction: float = 0.2,
              label_noise: float = 3.0, workers: int = 2) -> Path:
-    """Write a synthetic dataset into ``out`` (replacing an earlier synthetic generation there)."""
+    """Write a synthetic dataset into ``out`` (replacing an earlier synthetic generation there, and only that)."""
     params = Parameters(format, int(n), int(seed), int(size), float(ambiguous_fraction), float(label_noise))
     params.check()
     out = Path(out)
-    if out.exists() and read_marker(out) is None and any(out.iterdir()):
+    if out.exists() and read_marker(out) is None and not files.is_generation(out) and any(out.iterdir()):
         raise DataError(f"{out} exists and holds no {MARKER}: it is not a synthetic generation, so it is left "
                         "alone. Choose an empty or new folder.")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,9 +88,8 @@ def generate(format: str, n: int, out: str | Path, seed: int, size: int = 112, a
         getattr(writers, params.format)(staging, records)
         oracle.write(staging / ORACLE, _oracle_rows(params, records))
         (staging / MARKER).write_text(_marker_text(params))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        files.write_list(staging)
+        files.install(staging, out, MARKER)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
