@@ -21,7 +21,7 @@ from benchmark.data.splits import build_manifest, write_split_files
 from benchmark.data.tabular import check_columns, with_derived
 from benchmark.data.video import video_files
 from benchmark.errors import DataError, StoreError
-from benchmark.identity import FileDigests, dataset_fingerprint, item_digest, user_cache
+from benchmark.identity import FileDigests, dataset_fingerprint, item_digest, user_cache, vouch_file
 from benchmark.store import RunDir
 from registry import Registry
 
@@ -134,6 +134,10 @@ def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:
     """Write ``splits.csv`` and ``excluded.csv`` into the run directory; the data as every later step uses it."""
     index = loaded.index
     split_hash = write_split_files(run.root, loaded.manifest, index)
+    # Noted as made here: they are all a run leaves before its manifest, and a run stopped then resumes into the
+    # folder, where a user's own splits.csv or excluded.csv would be refused (run_directory.check_not_foreign).
+    vouch_file(run.splits)
+    vouch_file(run.excluded)
     return PreparedData(index, loaded.splits, loaded.manifest, split_hash, loaded.item_digests, loaded.root)
 
 

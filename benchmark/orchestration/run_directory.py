@@ -53,13 +53,14 @@ BEFORE_MANIFEST = ("splits.csv", "excluded.csv")
 
 def check_not_foreign(run: RunDir) -> None:
     """Refuse (exit 2) to run into a folder that is not a run directory (no run's manifest.json) but holds files or
-    folders a run writes: a run would replace the user's ``report.html`` or ``timings.json`` and write into their
-    ``jobs/`` or ``plots/``. Those a run writes before its manifest are passed over (a run stopped then resumes)."""
+    folders a run writes: a run would replace the user's ``report.html``, ``timings.json`` or ``splits.csv`` and
+    write into their ``jobs/`` or ``plots/``. The files a run writes before its manifest are passed over where
+    this machine wrote them (a run stopped then resumes)."""
     root = run.root
     if not root.is_dir() or previous_manifest(run) is not None:
         return
-    taken = sorted(child.name for child in root.iterdir()
-                   if child.name in (*RUN_FOLDERS, *RUN_FILES) and child.name not in BEFORE_MANIFEST)
+    taken = sorted(child.name for child in root.iterdir() if child.name in (*RUN_FOLDERS, *RUN_FILES)
+                   and not (child.name in BEFORE_MANIFEST and made_here_file(child)))
     if taken:
         raise ConfigError(f"{root} holds {', '.join(taken)} but no manifest.json of a run, so it is not a run "
                           "directory this tool made, and a run would write over them. Choose another --out (a new "

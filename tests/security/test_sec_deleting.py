@@ -2,8 +2,11 @@
 folder of the user's; of temporaries only its own leftovers, and only once the configuration is sound."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from faults.faultkit import cli, run_args
 
@@ -42,14 +45,29 @@ def test_a_run_never_writes_over_files_of_a_folder_without_a_run_manifest(tmp_pa
     assert sorted(path.name for path in folder.rglob("*")) == ["cv.pdf", "jobs", "report.html"]
 
 
-def test_a_run_killed_before_its_manifest_resumes(tmp_path, experiment):
-    """What a run writes before its manifest.json (the split files) is no user's: the next run goes on."""
-    folder = tmp_path / "run"
-    folder.mkdir()
-    (folder / "splits.csv").write_text("id,patient,split,role\n")
-    (folder / "excluded.csv").write_text("id,file,dropped,frame,reason\n")
-    outcome = cli(*run_args(experiment, folder))
+def test_a_run_killed_before_its_manifest_resumes(run_copy):
+    """What a run writes before its manifest.json (the split files, noted as made here) is no user's: the next run
+    goes on."""
+    for child in run_copy.iterdir():
+        if child.name not in ("splits.csv", "excluded.csv"):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    outcome = cli(*run_args(run_copy.parent / "experiment.toml", run_copy))
     assert outcome.code == 0, outcome.text
+    assert (run_copy / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["splits.csv", "excluded.csv"])
+def test_a_run_never_writes_over_a_users_own_split_file(tmp_path, experiment, name):
+    """A split file this machine did not write, in a folder without a run's manifest, is the user's: replaced by
+    the run's before, now refused naming it."""
+    folder = tmp_path / "analysis"
+    folder.mkdir()
+    (folder / name).write_text("id,patient,split,role\nmy,own,hand-made,split\n")
+    outcome = cli(*run_args(experiment, folder))
+    said = " ".join(outcome.err.split())
+    assert outcome.code == 2 and f"holds {name} but no manifest.json" in said, outcome.text
+    assert (folder / name).read_text() == "id,patient,split,role\nmy,own,hand-made,split\n"
+    assert [path.name for path in folder.iterdir()] == [name]
 
 
 def test_fresh_deletes_a_run_directory_and_says_so(run_copy):
