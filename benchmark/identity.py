@@ -7,6 +7,7 @@ And a stored result is reused only where this machine made it (the ledger, at th
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 import inspect
@@ -69,7 +70,10 @@ class FileDigests:
     def digest(self, path: str | Path) -> str:
         """The SHA-256 of ``path``'s bytes (OSError if it cannot be read)."""
         path = Path(path).resolve()
-        stamp = file_stamp(path.stat())  # taken before reading: a file changed meanwhile is read again next time
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the read until someone writes, a device never ends
+            raise OSError(errno.EINVAL, "not a regular file, so it has no content to name it by", str(path))
+        stamp = file_stamp(info)  # taken before reading: a file changed meanwhile is read again next time
         known = self._known.get(str(path))
         if known is not None and known[:-1] == stamp:
             return known[-1]

@@ -1,4 +1,5 @@
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,27 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ["LVEFBENCH_CACHE"] = tempfile.mkdtemp(prefix="lvefbench-test-cache-")
 # The ledger of results made on this machine (``benchmark.ledger``): the session's, not the user's.
 os.environ["LVEFBENCH_STATE"] = tempfile.mkdtemp(prefix="lvefbench-test-state-")
+
+
+class Blocked(BaseException):
+    """Raised by the alarm: a BaseException, so that no ``except OSError`` or ``except Exception`` on the way
+    turns a hang into a quiet fallback."""
+
+
+@pytest.fixture
+def deadline(request):
+    """Fails a test still running after its module's ``DEADLINE_S`` (20 s unless set), so that a regression
+    fails instead of hanging the suite."""
+    seconds = getattr(request.module, "DEADLINE_S", 20)
+
+    def expired(*_):
+        raise Blocked(f"still blocked after {seconds} s: a FIFO was opened or a stream read without end")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture

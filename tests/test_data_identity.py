@@ -116,3 +116,14 @@ def test_an_unreadable_video_is_an_error_naming_the_item_and_file(pediatric):
     with pytest.raises(DataError, match=rf"echonet_pediatric: {item} \({video}\): cannot read it to name the "
                                         r"results by its content: No such file or directory"):
         loaded(pediatric.root, check_videos="false")
+
+
+def test_a_fifo_in_place_of_a_video_is_an_error_naming_the_item_not_a_hang(pediatric, deadline):
+    """With check_videos = false nothing opens a video before it is hashed, and reading a FIFO waits for a writer
+    that never comes: the run hung at "loading data"."""
+    item, video = next(iter(pediatric.videos.items()))
+    video.unlink()
+    os.mkfifo(video)
+    with pytest.raises(DataError, match=rf"echonet_pediatric: {item} \({video}\): cannot read it to name the "
+                                        r"results by its content: not a regular file"):
+        loaded(pediatric.root, check_videos="false")

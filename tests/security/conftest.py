@@ -4,7 +4,6 @@ blocked on a FIFO or an endless stream."""
 from __future__ import annotations
 
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
@@ -40,22 +39,3 @@ def crafted(tmp_path):
     return make
 
 
-class Blocked(BaseException):
-    """Raised by the alarm: a BaseException, so that no ``except OSError`` or ``except Exception`` on the way
-    turns a hang into a quiet fallback."""
-
-
-@pytest.fixture
-def deadline(request):
-    """Fails a test still running after its module's ``DEADLINE_S`` (20 s unless set), so that a regression
-    fails instead of hanging the suite."""
-    seconds = getattr(request.module, "DEADLINE_S", 20)
-
-    def expired(*_):
-        raise Blocked(f"still blocked after {seconds} s: a FIFO was opened or a stream read without end")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
