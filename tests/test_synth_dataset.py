@@ -83,12 +83,15 @@ def test_synth_command_and_preview(tmp_path, capsys):
     assert "--n" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("workers", ["0", "-2"])
-def test_synth_refuses_fewer_than_one_worker_at_the_command_line(tmp_path, capsys, workers):
+@pytest.mark.parametrize("workers, problem", [
+    ("0", "must be at least 1 (1 = rendered in the calling process), got 0"),
+    ("-2", "must be at least 1 (1 = rendered in the calling process), got -2"),
+    ("100000", "must be at most 1024: each is a process, all started at once; got 100000"),
+])
+def test_synth_refuses_a_worker_count_that_starts_no_process_or_too_many(tmp_path, capsys, workers, problem):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit:
         main(["synth", "--format", "echonet_dynamic", "--n", "2", "--out", str(out), "--seed", "0", "--workers", workers])
     assert exit.value.code == 2
-    assert (f"argument --workers: must be at least 1 (1 = rendered in this process), got {workers}"
-            in capsys.readouterr().err)
+    assert f"argument --workers: {problem}" in capsys.readouterr().err
     assert not out.exists()

@@ -31,8 +31,11 @@ def _processes(text: str) -> int:
         count = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number of processes, got {text!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (1 = rendered in this process), got {count}")
+    from benchmark.synth.generate import Parameters
+
+    problem = Parameters.workers_problem(count)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return count
 
 

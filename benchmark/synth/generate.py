@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.config import MAX_THREADS
 from benchmark.errors import ConfigError, DataError
 
 from . import anatomy, files, oracle, patients, writers
@@ -67,6 +68,16 @@ class Parameters:
     def check(self) -> None:
         for name, problem in self.problems().items():
             raise ConfigError(f"synthetic data: {name} {problem}")
+
+    @staticmethod
+    def workers_problem(workers: int) -> str | None:
+        """What is wrong with a count of rendering processes (not a parameter: the output does not depend on it),
+        asked by `validate` and `synth --workers`; each is a process, all started at once."""
+        if workers < 1:
+            return f"must be at least 1 (1 = rendered in the calling process), got {workers}"
+        if workers > MAX_THREADS:
+            return f"must be at most {MAX_THREADS}: each is a process, all started at once; got {workers}"
+        return None
 
 
 def generate(format: str, n: int, out: str | Path, seed: int, size: int = 112, ambiguous_fraction: float = 0.2,

@@ -51,8 +51,9 @@ class SyntheticDataset:
 
         size = {"size": params["size"]} if "size" in params else {}
         problems = SyntheticParameters(format=FORMATS[0], n=1, seed=0, **size).problems()
-        if params.get("workers", 1) < 1:
-            problems["workers"] = f"must be at least 1 (1 = rendered in the run's process), got {params['workers']}"
+        workers = SyntheticParameters.workers_problem(params.get("workers", 1))
+        if workers:
+            problems["workers"] = workers
         return {**problems, **_unreadable(params)}
 
     @classmethod

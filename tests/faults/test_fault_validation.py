@@ -154,8 +154,11 @@ SETTINGS = {
     "cross-attention without heads": (["models.0.fusion=cross_attention", "models.0.fusion_params={heads = 0}"],
                                       ["`models[0].fusion_params.heads`: must be between 1 and 256, got 0"]),
     "stand-in rendered by no process": (["synthetic.params={workers = 0}"],
-                                        [("`synthetic.params.workers`: must be at least 1 (1 = rendered in the run's "
-                                          "process), got 0")]),
+                                        [("`synthetic.params.workers`: must be at least 1 (1 = rendered in the "
+                                          "calling process), got 0")]),
+    "stand-in rendered by a million processes": (["synthetic.params={workers = 1000000}"],
+                                                 [("`synthetic.params.workers`: must be at most 1024: each is a "
+                                                   "process, all started at once; got 1000000")]),
     "tuning a point head on NLL": (["tune.trials=2", 'tune.metric="nll"'],
                                    [("`tune.metric`: 'nll' is NaN for model `models[0]` (mse): the metric needs "
                                      "'log_prob', which head 'mse' does not declare, so every trial would fail.")]),
