@@ -32,8 +32,10 @@ ENGINE_PACKAGES = ("benchmark", "registry")
 # the ``benchmark`` package). Tables, plots, the report and the orchestration are left out: they are redrawn
 # from the stored predictions on every run, or decide only what runs where.
 STAGE_ONE_ENGINE = ("data", "encoding", "contracts.py", "device.py")
+# ``synth/oracle.py`` reads and samples the posteriors the oracle head serves (through the plugin API).
 JOB_ENGINE = STAGE_ONE_ENGINE + ("training", "api", "components.py", "predictive.py", "evaluation/scoring.py",
-                                 "evaluation/pooling.py", "evaluation/conformal.py", "orchestration/jobs.py")
+                                 "evaluation/pooling.py", "evaluation/conformal.py", "orchestration/jobs.py",
+                                 "synth/oracle.py")
 TUNING_ENGINE = JOB_ENGINE + ("orchestration/tuning.py",)
 ENGINE_ROOT = Path(__file__).resolve().parent
 
