@@ -315,3 +315,30 @@ def test_changed_oracle_posteriors_rerun_the_oracle_jobs(tmp_path, synthetic_roo
 
     from benchmark.identity import JOB_ENGINE, engine_digests
     assert "synth/oracle.py" in engine_digests(JOB_ENGINE), "the oracle head's reading and sampling code"
+
+
+def test_an_external_model_scored_against_changed_test_data_is_not_shown_as_scored(tmp_path, data):
+    """``score`` scores external predictions against the run's test labels of that moment. Once a test label
+    changes, the jobs run again on the new labels; the external row's numbers (its EF, errors, CRPS) would still
+    be the old labels', shown beside them: the row is failed, saying to score it again, until it is."""
+    experiment, out = write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=data), \
+        tmp_path / "run"
+    run(experiment, out)
+    external = tmp_path / "external.csv"
+    predictions(out, "mse")[["EF_pred"]].to_csv(external)
+    assert cli("score", out, external, "--name", "theirs").code == 0
+    assert leaderboard(out).set_index("model").loc["theirs", "status"] == "ok"
+
+    test_item = an_item(out, "test")
+    set_ef(data, test_item, 12.5)
+    outcome = run(experiment, out)
+    row = leaderboard(out).set_index("model").loc["theirs"]
+    assert row["status"] == "failed" and pd.isna(row["mae"]), row
+    assert "scored against test data that changed since" in row["error"] and "score it again" in row["error"], row
+
+    assert cli("score", out, external, "--name", "theirs", "--replace").code == 0
+    row = leaderboard(out).set_index("model").loc["theirs"]
+    assert row["status"] == "ok", row
+    assert pd.read_csv(out / "external" / "theirs" / "predictions.csv", dtype={"FileName": str}).set_index(
+        "FileName").loc[test_item, "EF"] == pytest.approx(12.5)
+    assert outcome.code == 0
