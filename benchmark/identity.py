@@ -8,6 +8,7 @@ And a stored result is reused only where this machine made it (the ledger, at th
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import importlib.metadata
 import inspect
@@ -15,6 +16,7 @@ import json
 import os
 import stat
 import sys
+import sysconfig
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping
@@ -32,8 +34,10 @@ ENGINE_PACKAGES = ("benchmark", "registry")
 # the ``benchmark`` package). Tables, plots, the report and the orchestration are left out: they are redrawn
 # from the stored predictions on every run, or decide only what runs where.
 STAGE_ONE_ENGINE = ("data", "encoding", "contracts.py", "device.py")
+# ``synth/oracle.py`` reads and samples the posteriors the oracle head serves (through the plugin API).
 JOB_ENGINE = STAGE_ONE_ENGINE + ("training", "api", "components.py", "predictive.py", "evaluation/scoring.py",
-                                 "evaluation/pooling.py", "evaluation/conformal.py", "orchestration/jobs.py")
+                                 "evaluation/pooling.py", "evaluation/conformal.py", "orchestration/jobs.py",
+                                 "synth/oracle.py")
 TUNING_ENGINE = JOB_ENGINE + ("orchestration/tuning.py",)
 ENGINE_ROOT = Path(__file__).resolve().parent
 
@@ -160,12 +164,9 @@ def source_digest(record) -> str:
 
 
 def _source_files(module: ModuleType | None) -> set[str]:
-    """Files of ``module`` and, transitively, of the modules of its top-level package it refers to."""
+    """Files of ``module`` and, transitively, of the modules of its own plugin it refers to (``_plugin_module``)."""
     if module is None:
         return set()
-    top = module.__name__.split(".")[0]
-    if top in ENGINE_PACKAGES:
-        top = module.__name__  # an engine-defined factory: its own module only
     seen: dict[str, ModuleType] = {}
     pending = [module]
     while pending:
@@ -175,9 +176,37 @@ def _source_files(module: ModuleType | None) -> set[str]:
         seen[current.__name__] = current
         for value in vars(current).values():
             used = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
-            if used is not None and (used.__name__ == top or used.__name__.startswith(top + ".")):
+            if used is not None and _plugin_module(module, used):
                 pending.append(used)
     return {module.__file__ for module in seen.values() if getattr(module, "__file__", None)}
+
+
+def _plugin_module(module: ModuleType, used: ModuleType) -> bool:
+    """Whether ``used`` is code of the plugin that ``module`` belongs to: a module of its top-level package
+    (``plugins.heads._diffusion`` for ``plugins.heads.mcsdr``), or, for a plugin that is a single module (a ``.py``
+    file the experiment names, or a module run from its folder), a module in its folder it imports (a helper beside
+    it, which ``python -m`` finds in the current folder). The engine is not (each stage hashes the engine code it
+    runs; an engine-defined factory has only its own module hashed), nor is an installed library."""
+    top = module.__name__.split(".")[0]
+    if top in ENGINE_PACKAGES:
+        return used.__name__ == module.__name__
+    if used.__name__ == top or used.__name__.startswith(top + "."):
+        return True
+    if hasattr(sys.modules.get(top), "__path__") or used.__name__.split(".")[0] in ENGINE_PACKAGES:
+        return False  # a package's plugin: its own package only
+    here, where = getattr(module, "__file__", None), getattr(used, "__file__", None)
+    if not (here and where):
+        return False
+    where = Path(where).resolve()
+    return where.is_relative_to(Path(here).resolve().parent) and not any(where.is_relative_to(root)
+                                                                       for root in _library_roots())
+
+
+@functools.cache
+def _library_roots() -> tuple[Path, ...]:
+    """Where installed code lies (the standard library, site-packages): a library there is no plugin's own code,
+    even where a plugin's folder holds it (a virtual environment inside the project)."""
+    return tuple(Path(sysconfig.get_paths()[name]).resolve() for name in ("stdlib", "platstdlib", "purelib", "platlib"))
 
 
 # Which stored results this machine made: the ledger a run directory cannot write for itself.

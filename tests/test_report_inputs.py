@@ -8,7 +8,9 @@ import shutil
 from faults.faultkit import cli, run_args
 
 from benchmark.identity import vouch_file
-from benchmark.orchestration.report_inputs import INPUTS_FILE
+from benchmark.orchestration.report_inputs import INPUTS_FILE, report_inputs
+from benchmark.store import RunDir
+from registry import load_registry
 
 
 def _rerun(experiment, run):
@@ -44,3 +46,30 @@ def test_the_report_is_redrawn_only_when_what_it_reads_changed(experiment, refer
     (run / INPUTS_FILE).unlink()
     assert "report rebuilt: no earlier report" in _rerun(experiment, run)
     assert "report unchanged, not rebuilt" in _rerun(experiment, run)
+
+
+def test_a_changed_exclusion_or_environment_redraws_the_report(tmp_path, synthetic_root, reference_run):
+    """report.html lists excluded.csv and the manifest's identities (packages, commit, data root ...): a video
+    newly left out, which changes no job, or another torch version must not leave the old page in place."""
+    from faults.faultkit import write_experiment
+
+    (generated,) = synthetic_root.glob("echonet_pediatric-*")
+    data = shutil.copytree(generated, tmp_path / "data")
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=data)
+    run = tmp_path / "run"
+    _rerun(experiment, run)
+
+    with (data / "A4C" / "FileList.csv").open("a") as rows:
+        rows.write("ghost.avi,50.0,F,3,15.0,90.0,3\n")  # a row whose video is missing: excluded, no job changes
+    said = _rerun(experiment, run)
+    assert "3 already done, 0 to run" in said and "report rebuilt: manifest, excluded.csv changed" in said, said
+    assert "ghost.avi" in (run / "report.html").read_text()
+
+    def inputs_with(**changed):  # the report's inputs were the manifest as the last run left it but for ``changed``
+        manifest = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps({**manifest, **changed}))
+        return report_inputs(RunDir(run), load_registry(), None)["manifest"]
+
+    drawn = json.loads((run / INPUTS_FILE).read_text())["inputs"]["manifest"]
+    assert inputs_with(created="2000-01-01T00:00:00+00:00") == drawn  # every run writes its own time: no reason
+    assert inputs_with(packages={"torch": "0.0.1"}) != drawn  # as a run under another torch writes it

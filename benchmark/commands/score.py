@@ -34,7 +34,7 @@ def run(args) -> int:
     from benchmark.errors import ConfigError, DataError
     from benchmark.evaluation.leaderboard import item_frame, write_predictions
     from benchmark.evaluation.report import load_results, write_report
-    from benchmark.evaluation.run_records import read_manifest
+    from benchmark.evaluation.run_records import read_manifest, test_data
     from benchmark.evaluation.scoring import item_scores
     from benchmark.identity import vouch_file
     from benchmark.store import RunDir, atomic_write_json, check_name, file_records, safe_name
@@ -82,7 +82,8 @@ def run(args) -> int:
     result = atomic_write_json(directory / "result.json", {
         "job": slug, "external": True, "model": args.name, "head": args.name, "fusion": "external",
         "encoder": "external", "dataset": manifest["config"]["dataset"]["name"], "seed": 0, "split": "external",
-        "status": "ok", "source": str(path.resolve()), "notes": scores.notes, "files": files})
+        "status": "ok", "source": str(path.resolve()), "notes": scores.notes, "files": files,
+        "test data": test_data(manifest)})  # the labels it was scored against: a change makes the row stale
     vouch_file(result)
     write_report(run, registry)
     return 0

@@ -31,19 +31,27 @@ from benchmark.evaluation.run_records import (
     read_result,
     received_results,
     result_paths,
+    test_data,
 )
 from benchmark.identity import NOT_MADE_HERE
 from benchmark.store import RunDir, check_name, damage, open_regular, read_csv_table
 from registry import Registry, load_registry
 
+# An external model's predictions were scored against the test labels of the moment of ``score`` (its result.json
+# records their content, ``test data``): once the run's test data changed, its numbers are the old labels'.
+STALE_EXTERNAL = ("scored against test data that changed since (a label, video or the split's test items): "
+                  "score it again with `score --replace`")
+
 
 def load_results(run: RunDir, own_only: bool = False) -> list[JobResult]:
     """One JobResult per (model, seed): the test predictions of all its splits pooled (cv10 tests every
     item once across the ten folds). A job whose stored files are not the ones it wrote is counted as
-    failed, naming the file; externally scored models are never pooled with trained ones."""
+    failed, naming the file, and so is an external model scored against other test data than the run's now;
+    externally scored models are never pooled with trained ones."""
     manifest = read_manifest(run)
     records = [read_result(path) for path in result_paths(run, manifest, own_only)]
     trained = {record["model"] for record in records if not record.get("external")}
+    scored_on = test_data(manifest)
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
         model = record["model"]
@@ -56,6 +64,8 @@ def load_results(run: RunDir, own_only: bool = False) -> list[JobResult]:
         keys = dict(dataset=first["dataset"], encoder=first["encoder"], fusion=first["fusion"], head=first["head"],
                     model=model, seed=seed)
         errors = [f"{record['split']}: {record['error']}" for record in group if record["status"] != "ok"]
+        errors += [STALE_EXTERNAL for record in group if record["status"] == "ok" and record.get("external")
+                   and record.get("test data") != scored_on]
         errors += [f"{record['split']}: damaged: {problem}" for record in group if record["status"] == "ok"
                    and (problem := damage(_directory(run, record), record.get("files", {})))]
         if errors:

@@ -45,6 +45,16 @@ def received_results(run: RunDir, manifest: dict[str, Any]) -> list[str]:
     return [str(path.relative_to(run.root)) for path in result_paths(run, manifest) if not made_here_file(path)]
 
 
+def test_data(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The content of each split's TEST items as the run's manifest names it: what ``score`` scored a model's
+    predictions against (the labels it took), recorded with them, so that once it changes they are known stale."""
+    identity = manifest.get("identity")  # a received manifest may lack it: then no recorded content matches
+    data = identity.get("data") if isinstance(identity, dict) else None
+    if not isinstance(data, dict):
+        return {}
+    return {split: roles.get("test") for split, roles in data.items() if isinstance(roles, dict)}
+
+
 def read_manifest(run: RunDir) -> dict[str, Any]:
     """``run``'s manifest.json, checked: a StoreError naming the field if it is not one a run writes."""
     path = run.manifest

@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from benchmark.components import accepted
 from benchmark.config import Experiment, ModelConfig
 from benchmark.contracts import ROLES, Split
 from benchmark.data.prepare import PreparedData
@@ -79,6 +80,7 @@ def job_identity(experiment: Experiment, registry: Registry, data: PreparedData,
     """Everything a job's outcome depends on. ``study``: the digest of its tuning study ("" untuned)."""
     checkpoint = checkpoint_path(experiment, model)
     return {"data": {role: data.fingerprint(split, (role,)) for role in ROLES}, "split": data.split_hash,
+            **_oracle(registry, data, model),
             "settings": {**experiment_settings(experiment), "model": _model_settings(model),
                          "evaluate": {"samples": experiment.evaluate.samples, "point": experiment.evaluate.point,
                                       "pool": experiment.evaluate.pool}},
@@ -86,6 +88,16 @@ def job_identity(experiment: Experiment, registry: Registry, data: PreparedData,
             "weights": {"encoder": encoder_identity(experiment, registry)["weights"],
                         "checkpoint": file_digest(checkpoint) if checkpoint and checkpoint.is_file() else ""},
             "tuning": study, "seed": seed, "split name": split.name}
+
+
+def _oracle(registry: Registry, data: PreparedData, model: ModelConfig) -> dict[str, str]:
+    """The bytes of the sidecar of exact posteriors, for a head that takes it (``oracle_path``: the oracle serves
+    its predictions from it): a changed posterior reruns that head's jobs. Absent for every other head, whose
+    results do not depend on it."""
+    path = data.index.oracle_path
+    if not accepted(registry.describe("head", model.head).factory, {"oracle_path": path}):
+        return {}
+    return {"oracle": file_digest(path) if path is not None and path.is_file() else ""}
 
 
 def stage_name(experiment: Experiment, registry: Registry, data: PreparedData, split: Split, seed: int) -> str:

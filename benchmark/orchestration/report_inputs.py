@@ -1,7 +1,7 @@
 """The report of a run is rebuilt only when what it is made of changed.
 
 A rerun that finds every job done would otherwise redraw every table and plot (bootstrap, matplotlib)
-from the same files. What the report reads is hashed: the manifest's sections it uses, every stored
+from the same files. What the report reads is hashed: the manifest (but its time), excluded.csv, every stored
 result record (which holds the SHA-256 of each file the tables and plots read), externally scored
 results, the metrics registered and the report code itself. The hash and the digests of the files the
 report wrote go to ``report_inputs.json``; while both still hold, the report is not rebuilt and the run
@@ -24,7 +24,9 @@ from benchmark.store import RunDir, atomic_write_json, check_name, read_csv_tabl
 from registry import Registry
 
 INPUTS_FILE = "report_inputs.json"
-MANIFEST_SECTIONS = ("config", "protocol", "jobs", "oracle")  # what the report reads of manifest.json
+# The report reads and shows all of manifest.json (report.html's identities: packages, commit, data root ...) but the
+# time each run writes anew: with it, no rerun would ever reuse the report.
+MANIFEST_VOLATILE = ("created",)
 # The report's code (paths in the benchmark package): the evaluation stage, the oracle posteriors its figures
 # draw and the CSV writing. Listed when hashed, so a file added or removed since start-up counts too.
 REPORT_CODE = ("evaluation", "synth/oracle.py", "store.py")
@@ -54,7 +56,9 @@ def report_inputs(run: RunDir, registry: Registry, oracle: Path | None) -> dict[
     never the path manifest.json records: a received one could name any file."""
     manifest = read_manifest(run)
     return {
-        "manifest": stable_hash({section: manifest.get(section) for section in MANIFEST_SECTIONS}),
+        "manifest": stable_hash({key: value for key, value in manifest.items() if key not in MANIFEST_VOLATILE}),
+        # report.html lists it: an item newly left out (a video gone) changes no job, yet the page must show it
+        "excluded.csv": file_digest(run.excluded) if run.excluded.is_file() else "",
         "results": {str(path.relative_to(run.root)): file_digest(path)
                     for path in result_paths(run, manifest, own_only=True)},
         "received": received_results(run, manifest),  # left out: trusting one draws it in

@@ -284,3 +284,61 @@ def test_edited_engine_code_reruns_what_it_computes(tmp_path, data, engine_copy)
 
     (engine_copy / "evaluation" / "plots.py").write_text("# drawing code is not part of any result\n")
     assert "3 already done, 0 to run" in run(experiment, out).out
+
+
+ORACLE = MODELS.split("[[models]]\nhead = \"gaussian\"")[0] + '''
+[[models]]
+head = "oracle"
+fusion = "none"
+label = "oracle"
+'''
+
+
+def test_changed_oracle_posteriors_rerun_the_oracle_jobs(tmp_path, synthetic_root, reference_run):
+    """The oracle's predictions are read from the stand-in's oracle.csv: a changed posterior there (or the code that
+    reads and samples it, benchmark/synth/oracle.py) reruns the oracle's job and nothing else, instead of leaving
+    the old posterior's numbers in the leaderboard beside figures drawn with the new one."""
+    synthetic = shutil.copytree(synthetic_root, tmp_path / "synthetic")
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=synthetic, models=ORACLE)
+    out = tmp_path / "run"
+    run(experiment, out)
+
+    (sidecar,) = synthetic.glob("echonet_pediatric-*/oracle.csv")
+    item = an_item(out, "test")
+    table = pd.read_csv(sidecar, dtype={"id": str})
+    table.loc[table["id"] == item, "mean"] = 97.0
+    table.to_csv(sidecar, index=False)
+    outcome = run(experiment, out)
+    assert "2 already done, 1 to run" in outcome.out, outcome.out
+    assert "oracle (seed 0, fold0) runs again: oracle changed" in outcome.out, outcome.out
+    assert predictions(out, "oracle").loc[item, "EF_pred"] == pytest.approx(97.0, abs=1.0)
+
+    from benchmark.identity import JOB_ENGINE, engine_digests
+    assert "synth/oracle.py" in engine_digests(JOB_ENGINE), "the oracle head's reading and sampling code"
+
+
+def test_an_external_model_scored_against_changed_test_data_is_not_shown_as_scored(tmp_path, data):
+    """``score`` scores external predictions against the run's test labels of that moment. Once a test label
+    changes, the jobs run again on the new labels; the external row's numbers (its EF, errors, CRPS) would still
+    be the old labels', shown beside them: the row is failed, saying to score it again, until it is."""
+    experiment, out = write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=data), \
+        tmp_path / "run"
+    run(experiment, out)
+    external = tmp_path / "external.csv"
+    predictions(out, "mse")[["EF_pred"]].to_csv(external)
+    assert cli("score", out, external, "--name", "theirs").code == 0
+    assert leaderboard(out).set_index("model").loc["theirs", "status"] == "ok"
+
+    test_item = an_item(out, "test")
+    set_ef(data, test_item, 12.5)
+    outcome = run(experiment, out)
+    row = leaderboard(out).set_index("model").loc["theirs"]
+    assert row["status"] == "failed" and pd.isna(row["mae"]), row
+    assert "scored against test data that changed since" in row["error"] and "score it again" in row["error"], row
+
+    assert cli("score", out, external, "--name", "theirs", "--replace").code == 0
+    row = leaderboard(out).set_index("model").loc["theirs"]
+    assert row["status"] == "ok", row
+    assert pd.read_csv(out / "external" / "theirs" / "predictions.csv", dtype={"FileName": str}).set_index(
+        "FileName").loc[test_item, "EF"] == pytest.approx(12.5)
+    assert outcome.code == 0

@@ -1,0 +1,47 @@
+"""A component's source digest covers the code it runs: its module and the modules of its own plugin it uses."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from benchmark.identity import _source_files, source_digest
+from registry import load_registry
+
+PLUGIN = '''
+from benchmark.api import PointHead
+from registry import hookimpl
+import {helper}
+
+
+class Plug(PointHead):
+    criterion = staticmethod({helper}.loss)
+
+
+@hookimpl
+def register_heads(registry):
+    registry.add("plug", Plug)
+'''
+
+
+def test_a_plugin_files_sibling_helper_module_is_part_of_its_source(tmp_path, monkeypatch):
+    """``plugins = ["plug.py"]`` run from its folder (which ``python -m`` puts on sys.path) may import a module
+    beside it: an edit to that module changes what the head computes, so it must change the head's digest, as
+    ``plugins/heads/_diffusion.py`` does for ``mcsdr``. The engine and installed libraries it uses are not part
+    of it (the engine is hashed per stage, a library is no plugin code)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "plug_loss_helper.py").write_text("from torch.nn import functional as F\nloss = F.mse_loss\n")
+    (tmp_path / "plug.py").write_text(PLUGIN.format(helper="plug_loss_helper"))
+    registry = load_registry([str(tmp_path / "plug.py")])
+    record = registry.describe("head", "plug")
+    before = source_digest(record)
+    assert {Path(path).name for path in _source_files(sys.modules[record.factory.__module__])} == \
+        {"plug.py", "plug_loss_helper.py"}  # not benchmark/api, registry or torch
+
+    (tmp_path / "plug_loss_helper.py").write_text("from torch.nn import functional as F\nloss = F.l1_loss\n")
+    assert source_digest(record) != before
+
+
+def test_a_built_in_heads_source_is_its_package_modules_only():
+    registry = load_registry()
+    files = {Path(path).name for path in _source_files(sys.modules[registry.describe("head", "mcsdr").factory.__module__])}
+    assert files == {"mcsdr.py", "_diffusion.py"}
