@@ -40,6 +40,14 @@ JOB_ENGINE = STAGE_ONE_ENGINE + ("training", "api", "components.py", "predictive
                                  "synth/oracle.py")
 TUNING_ENGINE = JOB_ENGINE + ("orchestration/tuning.py",)
 ENGINE_ROOT = Path(__file__).resolve().parent
+# The installed libraries that compute a kind of result, as the engine's code does: another version may give other
+# numbers (a kernel, a decoder, a sampler changed), so an upgrade recomputes what it computes and the log names it,
+# rather than leaving results of the old version under a manifest that records the new one. A library only drawing
+# or writing the report is left out, as the report's code is. (OpenCV is installed under either name.)
+STAGE_ONE_LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pandas", "decord", "opencv-python-headless",
+                       "opencv-python", "SimpleITK", "nibabel")
+JOB_LIBRARIES = STAGE_ONE_LIBRARIES + ("scipy",)  # the closed-form CRPS and NLL, the Student-t of evidential heads
+TUNING_LIBRARIES = JOB_LIBRARIES + ("optuna",)  # its samplers choose the trials
 
 
 def stable_hash(parts: Mapping[str, Any]) -> str:
@@ -146,6 +154,19 @@ def engine_digests(parts: Iterable[str]) -> dict[str, str]:
         where = ENGINE_ROOT / part
         files.update(where.rglob("*.py") if where.is_dir() else [where])
     return {path.relative_to(ENGINE_ROOT).as_posix(): file_digest(path)[:16] for path in sorted(files)}
+
+
+def library_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """The installed version of each library in ``names`` (None where it is not installed)."""
+    return {name: _version(name) for name in names}
+
+
+@functools.cache
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def source_digest(record) -> str:

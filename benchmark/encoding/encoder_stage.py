@@ -24,8 +24,8 @@ from benchmark.encoding.cache import CachedFeatures, FeatureCache, FeatureKey
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.stage1 import freeze, pretrain_encoder
 from benchmark.errors import ConfigError
-from benchmark.identity import (NOT_MADE_HERE, STAGE_ONE_ENGINE, engine_digests, file_digest, made_here_file, source_digest, stable_hash,
-                                vouch_file, weights_hash)
+from benchmark.identity import (NOT_MADE_HERE, STAGE_ONE_ENGINE, STAGE_ONE_LIBRARIES, engine_digests, file_digest,
+                                library_versions, made_here_file, source_digest, stable_hash, vouch_file, weights_hash)
 from benchmark.progress import bars_wanted
 from benchmark.store import RunDir, atomic_write_bytes
 from registry import Registry
@@ -38,13 +38,13 @@ def weights_path(experiment: Experiment) -> Path | None:
 
 
 def encoder_identity(experiment: Experiment, registry: Registry) -> dict[str, Any]:
-    """What the encoder before stage 1 is: its name, parameters, code, the engine code that trains it and
-    extracts its features, and the bytes of its weight file (not the file's path: a moved checkpoint is the
+    """What the encoder before stage 1 is: its name, parameters, code, the engine code and library versions that
+    train it and extract its features, and the bytes of its weight file (not the file's path: a moved checkpoint is the
     same encoder)."""
     config, path = experiment.encoder, weights_path(experiment)
     return {"name": config.name, "params": config.params, "strict_weights": config.strict_weights,
             "source": source_digest(registry.describe("encoder", config.name)),
-            "engine": engine_digests(STAGE_ONE_ENGINE),
+            "engine": engine_digests(STAGE_ONE_ENGINE), "libraries": library_versions(STAGE_ONE_LIBRARIES),
             "weights": file_digest(path) if path is not None and path.is_file() else ""}
 
 
@@ -145,9 +145,10 @@ class EncoderStage:
             return []
         where = f"stage 1 {self.split.name}/seed {self.seed}"
         # Named by everything that shapes the trained weights (the training items' content, the encoder's
-        # code, the engine's and initial weights), so that a changed setting, label, video or source trains anew.
+        # code, the engine's, its libraries and initial weights), so that a changed setting, label, video, source or
+        # library version trains anew.
         shaped_by = {"initial": weights_hash(encoder), "source": self.identity["source"],
-                     "engine": self.identity["engine"],
+                     "engine": self.identity["engine"], "libraries": self.identity["libraries"],
                      "pretrain": dataclasses.asdict(config), "clips": dataclasses.asdict(self.experiment.clips),
                      "precision": self.precision,
                      "dataset": self.data.fingerprint(self.split, ("train",)), "split": self.data.split_hash}

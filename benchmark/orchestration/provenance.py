@@ -1,9 +1,10 @@
 """What a job and a tuning study depend on, part by part, and in words what changed between two runs.
 
 A job's identity is a dict of parts (data content per role, split manifest, settings, component sources,
-the engine's own source files, weight files, tuning study, seed); its digest names the job. Paths and storage URLs are left out, so a
-moved data folder or weight file, or another storage password, reuses everything. ``result.json`` keeps
-the parts, so a rerun can say why a job runs again ("mse: head source changed").
+the engine's own source files, the versions of the libraries that compute it, weight files, tuning study, seed);
+its digest names the job. Paths and storage URLs are left out, so a moved data folder or weight file, or another
+storage password, reuses everything. ``result.json`` keeps the parts, so a rerun can say why a job runs again
+("mse: head source changed", "torch version changed").
 """
 from __future__ import annotations
 
@@ -16,7 +17,17 @@ from benchmark.config import Experiment, ModelConfig
 from benchmark.contracts import ROLES, Split
 from benchmark.data.prepare import PreparedData
 from benchmark.encoding.encoder_stage import encoder_identity
-from benchmark.identity import JOB_ENGINE, TUNING_ENGINE, engine_digests, file_digest, source_digest, stable_hash
+from benchmark.identity import (
+    JOB_ENGINE,
+    JOB_LIBRARIES,
+    TUNING_ENGINE,
+    TUNING_LIBRARIES,
+    engine_digests,
+    file_digest,
+    library_versions,
+    source_digest,
+    stable_hash,
+)
 from benchmark.store import safe_name
 from registry import Registry
 
@@ -72,7 +83,7 @@ def study_identity(experiment: Experiment, registry: Registry, data: PreparedDat
                          "samples": experiment.evaluate.samples, "point": experiment.evaluate.point},
             "search space": {key: repr(param) for key, param in sorted(space.items())}, "budget": tune,
             "sources": component_sources(registry, experiment, model), "engine": engine_digests(TUNING_ENGINE),
-            "encoder weights": encoder_identity(experiment, registry)["weights"], "seed": experiment.seeds[0]}
+            "libraries": library_versions(TUNING_LIBRARIES), "encoder weights": encoder_identity(experiment, registry)["weights"], "seed": experiment.seeds[0]}
 
 
 def job_identity(experiment: Experiment, registry: Registry, data: PreparedData, model: ModelConfig, seed: int,
@@ -85,6 +96,7 @@ def job_identity(experiment: Experiment, registry: Registry, data: PreparedData,
                          "evaluate": {"samples": experiment.evaluate.samples, "point": experiment.evaluate.point,
                                       "pool": experiment.evaluate.pool}},
             "sources": component_sources(registry, experiment, model), "engine": engine_digests(JOB_ENGINE),
+            "libraries": library_versions(JOB_LIBRARIES),
             "weights": {"encoder": encoder_identity(experiment, registry)["weights"],
                         "checkpoint": file_digest(checkpoint) if checkpoint and checkpoint.is_file() else ""},
             "tuning": study, "seed": seed, "split name": split.name}
@@ -109,7 +121,8 @@ def stage_name(experiment: Experiment, registry: Registry, data: PreparedData, s
     encoder = encoder_identity(experiment, registry)
     identity = {"data": {role: data.fingerprint(split, (role,)) for role in ROLES}, "split": data.split_hash,
                 "settings": {"clips": settings["clips"], "encoder": settings["encoder"]},
-                "encoder": {"source": encoder["source"], "engine": encoder["engine"], "weights": encoder["weights"]},
+                "encoder": {"source": encoder["source"], "engine": encoder["engine"], "libraries": encoder["libraries"],
+                            "weights": encoder["weights"]},
                 "seed": seed}
     return f"{safe_name(split.name)}__seed{seed}__{digest(identity)[:12]}"
 
@@ -134,4 +147,5 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _noun(part: str) -> str:
-    return {"data": "data", "sources": "source", "weights": "weights", "engine": "engine source"}.get(part, part)
+    return {"data": "data", "sources": "source", "weights": "weights", "engine": "engine source",
+            "libraries": "version"}.get(part, part)

@@ -342,3 +342,33 @@ def test_an_external_model_scored_against_changed_test_data_is_not_shown_as_scor
     assert pd.read_csv(out / "external" / "theirs" / "predictions.csv", dtype={"FileName": str}).set_index(
         "FileName").loc[test_item, "EF"] == pytest.approx(12.5)
     assert outcome.code == 0
+
+
+def test_another_library_version_recomputes_what_that_library_computes(tmp_path, data, monkeypatch):
+    """Results of one torch version were reused under another, with manifest.json then recording the new version
+    beside them: a library that computes a stage is part of its identity, and the log names it. One that only
+    tunes (optuna) leaves an untuned run's stage 1 and jobs as they were."""
+    from benchmark import identity
+
+    experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=tmp_path / "none", root=data)
+    out = tmp_path / "run"
+    run(experiment, out)
+    encoders = sorted(path.name for path in (out / "encoders").iterdir())
+    installed = identity._version
+
+    def upgraded(library: str, version: str):
+        monkeypatch.setattr(identity, "_version", lambda name: version if name == library else installed(name))
+
+    upgraded("optuna", "99.0")
+    assert "3 already done, 0 to run" in run(experiment, out).out
+
+    upgraded("scipy", "99.0")
+    outcome = run(experiment, out)
+    assert "0 already done, 3 to run" in outcome.out, outcome.out
+    assert "mse (seed 0, fold0) runs again: scipy version changed" in outcome.out, outcome.out
+    assert sorted(path.name for path in (out / "encoders").iterdir()) == encoders  # stage 1 does not use scipy
+
+    upgraded("torch", "99.0")
+    outcome = run(experiment, out)
+    assert "mse (seed 0, fold0) runs again: scipy version changed, torch version changed" in outcome.out, outcome.out
+    assert len(list((out / "encoders").iterdir())) == len(encoders) + 1  # trained anew, the old one kept
