@@ -249,3 +249,32 @@ def test_a_bundle_whose_sizes_leave_their_ranges_is_refused_before_it_is_built(b
     torch.save(content, tmp_path / "big.pt")
     with pytest.raises(ConfigError, match=r"big\.pt: its head 'mcsdr' has `timesteps`: must be between 1 and 10000"):
         load_bundle(tmp_path / "big.pt")
+
+
+def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,
+                                                                                       monkeypatch, capsys):
+    """An import is evaluated with uniformer_s + concat + mcsdr whatever the experiment's encoder (tiny3d here) and
+    the model's head say: its job was named by those names' sources, so an edit to uniformer_s (which featurizes
+    its TEST clips) reused the results of the old code."""
+    from benchmark.identity import source_digest
+    from benchmark.orchestration import provenance
+
+    _, checkpoint = best_pth
+    encoder = {key: value.abs() + 0.5 if key.endswith("running_var") else value  # random variances must be > 0
+               for key, value in checkpoint["model_state_dict"].items()}
+    torch.save({**checkpoint, "model_state_dict": encoder}, tmp_path / "best.pth")
+    models = f'[[models]]\nhead = "mse"\nfusion = "concat"\nlabel = "imported"\ncheckpoint = "{tmp_path / "best.pth"}"\n'
+    experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data", models=models)
+    arguments = ["run", str(experiment), "--out", str(tmp_path / "run")]
+    assert main(arguments) == 0
+    result = json.loads(next((tmp_path / "run" / "jobs").glob("imported*/result.json")).read_text())
+    assert set(result["identity"]["sources"]) == {"encoder uniformer_s", "fusion concat", "head mcsdr"}
+    capsys.readouterr()
+
+    def edited(record):
+        return "edited" if record.name == "uniformer_s" else source_digest(record)
+
+    monkeypatch.setattr(provenance, "source_digest", edited)
+    assert main(arguments) == 0
+    said = capsys.readouterr().out
+    assert "imported (seed 0, fold0) runs again: encoder uniformer_s source changed" in said, said

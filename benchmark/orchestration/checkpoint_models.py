@@ -17,8 +17,8 @@ from benchmark.components import declared_columns
 from benchmark.config import Experiment, ModelConfig
 from benchmark.encoding.weights import read_checkpoint
 from benchmark.errors import ConfigError
-from benchmark.training.bundle import BUNDLE_FORMAT, ModelBundle, load_bundle
-from benchmark.training.mcsdr_import import import_mcsdr
+from benchmark.training.bundle import BUNDLE_FORMAT, PARTS, ModelBundle, load_bundle
+from benchmark.training.mcsdr_import import BUILT, import_mcsdr
 from registry import Registry
 
 # What `[[models]] params` may change about a model that is not trained here: how it samples.
@@ -56,6 +56,16 @@ def load_checkpoint_model(experiment: Experiment, model: ModelConfig, registry: 
     if isinstance(content, dict) and content.get("format") == BUNDLE_FORMAT:
         return load_bundle(path, registry, head_params=model.params)
     return import_mcsdr(path, registry=registry, **model.params)
+
+
+def checkpoint_components(path: Path) -> dict[str, str]:
+    """The encoder, fusion and head ``load_checkpoint_model`` builds from ``path``, by kind: the names a bundle
+    records, or the three an MCSDR import always builds. Whatever ``[[models]]`` names, these are the code its
+    results come from."""
+    content = read_checkpoint(path)
+    if isinstance(content, dict) and content.get("format") == BUNDLE_FORMAT:
+        return {kind: str(content[kind]["name"]) for kind in PARTS}  # checked by load_bundle before any run
+    return dict(BUILT)
 
 
 def checkpoint_inputs(experiment: Experiment, model: ModelConfig, bundle: ModelBundle,

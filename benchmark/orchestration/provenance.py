@@ -9,6 +9,7 @@ storage password, reuses everything. ``result.json`` keeps the parts, so a rerun
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from benchmark.identity import (
     source_digest,
     stable_hash,
 )
+from benchmark.orchestration.checkpoint_models import checkpoint_components
 from benchmark.store import safe_name
 from registry import Registry
 
@@ -45,9 +47,19 @@ def checkpoint_path(experiment: Experiment, model: ModelConfig) -> Path | None:
 
 
 def component_sources(registry: Registry, experiment: Experiment, model: ModelConfig) -> dict[str, str]:
-    """Source digests of the encoder, fusion and head a model runs on, keyed like ``head mse``."""
-    named = {"encoder": experiment.encoder.name, "fusion": model.fusion, "head": model.head}
+    """Source digests of the encoder, fusion and head a model runs on, keyed like ``head mse``: for a model from a
+    checkpoint, the ones the checkpoint builds (an import is uniformer_s + concat + mcsdr whatever the experiment's
+    encoder and the model's head are)."""
+    checkpoint = checkpoint_path(experiment, model)
+    named = (_checkpoint_components(str(checkpoint), file_digest(checkpoint)) if checkpoint
+             else {"encoder": experiment.encoder.name, "fusion": model.fusion, "head": model.head})
     return {f"{kind} {name}": source_digest(registry.describe(kind, name)) for kind, name in named.items()}
+
+
+@functools.lru_cache(maxsize=16)
+def _checkpoint_components(path: str, digest: str) -> dict[str, str]:
+    """Read once per file content (``digest``): a checkpoint holds the weights of a whole model."""
+    return checkpoint_components(Path(path))
 
 
 def experiment_settings(experiment: Experiment) -> dict[str, Any]:

@@ -40,6 +40,8 @@ MCSDR_INPUT = InputSpec(frames=None, size=112, mean=(0.0, 0.0, 0.0), std=(255.0,
 
 # The published evaluation (mcsdr.md), used when the checkpoint holds no config.
 PUBLISHED = {"heads": 8, "sampler": "ddim", "steps": 10, "eta": 0.0}
+# The components an import builds, whatever the file: what its results depend on besides its bytes.
+BUILT = {"encoder": "uniformer_s", "fusion": "concat", "head": "mcsdr"}
 
 
 def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None = None, eta: float | None = None,
@@ -61,11 +63,11 @@ def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None =
     options = {key: value if value is not None else recorded[key] for key, value in explicit.items()}
     fusion_params = _fusion_params(fusion_state, head_state, path)
     head_params = _head_params(head_state, path, **options)
-    encoder = Part("uniformer_s", {}, registry.build("encoder", "uniformer_s"))
+    encoder = Part(BUILT["encoder"], {}, registry.build("encoder", BUILT["encoder"]))
     encoder.module.input_spec = MCSDR_INPUT
-    fusion = Part("concat", fusion_params, registry.build("fusion", "concat", **fusion_params))
-    head = Part("mcsdr", head_params,
-                registry.build("head", "mcsdr", condition_dim=fusion.module.out_dim, **head_params))
+    fusion = Part(BUILT["fusion"], fusion_params, registry.build("fusion", BUILT["fusion"], **fusion_params))
+    head = Part(BUILT["head"], head_params,
+                registry.build("head", BUILT["head"], condition_dim=fusion.module.out_dim, **head_params))
 
     loads = (
         (encoder, extract_state_dict(checkpoint, str(path)), "model_state_dict", HEAD_PREFIXES),
