@@ -7,10 +7,12 @@ And a stored result is reused only where this machine made it (the ledger, at th
 """
 from __future__ import annotations
 
+import ast
 import errno
 import functools
 import hashlib
 import importlib.metadata
+import importlib.util
 import inspect
 import json
 import os
@@ -186,40 +188,83 @@ def source_digest(record) -> str:
 
 
 def _source_files(module: ModuleType | None) -> set[str]:
-    """Files of ``module`` and, transitively, of the modules of its own plugin it refers to (``_plugin_module``)."""
+    """Files of ``module`` and, transitively, of the modules of its own plugin it refers to (``_plugin_module``):
+    by the names it holds, and by every import statement in its source, those inside functions included (a helper
+    imported where it is used is not among the names until then)."""
     if module is None:
         return set()
-    seen: dict[str, ModuleType] = {}
-    pending = [module]
+    files: dict[str, str | None] = {}
+    pending: list[tuple[str, ModuleType | None]] = [(module.__name__, module)]
     while pending:
-        current = pending.pop()
-        if current.__name__ in seen:
+        name, current = pending.pop()
+        if name in files:
             continue
-        seen[current.__name__] = current
-        for value in vars(current).values():
-            used = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
-            if used is not None and _plugin_module(module, used):
-                pending.append(used)
-    return {module.__file__ for module in seen.values() if getattr(module, "__file__", None)}
+        files[name] = path = getattr(current, "__file__", None) if current is not None else _module_file(name)
+        used = set()
+        if current is not None:
+            for value in vars(current).values():
+                named = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+                used.add(named if isinstance(named, str) else "")
+        if path and path.endswith(".py"):
+            package = current.__package__ if current is not None else name.rpartition(".")[0]
+            used |= _imported_names(path, file_digest(path), package or "")
+        for other in sorted(used - set(files) - {""}):
+            loaded = sys.modules.get(other)
+            if _plugin_module(module, other, getattr(loaded, "__file__", None) or _module_file(other)):
+                pending.append((other, loaded))
+    return {path for path in files.values() if path}
 
 
-def _plugin_module(module: ModuleType, used: ModuleType) -> bool:
-    """Whether ``used`` is code of the plugin that ``module`` belongs to: a module of its top-level package
-    (``plugins.heads._diffusion`` for ``plugins.heads.mcsdr``), or, for a plugin that is a single module (a ``.py``
-    file the experiment names, or a module run from its folder), a module in its folder it imports (a helper beside
-    it, which ``python -m`` finds in the current folder). The engine is not (each stage hashes the engine code it
-    runs; an engine-defined factory has only its own module hashed), nor is an installed library."""
+@functools.lru_cache(maxsize=256)
+def _imported_names(path: str, digest: str, package: str) -> frozenset[str]:
+    """The modules an import statement anywhere in ``path`` names (with, for ``from a import b``, ``a.b`` too, as
+    ``b`` may be a module); read once per content (``digest``)."""
+    names = set()
+    for node in ast.walk(ast.parse(Path(path).read_bytes(), filename=path)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level \
+                    else node.module or ""
+            except (ImportError, ValueError):  # a relative import above the top-level package: it would fail too
+                continue
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return frozenset(names)
+
+
+def _module_file(name: str) -> str | None:
+    """Where the module ``name`` would be imported from, found without importing anything: a top-level module, or
+    one whose package is imported already (a package not imported is no plugin's: its plugin module imports it)."""
+    parent = name.rpartition(".")[0]
+    if parent and parent not in sys.modules:
+        return None
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
+
+
+def _plugin_module(module: ModuleType, name: str, path: str | None) -> bool:
+    """Whether the module ``name`` (its file at ``path``) is code of the plugin that ``module`` belongs to: a
+    module of its top-level package (``plugins.heads._diffusion`` for ``plugins.heads.mcsdr``), or, for a plugin
+    that is a single module (a ``.py`` file the experiment names, or a module run from its folder), a module in its
+    folder it imports (a helper beside it, which ``python -m`` finds in the current folder). The engine is not
+    (each stage hashes the engine code it runs; an engine-defined factory has only its own module hashed), nor is
+    an installed library."""
     top = module.__name__.split(".")[0]
     if top in ENGINE_PACKAGES:
-        return used.__name__ == module.__name__
-    if used.__name__ == top or used.__name__.startswith(top + "."):
+        return name == module.__name__
+    if name == top or name.startswith(top + "."):
         return True
-    if hasattr(sys.modules.get(top), "__path__") or used.__name__.split(".")[0] in ENGINE_PACKAGES:
+    if hasattr(sys.modules.get(top), "__path__") or name.split(".")[0] in ENGINE_PACKAGES:
         return False  # a package's plugin: its own package only
-    here, where = getattr(module, "__file__", None), getattr(used, "__file__", None)
-    if not (here and where):
+    here = getattr(module, "__file__", None)
+    if not (here and path):
         return False
-    where = Path(where).resolve()
+    where = Path(path).resolve()
     return where.is_relative_to(Path(here).resolve().parent) and not any(where.is_relative_to(root)
                                                                        for root in _library_roots())
 

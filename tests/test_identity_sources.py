@@ -45,3 +45,43 @@ def test_a_built_in_heads_source_is_its_package_modules_only():
     registry = load_registry()
     files = {Path(path).name for path in _source_files(sys.modules[registry.describe("head", "mcsdr").factory.__module__])}
     assert files == {"mcsdr.py", "_diffusion.py"}
+
+
+LAZY_PLUGIN = '''
+from benchmark.api import PointHead
+from registry import hookimpl
+
+
+class Lazy(PointHead):
+    def criterion(self, prediction, target):
+        from {helper} import loss  # imported where it is used: not among the module's names until it runs
+
+        return loss(prediction, target)
+
+
+@hookimpl
+def register_heads(registry):
+    registry.add("lazy", Lazy)
+'''
+
+
+def test_a_helper_imported_inside_a_function_is_part_of_the_source(tmp_path, monkeypatch):
+    """The module's names hold only what it imported at its top: a helper imported inside a method, as plugins do to
+    import lazily, is found in the source's import statements, of a helper beside a plugin file as of a module of a
+    plugin package, without importing it."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "lazy_loss_helper.py").write_text("from torch.nn import functional as F\nloss = F.mse_loss\n")
+    (tmp_path / "lazy.py").write_text(LAZY_PLUGIN.format(helper="lazy_loss_helper"))
+    package = tmp_path / "lazy_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "_loss.py").write_text("from torch.nn import functional as F\nloss = F.mse_loss\n")
+    (package / "heads.py").write_text(LAZY_PLUGIN.format(helper="._loss").replace('"lazy"', '"lazy_packaged"'))
+    registry = load_registry([str(tmp_path / "lazy.py"), "lazy_package.heads"])
+    for head, helper in (("lazy", tmp_path / "lazy_loss_helper.py"), ("lazy_packaged", package / "_loss.py")):
+        record = registry.describe("head", head)
+        assert helper.stem not in {name.rpartition(".")[2] for name in sys.modules}, "found without importing it"
+        before = source_digest(record)
+        assert str(helper) in _source_files(sys.modules[record.factory.__module__])
+        helper.write_text("from torch.nn import functional as F\nloss = F.l1_loss\n")
+        assert source_digest(record) != before, head
