@@ -39,8 +39,8 @@ STAGE_ONE_ENGINE = ("data", "encoding", "contracts.py", "device.py")
 # ``synth/oracle.py`` reads and samples the posteriors the oracle head serves (through the plugin API);
 # ``orchestration/checkpoint_models.py`` chooses the tabular columns and transform a checkpoint model is fed.
 JOB_ENGINE = STAGE_ONE_ENGINE + ("training", "api", "components.py", "predictive.py", "evaluation/scoring.py",
-                                 "evaluation/pooling.py", "evaluation/conformal.py", "orchestration/jobs.py",
-                                 "orchestration/checkpoint_models.py", "synth/oracle.py")
+                                 "evaluation/predictions_file.py", "evaluation/pooling.py", "evaluation/conformal.py",
+                                 "orchestration/jobs.py", "orchestration/checkpoint_models.py", "synth/oracle.py")
 TUNING_ENGINE = JOB_ENGINE + ("orchestration/tuning.py",)
 ENGINE_ROOT = Path(__file__).resolve().parent
 # The installed libraries that compute a kind of result, as the engine's code does: another version may give other

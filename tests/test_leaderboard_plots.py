@@ -10,7 +10,8 @@ from benchmark.evaluation.figures.posterior import ModelSamples, choose_items, m
 from benchmark.evaluation.figures.posterior import predictive_density as posterior_density
 from benchmark.evaluation.figures.style import model_colours, outside_range, short_label
 from benchmark.evaluation.figures.trajectories import Trajectories, oracle_labels
-from benchmark.evaluation.leaderboard import JobResult, build_leaderboard, item_frame, metric_specs
+from benchmark.evaluation.leaderboard import JobResult, build_leaderboard, metric_specs
+from benchmark.evaluation.predictions_file import item_frame
 from benchmark.evaluation.scoring import DENSITY_GRID, item_scores
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,8 @@ import pytest
 
 from benchmark.contracts import Predictive
 from benchmark.evaluation.board_files import write_tables
-from benchmark.evaluation.leaderboard import JobResult, SampleRange, build_tables, item_frame, metric_specs
+from benchmark.evaluation.leaderboard import JobResult, SampleRange, build_tables, metric_specs
+from benchmark.evaluation.predictions_file import item_frame
 from benchmark.evaluation.scoring import item_scores
 
 N, K = 50, 10

@@ -14,11 +14,9 @@ from benchmark.evaluation.leaderboard import (
     build_leaderboard,
     build_subgroups,
     build_tables,
-    item_frame,
     metric_specs,
-    read_predictions,
-    write_predictions,
 )
+from benchmark.evaluation.predictions_file import item_frame, read_predictions, write_predictions
 from benchmark.evaluation.scoring import SCORE_COLUMNS, item_scores
 from benchmark.evaluation.stats import holm
 

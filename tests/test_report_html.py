@@ -10,7 +10,8 @@ import pandas as pd
 from benchmark.cli import main
 from benchmark.contracts import Predictive
 from benchmark.evaluation.html import render_html
-from benchmark.evaluation.leaderboard import JobResult, build_tables, item_frame, metric_specs
+from benchmark.evaluation.leaderboard import JobResult, build_tables, metric_specs
+from benchmark.evaluation.predictions_file import item_frame
 from benchmark.evaluation.scoring import item_scores
 
 HOSTILE = '<script>alert("label")</script>'

@@ -32,7 +32,7 @@ def run(args) -> int:
 
     from benchmark.contracts import Predictive
     from benchmark.errors import ConfigError, DataError
-    from benchmark.evaluation.leaderboard import item_frame, write_predictions
+    from benchmark.evaluation.predictions_file import item_frame, write_predictions
     from benchmark.evaluation.report import load_results, write_report
     from benchmark.evaluation.run_records import read_manifest, test_data
     from benchmark.evaluation.scoring import item_scores

@@ -22,15 +22,12 @@ rebuilds identical tables. Output file contract (run directory):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from benchmark.evaluation.scoring import ItemScores
 from benchmark.evaluation.stats import PatientBootstrap, holm, paired_test, seed_summary
-from benchmark.store import atomic_write_text, csv_text, read_csv_table
 
 KEY_COLUMNS = ("dataset", "encoder", "fusion", "head")
 SUBGROUPS = ("sex", "age_bin", "quality", "view", "ambiguous")
@@ -126,29 +123,6 @@ def metric_specs(records: Iterable[Any] | None = None) -> list[MetricSpec]:
                        record.metadata.get("direction", "min"), record.metadata.get("aggregate"),
                        record.metadata.get("target"), record.metadata.get("ranked", True))
             for record in records]
-
-
-# --------------------------------------------------------------------------- per-item frames
-def item_frame(ids: Sequence[str], patients: Sequence[str], scores: ItemScores,
-               subgroups: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
-    """The per-item frame of one job: id, patient, score columns, then subgroup columns."""
-    frame = pd.DataFrame({"id": list(ids), "patient": list(patients), **scores.columns})
-    for name, values in (subgroups or {}).items():
-        frame[name] = list(values)
-    return frame
-
-
-def write_predictions(path: str | Path, items: pd.DataFrame) -> Path:
-    """``predictions.csv``: the CardioBench columns ``FileName,EF_pred[,view]`` first, then the rest."""
-    frame = items.rename(columns={"id": "FileName"})
-    leading = [column for column in ("FileName", "EF_pred", "view") if column in frame.columns]
-    frame = frame[leading + [column for column in frame.columns if column not in leading]]
-    return atomic_write_text(path, csv_text(frame))
-
-
-def read_predictions(path: str | Path) -> pd.DataFrame:
-    frame = read_csv_table(path, dtype={"FileName": str, "patient": str})
-    return frame.rename(columns={"FileName": "id"})
 
 
 def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from benchmark.config import from_dict
 from benchmark.errors import ConfigError, StoreError
-from benchmark.evaluation.leaderboard import read_predictions
+from benchmark.evaluation.predictions_file import read_predictions
 from benchmark.evaluation.scoring import SCORE_COLUMNS
 from benchmark.identity import made_here_file
 from benchmark.store import RunDir, read_arrays, read_json

@@ -24,7 +24,7 @@ from benchmark.encoding.encoder_stage import EncoderStage
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.conformal import calibrated_stretch, stretched
-from benchmark.evaluation.leaderboard import item_frame, write_predictions
+from benchmark.evaluation.predictions_file import item_frame, write_predictions
 from benchmark.evaluation.pooling import pool_by_visit
 from benchmark.evaluation.scoring import DENSITY_GRID, grid_density, item_scores
 from benchmark.identity import vouch_file
