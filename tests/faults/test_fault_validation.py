@@ -229,6 +229,17 @@ SETTINGS = {
                                    ["`clips.frequency` must be at most 256 frames: a longer stride keeps one frame"]),
     "in-memory tuning storage": (['tune.storage="sqlite://"'],
                                  ["`tune.storage` = 'sqlite://': an in-memory database lives as long as one process"]),
+    # accepted by validate: each stopped the run with an OverflowError or ValueError of Python's after stage 1 and
+    # the features (a batch size past what itertools.islice and torch take), or at tuning (tqdm's len of the epochs)
+    "training batch past a machine integer": ([f"train.batch_size={10**26}"],
+                                              [("`train.batch_size` must be at most 9223372036854775807 (what a "
+                                                f"machine integer holds), got {10**26}")]),
+    "feature batch past a machine integer": ([f"encoder.batch_size={10**26}"],
+                                             ["`encoder.batch_size` must be at most 9223372036854775807"]),
+    "stage-1 batch past a machine integer": ([f"encoder.pretrain.batch_size={10**26}"],
+                                             ["`encoder.pretrain.batch_size` must be at most 9223372036854775807"]),
+    "tuning epochs past a machine integer": (["tune.trials=1", f"tune.epochs={10**26}"],
+                                             ["`tune.epochs` must be at most 9223372036854775807"]),
 }
 
 # Sizes a model is built from, each refused by its component's parameter_problems before the pre-flight builds
