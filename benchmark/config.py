@@ -450,6 +450,10 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
            f"must be at most {MAX_CLIP_FRAMES} frames: a longer stride keeps one frame of an echo video, repeated")
           for key in ("frequency", "period")),
         (clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
+        # Refused here, not first by the clip sampler: that stopped the run once its data were loaded, in its folder.
+        (clips.mode == "mcsdr" and clips.test_clips != 1, "clips.test_clips",
+         ("applies to mode \"echonet\"; mode \"mcsdr\" tests one clip (the central 95% window). Set "
+          "clips.test_clips = 1 or clips.mode = \"echonet\"")),
         (not 0 <= clips.intensity_jitter < 1, "clips.intensity_jitter", "must be at least 0 (off) and below 1"),
         (clips.speckle < 0, "clips.speckle", "must be 0 (off) or a positive std"),
         (encoder.batch_size < 1, "encoder.batch_size", "must be at least 1"),

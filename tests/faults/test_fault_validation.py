@@ -240,6 +240,9 @@ SETTINGS = {
                                              ["`encoder.pretrain.batch_size` must be at most 9223372036854775807"]),
     "tuning epochs past a machine integer": (["tune.trials=1", f"tune.epochs={10**26}"],
                                              ["`tune.epochs` must be at most 9223372036854775807"]),
+    # accepted by validate: the clip sampler refused it once the data were loaded, in the run directory, unnamed
+    "several test clips in mcsdr mode": (["clips.test_clips=3"],
+                                         ['`clips.test_clips` applies to mode "echonet"; mode "mcsdr" tests one clip']),
 }
 
 # Sizes a model is built from, each refused by its component's parameter_problems before the pre-flight builds
