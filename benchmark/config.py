@@ -474,6 +474,10 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (tune.epochs < 0, "tune.epochs", "must be 0 (train.epochs) or more"),
         *((not holds(getattr(train, key)), f"train.{key}", message) for key, (holds, message) in TRAINER_RULES.items()),
         (train.validate_every < 1, "train.validate_every", "must be at least 1 (1 = every epoch)"),
+        # Mixed precision is CUDA's only (benchmark.device.amp_dtype): on a device named as the CPU it was off unsaid.
+        (train.amp and train.device.strip().lower() == "cpu", "train.amp",
+         "is mixed precision on CUDA, and `train.device` = \"cpu\", where it would be off; set amp = false, or device "
+         "= \"auto\" or \"cuda\""),
         (not 0 <= train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
         (train.num_workers < 0, "train.num_workers", "must be 0 (decode in the main process) or more"),
         (train.num_workers > MAX_THREADS, "train.num_workers",

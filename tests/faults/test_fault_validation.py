@@ -243,6 +243,9 @@ SETTINGS = {
     # accepted by validate: the clip sampler refused it once the data were loaded, in the run directory, unnamed
     "several test clips in mcsdr mode": (["clips.test_clips=3"],
                                          ['`clips.test_clips` applies to mode "echonet"; mode "mcsdr" tests one clip']),
+    # accepted, and mixed precision silently off: it is CUDA's only
+    "mixed precision on the CPU": (['train.device="cpu"', "train.amp=true"],
+                                   ['`train.amp` is mixed precision on CUDA, and `train.device` = "cpu"']),
 }
 
 # Sizes a model is built from, each refused by its component's parameter_problems before the pre-flight builds
