@@ -246,6 +246,15 @@ SETTINGS = {
     # accepted, and mixed precision silently off: it is CUDA's only
     "mixed precision on the CPU": (['train.device="cpu"', "train.amp=true"],
                                    ['`train.amp` is mixed precision on CUDA, and `train.device` = "cpu"']),
+    # accepted, the first of the kinds taken and the rest dropped unsaid; a string read as a number
+    "search-space entry of two kinds": (["models.0.search_space={lr = {float = [1e-4, 1e-2], choices = [1e-3]}}"],
+                                        [("`models[0].search_space.lr`: an entry is one of float, int or choices, "
+                                          "got float and choices")]),
+    "log-scaled choices": (["models.0.search_space={width = {choices = [8, 16], log = true}}"],
+                           ["`models[0].search_space.width`: log scales a float or int range; choices have none"]),
+    "float range of strings": (['models.0.search_space={lr = {float = ["1e-4", "1e-2"]}}'],
+                               [("`models[0].search_space.lr`: a float range needs numbers at its ends, got "
+                                 "['1e-4', '1e-2']")]),
 }
 
 # Sizes a model is built from, each refused by its component's parameter_problems before the pre-flight builds
