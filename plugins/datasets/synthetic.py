@@ -44,13 +44,16 @@ class SyntheticDataset:
 
     @staticmethod
     def parameter_problems(params: dict) -> dict[str, str]:
-        """The generator's rules on what ``synthetic.params`` may set (its ``size`` and ``workers``), and, given the
+        """The generator's rules on the generation parameters given (``synthetic.params`` sets ``size`` and
+        ``workers``; ``dataset.params`` of the synthetic dataset named directly sets any, ``format``, ``n`` and
+        ``seed`` too, which the stand-in takes from [dataset] and [synthetic], checked there), and, given the
         ``format``, on the loader settings it hands on (``READABLE_AS``), asked by `validate` before anything is
-        generated. format, n and seed come from [dataset] and [synthetic], checked there."""
+        generated: unasked, a bad one stopped the run only once it came to generate."""
         from benchmark.api import SyntheticParameters
 
-        size = {"size": params["size"]} if "size" in params else {}
-        problems = SyntheticParameters(format=FORMATS[0], n=1, seed=0, **size).problems()
+        fields = ("format", "n", "seed", "size", "ambiguous_fraction", "label_noise")
+        given = {key: params[key] for key in fields if key in params}
+        problems = SyntheticParameters(**{"format": FORMATS[0], "n": 1, "seed": 0, **given}).problems()
         workers = SyntheticParameters.workers_problem(params.get("workers", 1))
         if workers:
             problems["workers"] = workers

@@ -417,6 +417,29 @@ def test_missing_root_without_stand_in_names_the_key(tmp_path, experiment):
     assert not (tmp_path / "run").exists()
 
 
+# The synthetic dataset named directly takes its generation parameters in dataset.params: validate checked none of
+# them, and the run stopped once it came to generate (format and fraction unnamed, a negative seed as numpy's
+# ValueError, exit 1).
+GENERATION = {
+    'format = "bogus"': "`dataset.params.format`: must be one of echonet_dynamic, echonet_pediatric, camus, got 'bogus'",
+    "seed = -1": "`dataset.params.seed`: must be between 0 and 4294967295, got -1",
+    "ambiguous_fraction = 5.0": "`dataset.params.ambiguous_fraction`: must be in [0, 1], got 5.0",
+    "label_noise = -1.0": "`dataset.params.label_noise`: must be >= 0 EF points, got -1.0",
+    f"n = {10**9}": "`dataset.params.n`: must be at least 1 and at most 100,000 videos",
+}
+
+
+@pytest.mark.parametrize("param", GENERATION)
+def test_a_generation_parameter_of_the_synthetic_dataset_fails_validate_and_run(tmp_path, experiment, param):
+    (tmp_path / "generated").mkdir()  # an empty root: the synthetic dataset generates into it
+    params = ", ".join(["size = 32", "workers = 1", *([] if param.startswith("n =") else ["n = 20"]), param])
+    settings = sets(["dataset.name=synthetic", f'dataset.root="{tmp_path / "generated"}"', "dataset.protocol=fold",
+                     f"dataset.params={{{params}}}"])
+    assert_refused(cli("validate", experiment, *settings), experiment, [GENERATION[param]])
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, [GENERATION[param]])
+    assert not (tmp_path / "run").exists() and not any((tmp_path / "generated").iterdir())
+
+
 def test_encoder_weights_that_do_not_fit_fail_the_preflight(tmp_path, experiment):
     import torch
 
