@@ -243,6 +243,11 @@ SETTINGS = {
     # accepted by validate: the clip sampler refused it once the data were loaded, in the run directory, unnamed
     "several test clips in mcsdr mode": (["clips.test_clips=3"],
                                          ['`clips.test_clips` applies to mode "echonet"; mode "mcsdr" tests one clip']),
+    # accepted by validate: the run generated the stand-in, whose two traced frames a video then excluded every one
+    "more traced frames than the stand-in traces": (["synthetic.params={min_traced_frames = 3}"],
+                                                    [("`synthetic.params.min_traced_frames`: the synthetic stand-in "
+                                                      "traces 2 frames of each video (ED and ES), so 3 would exclude "
+                                                      "every one")]),
     # accepted, and mixed precision silently off: it is CUDA's only
     "mixed precision on the CPU": (['train.device="cpu"', "train.amp=true"],
                                    ['`train.amp` is mixed precision on CUDA, and `train.device` = "cpu"']),
