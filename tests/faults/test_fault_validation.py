@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from faultkit import cli, cli_limited, run_args
 
+from benchmark.cli import main
 from benchmark.training.checks import checked
 
 HERE = Path(__file__).parent
@@ -443,6 +444,19 @@ def test_a_generation_parameter_of_the_synthetic_dataset_fails_validate_and_run(
     assert_refused(cli("validate", experiment, *settings), experiment, [GENERATION[param]])
     assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, [GENERATION[param]])
     assert not (tmp_path / "run").exists() and not any((tmp_path / "generated").iterdir())
+
+
+def test_a_heartbeat_below_a_second_is_refused_before_any_work(tmp_path, experiment, capsys):
+    """The storage refused it only after the data were loaded and the run directory made, which --fresh had emptied
+    first."""
+    run = tmp_path / "run"
+    for heartbeat in ("0", "-5", "ten"):
+        with pytest.raises(SystemExit) as exit:
+            main(run_args(experiment, run, "--fresh", "--storage", str(tmp_path / "optuna.db"),
+                          "--heartbeat", heartbeat))
+        assert exit.value.code == 2
+        assert "argument --heartbeat: must be a whole number of seconds" in capsys.readouterr().err
+        assert not run.exists()
 
 
 def test_encoder_weights_that_do_not_fit_fail_the_preflight(tmp_path, experiment):
