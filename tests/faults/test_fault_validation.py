@@ -459,6 +459,19 @@ def test_a_heartbeat_below_a_second_is_refused_before_any_work(tmp_path, experim
         assert not run.exists()
 
 
+def test_an_artifact_store_this_machine_cannot_use_fails_validate_and_run(tmp_path, experiment):
+    """A folder that cannot be made was found only once the data were loaded and the run directory made."""
+    storage = f'tune.storage="{tmp_path / "optuna.db"}"'
+    expected = ["`tune.artifacts` is '/proc/nope': nothing can be created in /proc"]
+    settings = sets([storage, 'tune.artifacts="/proc/nope"'])
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    outcome = cli(*run_args(experiment, tmp_path / "run", *sets([storage]), "--artifacts", "/proc/nope"))
+    assert outcome.code == 2 and "--artifacts is '/proc/nope': nothing can be created in /proc" in \
+        " ".join(outcome.err.split()), outcome.text
+    assert not (tmp_path / "run").exists()
+
+
 def test_encoder_weights_that_do_not_fit_fail_the_preflight(tmp_path, experiment):
     import torch
 
