@@ -43,6 +43,10 @@ MAX_SYNTHETIC_N = 100_000
 # (2**31 and above stop the run once its data are generated) and thousands exhaust the process table (Linux's
 # pid_max is 32,768 by default) long before they speed up decoding or arithmetic on any machine's cores.
 MAX_THREADS = 1024
+# TOML integers are Python's, of any size; torch, numpy and the standard library take counts as C integers (a batch
+# size by itertools.islice, a range by len(), a split size as a long long), so a count past 2**63 - 1 passed every
+# rule above and stopped the run with an OverflowError only after stage 1 and the features were built.
+MAX_INTEGER = 2**63 - 1
 # The trainer settings a model's search space may tune too, each with the rule it is held to in [train] and in
 # every value a search-space range can give it.
 TRAINER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
@@ -446,6 +450,10 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
            f"must be at most {MAX_CLIP_FRAMES} frames: a longer stride keeps one frame of an echo video, repeated")
           for key in ("frequency", "period")),
         (clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
+        # Refused here, not first by the clip sampler: that stopped the run once its data were loaded, in its folder.
+        (clips.mode == "mcsdr" and clips.test_clips != 1, "clips.test_clips",
+         ("applies to mode \"echonet\"; mode \"mcsdr\" tests one clip (the central 95% window). Set "
+          "clips.test_clips = 1 or clips.mode = \"echonet\"")),
         (not 0 <= clips.intensity_jitter < 1, "clips.intensity_jitter", "must be at least 0 (off) and below 1"),
         (clips.speckle < 0, "clips.speckle", "must be 0 (off) or a positive std"),
         (encoder.batch_size < 1, "encoder.batch_size", "must be at least 1"),
@@ -466,6 +474,10 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         (tune.epochs < 0, "tune.epochs", "must be 0 (train.epochs) or more"),
         *((not holds(getattr(train, key)), f"train.{key}", message) for key, (holds, message) in TRAINER_RULES.items()),
         (train.validate_every < 1, "train.validate_every", "must be at least 1 (1 = every epoch)"),
+        # Mixed precision is CUDA's only (benchmark.device.amp_dtype): on a device named as the CPU it was off unsaid.
+        (train.amp and train.device.strip().lower() == "cpu", "train.amp",
+         "is mixed precision on CUDA, and `train.device` = \"cpu\", where it would be off; set amp = false, or device "
+         "= \"auto\" or \"cuda\""),
         (not 0 <= train.ema < 1, "train.ema", "must be at least 0 (off) and below 1"),
         (train.num_workers < 0, "train.num_workers", "must be 0 (decode in the main process) or more"),
         (train.num_workers > MAX_THREADS, "train.num_workers",
@@ -487,6 +499,7 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
     for failed, key_path, message in checks:
         if failed:
             _fail(source, key_path, message)
+    _check_integers(experiment, "", source)  # after the rules above, whose own bounds say more where they have one
     check_name(experiment.name, f"{source}: `name`")  # it names the run directory and the studies
     problem = artifacts_problem(tune.artifacts)
     if problem:
@@ -518,6 +531,20 @@ def artifacts_problem(spec: str) -> str | None:
     if not rest.split("/", 1)[0]:
         return f"is {spec!r}, which names no bucket: write s3://bucket or s3://bucket/prefix"
     return None
+
+
+def _check_integers(node: Any, key_path: str, source: str) -> None:
+    """Every integer setting of the experiment's own tables fits a machine integer (``MAX_INTEGER``); component
+    parameters are held to their components' ranges instead."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            if not f.name.endswith("params") and f.name != "search_space":
+                _check_integers(getattr(node, f.name), f"{key_path}.{f.name}" if key_path else f.name, source)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_integers(value, f"{key_path}[{index}]", source)
+    elif isinstance(node, int) and not isinstance(node, bool) and abs(node) > MAX_INTEGER:
+        _fail(source, key_path, f"must be at most {MAX_INTEGER} (what a machine integer holds), got {node}")
 
 
 def _check_finite(node: Any, key_path: str, source: str) -> None:

@@ -77,8 +77,18 @@ def param_from_spec(spec: Any) -> Param:
     extra = set(spec) - {"float", "int", "choices", "log"}
     if extra:
         raise ValueError(f"unknown search-space field(s) {sorted(extra)}; use float, int, choices, log")
+    # One kind per entry: the first of float, int, choices was taken and the others dropped unsaid, as was a log
+    # scale on choices, which have no scale.
+    kinds = [kind for kind in ("float", "int", "choices") if kind in spec]
+    if len(kinds) > 1:
+        raise ValueError(f"an entry is one of float, int or choices, got {' and '.join(kinds)}")
+    if "choices" in spec and log:
+        raise ValueError("log scales a float or int range; choices have none")
     if "float" in spec:
         low, high = spec["float"]
+        if not all(isinstance(end, (int, float)) and not isinstance(end, bool) for end in (low, high)):
+            # float() would read "1e-3" and true as numbers
+            raise ValueError(f"a float range needs numbers at its ends, got [{low!r}, {high!r}]")
         return FloatParam(float(low), float(high), log)
     if "int" in spec:
         low, high = spec["int"]

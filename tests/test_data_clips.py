@@ -47,6 +47,14 @@ def test_echonet_test_plans_one_centred_n_spaced_or_all_clips():
     assert plan_indices(ClipSampler(replace(ECHONET, test_clips=0)).central_plan(20)) == [6, 8, 10, 12]
 
 
+def test_more_test_clips_than_starts_are_every_clip_without_a_plan_of_that_size():
+    """test_clips past a video's starts repeats starts, which are dropped: the same clips as test_clips = 0. The count
+    is not planned out first (10**12 made a linspace of terabytes once the run reached its TEST features)."""
+    every = [p.lower[0] for p in ClipSampler(replace(ECHONET, test_clips=0)).test_plans(20)]
+    for count in (14, 15, 10**12, 10**26):
+        assert [p.lower[0] for p in ClipSampler(replace(ECHONET, test_clips=count)).test_plans(20)] == every
+
+
 def test_echonet_training_start_is_random_within_the_video():
     sampler, rng = ClipSampler(ECHONET), np.random.default_rng(0)
     starts = {int(sampler.train_plan(20, rng).lower[0]) for _ in range(300)}

@@ -4,6 +4,7 @@ Exit code 3 when any job failed (after the leaderboard is written), so a sweep o
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from benchmark.config import load_experiment
@@ -22,7 +23,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--storage", default="", help="Optuna storage shared by every worker of the run: a URL "
                         "(postgresql://..., sqlite:///...), a .log journal file or a sqlite file path (default: "
                         "tune.storage; without either, one process and sqlite in the run directory)")
-    parser.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
+    parser.add_argument("--heartbeat", type=_seconds, default=10, metavar="SECONDS",
                         help="with a storage: a worker silent for three heartbeats is dead and its work is retried")
     parser.add_argument("--artifacts", default="", metavar="PATH_OR_URL", help="with a storage: where workers "
                         "share encoder stages and trained models, a folder every worker reaches or s3://bucket/prefix "
@@ -34,6 +35,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--trust-results", action="store_true", help="reuse the stored results of a run directory "
                         "this machine did not make (your own, copied from another machine, or one from a sender you "
                         "trust); without it they are computed again")
+
+
+def _seconds(text: str) -> int:
+    """--heartbeat as the parser takes it, refused with the usage (exit 2) before any work: the storage refused a
+    count below 1 only once the data were loaded and the run directory made (after --fresh had emptied it)."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of seconds, got {text!r}") from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of seconds, at least 1, got {seconds}")
+    return seconds
 
 
 def run(args) -> int:

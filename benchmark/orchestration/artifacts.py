@@ -30,7 +30,16 @@ from typing import Any
 from benchmark.config import artifacts_problem
 from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import file_digest
-from benchmark.store import atomic_writer, check_name, check_regular, inside, is_regular, nearest_existing, open_regular
+from benchmark.store import (
+    atomic_writer,
+    check_name,
+    check_regular,
+    folder_problem,
+    inside,
+    is_regular,
+    nearest_existing,
+    open_regular,
+)
 
 RUN_FOLDER = "artifacts"  # a run directory's own store, when no shared one is named
 CHUNK = 1 << 20  # bytes read at a time from an artifact, so that reading stops soon after its recorded size
@@ -115,6 +124,22 @@ class _Folder:
 
     def remove(self, artifact_id: str) -> None:
         self.store.remove(artifact_id)
+
+
+def artifacts_machine_problem(spec: str) -> str | None:
+    """What this machine says of an artifact store (``tune.artifacts``, ``--artifacts``) before any work, or None: a
+    folder must take files, an S3 bucket needs boto3. Asked by `validate` and by `run` before it loads the data:
+    ``open_artifacts`` found either only once the data were loaded and the run directory made."""
+    if not spec or artifacts_problem(spec):
+        return artifacts_problem(spec) if spec else None
+    if spec.startswith("s3://"):
+        import importlib.util
+
+        if importlib.util.find_spec("boto3") is None:
+            return f"is {spec!r}, and S3 needs boto3 (pip install boto3)"
+        return None
+    problem = folder_problem(spec)
+    return f"is {spec!r}: {problem}" if problem else None
 
 
 def open_artifacts(spec: str, run_root: str | Path) -> Artifacts:

@@ -28,6 +28,7 @@ from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.run_records import read_manifest, read_result
 from benchmark.identity import (NOT_MADE_HERE, TUNING_ENGINE, engine_digests, file_digest, ledger_problem, made_here_file,
                                 vouch_file)
+from benchmark.orchestration.artifacts import artifacts_machine_problem
 from benchmark.orchestration.checkpoint_models import check_checkpoint_models
 from benchmark.orchestration.jobs import Job, JobContext, plan_jobs, run_job
 from benchmark.orchestration.lock import LOCK_FILE, RunLock
@@ -105,7 +106,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
         say(f"warning: {warning}")
     check_tabular(experiment, registry)
     check_checkpoint_models(experiment, registry)
-    check_machine(experiment, storage)
+    check_machine(experiment, storage, artifacts)
     preflight_encoder(experiment, registry)
     preflight(experiment, registry)
     with times.measure("data"):  # synthetic generation included, when the stand-in is generated now
@@ -128,12 +129,17 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
         return _run_locked(experiment, registry, loaded, run, storage, quiet, say, heartbeat, artifacts, times)
 
 
-def check_machine(experiment: Experiment, storage: str = "") -> None:
-    """What only this machine can say about the settings, said before any work: that ``train.device`` exists here
-    and that the tuning storage (``--storage``, else ``tune.storage``) opens."""
+def check_machine(experiment: Experiment, storage: str = "", artifacts: str = "") -> None:
+    """What only this machine can say about the settings, said before any work: that ``train.device`` exists here,
+    that the tuning storage (``--storage``, else ``tune.storage``) opens, and that the artifact store its workers
+    share (``--artifacts``, else ``tune.artifacts``) takes files."""
     source = experiment.source
     resolve_device(experiment.train.device, f"{source}: `train.device`")
     check_storage(storage or experiment.tune.storage, "--storage" if storage else f"{source}: `tune.storage`")
+    if storage or experiment.tune.storage:  # the store is used only with a shared storage
+        problem = artifacts_machine_problem(artifacts or experiment.tune.artifacts)
+        if problem:
+            raise ConfigError(f"{'--artifacts' if artifacts else f'{source}: `tune.artifacts`'} {problem}")
     problem = ledger_problem()
     if problem:
         raise ConfigError(problem)

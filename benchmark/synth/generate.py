@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.config import MAX_THREADS
+from benchmark.config import MAX_SEED, MAX_SYNTHETIC_N, MAX_THREADS
 from benchmark.errors import ConfigError, DataError
 
 from . import anatomy, files, oracle, patients, writers
@@ -56,7 +56,11 @@ class Parameters:
         """What is wrong with each parameter, by name: `validate` asks before anything is generated."""
         rules = {
             "format": (self.format not in FORMATS, f"must be one of {', '.join(FORMATS)}, got {self.format!r}"),
-            "n": (self.n < 1, f"must be at least 1, got {self.n}"),
+            # [synthetic]'s own bounds, for the synthetic dataset named directly (its dataset.params) and `synth`:
+            # a seed numpy refuses failed the run as a ValueError once it came to generate
+            "n": (not 1 <= self.n <= MAX_SYNTHETIC_N,
+                  f"must be at least 1 and at most {MAX_SYNTHETIC_N:,} videos (about 30 ms of CPU each), got {self.n}"),
+            "seed": (not 0 <= self.seed <= MAX_SEED, f"must be between 0 and {MAX_SEED}, got {self.seed}"),
             "size": (not 32 <= self.size <= MAX_SIZE,
                      f"must be at least 32 and at most {MAX_SIZE} pixels (clips are at most 512), got {self.size}"),
             "ambiguous_fraction": (not 0.0 <= self.ambiguous_fraction <= 1.0,

@@ -14,6 +14,9 @@ VIDEO_CHECKS = ".video_checks.json"
 # The loader settings a generation can be read with, per format: the generator writes CAMUS in the 2023 layout
 # only, and a loader told to read the 2019 one would find none of it, and only after generating it.
 READABLE_AS = {"camus": {"release": ("auto", "2023")}}
+# It traces two frames of each video (ED and ES, writers.py): a loader keeping only videos with more excluded every
+# one, and only after generating them.
+TRACED_FRAMES = 2
 
 
 class SyntheticDataset:
@@ -44,13 +47,16 @@ class SyntheticDataset:
 
     @staticmethod
     def parameter_problems(params: dict) -> dict[str, str]:
-        """The generator's rules on what ``synthetic.params`` may set (its ``size`` and ``workers``), and, given the
+        """The generator's rules on the generation parameters given (``synthetic.params`` sets ``size`` and
+        ``workers``; ``dataset.params`` of the synthetic dataset named directly sets any, ``format``, ``n`` and
+        ``seed`` too, which the stand-in takes from [dataset] and [synthetic], checked there), and, given the
         ``format``, on the loader settings it hands on (``READABLE_AS``), asked by `validate` before anything is
-        generated. format, n and seed come from [dataset] and [synthetic], checked there."""
+        generated: unasked, a bad one stopped the run only once it came to generate."""
         from benchmark.api import SyntheticParameters
 
-        size = {"size": params["size"]} if "size" in params else {}
-        problems = SyntheticParameters(format=FORMATS[0], n=1, seed=0, **size).problems()
+        fields = ("format", "n", "seed", "size", "ambiguous_fraction", "label_noise")
+        given = {key: params[key] for key in fields if key in params}
+        problems = SyntheticParameters(**{"format": FORMATS[0], "n": 1, "seed": 0, **given}).problems()
         workers = SyntheticParameters.workers_problem(params.get("workers", 1))
         if workers:
             problems["workers"] = workers
@@ -89,9 +95,16 @@ class SyntheticDataset:
 def _unreadable(params: dict) -> dict[str, str]:
     """The loader settings in ``params`` that a generation of ``params["format"]`` cannot be read with."""
     form = params.get("format")
-    return {key: f"the synthetic stand-in writes {form} as {key} {allowed[-1]!r} only, so {params[key]!r} would find "
-                 f"none of its files; use {' or '.join(map(repr, allowed))}, or point dataset.root at real {form} data"
-            for key, allowed in READABLE_AS.get(form, {}).items() if key in params and params[key] not in allowed}
+    problems = {key: f"the synthetic stand-in writes {form} as {key} {allowed[-1]!r} only, so {params[key]!r} would "
+                     f"find none of its files; use {' or '.join(map(repr, allowed))}, or point dataset.root at real "
+                     f"{form} data"
+                for key, allowed in READABLE_AS.get(form, {}).items() if key in params and params[key] not in allowed}
+    traced = params.get("min_traced_frames")
+    if form is not None and isinstance(traced, int) and traced > TRACED_FRAMES:
+        problems["min_traced_frames"] = (f"the synthetic stand-in traces {TRACED_FRAMES} frames of each video (ED and "
+                                         f"ES), so {traced} would exclude every one; use at most {TRACED_FRAMES}, or "
+                                         f"point dataset.root at real {form} data")
+    return problems
 
 
 @hookimpl

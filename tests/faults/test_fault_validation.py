@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from faultkit import cli, cli_limited, run_args
 
+from benchmark.cli import main
 from benchmark.training.checks import checked
 
 HERE = Path(__file__).parent
@@ -229,6 +230,37 @@ SETTINGS = {
                                    ["`clips.frequency` must be at most 256 frames: a longer stride keeps one frame"]),
     "in-memory tuning storage": (['tune.storage="sqlite://"'],
                                  ["`tune.storage` = 'sqlite://': an in-memory database lives as long as one process"]),
+    # accepted by validate: each stopped the run with an OverflowError or ValueError of Python's after stage 1 and
+    # the features (a batch size past what itertools.islice and torch take), or at tuning (tqdm's len of the epochs)
+    "training batch past a machine integer": ([f"train.batch_size={10**26}"],
+                                              [("`train.batch_size` must be at most 9223372036854775807 (what a "
+                                                f"machine integer holds), got {10**26}")]),
+    "feature batch past a machine integer": ([f"encoder.batch_size={10**26}"],
+                                             ["`encoder.batch_size` must be at most 9223372036854775807"]),
+    "stage-1 batch past a machine integer": ([f"encoder.pretrain.batch_size={10**26}"],
+                                             ["`encoder.pretrain.batch_size` must be at most 9223372036854775807"]),
+    "tuning epochs past a machine integer": (["tune.trials=1", f"tune.epochs={10**26}"],
+                                             ["`tune.epochs` must be at most 9223372036854775807"]),
+    # accepted by validate: the clip sampler refused it once the data were loaded, in the run directory, unnamed
+    "several test clips in mcsdr mode": (["clips.test_clips=3"],
+                                         ['`clips.test_clips` applies to mode "echonet"; mode "mcsdr" tests one clip']),
+    # accepted by validate: the run generated the stand-in, whose two traced frames a video then excluded every one
+    "more traced frames than the stand-in traces": (["synthetic.params={min_traced_frames = 3}"],
+                                                    [("`synthetic.params.min_traced_frames`: the synthetic stand-in "
+                                                      "traces 2 frames of each video (ED and ES), so 3 would exclude "
+                                                      "every one")]),
+    # accepted, and mixed precision silently off: it is CUDA's only
+    "mixed precision on the CPU": (['train.device="cpu"', "train.amp=true"],
+                                   ['`train.amp` is mixed precision on CUDA, and `train.device` = "cpu"']),
+    # accepted, the first of the kinds taken and the rest dropped unsaid; a string read as a number
+    "search-space entry of two kinds": (["models.0.search_space={lr = {float = [1e-4, 1e-2], choices = [1e-3]}}"],
+                                        [("`models[0].search_space.lr`: an entry is one of float, int or choices, "
+                                          "got float and choices")]),
+    "log-scaled choices": (["models.0.search_space={width = {choices = [8, 16], log = true}}"],
+                           ["`models[0].search_space.width`: log scales a float or int range; choices have none"]),
+    "float range of strings": (['models.0.search_space={lr = {float = ["1e-4", "1e-2"]}}'],
+                               [("`models[0].search_space.lr`: a float range needs numbers at its ends, got "
+                                 "['1e-4', '1e-2']")]),
 }
 
 # Sizes a model is built from, each refused by its component's parameter_problems before the pre-flight builds
@@ -388,6 +420,55 @@ def test_missing_root_without_stand_in_names_the_key(tmp_path, experiment):
     expected = [f"`dataset.root` = '{absent}' does not exist", "`dataset.synthetic_if_missing` is false"]
     assert_refused(cli("validate", experiment, *settings), experiment, expected)
     assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists()
+
+
+# The synthetic dataset named directly takes its generation parameters in dataset.params: validate checked none of
+# them, and the run stopped once it came to generate (format and fraction unnamed, a negative seed as numpy's
+# ValueError, exit 1).
+GENERATION = {
+    'format = "bogus"': "`dataset.params.format`: must be one of echonet_dynamic, echonet_pediatric, camus, got 'bogus'",
+    "seed = -1": "`dataset.params.seed`: must be between 0 and 4294967295, got -1",
+    "ambiguous_fraction = 5.0": "`dataset.params.ambiguous_fraction`: must be in [0, 1], got 5.0",
+    "label_noise = -1.0": "`dataset.params.label_noise`: must be >= 0 EF points, got -1.0",
+    f"n = {10**9}": "`dataset.params.n`: must be at least 1 and at most 100,000 videos",
+}
+
+
+@pytest.mark.parametrize("param", GENERATION)
+def test_a_generation_parameter_of_the_synthetic_dataset_fails_validate_and_run(tmp_path, experiment, param):
+    (tmp_path / "generated").mkdir()  # an empty root: the synthetic dataset generates into it
+    params = ", ".join(["size = 32", "workers = 1", *([] if param.startswith("n =") else ["n = 20"]), param])
+    settings = sets(["dataset.name=synthetic", f'dataset.root="{tmp_path / "generated"}"', "dataset.protocol=fold",
+                     f"dataset.params={{{params}}}"])
+    assert_refused(cli("validate", experiment, *settings), experiment, [GENERATION[param]])
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, [GENERATION[param]])
+    assert not (tmp_path / "run").exists() and not any((tmp_path / "generated").iterdir())
+
+
+def test_a_heartbeat_below_a_second_is_refused_before_any_work(tmp_path, experiment, capsys):
+    """The storage refused it only after the data were loaded and the run directory made, which --fresh had emptied
+    first."""
+    run = tmp_path / "run"
+    for heartbeat in ("0", "-5", "ten"):
+        with pytest.raises(SystemExit) as exit:
+            main(run_args(experiment, run, "--fresh", "--storage", str(tmp_path / "optuna.db"),
+                          "--heartbeat", heartbeat))
+        assert exit.value.code == 2
+        assert "argument --heartbeat: must be a whole number of seconds" in capsys.readouterr().err
+        assert not run.exists()
+
+
+def test_an_artifact_store_this_machine_cannot_use_fails_validate_and_run(tmp_path, experiment):
+    """A folder that cannot be made was found only once the data were loaded and the run directory made."""
+    storage = f'tune.storage="{tmp_path / "optuna.db"}"'
+    expected = ["`tune.artifacts` is '/proc/nope': nothing can be created in /proc"]
+    settings = sets([storage, 'tune.artifacts="/proc/nope"'])
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    outcome = cli(*run_args(experiment, tmp_path / "run", *sets([storage]), "--artifacts", "/proc/nope"))
+    assert outcome.code == 2 and "--artifacts is '/proc/nope': nothing can be created in /proc" in \
+        " ".join(outcome.err.split()), outcome.text
     assert not (tmp_path / "run").exists()
 
 
