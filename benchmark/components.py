@@ -399,6 +399,9 @@ def resolve(experiment: Experiment) -> Resolved:
             # it would run on vision alone, its row still named for the fusion
             raise ConfigError(f"{source}: `models[{index}].fusion`: {model.fusion!r} combines tabular attributes, "
                               "but `dataset.tabular = []` gives none. Use fusion = \"none\".")
+    if experiment.tune.artifacts and not experiment.tune.storage:
+        warnings.append(f"{source}: `tune.artifacts` is used only by workers sharing a storage, and `tune.storage` is "
+                        "empty: it applies only to a run given --storage")
     for index, metric in enumerate(experiment.evaluate.metrics):  # by name or label, in any case, as tune.metric
         find_metric(registry, metric, f"{source}: `evaluate.metrics[{index}]`")
     # Checked also while trials = 0: it is set, and a misspelt one would wait until tuning is switched on.

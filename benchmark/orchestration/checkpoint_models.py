@@ -16,7 +16,7 @@ from typing import Sequence
 from benchmark.components import declared_columns
 from benchmark.config import Experiment, ModelConfig
 from benchmark.encoding.weights import read_checkpoint
-from benchmark.errors import ConfigError
+from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.training.bundle import BUNDLE_FORMAT, PARTS, ModelBundle, load_bundle
 from benchmark.training.mcsdr_import import BUILT, import_mcsdr
 from registry import Registry
@@ -43,19 +43,23 @@ def check_checkpoint_models(experiment: Experiment, registry: Registry) -> None:
 
 def load_checkpoint_model(experiment: Experiment, model: ModelConfig, registry: Registry) -> ModelBundle:
     """The model's bundle, sampling as the checkpoint says unless ``[[models]] params`` say otherwise."""
-    where = f"{experiment.source}: `models[{experiment.models.index(model)}]`"
+    where = f"{experiment.source}: `models[{experiment.models.index(model)}]"
     unknown = sorted(set(model.params) - set(SAMPLER_PARAMS))
     if unknown:
-        raise ConfigError(f"{where}.params: {', '.join(unknown)} cannot change a model loaded from a checkpoint; "
+        raise ConfigError(f"{where}.params`: {', '.join(unknown)} cannot change a model loaded from a checkpoint; "
                           f"only {', '.join(SAMPLER_PARAMS)} (how it samples) can")
     path = Path(model.checkpoint)
     path = path if path.is_absolute() else experiment.base_dir / path
     if not path.is_file():
-        raise ConfigError(f"{where}.checkpoint: {path} does not exist")
-    content = read_checkpoint(path)
-    if isinstance(content, dict) and content.get("format") == BUNDLE_FORMAT:
-        return load_bundle(path, registry, head_params=model.params)
-    return import_mcsdr(path, registry=registry, **model.params)
+        kind = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise ConfigError(f"{where}.checkpoint`: {path} {kind}; name MCSDR's best.pth or a bundle of import-mcsdr")
+    try:
+        content = read_checkpoint(path)
+        if isinstance(content, dict) and content.get("format") == BUNDLE_FORMAT:
+            return load_bundle(path, registry, head_params=model.params)
+        return import_mcsdr(path, registry=registry, **model.params)
+    except BenchmarkError as error:  # the file is named; the key that chose it, too
+        raise type(error)(f"{where}.checkpoint`: {error}") from None
 
 
 def checkpoint_components(path: Path) -> dict[str, str]:

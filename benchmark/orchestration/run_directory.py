@@ -19,7 +19,7 @@ from benchmark.errors import ConfigError, StoreError
 from benchmark.identity import NOT_MADE_HERE, made_here_file, vouch_file
 from benchmark.orchestration.storage import check_sqlite_schema, local_storage
 from benchmark.orchestration.tuning import trust_trials
-from benchmark.store import TEMPORARY_NAME, RunDir, inside, read_json
+from benchmark.store import TEMPORARY_NAME, RunDir, folder_problem, inside, read_json
 
 MANIFEST_KEYS = ("experiment", "config", "jobs")  # what build_manifest always records
 # What a run makes at the top of its run directory (the folders with all they hold): all that --fresh deletes.
@@ -31,6 +31,16 @@ RUN_FILES = ("manifest.json", "splits.csv", "excluded.csv", "leaderboard.md", "l
 # tuning winners, the report): each is trusted only where this machine wrote it (``ledger``).
 RECORDS = ("jobs/*/result.json", "external/*/result.json", "cache/*.json", "encoders/*.pt", "tuning/*.json",
            "report_inputs.json")
+
+
+def check_out(run: RunDir, key: str) -> None:
+    """Refuse (exit 2) a run directory that cannot be one, before any work: a file in its place, or a place where
+    no folder can be made (``key`` names the setting that chose it)."""
+    if run.root.exists() and not run.root.is_dir():
+        raise ConfigError(f"{key}: {run.root} is a file, not a folder; choose a run directory")
+    problem = folder_problem(run.root)
+    if problem:
+        raise ConfigError(f"{key}: {run.root} cannot be a run directory: {problem}. Choose a writable place.")
 
 
 def check_fresh(run: RunDir) -> None:

@@ -40,6 +40,7 @@ from benchmark.orchestration.report_inputs import report_if_changed
 from benchmark.orchestration.run_directory import (
     check_fresh,
     check_not_foreign,
+    check_out,
     check_received,
     refuse_stand_in_over_real,
     start_over,
@@ -97,7 +98,8 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
                    storage: str = "", quiet: bool = False, say: Callable[[str], None] = print,
                    heartbeat: int = 10, artifacts: str = "", trust_results: bool = False) -> RunDir:
     # Everything that can be checked is checked before the run directory exists: settings, components, the
-    # pre-flight of every model, and the data (loaded, split; synthetic data generated if it must be).
+    # directory itself, the pre-flight of every model, and the data (loaded, split; synthetic data generated if it
+    # must be).
     _check_artifacts(experiment, storage, artifacts)
     times = StageTimes()
     resolved = resolve(experiment)
@@ -107,16 +109,17 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     check_tabular(experiment, registry)
     check_checkpoint_models(experiment, registry)
     check_machine(experiment, storage, artifacts)
-    preflight_encoder(experiment, registry)
-    preflight(experiment, registry)
-    with times.measure("data"):  # synthetic generation included, when the stand-in is generated now
-        loaded = load_data(experiment, registry, say)
     run = RunDir(out or Path("runs") / experiment.name)
+    check_out(run, "--out" if out else f"{experiment.source}: `name` (the run directory runs/{experiment.name})")
     if fresh:
         check_fresh(run)
     else:
         check_not_foreign(run)
         refuse_stand_in_over_real(experiment, run)
+    preflight_encoder(experiment, registry)
+    preflight(experiment, registry)
+    with times.measure("data"):  # synthetic generation included, when the stand-in is generated now
+        loaded = load_data(experiment, registry, say)
     try:
         run.root.mkdir(parents=True, exist_ok=True)
     except OSError as error:

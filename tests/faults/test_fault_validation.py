@@ -689,3 +689,36 @@ def test_evaluate_metrics_are_found_by_name_or_label_in_any_case_as_tune_metric_
     assert outcome.code == 0, outcome.text
     assert_refused(cli("validate", experiment, *sets(['evaluate.metrics=["crsp"]'])), experiment,
                    ["`evaluate.metrics[0]`", "Did you mean"])
+
+
+def test_a_checkpoint_that_is_no_file_or_no_checkpoint_is_refused_naming_the_key(tmp_path, experiment):
+    """A folder or a device was reported as "does not exist", and a file that is no checkpoint without the key."""
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    for where, said in ((tmp_path, f"{tmp_path} is a folder"), ("/dev/null", "/dev/null is not a regular file"),
+                        (tmp_path / "gone.pth", f"{tmp_path / 'gone.pth'} does not exist"),
+                        (tmp_path / "notes.txt", f"refused to load {tmp_path / 'notes.txt'}")):
+        settings = sets([f'models.0.checkpoint="{where}"'])
+        expected = [f"`models[0].checkpoint`: {said}"]
+        assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_directory_that_cannot_be_one_is_refused_before_the_data_are_loaded(tmp_path, experiment, synthetic_root):
+    """--out naming a file, or a place where no folder can be made, stopped the run with exit 1 only once the data
+    were loaded (the stand-in generated)."""
+    (tmp_path / "report.pdf").write_bytes(b"%PDF")
+    for out, phrase in ((tmp_path / "report.pdf", "is a file, not a folder"),
+                        (Path("/proc/nope/run"), "nothing can be created in /proc")):
+        outcome = cli(*run_args(experiment, out))
+        said = " ".join(outcome.err.split())
+        assert outcome.code == 2 and f"--out: {out}" in said and phrase in said, outcome.text
+        assert "dataset" not in outcome.out, "nothing may be loaded before the run directory is found sound"
+    assert (tmp_path / "report.pdf").read_bytes() == b"%PDF"
+
+
+def test_an_artifact_store_without_a_storage_is_named_as_unused(experiment, tmp_path):
+    outcome = cli("validate", experiment, *sets([f'tune.artifacts="{tmp_path / "shared"}"']))
+    assert outcome.code == 0, outcome.text
+    assert "`tune.artifacts` is used only by workers sharing a storage, and `tune.storage` is empty" in \
+        " ".join(outcome.text.split()), outcome.text
