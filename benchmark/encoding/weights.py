@@ -61,6 +61,13 @@ def read_checkpoint(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise BenchmarkError(f"weight file {path} does not exist: check encoder.weights in the experiment")
+    with open(path, "rb") as stream:
+        opening = stream.read(2)
+    # torch.save writes a zip archive (PK), older versions a pickle of protocol 2 or more (0x80): anything else is no
+    # checkpoint, and unpickling it in full (--trust-checkpoint, suggested below) would not make it one.
+    if opening != b"PK" and opening[:1] != b"\x80":
+        raise BenchmarkError(f"cannot read weight file {path}: it is not a PyTorch checkpoint (torch.save writes a zip "
+                             "archive, older versions a pickle)")
     try:
         with torch.serialization.safe_globals(list(CHECKPOINT_GLOBALS)):
             return torch.load(path, map_location="cpu", weights_only=True)

@@ -58,8 +58,8 @@ def load_checkpoint_model(experiment: Experiment, model: ModelConfig, registry: 
         if isinstance(content, dict) and content.get("format") == BUNDLE_FORMAT:
             return load_bundle(path, registry, head_params=model.params)
         return import_mcsdr(path, registry=registry, **model.params)
-    except BenchmarkError as error:  # the file is named; the key that chose it, too
-        raise type(error)(f"{where}.checkpoint`: {error}") from None
+    except BenchmarkError as error:  # the file is named; the key that chose it too, refused before any work (exit 2)
+        raise ConfigError(f"{where}.checkpoint`: {error}") from None
 
 
 def checkpoint_components(path: Path) -> dict[str, str]:

@@ -692,11 +692,13 @@ def test_evaluate_metrics_are_found_by_name_or_label_in_any_case_as_tune_metric_
 
 
 def test_a_checkpoint_that_is_no_file_or_no_checkpoint_is_refused_naming_the_key(tmp_path, experiment):
-    """A folder or a device was reported as "does not exist", and a file that is no checkpoint without the key."""
+    """A folder or a device was reported as "does not exist", and a file that is no checkpoint without the key, as
+    one to unpickle in full with --trust-checkpoint."""
     (tmp_path / "notes.txt").write_text("not a checkpoint")
     for where, said in ((tmp_path, f"{tmp_path} is a folder"), ("/dev/null", "/dev/null is not a regular file"),
                         (tmp_path / "gone.pth", f"{tmp_path / 'gone.pth'} does not exist"),
-                        (tmp_path / "notes.txt", f"refused to load {tmp_path / 'notes.txt'}")):
+                        (tmp_path / "notes.txt", f"cannot read weight file {tmp_path / 'notes.txt'}: it is not a "
+                                                 "PyTorch checkpoint")):
         settings = sets([f'models.0.checkpoint="{where}"'])
         expected = [f"`models[0].checkpoint`: {said}"]
         assert_refused(cli("validate", experiment, *settings), experiment, expected)
