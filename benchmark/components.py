@@ -328,15 +328,16 @@ def resolve(experiment: Experiment) -> Resolved:
             raise ConfigError(f"{experiment.source}: `{key_path}`: {error}{failed}") from None
 
     dataset = check("dataset", experiment.dataset.name, "dataset.name")
-    experiment = _with_protocol(experiment, dataset.factory)
-    _check_view(experiment, dataset.factory)
+    loader = _format_loader(registry, dataset, experiment.dataset.params)
+    experiment = _with_protocol(experiment, loader or dataset.factory)
+    _check_view(experiment, loader or dataset.factory)
     root = Path(experiment.dataset.root)
     if not experiment.dataset.synthetic_if_missing and not root.exists():
         raise ConfigError(f"{source}: `dataset.root` = {experiment.dataset.root!r} does not exist ({root.resolve()}), "
                           "and `dataset.synthetic_if_missing` is false. Point dataset.root at the dataset, or set "
                           "synthetic_if_missing = true to benchmark on the labelled synthetic stand-in.")
     check_component_params(dataset.factory, experiment.dataset.params, "dataset", dataset.name, "dataset.params",
-                           source)
+                           source, wraps=loader)
     _refuse_overrides(experiment.dataset.params, "dataset.params", source,
                       {key: f"dataset.{key}" for key in accepted(dataset.factory, dataset_offered(experiment.dataset))})
     stand_in = registry.describe("dataset", "synthetic") if "synthetic" in registry.names("dataset") else None
@@ -425,6 +426,21 @@ def has_capability(head: ComponentRecord, capability: str) -> bool:
     if capability in CLOSED_FORMS:
         return hasattr(head.factory, capability)
     return bool(head.metadata.get(capability, False))
+
+
+def _format_loader(registry: Registry, dataset: ComponentRecord, params: Mapping[str, Any]) -> Callable[..., Any] | None:
+    """For a dataset that writes its data in another's on-disk format and reads them with that dataset's loader (its
+    metadata ``formats``: the synthetic dataset named as ``dataset.name``, by its ``format`` parameter), that loader:
+    its protocols, views and parameters are the ones the data are read with. None for any other dataset, or a format
+    it does not write (refused with the dataset's own parameters)."""
+    formats = dataset.metadata.get("formats")
+    if not formats:
+        return None
+    declared = inspect.signature(dataset.factory).parameters.get("format")
+    form = params.get("format", declared.default if declared is not None else None)
+    if form not in formats or form not in registry.names("dataset"):
+        return None
+    return registry.describe("dataset", form).factory
 
 
 def _check_stand_in_format(experiment: Experiment, stand_in: ComponentRecord | None) -> None:

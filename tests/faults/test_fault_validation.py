@@ -433,6 +433,26 @@ GENERATION = {
     "label_noise = -1.0": "`dataset.params.label_noise`: must be >= 0 EF points, got -1.0",
     f"n = {10**9}": "`dataset.params.n`: must be at least 1 and at most 100,000 videos",
 }
+# The synthetic dataset named directly reads its generation with its format's loader: a loader setting, protocol or
+# view that loader does not have passed validate (the stand-in takes any keyword) and stopped the run after generating.
+READ_AS_FORMAT = {
+    ('format = "echonet_dynamic"', "dataset.protocol=fold"):
+        "`dataset.protocol`: dataset 'synthetic' has no protocol 'fold'. Its protocols: official.",
+    ('format = "echonet_pediatric"', "dataset.view=A2C"): "`dataset.view`: dataset 'synthetic' has no view 'A2C'.",
+    ('format = "echonet_pediatric", check_vidoes = false', "dataset.protocol=fold"):
+        "`dataset.params.check_vidoes` is not a parameter of dataset 'synthetic'. Did you mean 'check_videos'?",
+}
+
+
+@pytest.mark.parametrize("params, setting", READ_AS_FORMAT)
+def test_the_synthetic_dataset_is_held_to_the_loader_of_its_format(tmp_path, experiment, params, setting):
+    (tmp_path / "generated").mkdir()  # an empty root: the synthetic dataset generates into it
+    settings = sets(["dataset.name=synthetic", f'dataset.root="{tmp_path / "generated"}"', setting,
+                     f"dataset.params={{size = 32, workers = 1, n = 20, {params}}}"])
+    expected = [READ_AS_FORMAT[params, setting]]
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists() and not any((tmp_path / "generated").iterdir())
 
 
 @pytest.mark.parametrize("param", GENERATION)
