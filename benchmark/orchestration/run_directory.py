@@ -37,10 +37,11 @@ def check_out(run: RunDir, key: str) -> None:
     """Refuse (exit 2) a run directory that cannot be one, before any work: a file in its place, or a place where
     no folder can be made (``key`` names the setting that chose it)."""
     if run.root.exists() and not run.root.is_dir():
-        raise ConfigError(f"{key}: {run.root} is a file, not a folder; choose a run directory")
+        raise ConfigError(f"{key}: {run.root} is a file, not a folder. Choose a run directory with --out.")
     problem = folder_problem(run.root)
     if problem:
-        raise ConfigError(f"{key}: {run.root} cannot be a run directory: {problem}. Choose a writable place.")
+        raise ConfigError(f"{key}: {run.root} cannot be a run directory: {problem}. Choose a writable place with "
+                          "--out.")
 
 
 def check_fresh(run: RunDir) -> None:

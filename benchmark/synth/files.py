@@ -18,9 +18,10 @@ LIST = "generated_files.txt"
 
 
 def write_list(staging: Path) -> None:
-    """List every file in ``staging`` (this list included) in ``staging/LIST``."""
+    """List every file in ``staging`` (this list included) in ``staging/LIST``, written as the generation's other
+    files are: the staging folder is moved into place only once it is complete."""
     files = {path.relative_to(staging).as_posix() for path in staging.rglob("*") if path.is_file()} | {LIST}
-    atomic_write_text(staging / LIST, "".join(f"{name}\n" for name in sorted(files)))
+    (staging / LIST).write_text("".join(f"{name}\n" for name in sorted(files)), encoding="utf-8")
 
 
 def is_generation(out: Path) -> bool:

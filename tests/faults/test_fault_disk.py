@@ -105,10 +105,10 @@ def test_output_directory_blocked_by_a_file(tmp_path, experiment):
     blocker = tmp_path / "results"
     blocker.write_text("not a directory")
     outcome = cli(*run_args(experiment, blocker / "run"))
-    assert outcome.code == 1
+    assert outcome.code == 2  # refused before any work: the data are not loaded
     message = " ".join(outcome.err.split())
-    assert f"cannot create the run directory {blocker / 'run'}: Not a directory" in message
-    assert "Choose a writable place with --out" in message
+    assert f"--out: {blocker / 'run'} cannot be a run directory: {blocker} is a file, not a folder" in message
+    assert "Choose a writable place with --out" in message and "dataset" not in outcome.out
 
 
 def test_output_directory_without_write_permission(tmp_path, experiment, monkeypatch):
@@ -135,5 +135,5 @@ def test_read_only_output_directory(tmp_path, experiment):
         outcome = cli(*run_args(experiment, tmp_path / "locked" / "run"))
     finally:
         tmp_path.joinpath("locked").chmod(0o700)
-    assert outcome.code == 1
+    assert outcome.code == 2  # refused before any work
     assert "Choose a writable place with --out" in " ".join(outcome.err.split())
