@@ -115,7 +115,8 @@ def _stage_one_of(tmp_path, pretrain: PretrainConfig, said: list[str]) -> Simple
     batch = (torch.rand(4, 1, 16, 16, generator=generator), torch.rand(4, 1, 16, 16, generator=generator).round())
     return SimpleNamespace(experiment=experiment, encoder=encoder, split=SimpleNamespace(name="fold0"), seed=0,
                            data=SimpleNamespace(fingerprint=lambda split, roles: "data", split_hash="split"),
-                           identity={"source": "code", "engine": {"encoding/stage1.py": "code"}},
+                           identity={"source": "code", "engine": {"encoding/stage1.py": "code"},
+                                     "libraries": {"torch": "2"}},
                            run=RunDir(tmp_path), device=torch.device("cpu"), precision="float32",
                            say=said.append,
                            quiet=True, traced_loader=lambda batch_size, seed: [batch])
