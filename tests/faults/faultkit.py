@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -119,27 +122,82 @@ def cli(*args: str | Path) -> Outcome:
 # What a child running the CLI may map: the tiny experiment's validate and run need under 4 GB of address space; a
 # model built at a size validate should have refused fails at this limit in seconds, instead of filling the machine.
 MEMORY_LIMIT = 6 * 2**30
-LIMITED_CLI = """import contextlib, io, json, resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
+# A server that imports the CLI and torch once (3 s of every Python start here), then forks a fresh child for each
+# call: the child sets the address-space limit, runs the call's commands and reports their outcomes in a file. The
+# child is a copy of a process that has only imported modules and never run a command, so each call starts from
+# the state a new ``python -c`` process has, with nothing left behind by an earlier call; its own output (a
+# traceback, a warning printed outside the CLI) goes to a file of its own, returned with a failed call.
+LIMITED_SERVER = """import contextlib, io, json, os, resource, sys, traceback
 from benchmark.cli import main
-outcomes = []
-for args in json.loads(sys.argv[2]):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        outcomes.append((main(args), out.getvalue(), err.getvalue()))
-print(json.dumps(outcomes))
+import torch  # imported by every command's components; here once, before any fork
+replies = os.fdopen(os.dup(1), "w")
+for line in sys.stdin:
+    limit, commands, result, log = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            quiet = os.open(os.devnull, os.O_RDONLY)
+            logged = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(quiet, 0), os.dup2(logged, 1), os.dup2(logged, 2)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            outcomes = []
+            for args in commands:
+                out, err = io.StringIO(), io.StringIO()
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    outcomes.append((main(args), out.getvalue(), err.getvalue()))
+            with open(result, "w") as stream:
+                json.dump(outcomes, stream)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    replies.write(json.dumps(os.waitstatus_to_exitcode(status)) + "\\n")
+    replies.flush()
 """
 
 
-def cli_limited(*commands: list[str | Path], timeout: int = SUBPROCESS_TIMEOUT) -> list[Outcome]:
-    """Each of ``commands`` (the arguments of one ``python -m benchmark``) in one child under ``MEMORY_LIMIT`` and
-    ``timeout``: for settings that, were they not refused, would build a model too big to build (or compute for
-    minutes)."""
-    args = json.dumps([[str(arg) for arg in command] for command in commands])
-    child = subprocess.run([sys.executable, "-c", LIMITED_CLI, str(MEMORY_LIMIT), args], capture_output=True,
-                           text=True, timeout=timeout, cwd=HERE.parents[1], check=False)  # this checkout's
-    assert child.returncode == 0, child.stderr[-3000:]
-    return [Outcome(*outcome) for outcome in json.loads(child.stdout)]
+class LimitedCli:
+    """Calls of the CLI each in a fresh child process under ``MEMORY_LIMIT`` and a timeout (see ``LIMITED_SERVER``):
+    for settings that, were they not refused, would build a model too big to build (or compute for minutes)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.calls, self.server = folder, 0, None
+
+    def __call__(self, *commands: list[str | Path], timeout: int = SUBPROCESS_TIMEOUT) -> list[Outcome]:
+        """The outcome of each of ``commands`` (the arguments of one ``python -m benchmark``), run one after the
+        other in one child; a child that fails, is killed or runs past ``timeout`` s fails the call."""
+        if self.server is None or self.server.poll() is not None:
+            self.server = subprocess.Popen([sys.executable, "-c", LIMITED_SERVER], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, text=True, cwd=HERE.parents[1],  # this checkout's
+                                           start_new_session=True)
+        self.calls += 1
+        result, log = self.folder / f"call{self.calls}.json", self.folder / f"call{self.calls}.log"
+        request = [MEMORY_LIMIT, [[str(arg) for arg in command] for command in commands], str(result), str(log)]
+        self.server.stdin.write(json.dumps(request) + "\n")
+        self.server.stdin.flush()
+        ready, _, _ = select.select([self.server.stdout], [], [], timeout)
+        if not ready:  # the server and its child (one process group): the next call starts a new server
+            self.close()
+            raise subprocess.TimeoutExpired(request[1], timeout)
+        reply = self.server.stdout.readline()
+        assert reply.strip() == "0", f"the child ended with {reply.strip() or 'its server'}: " + (
+            log.read_text()[-3000:] if log.is_file() else "")
+        return [Outcome(*outcome) for outcome in json.loads(result.read_text())]
+
+    def close(self, kill: bool = True) -> None:
+        """End the server: at once (``kill``: it and any child of it), or once it has read its last request."""
+        if self.server is None:
+            return
+        if kill and self.server.poll() is None:
+            os.killpg(self.server.pid, signal.SIGKILL)
+        self.server.stdin.close()
+        self.server.wait(timeout=SUBPROCESS_TIMEOUT)
+        self.server.stdout.close()
+        self.server = None
 
 
 def run_args(experiment: Path, out: Path, *extra: str) -> list[str]:
