@@ -122,14 +122,18 @@ def cli(*args: str | Path) -> Outcome:
 # What a child running the CLI may map: the tiny experiment's validate and run need under 4 GB of address space; a
 # model built at a size validate should have refused fails at this limit in seconds, instead of filling the machine.
 MEMORY_LIMIT = 6 * 2**30
-# A server that imports the CLI and torch once (3 s of every Python start here), then forks a fresh child for each
-# call: the child sets the address-space limit, runs the call's commands and reports their outcomes in a file. The
-# child is a copy of a process that has only imported modules and never run a command, so each call starts from
-# the state a new ``python -c`` process has, with nothing left behind by an earlier call; its own output (a
-# traceback, a warning printed outside the CLI) goes to a file of its own, returned with a failed call.
+# A server that imports the CLI, torch and what validate and run import, once (3 s of every Python start here),
+# then forks a fresh child for each call: the child sets the address-space limit, runs the call's commands and
+# reports their outcomes in a file. The child is a copy of a process that has only imported modules and never run a
+# command, so each call starts from the state a new ``python -c`` process has, with nothing left behind by an
+# earlier call; its own output (a traceback, a warning printed outside the CLI) goes to a file of its own, returned
+# with a failed call.
 LIMITED_SERVER = """import contextlib, io, json, os, resource, sys, traceback
-from benchmark.cli import main
-import torch  # imported by every command's components; here once, before any fork
+import pandas, torch  # what every call imports: here once, before any fork
+from benchmark.cli import build_parser, main
+build_parser()  # imports every command's module
+import benchmark.data.prepare, benchmark.encoding.preflight, benchmark.orchestration.checkpoint_models  # what
+import benchmark.orchestration.runner, benchmark.training.preflight  # validate and run import when called
 replies = os.fdopen(os.dup(1), "w")
 for line in sys.stdin:
     limit, commands, result, log = json.loads(line)
