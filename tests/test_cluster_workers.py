@@ -120,22 +120,28 @@ def start(base: Path, name: str, index: int, arguments: list[str], env: dict[str
     return process, log
 
 
+def environment(base: Path, name: str, kills: tuple[str, ...]) -> dict[str, str]:
+    """The workers' environment: one thread each, and the deaths ``kills`` armed (the others' markers made)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **{marker: str(base / f"{name}.{marker}")
+                                                    for marker in (KILL_AT_JOB, KILL_IN_STAGE)}}
+    for marker in {KILL_AT_JOB, KILL_IN_STAGE} - set(kills):
+        Path(env[marker]).touch()
+    return env
+
+
 def run_workers(storage: str, base: Path, data: Path, plugin: Path, count: int, trials: int,
                 kills: tuple[str, ...] = (KILL_AT_JOB, KILL_IN_STAGE)):
     """``count`` workers of a fresh run (even in a database used before); ``kills``: the deaths armed."""
     name = f"cluster{uuid.uuid4().hex[:6]}"
     sets = overrides(name, data, plugin, trials)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **{marker: str(base / f"{name}.{marker}")
-                                                    for marker in (KILL_AT_JOB, KILL_IN_STAGE)}}
-    for marker in {KILL_AT_JOB, KILL_IN_STAGE} - set(kills):
-        Path(env[marker]).touch()
+    env = environment(base, name, kills)
     workers = [start(base, name, index, [*sets, "--storage", storage, "--heartbeat", "1"], env)
                for index in range(count)]
     codes = []
     for process, log in workers:
         codes.append(process.wait(timeout=300))
         log.close()
-    return name, sets, codes, env
+    return name, codes
 
 
 def computed_once(base: Path, name: str) -> None:
@@ -147,25 +153,34 @@ def computed_once(base: Path, name: str) -> None:
                                                 for role in ("train", "val", "test")}
 
 
+@pytest.fixture(scope="module")
+def one_process(setup) -> Path:
+    """The run of the same experiment by one process without a storage, which the workers of either storage
+    must match; the tests only read it. Nothing it computes depends on the run's name."""
+    base, data, plugin = setup
+    name = "cluster-alone"
+    process, log = start(base, name, 0, overrides(name, data, plugin, TRIALS), environment(base, name, kills=()))
+    assert process.wait(timeout=300) == 0, (base / f"{name}-0.log").read_text()[-3000:]
+    log.close()
+    return base / f"{name}-0"
+
+
 @pytest.mark.parametrize("kind", STORAGES)
-def test_two_workers_compute_each_stage_once_and_match_one_process(setup, kind, capsys):
+def test_two_workers_compute_each_stage_once_and_match_one_process(setup, kind, capsys, one_process):
     base, data, plugin = setup
     storage = storage_for(kind, base)
-    name, sets, codes, env = run_workers(storage, base, data, plugin, count=2, trials=TRIALS, kills=())
+    name, codes = run_workers(storage, base, data, plugin, count=2, trials=TRIALS, kills=())
     assert codes == [0, 0], "".join(path.read_text()[-3000:] for path in base.glob(f"{name}-*.log"))
     computed_once(base, name)
-    process, log = start(base, f"{name}-alone", 0, sets, env)  # one process, no storage
-    assert process.wait(timeout=300) == 0
-    log.close()
-    alone = pd.read_csv(base / f"{name}-alone-0" / "leaderboard.csv")
-    winners = {path.name: read_json(path)["params"] for path in (base / f"{name}-alone-0" / "tuning").glob("*.json")}
+    alone = pd.read_csv(one_process / "leaderboard.csv")
+    winners = {path.name: read_json(path)["params"] for path in (one_process / "tuning").glob("*.json")}
     assert sorted(winners) == ["gaussian__fold0.json", "mse__fold0.json"]
     for index in range(2):
         pd.testing.assert_frame_equal(pd.read_csv(base / f"{name}-{index}" / "leaderboard.csv"), alone,
                                       check_exact=True)
         assert {path: read_json(base / f"{name}-{index}" / "tuning" / path)["params"] for path in winners} == winners
     shared = tuning_trials(storage, base / f"{name}-0")  # the one process's trials, each in the same slot
-    alone_trials = tuning_trials(f"sqlite:///{base / f'{name}-alone-0' / 'optuna.db'}", base / f"{name}-alone-0")
+    alone_trials = tuning_trials(f"sqlite:///{one_process / 'optuna.db'}", one_process)
     assert [trial[:4] for trial in shared] == [trial[:4] for trial in alone_trials]
     assert len(shared) == 2 * TRIALS and all(trial[4] for trial in shared)  # (which worker ran each: by timing)
     capsys.readouterr()
@@ -262,5 +277,5 @@ def check_run(storage_spec: str, base: Path, name: str, codes: list[int], capsys
 def test_three_workers_retry_a_stage_and_a_job_of_killed_workers(setup, kind, capsys):
     base, data, plugin = setup
     storage = storage_for(kind, base)
-    name, _, codes, _ = run_workers(storage, base, data, plugin, count=3, trials=TRIALS)
+    name, codes = run_workers(storage, base, data, plugin, count=3, trials=TRIALS)
     check_run(storage, base, name, codes, capsys)

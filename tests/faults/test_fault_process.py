@@ -16,15 +16,24 @@ import sys
 import pandas as pd
 import pytest
 from faultkit import (
+    KilledRuns,
     assert_complete_files,
     cli,
     copy_run,
     leaderboard,
     run_args,
-    run_killed,
     temporaries,
     write_experiment,
 )
+
+
+@pytest.fixture(scope="module")
+def run_killed(tmp_path_factory):
+    """``run_killed(tmp_path, kill, experiment, out)``: the run in a fresh process that dies at ``kill``
+    (faultkit.KilledRuns)."""
+    killed_runs = KilledRuns(tmp_path_factory.mktemp("killed"))
+    yield killed_runs
+    killed_runs.close(kill=False)
 
 
 def killed(result) -> None:
@@ -44,7 +53,7 @@ def generations(root):
     return [path for path in root.iterdir() if path.suffix != ".lock"]
 
 
-def test_kill_during_data_generation(tmp_path, reference_run):
+def test_kill_during_data_generation(tmp_path, reference_run, run_killed):
     fresh = tmp_path / "synthetic"  # not the session's pre-generated data: this run must generate it
     experiment = write_experiment(tmp_path / "experiment.toml", synthetic_root=fresh)
     # Every video is rendered into the staging folder; the kill comes as the oracle table is written.
@@ -60,7 +69,7 @@ def test_kill_during_data_generation(tmp_path, reference_run):
     pd.testing.assert_frame_equal(leaderboard(tmp_path / "run"), leaderboard(reference_run))
 
 
-def test_kill_during_feature_caching(tmp_path, experiment, reference_run):
+def test_kill_during_feature_caching(tmp_path, experiment, reference_run, run_killed):
     out = tmp_path / "run"
     # The train features are committed; the val entry's npz is written, its metadata (the commit mark) not.
     killed(run_killed(tmp_path, ["replace", "*/cache/*.json", "2"], experiment, out))
@@ -75,7 +84,7 @@ def test_kill_during_feature_caching(tmp_path, experiment, reference_run):
     pd.testing.assert_frame_equal(leaderboard(out), leaderboard(reference_run))
 
 
-def test_kill_during_training(tmp_path, experiment, reference_run):
+def test_kill_during_training(tmp_path, experiment, reference_run, run_killed):
     out = tmp_path / "run"
     # Two epochs per job: the fourth validation pass is the second epoch of the second job, whose first
     # epoch is already in training_log.csv.
@@ -93,7 +102,7 @@ def test_kill_during_training(tmp_path, experiment, reference_run):
 
 
 @pytest.mark.parametrize("target, jobs_done", [("*/jobs/*/result.json", 0), ("*/leaderboard.csv", 3)])
-def test_kill_while_writing_results(tmp_path, experiment, reference_run, target, jobs_done):
+def test_kill_while_writing_results(tmp_path, experiment, reference_run, target, jobs_done, run_killed):
     out = tmp_path / "run"
     # Killed with the file complete under its temporary name, just before the rename that commits it.
     killed(run_killed(tmp_path, ["replace", target, "1"], experiment, out))
@@ -113,17 +122,22 @@ search_space = { lr = { float = [1e-4, 1e-2], log = true }, width = { choices = 
 """
 
 
+def tuned_experiment(folder, synthetic_root):
+    return write_experiment(folder / "experiment.toml", synthetic_root=synthetic_root, models=TUNED_MODEL, trials=3)
+
+
+@pytest.fixture(scope="module")
+def undisturbed(tmp_path_factory, synthetic_root):
+    """The tuned experiment's undisturbed run, which every interrupted one must reproduce (only read)."""
+    folder = tmp_path_factory.mktemp("undisturbed")
+    assert cli(*run_args(tuned_experiment(folder, synthetic_root), folder / "run")).code == 0
+    return folder
+
+
 @pytest.mark.parametrize("how", ["call", "interrupt"])  # kill -9, or Ctrl-C (SIGINT) in the middle of a trial
-def test_kill_during_tuning(tmp_path, synthetic_root, how):
-    def tuned_experiment(folder):
-        return write_experiment(folder / "experiment.toml", synthetic_root=synthetic_root, models=TUNED_MODEL,
-                                trials=3)
-
-    undisturbed = tmp_path / "undisturbed"
-    assert cli(*run_args(tuned_experiment(undisturbed), undisturbed / "run")).code == 0
-
+def test_kill_during_tuning(tmp_path, synthetic_root, how, run_killed, undisturbed):
     folder = tmp_path / "interrupted"
-    experiment = tuned_experiment(folder)
+    experiment = tuned_experiment(folder, synthetic_root)
     # Each trial trains two epochs; the third validation pass is inside the second trial.
     stopped = run_killed(folder, [how, "benchmark.training.loop:_validate", "3"], experiment, folder / "run")
     if how == "interrupt":

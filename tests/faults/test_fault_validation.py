@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from faultkit import cli, cli_limited, run_args
+from faultkit import LimitedCli, cli, run_args
 
 from benchmark.cli import main
 from benchmark.training.checks import checked
@@ -352,6 +352,14 @@ BUDGETS = {
 }
 
 
+@pytest.fixture(scope="module")
+def cli_limited(tmp_path_factory):
+    """The CLI in a child process under a memory limit, a fresh child for each call (faultkit.LimitedCli)."""
+    limited = LimitedCli(tmp_path_factory.mktemp("limited"))
+    yield limited
+    limited.close(kill=False)
+
+
 def sets(settings: list[str]) -> list[str]:
     return [part for setting in settings for part in ("--set", setting)]
 
@@ -373,7 +381,8 @@ def test_bad_setting_fails_validate_and_run_before_any_work(tmp_path, experiment
 
 
 @pytest.mark.parametrize("case", SIZES)
-def test_a_size_beyond_its_range_fails_validate_and_run_before_anything_is_built(tmp_path, experiment, case):
+def test_a_size_beyond_its_range_fails_validate_and_run_before_anything_is_built(tmp_path, experiment, case,
+                                                                                   cli_limited):
     settings, expected = SIZES[case]
     validate, run = cli_limited(["validate", experiment, *sets(settings)],
                                 run_args(experiment, tmp_path / "run", *sets(settings)))
@@ -383,7 +392,8 @@ def test_a_size_beyond_its_range_fails_validate_and_run_before_anything_is_built
 
 
 @pytest.mark.parametrize("case", BUDGETS)
-def test_sizes_past_the_machines_budget_fail_validate_and_run_before_anything_is_built(tmp_path, experiment, case):
+def test_sizes_past_the_machines_budget_fail_validate_and_run_before_anything_is_built(tmp_path, experiment, case,
+                                                                                      cli_limited):
     settings, expected = BUDGETS[case]
     validate, run = cli_limited(["validate", experiment, *sets(settings)],
                                 run_args(experiment, tmp_path / "run", *sets(settings)), timeout=60)
