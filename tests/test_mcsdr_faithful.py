@@ -7,6 +7,7 @@ tabular 4 -> 64) with random weights, loaded strictly into the project's `concat
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,11 +16,18 @@ import torch
 from mcsdr_reference import reference_ddim, reference_eps, reference_grid, reference_tabular
 
 import registry
-from benchmark.config import TrainConfig
+from benchmark.components import search_space
+from benchmark.config import TrainConfig, load_experiment
 from benchmark.contracts import Item
 from benchmark.data.tabular import fit_tabular
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.training.loop import train_model
+
+# The published head and sampler (mcsdr.md "Pipeline" 3-5; the reference's configs/dynamic/*.yaml): what a row
+# labelled faithful must run whatever tuning does.
+PUBLISHED_HEAD = {"predictor": "legacy_attention", "width": 256, "heads": 8, "time_dim": 64, "timesteps": 1000,
+                  "sampler": "ddim", "steps": 10, "eta": 0.0}
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 SHAPES = {  # the reference regressor's parameters (mcsdr.md), schedule buffers apart
     "time_mlp.1.weight": (64, 64), "time_mlp.1.bias": (64,),
@@ -186,3 +194,17 @@ def test_training_loss_is_the_references_epsilon_mse(regressor):
     w = {key: value.double() for key, value in regressor.items()}
     eps = torch.cat([reference_eps(w, y_t[i:i + 1], int(t[i]), condition[i:i + 1].double()) for i in range(8)])
     assert loss.item() == pytest.approx(((eps - noise) ** 2).mean().item(), rel=1e-4)
+
+
+def test_the_paper_experiments_faithful_row_runs_the_published_head_whatever_tuning_does():
+    """dynamic.toml's "mcsdr (faithful)" is tuned like every row: tuning may change its learning rate, never the
+    published predictor, its sizes or the sampler (a tuned predictor = "mlp" or steps = 37 is not MCSDR)."""
+    experiment = load_experiment(EXPERIMENTS / "dynamic.toml")
+    model = next(model for model in experiment.models if model.params.get("faithful"))
+    assert experiment.tune.trials > 0
+    assert not set(search_space(registry.default(), model)) & set(PUBLISHED_HEAD)
+    head = registry.build("head", "mcsdr", condition_dim=512, **model.params)
+    built = {"predictor": type(head.noise_predictor).__name__, "width": head.noise_predictor.map_y_t.out_features,
+             "heads": head.noise_predictor.heads, "time_dim": head.time_mlp[1].in_features,
+             "timesteps": head.timesteps, "sampler": head.sampler, "steps": head.steps, "eta": head.eta}
+    assert built == {**PUBLISHED_HEAD, "predictor": "LegacyAttention"}
