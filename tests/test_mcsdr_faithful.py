@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from mcsdr_reference import reference_ddim, reference_eps, reference_grid, reference_tabular
+from mcsdr_reference import reference_ddim, reference_ddpm, reference_eps, reference_grid, reference_tabular
 
 import registry
 from benchmark.components import search_space
@@ -114,6 +114,46 @@ def test_reference_sigma_with_eta_gives_the_references_samples(regressor, steps)
     expected = reference_ddim(regressor, feature, tabular, noise, steps=steps, eta=0.7,
                               generator=torch.Generator().manual_seed(5))
     assert relative_error(samples, expected) < 1e-3
+
+
+def test_reference_ddpm_sampler_gives_the_references_samples(regressor):
+    """sampler = "ddpm": all 1000 steps of the reference's p_sample with its network, here a small LegacyAttention
+    so that the float64 reference runs quickly, on the reference's schedule."""
+    torch.manual_seed(0)
+    head = registry.build("head", "mcsdr", condition_dim=12, faithful=True, sampler="ddpm", width=32, heads=4,
+                          time_dim=16).eval()
+    with torch.no_grad():
+        for name, buffer in head.named_buffers():
+            buffer.copy_(regressor[name])  # the float32 schedule of the reference's state dict
+    generator = torch.Generator().manual_seed(3)
+    condition, noise = torch.randn(2, 12, generator=generator) * 3, torch.randn(2, 6, generator=generator)
+    with torch.no_grad():
+        samples = head.sample(condition, 6, noise=noise, generator=torch.Generator().manual_seed(4))
+    w = {key: value.double() for key, value in head.state_dict().items()}
+    rows = condition.double().repeat_interleave(6, 0)
+    expected = reference_ddpm(lambda x, t: reference_eps(w, x, t, rows, heads=4), noise,
+                              torch.Generator().manual_seed(4))
+    assert expected.std() > 1.0, "random weights should spread the samples"
+    assert relative_error(samples, expected) < 1e-3
+
+
+def test_ddpm_steps_are_the_references_with_an_exact_noise_predictor():
+    """The DDPM update alone, where a network's rounding at EF scale does not hide it: with the exact eps of a
+    N(0.7, 0.25^2) target (a closed form), on float32 samples as the reference's, the samples are its p_sample loop to
+    1e-4, its posterior variance included (beta_t instead, the other usual choice, moves them by about 1e-3)."""
+    mu, spread = 0.7, 0.25
+    head = registry.build("head", "mcsdr", condition_dim=1, faithful=True, sampler="ddpm")
+    alphabar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+
+    def exact_eps(x, t):  # in the samples' precision, as a network's output
+        eps = (1 - alphabar[t]).sqrt() * (x - alphabar[t].sqrt() * mu) / (alphabar[t] * spread**2 + 1 - alphabar[t])
+        return eps.to(x.dtype)
+
+    noise = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    samples = head.reverse(exact_eps, noise, sampler="ddpm", faithful=True, generator=torch.Generator().manual_seed(1))
+    expected = reference_ddpm(exact_eps, noise, torch.Generator().manual_seed(1))
+    assert samples.dtype == torch.float32 and abs(expected.std().item() - spread) < 0.05
+    torch.testing.assert_close(samples.double(), expected, rtol=0, atol=1e-4)
 
 
 def test_training_feeds_raw_targets_and_raw_features_and_the_point_is_the_sample_mean(regressor):
