@@ -26,12 +26,22 @@ def exact_eps(diffusion):
 
 
 def test_schedule_buffers_follow_their_definitions(diffusion):
+    """Each of the reference's eight buffers (names and order of its regressor_state_dict) against its definition,
+    written out here in float64 from beta_t = linspace(1e-4, 0.02, 1000) (Ho et al. 2020)."""
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     alphabar = torch.cumprod(1 - betas, 0)
-    torch.testing.assert_close(diffusion.alphas_cumprod.double(), alphabar, rtol=1e-6, atol=0)
-    assert diffusion.alphas_cumprod_prev[0] == 1 and diffusion.alphas_cumprod_prev[1] == diffusion.alphas_cumprod[0]
-    torch.testing.assert_close(diffusion.sqrt_recipm1_alphas_cumprod ** 2 + 1, 1 / diffusion.alphas_cumprod)
-    assert [name for name, _ in diffusion.named_buffers()][-1] == "sqrt_recipm1_alphas_cumprod"
+    alphabar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphabar[:-1]])
+    definitions = {
+        "betas": betas, "alphas_cumprod": alphabar, "alphas_cumprod_prev": alphabar_prev,
+        "sqrt_alphas_cumprod": alphabar.sqrt(), "sqrt_one_minus_alphas_cumprod": (1 - alphabar).sqrt(),
+        "posterior_variance": betas * (1 - alphabar_prev) / (1 - alphabar),
+        "sqrt_recip_alphas_cumprod": alphabar.rsqrt(), "sqrt_recipm1_alphas_cumprod": (1 / alphabar - 1).sqrt(),
+    }
+    buffers = dict(diffusion.named_buffers())
+    assert list(buffers) == list(definitions)
+    for name, expected in definitions.items():
+        assert buffers[name].dtype == torch.float32, name
+        torch.testing.assert_close(buffers[name].double(), expected, rtol=1e-6, atol=0, msg=name)
     cosine = Diffusion(schedule="cosine")
     assert cosine.alphas_cumprod[-1] < 1e-3 and cosine.betas.max() <= 0.999
 
