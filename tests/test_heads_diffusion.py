@@ -71,6 +71,25 @@ def test_ddim_is_deterministic_and_converges_with_steps(diffusion):
     assert coarse.std().item() < 0.8 * SPREAD  # 10 deterministic steps shrink a narrow target
 
 
+# With the exact eps of a N(MU, SPREAD^2) target and eta 0 every DDIM step is affine in x_t, so 10 steps map x_T to
+# intercept + slope * x_T: the mean and sd of the samples. Computed by hand in float64 as the product of the steps'
+# d x_prev / d x_t = sqrt(abar_prev) (1 - sqrt(1 - abar_t) c_t) / sqrt(abar_t) + sqrt(1 - abar_prev) c_t,
+# c_t = sqrt(1 - abar_t) / (abar_t SPREAD^2 + 1 - abar_t) (README: perf/ddim_grids.py's sampled 0.698 / 0.699 and
+# 0.146 / 0.140 under the linear schedule, 0.679 / 0.700 and 0.194 / 0.189 under the cosine one).
+TEN_STEP_DDIM = {("linear", False): (0.698315, 0.146397), ("linear", True): (0.699378, 0.139765),
+                 ("cosine", False): (0.679162, 0.193707), ("cosine", True): (0.699993, 0.188603)}
+
+
+@pytest.mark.parametrize("schedule, faithful", list(TEN_STEP_DDIM))
+def test_ten_step_ddim_with_the_exact_noise_is_the_closed_form_affine_map(schedule, faithful):
+    """Both grids (the project's 900, .., 0 and the reference's 999, .., 99 then x0) against the closed form."""
+    diffusion = Diffusion(schedule=schedule)
+    x = diffusion.reverse(exact_eps(diffusion), torch.tensor([[0.0, 1.0]], dtype=torch.float64), steps=10,
+                          faithful=faithful)
+    intercept, slope = x[0, 0].item(), (x[0, 1] - x[0, 0]).item()
+    assert (intercept, slope) == pytest.approx(TEN_STEP_DDIM[schedule, faithful], rel=1e-4)
+
+
 @pytest.mark.parametrize("faithful", [False, True])
 def test_ddim_sigma_is_the_ddpm_posterior_std_unless_faithful(diffusion, faithful):
     """Two steps t -> prev -> done with eps = 0 from x_T = 0: the result is sigma_t z / sqrt(alphabar_prev)
