@@ -4,7 +4,8 @@ What the tests compare the ``faithful`` path with (facts from ../shared/referenc
 reference code; nothing here imports the project): the ``DiffusionRegressorHead`` with ``LegacyAttention``
 (tabular encoder, sinusoidal time embedding, one cross-attention block over one key), its DDIM loop over
 ``reversed(linspace(-1, T - 1, S + 1).int())`` that returns the x0 prediction at the end marker, its DDPM loop
-(``p_sample``: the posterior mean written from eps, no noise at t = 0), and its tabular preprocessing (Sex factorised, mean imputation, min-max scaling).
+(``p_sample``: the posterior mean written from eps, no noise at t = 0), and its tabular preprocessing (Sex
+factorised, mean imputation, min-max scaling).
 """
 from __future__ import annotations
 
