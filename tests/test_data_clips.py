@@ -132,6 +132,25 @@ def test_mcsdr_training_window_of_a_short_video_keeps_at_least_16_frames():
         assert any(np.allclose(values, clip, atol=1e-4) for values in possible.values()), clip
 
 
+@pytest.mark.parametrize("train_window, test_window, length, start", [([1.0, 1.0], 1.0, 20, 0),
+                                                                      ([0.5, 0.5], 0.5, 10, 5)])
+def test_mcsdr_windows_are_the_configured_shares(train_window, test_window, length, start):
+    """test_window p: floor(p m) kept frames from int((1 - p) m / 2); train_window [1.0, 1.0] (the reference's
+    CAMUS p_interval [1.0]): every training clip is the whole video. m = 20 here."""
+    config = replace(MCSDR, frequency=1, frames=4, train_window=train_window, test_window=test_window)
+    sampler, rng = ClipSampler(config), np.random.default_rng(0)
+    video = torch.arange(20, dtype=torch.float32)[:, None, None]
+
+    def clip(plan):
+        return assemble(video.numpy()[plan.needed][..., None], plan.needed, plan)[0, :, 0, 0]
+
+    (plan,) = sampler.test_plans(20)
+    torch.testing.assert_close(clip(plan), reference_clip(video, 1, 4, length, start)[:, 0])
+    if train_window == [1.0, 1.0]:
+        for _ in range(5):
+            torch.testing.assert_close(clip(sampler.train_plan(20, rng)), reference_clip(video, 1, 4, 20, 0)[:, 0])
+
+
 def test_mcsdr_with_several_test_clips_is_a_config_error():
     with pytest.raises(ConfigError, match="test_clips"):
         ClipSampler(replace(MCSDR, test_clips=0))

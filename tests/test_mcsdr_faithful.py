@@ -28,6 +28,14 @@ from benchmark.training.loop import train_model
 PUBLISHED_HEAD = {"predictor": "legacy_attention", "width": 256, "heads": 8, "time_dim": 64, "timesteps": 1000,
                   "sampler": "ddim", "steps": 10, "eta": 0.0}
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+# The clips of the reference's configs/<dataset>/train_uniformer_diffusion.yaml: frames, frequency, p_interval_train
+# ([1.0]: the whole video), p_interval_test and aug (translation), which the paper experiments state they reproduce.
+REFERENCE_CLIPS = {
+    "dynamic.toml": {"mode": "mcsdr", "frames": 32, "frequency": 4, "train_window": [0.9, 1.0], "test_window": 0.95,
+                     "augment": True},
+    "camus.toml": {"mode": "mcsdr", "frames": 16, "frequency": 1, "train_window": [1.0, 1.0], "test_window": 1.0,
+                   "augment": False},
+}
 
 SHAPES = {  # the reference regressor's parameters (mcsdr.md), schedule buffers apart
     "time_mlp.1.weight": (64, 64), "time_mlp.1.bias": (64,),
@@ -248,3 +256,9 @@ def test_the_paper_experiments_faithful_row_runs_the_published_head_whatever_tun
              "heads": head.noise_predictor.heads, "time_dim": head.time_mlp[1].in_features,
              "timesteps": head.timesteps, "sampler": head.sampler, "steps": head.steps, "eta": head.eta}
     assert built == {**PUBLISHED_HEAD, "predictor": "LegacyAttention"}
+
+
+@pytest.mark.parametrize("name", list(REFERENCE_CLIPS))
+def test_the_paper_experiments_clips_are_the_references(name):
+    clips = load_experiment(EXPERIMENTS / name).clips
+    assert {key: getattr(clips, key) for key in REFERENCE_CLIPS[name]} == REFERENCE_CLIPS[name]

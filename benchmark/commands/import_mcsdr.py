@@ -49,5 +49,6 @@ def run(args) -> int:
     clips = source["clips"]
     print(f"evaluated as the reference did: K = {source['samples'] or 'not recorded (evaluate.samples)'}, "
           f"tabular columns {', '.join(source['tabular_columns'] or []) or 'not recorded'}, clips "
-          + (f"of {clips['frames']} frames at frequency {clips['frequency']}" if clips else "not recorded"))
+          + (f"of {clips['frames']} frames at frequency {clips['frequency']}, test window "
+             f"{clips.get('test_window', 'not recorded')}" if clips else "not recorded"))
     return 0

@@ -6,11 +6,12 @@ clips use. Two sampling modes:
 - ``echonet`` (Ouyang et al. 2020): ``frames`` frames ``period`` apart from a start that is random in
   training; at test time one centred clip, ``test_clips`` evenly spaced clips, or (``test_clips = 0``)
   every possible start, predictions averaged per video.
-- ``mcsdr``: keep every ``frequency``-th frame, take a window of 90-100% of them (random; test: the
-  central 95%) and resample it linearly in time to ``frames`` frames, frame for frame as the reference's
-  ``valid_crop_resize``: the window is floor(p m) of the m kept frames (in training at least 16, or all there
-  are, from a random start; at test from int((1 - p) m / 2)), resampled as ``F.interpolate(align_corners=False)``
-  does. Output frame j blends the two kept frames around its position, so only those are decoded.
+- ``mcsdr``: keep every ``frequency``-th frame, take a window of a share p of them (random, p drawn from
+  ``train_window``, 90-100% by default; test: the central ``test_window``, 95%) and resample it linearly in time
+  to ``frames`` frames, frame for frame as the reference's ``valid_crop_resize``: the window is floor(p m) of the
+  m kept frames (in training at least 16, or all there are, from a random start; at test from int((1 - p) m / 2)),
+  resampled as ``F.interpolate(align_corners=False)`` does. Output frame j blends the two kept frames around its
+  position, so only those are decoded.
 
 Then: resize to the encoder's size, grey to the encoder's channel count, training augmentation
 (random translation by zero-pad and crop, optional intensity and speckle jitter) and normalisation.
@@ -31,8 +32,6 @@ from benchmark.contracts import InputSpec, Item
 from benchmark.data.video import Video
 from benchmark.errors import ConfigError
 
-MCSDR_TRAIN_WINDOW = (0.9, 1.0)
-MCSDR_TEST_WINDOW = 0.95
 MCSDR_MIN_TRAIN_WINDOW = 16  # kept frames a training window has at least (all of them in a shorter video)
 TRANSLATION_FRACTION = 12 / 112  # EchoNet pads 112-pixel frames by 12 before the random crop
 
@@ -61,7 +60,7 @@ class ClipSampler:
     def __init__(self, config: ClipsConfig):
         if config.mode == "mcsdr" and config.test_clips != 1:
             raise ConfigError("clips.test_clips applies to mode \"echonet\"; mode \"mcsdr\" tests one clip "
-                              "(the central 95% window). Set clips.test_clips = 1 or clips.mode = \"echonet\".")
+                              "(the central `test_window`). Set clips.test_clips = 1 or clips.mode = \"echonet\".")
         self.config = config
 
     def train_plan(self, n: int, rng: np.random.Generator) -> ClipPlan:
@@ -69,7 +68,7 @@ class ClipSampler:
         if self.config.mode == "echonet":
             return self._echonet(n, rng.integers(0, self._last_start(n) + 1))
         kept = self._kept(n)
-        count, fraction = len(kept), rng.uniform(*MCSDR_TRAIN_WINDOW)
+        count, fraction = len(kept), rng.uniform(*self.config.train_window)
         length = min(max(int(np.floor(count * fraction)), min(MCSDR_MIN_TRAIN_WINDOW, count)), count)
         return self._mcsdr(kept, length, int(rng.integers(0, count - length + 1)))
 
@@ -79,8 +78,9 @@ class ClipSampler:
         if self.config.mode == "mcsdr":
             kept = self._kept(n)
             # at least one frame: the reference's empty window of a one-frame video became an all-zero clip
-            length = max(int(np.floor(len(kept) * MCSDR_TEST_WINDOW)), 1)
-            return self._mcsdr(kept, length, int((1 - MCSDR_TEST_WINDOW) * len(kept) / 2))
+            share = self.config.test_window
+            length = max(int(np.floor(len(kept) * share)), 1)
+            return self._mcsdr(kept, length, int((1 - share) * len(kept) / 2))
         return self._echonet(n, self._last_start(n) // 2)
 
     def test_plans(self, n: int) -> list[ClipPlan]:

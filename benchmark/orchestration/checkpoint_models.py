@@ -46,18 +46,23 @@ def check_checkpoint_models(experiment: Experiment, registry: Registry) -> None:
 
 def check_clips(experiment: Experiment, model: ModelConfig, bundle: ModelBundle) -> None:
     """Raises ``ConfigError`` when the experiment's clips are not those the checkpoint's config records: the
-    reference's (mode ``mcsdr``) of ``data.frames`` frames, keeping every ``data.frequency``-th frame."""
+    reference's (mode ``mcsdr``) of ``data.frames`` frames at stride ``data.frequency``, tested on the central
+    ``p_interval_test`` of the kept frames where it records one."""
     recorded, clips = bundle.source.get("clips"), experiment.clips
-    if not recorded or (clips.mode, clips.frames, clips.frequency) == ("mcsdr", recorded["frames"],
-                                                                       recorded["frequency"]):
+    if not recorded:
         return
-    stride = f" at frequency {clips.frequency}" if clips.mode == "mcsdr" else ""
+    wanted = {"mode": "mcsdr", **recorded}
+    if all(getattr(clips, key) == value for key, value in wanted.items()):
+        return
+    window = (f", tested on the central {recorded['test_window']:g} of the kept frames" if "test_window" in recorded
+              else "")
+    given = f" at frequency {clips.frequency}, tested on {clips.test_window:g}" if clips.mode == "mcsdr" else ""
+    settings = ", ".join(f"clips.{key} = {json.dumps(value)}" for key, value in wanted.items())
     raise ConfigError(
         f"{experiment.source}: `clips`: model {model.key!r} ({model.checkpoint}) was trained on clips of "
-        f"{recorded['frames']} frames at frequency {recorded['frequency']} (mode \"mcsdr\", recorded in the "
-        f"checkpoint's config); the experiment makes {clips.mode} clips of {clips.frames} frames{stride}, which its "
-        f"encoder would take without a sound. Set clips.mode = \"mcsdr\", clips.frames = {recorded['frames']} and "
-        f"clips.frequency = {recorded['frequency']}.")
+        f"{recorded['frames']} frames at frequency {recorded['frequency']}{window} (mode \"mcsdr\", recorded in the "
+        f"checkpoint's config); the experiment makes {clips.mode} clips of {clips.frames} frames{given}, which its "
+        f"encoder would take without a sound. Set {settings}.")
 
 
 def load_checkpoint_model(experiment: Experiment, model: ModelConfig, registry: Registry) -> ModelBundle:

@@ -12,7 +12,8 @@ normalisation, which the encoder's ``input_spec`` records.
 How the reference evaluated the model is read from the checkpoint's ``config`` where it has one (the
 reference saves its whole YAML config there): attention heads, sampler, DDIM steps and eta, K
 (``evaluation.inference_samples``), the tabular columns in their order (``data.tabular_cols``) and the clips
-(``data.frames``, ``data.frequency``), which ``checkpoint_models`` holds an experiment's clips to.
+(``data.frames``, ``data.frequency``, ``data.p_interval_test``), which ``checkpoint_models`` holds an
+experiment's clips to.
 Missing keys of a present config take the reference code's own defaults; without a config the
 published setting (8 heads, DDIM, 10 steps, eta 0) is used and K and the columns stay unknown.
 Explicit arguments override both.
@@ -43,6 +44,7 @@ MCSDR_INPUT = InputSpec(frames=None, size=112, mean=(0.0, 0.0, 0.0), std=(255.0,
 PUBLISHED = {"heads": 8, "sampler": "ddim", "steps": 10, "eta": 0.0}
 # What the reference's dataset reads when its config's data table lacks them (src/data/dataset.py).
 REFERENCE_CLIPS = {"frames": 32, "frequency": 1}
+REFERENCE_TEST_WINDOW = [0.95]  # p_interval_test: one share, the central window of the test clip
 # The components an import builds, whatever the file: what its results depend on besides its bytes.
 BUILT = {"encoder": "uniformer_s", "fusion": "concat", "head": "mcsdr"}
 
@@ -106,7 +108,7 @@ def recorded_settings(config: Any) -> dict[str, Any]:
     ``ddim_steps`` 1000, ``inference_samples`` 10), as the reference itself would have run; without the
     table: ``PUBLISHED`` and K unknown. Columns only where ``data.use_tabular_data`` is on; clips (frames and
     the stride ``frequency``, ``REFERENCE_CLIPS`` where the data table lacks them) where there is a data table
-    whose values are whole numbers."""
+    whose values are whole numbers, with the test window where ``p_interval_test`` is one share in (0, 1]."""
     config = config if isinstance(config, Mapping) else {}
     settings = {**PUBLISHED, "samples": None, "tabular_columns": None, "clips": None}
     predictor = _table(_table(_table(_table(config, "model"), "regressor_head"), "diffusion"), "predictor_config")
@@ -119,8 +121,15 @@ def recorded_settings(config: Any) -> dict[str, Any]:
         settings["tabular_columns"] = [str(column) for column in data["tabular_cols"]]
     clips = {key: data.get(key, default) for key, default in REFERENCE_CLIPS.items()}
     if data and all(isinstance(value, int) and not isinstance(value, bool) for value in clips.values()):
+        window = data.get("p_interval_test", REFERENCE_TEST_WINDOW)
+        if isinstance(window, (list, tuple)) and len(window) == 1 and _share(window[0]):
+            clips["test_window"] = float(window[0])
         settings["clips"] = clips
     return settings
+
+
+def _share(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
 
 
 def _table(config: Mapping, key: str) -> Mapping:
