@@ -103,6 +103,10 @@ class ClipsConfig:
     frames: int = 16
     size: int = 112
     frequency: int = 1
+    # mcsdr mode: the share of the kept frames a window covers, drawn from [low, high) in training (the reference's
+    # p_interval_train; [1.0, 1.0] is its CAMUS setting, the whole video) and fixed, centred, at test
+    train_window: list[float] = field(default_factory=lambda: [0.9, 1.0])
+    test_window: float = 0.95
     period: int = 2
     test_clips: int = 1
     augment: bool = True
@@ -449,10 +453,17 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
         *((getattr(clips, key) > MAX_CLIP_FRAMES, f"clips.{key}",
            f"must be at most {MAX_CLIP_FRAMES} frames: a longer stride keeps one frame of an echo video, repeated")
           for key in ("frequency", "period")),
+        (not (len(clips.train_window) == 2 and 0 < clips.train_window[0] <= clips.train_window[1] <= 1),
+         "clips.train_window", f"must be [low, high] with 0 < low <= high <= 1, got {clips.train_window}"),
+        (not 0 < clips.test_window <= 1, "clips.test_window",
+         f"must be above 0 and at most 1, got {clips.test_window}"),
+        *((clips.mode == "echonet" and getattr(clips, key) != getattr(ClipsConfig(), key), f"clips.{key}",
+           "applies to mode \"mcsdr\" (a window of the video's frames); mode \"echonet\" takes frames `period` "
+           "apart. Remove it or set clips.mode = \"mcsdr\"") for key in ("train_window", "test_window")),
         (clips.test_clips < 0, "clips.test_clips", "must be 0 (all clips) or a positive count"),
         # Refused here, not first by the clip sampler: that stopped the run once its data were loaded, in its folder.
         (clips.mode == "mcsdr" and clips.test_clips != 1, "clips.test_clips",
-         ("applies to mode \"echonet\"; mode \"mcsdr\" tests one clip (the central 95% window). Set "
+         ("applies to mode \"echonet\"; mode \"mcsdr\" tests one clip (the central `test_window`). Set "
           "clips.test_clips = 1 or clips.mode = \"echonet\"")),
         (not 0 <= clips.intensity_jitter < 1, "clips.intensity_jitter", "must be at least 0 (off) and below 1"),
         (clips.speckle < 0, "clips.speckle", "must be 0 (off) or a positive std"),

@@ -3,8 +3,9 @@
 What the tests compare the ``faithful`` path with (facts from ../shared/reference/mcsdr.md and the public
 reference code; nothing here imports the project): the ``DiffusionRegressorHead`` with ``LegacyAttention``
 (tabular encoder, sinusoidal time embedding, one cross-attention block over one key), its DDIM loop over
-``reversed(linspace(-1, T - 1, S + 1).int())`` that returns the x0 prediction at the end marker, and its
-tabular preprocessing (Sex factorised, mean imputation, min-max scaling).
+``reversed(linspace(-1, T - 1, S + 1).int())`` that returns the x0 prediction at the end marker, its DDPM loop
+(``p_sample``: the posterior mean written from eps, no noise at t = 0), and its tabular preprocessing (Sex
+factorised, mean imputation, min-max scaling).
 """
 from __future__ import annotations
 
@@ -70,6 +71,23 @@ def reference_ddim(regressor: dict[str, torch.Tensor], feature: torch.Tensor, ta
         sigma = eta * ((1 - alphabar[t_prev]) / (1 - alphabar[t]) * betas[t]).sqrt()
         z = torch.randn(batch, samples, generator=generator).double().reshape(-1)
         x = alphabar[t_prev].sqrt() * x0 + (1 - alphabar[t_prev] - sigma**2).sqrt() * eps + sigma * z
+    return x.reshape(batch, samples)
+
+
+def reference_ddpm(eps, noise: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The reference's ``p_sample_loop(sampler="ddpm")`` from ``noise`` (B, K), in float64, for a noise predictor
+    ``eps(x (B*K,), t)`` on one row per sample: for t = T-1 .. 0, mean = (x - beta_t eps / sqrt(1 - abar_t)) /
+    sqrt(1 - beta_t), plus sqrt(posterior variance) times a fresh N(0, 1) draw of shape (B, K) while t > 0."""
+    batch, samples = noise.shape
+    betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+    alphabar = torch.cumprod(1 - betas, 0)
+    alphabar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphabar[:-1]])
+    x = noise.double().reshape(-1)
+    for t in reversed(range(T)):
+        x = (x - betas[t] * eps(x, t) / (1 - alphabar[t]).sqrt()) / (1 - betas[t]).sqrt()
+        if t > 0:
+            variance = betas[t] * (1 - alphabar_prev[t]) / (1 - alphabar[t])
+            x = x + variance.sqrt() * torch.randn(batch, samples, generator=generator).double().reshape(-1)
     return x.reshape(batch, samples)
 
 

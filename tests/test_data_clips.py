@@ -6,6 +6,7 @@ import fakedata as fd
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from benchmark.config import ClipsConfig
 from benchmark.contracts import InputSpec, Item
@@ -67,27 +68,87 @@ def test_echonet_short_video_repeats_its_last_frame():
 
 
 # ------------------------------------------------------------------------------ mcsdr mode
-def test_mcsdr_test_plan_is_the_central_95_percent_resampled_linearly():
-    # 21 frames, every 2nd kept: kept frames 0, 2, ..., 20 (positions 0..10); window 9.5 from 0.25.
+def reference_clip(video: torch.Tensor, frequency: int, frames: int, length: int, start: int) -> torch.Tensor:
+    """What the reference's valid_crop_resize makes of ``video`` (T, H, W) with the window fixed: every
+    ``frequency``-th frame, ``length`` of them from ``start``, resampled to ``frames`` by F.interpolate's bilinear mode
+    without aligned corners (the other axis keeps its size, so only time is resampled)."""
+    window = video[::frequency][start:start + length]  # (L, H, W)
+    flat = window.reshape(length, -1).T[None, None]  # (1, 1, H*W, L)
+    return F.interpolate(flat, size=(flat.shape[2], frames), mode="bilinear", align_corners=False)[0, 0].T
+
+
+def test_mcsdr_test_plan_is_the_central_95_percent_resampled_as_the_reference():
+    """21 frames, every 2nd kept: m = 11 kept frames, a window of floor(0.95 m) = 10 from int(0.05 m / 2) = 0,
+    read at (j + 1/2) 10 / 5 - 1/2 = 0.5, 2.5, .., 8.5 kept frames: video frames 1, 5, 9, 13, 17."""
     (plan,) = ClipSampler(MCSDR).test_plans(21)
-    assert plan.lower.tolist() == [0, 4, 10, 14, 18]
-    assert plan.upper.tolist() == [2, 6, 10, 16, 20]
-    np.testing.assert_allclose(plan.weight, [0.25, 0.625, 0.0, 0.375, 0.75])
+    assert plan.lower.tolist() == [0, 4, 8, 12, 16]
+    assert plan.upper.tolist() == [2, 6, 10, 14, 18]
+    np.testing.assert_allclose(plan.weight, [0.5] * 5)
     frames = (np.arange(21) * 10).astype(np.uint8)[:, None, None, None]
     clip = assemble(frames[plan.needed], plan.needed, plan)
-    np.testing.assert_allclose(clip[0, :, 0, 0], [5, 52.5, 100, 147.5, 195])  # 10 x the original frame time
+    np.testing.assert_allclose(clip[0, :, 0, 0], [10, 50, 90, 130, 170])  # 10 x the original frame time
 
 
-def test_mcsdr_training_window_covers_90_to_100_percent():
+@pytest.mark.parametrize("n, frequency, frames", [(21, 2, 5), (100, 1, 16), (203, 4, 32), (7, 1, 16), (60, 3, 16)])
+def test_mcsdr_test_clip_is_the_references_valid_crop_resize(n, frequency, frames):
+    """Down- and upsampling in time against F.interpolate on the reference's test window (mcsdr.md 'Pipeline' 7,
+    p = 0.95): floor(0.95 m) kept frames from int(0.05 m / 2)."""
+    config = replace(MCSDR, frequency=frequency, frames=frames)
+    (plan,) = ClipSampler(config).test_plans(n)
+    video = torch.rand(n, 2, 3, generator=torch.Generator().manual_seed(n))
+    frames_needed = video.numpy()[plan.needed][..., None]  # (K, H, W, 1)
+    clip = assemble(frames_needed, plan.needed, plan)[0]  # (T, H, W)
+    kept = len(range(0, n, frequency))
+    expected = reference_clip(video, frequency, frames, int(np.floor(kept * 0.95)), int(0.05 * kept / 2))
+    torch.testing.assert_close(clip.reshape(frames, -1), expected, rtol=0, atol=1e-5)
+
+
+def test_mcsdr_training_window_is_90_to_100_percent_of_the_kept_frames_from_a_random_start():
+    """41 frames, every 2nd kept: m = 21; floor(p m) for p in [0.9, 1) is 18, 19 or 20 kept frames (at least 16),
+    from any start that keeps the window inside the video; each plan is the reference's resampling of one of them."""
     sampler, rng = ClipSampler(MCSDR), np.random.default_rng(0)
-    spans = []
-    for _ in range(200):
+    video = torch.arange(41, dtype=torch.float32)[:, None, None]  # a frame's value is its time
+    possible = {(length, start): reference_clip(video, 2, 5, length, start)[:, 0].tolist()
+                for length in (18, 19, 20) for start in range(21 - length + 1)}
+    seen = set()
+    for _ in range(300):
         plan = sampler.train_plan(41, rng)
-        first = plan.lower[0] + plan.weight[0] * (plan.upper[0] - plan.lower[0])
-        last = plan.lower[-1] + plan.weight[-1] * (plan.upper[-1] - plan.lower[-1])
-        assert 0 <= first and last <= 40 and plan.lower.min() % 2 == 0
-        spans.append((last - first) / 40)
-    assert 0.9 - 1e-6 <= min(spans) < 0.92 and 0.98 < max(spans) <= 1 + 1e-6
+        clip = assemble(video.numpy()[plan.needed][..., None], plan.needed, plan)[0, :, 0, 0].tolist()
+        matches = [key for key, values in possible.items() if np.allclose(values, clip, atol=1e-4)]
+        assert matches, clip
+        seen.update(matches)
+    assert seen == set(possible)
+
+
+def test_mcsdr_training_window_of_a_short_video_keeps_at_least_16_frames():
+    """m = 17 kept frames: floor(p m) is 15 or 16 for p in [0.9, 1), and 15 is raised to 16: every window has 16."""
+    sampler, rng = ClipSampler(replace(MCSDR, frequency=1, frames=4)), np.random.default_rng(1)
+    video = torch.arange(17, dtype=torch.float32)[:, None, None]
+    possible = {(length, start): reference_clip(video, 1, 4, length, start)[:, 0].tolist()
+                for length in (16,) for start in range(17 - length + 1)}
+    for _ in range(100):
+        plan = sampler.train_plan(17, rng)
+        clip = assemble(video.numpy()[plan.needed][..., None], plan.needed, plan)[0, :, 0, 0].tolist()
+        assert any(np.allclose(values, clip, atol=1e-4) for values in possible.values()), clip
+
+
+@pytest.mark.parametrize("train_window, test_window, length, start", [([1.0, 1.0], 1.0, 20, 0),
+                                                                      ([0.5, 0.5], 0.5, 10, 5)])
+def test_mcsdr_windows_are_the_configured_shares(train_window, test_window, length, start):
+    """test_window p: floor(p m) kept frames from int((1 - p) m / 2); train_window [1.0, 1.0] (the reference's
+    CAMUS p_interval [1.0]): every training clip is the whole video. m = 20 here."""
+    config = replace(MCSDR, frequency=1, frames=4, train_window=train_window, test_window=test_window)
+    sampler, rng = ClipSampler(config), np.random.default_rng(0)
+    video = torch.arange(20, dtype=torch.float32)[:, None, None]
+
+    def clip(plan):
+        return assemble(video.numpy()[plan.needed][..., None], plan.needed, plan)[0, :, 0, 0]
+
+    (plan,) = sampler.test_plans(20)
+    torch.testing.assert_close(clip(plan), reference_clip(video, 1, 4, length, start)[:, 0])
+    if train_window == [1.0, 1.0]:
+        for _ in range(5):
+            torch.testing.assert_close(clip(sampler.train_plan(20, rng)), reference_clip(video, 1, 4, 20, 0)[:, 0])
 
 
 def test_mcsdr_with_several_test_clips_is_a_config_error():

@@ -55,5 +55,8 @@ def test_concat_matches_mcsdr_checkpoint_keys_and_output():
     assert shapes == {"tabular_encoder.0.weight": (64, 4), "tabular_encoder.0.bias": (64,),
                       "tabular_encoder.2.weight": (64, 64), "tabular_encoder.2.bias": (64,)}
     feature, tabular = torch.randn(2, 512), torch.randn(2, 4)
-    assert torch.equal(fusion(feature, tabular), torch.cat([feature, fusion.tabular_encoder(tabular)], 1))
+    w = fusion.state_dict()  # the reference's tabular_encoder: Linear, ReLU, Linear; condition = [feature, embedding]
+    embedding = torch.relu(tabular @ w["tabular_encoder.0.weight"].T + w["tabular_encoder.0.bias"])
+    embedding = embedding @ w["tabular_encoder.2.weight"].T + w["tabular_encoder.2.bias"]
+    torch.testing.assert_close(fusion(feature, tabular), torch.cat([feature, embedding], 1))
     assert fusion.out_dim == 576  # MCSDR's map_cond input width

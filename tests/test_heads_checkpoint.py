@@ -43,7 +43,8 @@ REGRESSOR_SHAPES = {
 # The parts of the reference's configs/pediatric/train_uniformer_diffusion.yaml that evaluation reads.
 REFERENCE_CONFIG = {
     "data": {"use_tabular_data": True, "tabular_cols": ["Age", "Sex", "Weight", "Height"],
-             "tabular_config": {"dim": 4, "hidden_dim": 64}},
+             "tabular_config": {"dim": 4, "hidden_dim": 64}, "frames": 16, "frequency": 1,
+             "p_interval_test": [0.95]},
     "model": {"regressor_head": {"name": "diffusion", "diffusion": {
         "n_diffusion_steps": 1000, "time_emb_dim": 64,
         "predictor_config": {"name": "LegacyAttention", "params": {"hidden_dim": 256, "n_head": 8}}}}},
@@ -100,7 +101,8 @@ def test_import_loads_strictly_and_samples_like_the_reference_equations(best_pth
     assert bundle.fusion.params == {"feature_dim": 512, "tabular_dim": 4, "embed_dim": 64}
     assert bundle.head.module.target_scale == bundle.target_scale == "raw"
     assert bundle.source == {"path": str(path), "epoch": 37, "metric": 4.22, "samples": 40,
-                             "tabular_columns": ["Age", "Sex", "Weight", "Height"]}
+                             "tabular_columns": ["Age", "Sex", "Weight", "Height"],
+                             "clips": {"frames": 16, "frequency": 1, "test_window": 0.95}}
     assert {key: bundle.head.params[key] for key in ("sampler", "steps", "eta", "heads")} == \
         {"sampler": "ddim", "steps": 10, "eta": 0.0, "heads": 8}
     encoder_weight = checkpoint["model_state_dict"]["blocks3.2.attn.qkv.weight"]
@@ -174,11 +176,17 @@ def test_the_reference_config_decides_how_the_import_samples(best_pth, tmp_path)
     from benchmark.training.mcsdr_import import recorded_settings
 
     assert recorded_settings(None) == {"heads": 8, "sampler": "ddim", "steps": 10, "eta": 0.0, "samples": None,
-                                       "tabular_columns": None}
+                                       "tabular_columns": None, "clips": None}
     partial = recorded_settings({"evaluation": {"inference_samples": 10}, "data": {"use_tabular_data": False,
                                                                                  "tabular_cols": ["Age"]}})
+    # The reference's dataset reads data.frames, data.frequency and data.p_interval_test with the defaults 32, 1
+    # and [0.95] (src/data/dataset.py).
     assert partial == {"heads": 8, "sampler": "ddpm", "steps": 1000, "eta": 0.0, "samples": 10,
-                       "tabular_columns": None}
+                       "tabular_columns": None, "clips": {"frames": 32, "frequency": 1, "test_window": 0.95}}
+    assert recorded_settings({"data": {"frames": 32, "frequency": 4}})["clips"] == \
+        {"frames": 32, "frequency": 4, "test_window": 0.95}
+    camus = {"frames": 16, "frequency": 1, "p_interval_train": [1.0], "p_interval_test": [1.0]}
+    assert recorded_settings({"data": camus})["clips"] == {"frames": 16, "frequency": 1, "test_window": 1.0}
     _, checkpoint = best_pth
     config = {**REFERENCE_CONFIG, "evaluation": {"inference_samples": 10, "sampler": "ddim", "ddim_steps": 20,
                                                  "ddim_eta": 0.5}}
@@ -206,6 +214,31 @@ def test_tabular_inputs_the_checkpoint_was_not_trained_with_are_refused_before_t
         assert not (tmp_path / "run").exists(), "nothing may start before the inputs are checked"
 
 
+def test_clips_unlike_those_the_checkpoint_was_trained_on_are_refused_before_the_run(best_pth, tmp_path):
+    """The checkpoint's config records its clips (16 frames, every frame, the central 95% at test); the suite's
+    experiment makes 4-frame clips. Its encoder would take them without a sound and give other features: refused
+    (exit 2), with the fix; so is a test window other than the recorded one (CAMUS's whole video)."""
+    path, checkpoint = best_pth
+    camus_like = {**REFERENCE_CONFIG, "data": {**REFERENCE_CONFIG["data"], "frames": 4, "p_interval_test": [1.0]}}
+    torch.save({**checkpoint, "config": camus_like}, tmp_path / "camus_like.pth")
+    cases = ((path, "16 frames at frequency 1, tested on the central 0.95 of the kept frames",
+              'clips.mode = "mcsdr", clips.frames = 16, clips.frequency = 1, clips.test_window = 0.95'),
+             (tmp_path / "camus_like.pth", "4 frames at frequency 1, tested on the central 1 of the kept frames",
+              "clips.test_window = 1.0"))
+    for checkpoint_path, recorded, wanted in cases:
+        models = (f'[[models]]\nhead = "mcsdr"\nfusion = "concat"\nlabel = "published"\n'
+                  f'checkpoint = "{checkpoint_path}"\n')
+        experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data",
+                                      dataset_extra='tabular = ["Age", "Sex", "Weight", "Height"]', models=models)
+        for command in (["validate", experiment], ["run", experiment, "--out", tmp_path / "run", "--quiet"]):
+            outcome = cli(*command)
+            text = " ".join(outcome.text.split())
+            assert outcome.code == 2, text
+            assert f"trained on clips of {recorded}" in text, text
+            assert "makes mcsdr clips of 4 frames at frequency 1, tested on 0.95" in text and wanted in text, text
+        assert not (tmp_path / "run").exists(), "nothing may start before the inputs are checked"
+
+
 def test_checkpoint_models_are_evaluated_inside_a_run_with_their_inputs_and_k(best_pth, tmp_path):
     """`checkpoint = ...` in [[models]]: the imported encoder, fusion and head are evaluated on the run's
     TEST items like any other model. A vision-only checkpoint takes no tabular inputs; the tabular one,
@@ -213,6 +246,8 @@ def test_checkpoint_models_are_evaluated_inside_a_run_with_their_inputs_and_k(be
     the standard one would give 9), and K = 40 from its config; one with `samples` and sampler `params`
     is evaluated that way instead."""
     _, checkpoint = best_pth
+    # trained, as its config records, on the suite's clips (4 frames), so that they are the clips it is given
+    checkpoint = {**checkpoint, "config": {**REFERENCE_CONFIG, "data": {**REFERENCE_CONFIG["data"], "frames": 4}}}
     encoder = {key: value.abs() + 0.5 if key.endswith("running_var") else value  # random variances must be > 0
                for key, value in checkpoint["model_state_dict"].items()}
     torch.save({**checkpoint, "model_state_dict": encoder}, tmp_path / "best.pth")
@@ -260,6 +295,8 @@ def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_n
     from benchmark.orchestration import provenance
 
     _, checkpoint = best_pth
+    # trained, as its config records, on the suite's clips (4 frames), so that they are the clips it is given
+    checkpoint = {**checkpoint, "config": {**REFERENCE_CONFIG, "data": {**REFERENCE_CONFIG["data"], "frames": 4}}}
     encoder = {key: value.abs() + 0.5 if key.endswith("running_var") else value  # random variances must be > 0
                for key, value in checkpoint["model_state_dict"].items()}
     torch.save({**checkpoint, "model_state_dict": encoder}, tmp_path / "best.pth")

@@ -26,12 +26,22 @@ def exact_eps(diffusion):
 
 
 def test_schedule_buffers_follow_their_definitions(diffusion):
+    """Each of the reference's eight buffers (names and order of its regressor_state_dict) against its definition,
+    written out here in float64 from beta_t = linspace(1e-4, 0.02, 1000) (Ho et al. 2020)."""
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     alphabar = torch.cumprod(1 - betas, 0)
-    torch.testing.assert_close(diffusion.alphas_cumprod.double(), alphabar, rtol=1e-6, atol=0)
-    assert diffusion.alphas_cumprod_prev[0] == 1 and diffusion.alphas_cumprod_prev[1] == diffusion.alphas_cumprod[0]
-    torch.testing.assert_close(diffusion.sqrt_recipm1_alphas_cumprod ** 2 + 1, 1 / diffusion.alphas_cumprod)
-    assert [name for name, _ in diffusion.named_buffers()][-1] == "sqrt_recipm1_alphas_cumprod"
+    alphabar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphabar[:-1]])
+    definitions = {
+        "betas": betas, "alphas_cumprod": alphabar, "alphas_cumprod_prev": alphabar_prev,
+        "sqrt_alphas_cumprod": alphabar.sqrt(), "sqrt_one_minus_alphas_cumprod": (1 - alphabar).sqrt(),
+        "posterior_variance": betas * (1 - alphabar_prev) / (1 - alphabar),
+        "sqrt_recip_alphas_cumprod": alphabar.rsqrt(), "sqrt_recipm1_alphas_cumprod": (1 / alphabar - 1).sqrt(),
+    }
+    buffers = dict(diffusion.named_buffers())
+    assert list(buffers) == list(definitions)
+    for name, expected in definitions.items():
+        assert buffers[name].dtype == torch.float32, name
+        torch.testing.assert_close(buffers[name].double(), expected, rtol=1e-6, atol=0, msg=name)
     cosine = Diffusion(schedule="cosine")
     assert cosine.alphas_cumprod[-1] < 1e-3 and cosine.betas.max() <= 0.999
 
@@ -59,6 +69,25 @@ def test_ddim_is_deterministic_and_converges_with_steps(diffusion):
     assert fine.mean().item() == pytest.approx(MU, abs=0.01)
     assert fine.std().item() == pytest.approx(SPREAD, rel=0.05)
     assert coarse.std().item() < 0.8 * SPREAD  # 10 deterministic steps shrink a narrow target
+
+
+# With the exact eps of a N(MU, SPREAD^2) target and eta 0 every DDIM step is affine in x_t, so 10 steps map x_T to
+# intercept + slope * x_T: the mean and sd of the samples. Computed by hand in float64 as the product of the steps'
+# d x_prev / d x_t = sqrt(abar_prev) (1 - sqrt(1 - abar_t) c_t) / sqrt(abar_t) + sqrt(1 - abar_prev) c_t,
+# c_t = sqrt(1 - abar_t) / (abar_t SPREAD^2 + 1 - abar_t) (README: perf/ddim_grids.py's sampled 0.698 / 0.699 and
+# 0.146 / 0.140 under the linear schedule, 0.679 / 0.700 and 0.194 / 0.189 under the cosine one).
+TEN_STEP_DDIM = {("linear", False): (0.698315, 0.146397), ("linear", True): (0.699378, 0.139765),
+                 ("cosine", False): (0.679162, 0.193707), ("cosine", True): (0.699993, 0.188603)}
+
+
+@pytest.mark.parametrize("schedule, faithful", list(TEN_STEP_DDIM))
+def test_ten_step_ddim_with_the_exact_noise_is_the_closed_form_affine_map(schedule, faithful):
+    """Both grids (the project's 900, .., 0 and the reference's 999, .., 99 then x0) against the closed form."""
+    diffusion = Diffusion(schedule=schedule)
+    x = diffusion.reverse(exact_eps(diffusion), torch.tensor([[0.0, 1.0]], dtype=torch.float64), steps=10,
+                          faithful=faithful)
+    intercept, slope = x[0, 0].item(), (x[0, 1] - x[0, 0]).item()
+    assert (intercept, slope) == pytest.approx(TEN_STEP_DDIM[schedule, faithful], rel=1e-4)
 
 
 @pytest.mark.parametrize("faithful", [False, True])

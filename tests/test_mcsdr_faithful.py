@@ -7,19 +7,35 @@ tabular 4 -> 64) with random weights, loaded strictly into the project's `concat
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from mcsdr_reference import reference_ddim, reference_eps, reference_grid, reference_tabular
+from mcsdr_reference import reference_ddim, reference_ddpm, reference_eps, reference_grid, reference_tabular
 
 import registry
-from benchmark.config import TrainConfig
+from benchmark.components import search_space
+from benchmark.config import TrainConfig, load_experiment
 from benchmark.contracts import Item
 from benchmark.data.tabular import fit_tabular
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.training.loop import train_model
+
+# The published head and sampler (mcsdr.md "Pipeline" 3-5; the reference's configs/dynamic/*.yaml): what a row
+# labelled faithful must run whatever tuning does.
+PUBLISHED_HEAD = {"predictor": "legacy_attention", "width": 256, "heads": 8, "time_dim": 64, "timesteps": 1000,
+                  "sampler": "ddim", "steps": 10, "eta": 0.0}
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+# The clips of the reference's configs/<dataset>/train_uniformer_diffusion.yaml: frames, frequency, p_interval_train
+# ([1.0]: the whole video), p_interval_test and aug (translation), which the paper experiments state they reproduce.
+REFERENCE_CLIPS = {
+    "dynamic.toml": {"mode": "mcsdr", "frames": 32, "frequency": 4, "train_window": [0.9, 1.0], "test_window": 0.95,
+                     "augment": True},
+    "camus.toml": {"mode": "mcsdr", "frames": 16, "frequency": 1, "train_window": [1.0, 1.0], "test_window": 1.0,
+                   "augment": False},
+}
 
 SHAPES = {  # the reference regressor's parameters (mcsdr.md), schedule buffers apart
     "time_mlp.1.weight": (64, 64), "time_mlp.1.bias": (64,),
@@ -108,6 +124,46 @@ def test_reference_sigma_with_eta_gives_the_references_samples(regressor, steps)
     assert relative_error(samples, expected) < 1e-3
 
 
+def test_reference_ddpm_sampler_gives_the_references_samples(regressor):
+    """sampler = "ddpm": all 1000 steps of the reference's p_sample with its network, here a small LegacyAttention
+    so that the float64 reference runs quickly, on the reference's schedule."""
+    torch.manual_seed(0)
+    head = registry.build("head", "mcsdr", condition_dim=12, faithful=True, sampler="ddpm", width=32, heads=4,
+                          time_dim=16).eval()
+    with torch.no_grad():
+        for name, buffer in head.named_buffers():
+            buffer.copy_(regressor[name])  # the float32 schedule of the reference's state dict
+    generator = torch.Generator().manual_seed(3)
+    condition, noise = torch.randn(2, 12, generator=generator) * 3, torch.randn(2, 6, generator=generator)
+    with torch.no_grad():
+        samples = head.sample(condition, 6, noise=noise, generator=torch.Generator().manual_seed(4))
+    w = {key: value.double() for key, value in head.state_dict().items()}
+    rows = condition.double().repeat_interleave(6, 0)
+    expected = reference_ddpm(lambda x, t: reference_eps(w, x, t, rows, heads=4), noise,
+                              torch.Generator().manual_seed(4))
+    assert expected.std() > 1.0, "random weights should spread the samples"
+    assert relative_error(samples, expected) < 1e-3
+
+
+def test_ddpm_steps_are_the_references_with_an_exact_noise_predictor():
+    """The DDPM update alone, where a network's rounding at EF scale does not hide it: with the exact eps of a
+    N(0.7, 0.25^2) target (a closed form), on float32 samples as the reference's, the samples are its p_sample loop to
+    1e-4, its posterior variance included (beta_t instead, the other usual choice, moves them by about 1e-3)."""
+    mu, spread = 0.7, 0.25
+    head = registry.build("head", "mcsdr", condition_dim=1, faithful=True, sampler="ddpm")
+    alphabar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+
+    def exact_eps(x, t):  # in the samples' precision, as a network's output
+        eps = (1 - alphabar[t]).sqrt() * (x - alphabar[t].sqrt() * mu) / (alphabar[t] * spread**2 + 1 - alphabar[t])
+        return eps.to(x.dtype)
+
+    noise = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    samples = head.reverse(exact_eps, noise, sampler="ddpm", faithful=True, generator=torch.Generator().manual_seed(1))
+    expected = reference_ddpm(exact_eps, noise, torch.Generator().manual_seed(1))
+    assert samples.dtype == torch.float32 and abs(expected.std().item() - spread) < 0.05
+    torch.testing.assert_close(samples.double(), expected, rtol=0, atol=1e-4)
+
+
 def test_training_feeds_raw_targets_and_raw_features_and_the_point_is_the_sample_mean(regressor):
     """The reference trains on EF in percent and the encoder's features as they are; its point estimate
     is the mean of the K samples."""
@@ -186,3 +242,23 @@ def test_training_loss_is_the_references_epsilon_mse(regressor):
     w = {key: value.double() for key, value in regressor.items()}
     eps = torch.cat([reference_eps(w, y_t[i:i + 1], int(t[i]), condition[i:i + 1].double()) for i in range(8)])
     assert loss.item() == pytest.approx(((eps - noise) ** 2).mean().item(), rel=1e-4)
+
+
+def test_the_paper_experiments_faithful_row_runs_the_published_head_whatever_tuning_does():
+    """dynamic.toml's "mcsdr (faithful)" is tuned like every row: tuning may change its learning rate, never the
+    published predictor, its sizes or the sampler (a tuned predictor = "mlp" or steps = 37 is not MCSDR)."""
+    experiment = load_experiment(EXPERIMENTS / "dynamic.toml")
+    model = next(model for model in experiment.models if model.params.get("faithful"))
+    assert experiment.tune.trials > 0
+    assert not set(search_space(registry.default(), model)) & set(PUBLISHED_HEAD)
+    head = registry.build("head", "mcsdr", condition_dim=512, **model.params)
+    built = {"predictor": type(head.noise_predictor).__name__, "width": head.noise_predictor.map_y_t.out_features,
+             "heads": head.noise_predictor.heads, "time_dim": head.time_mlp[1].in_features,
+             "timesteps": head.timesteps, "sampler": head.sampler, "steps": head.steps, "eta": head.eta}
+    assert built == {**PUBLISHED_HEAD, "predictor": "LegacyAttention"}
+
+
+@pytest.mark.parametrize("name", list(REFERENCE_CLIPS))
+def test_the_paper_experiments_clips_are_the_references(name):
+    clips = load_experiment(EXPERIMENTS / name).clips
+    assert {key: getattr(clips, key) for key in REFERENCE_CLIPS[name]} == REFERENCE_CLIPS[name]

@@ -46,6 +46,9 @@ def run(args) -> int:
           f"{fusion.get('embed_dim', 0)}) + mcsdr {dict(bundle.head.params)}; targets on the "
           f"{bundle.target_scale} EF scale")
     source = bundle.source
+    clips = source["clips"]
     print(f"evaluated as the reference did: K = {source['samples'] or 'not recorded (evaluate.samples)'}, "
-          f"tabular columns {', '.join(source['tabular_columns'] or []) or 'not recorded'}")
+          f"tabular columns {', '.join(source['tabular_columns'] or []) or 'not recorded'}, clips "
+          + (f"of {clips['frames']} frames at frequency {clips['frequency']}, test window "
+             f"{clips.get('test_window', 'not recorded')}" if clips else "not recorded"))
     return 0

@@ -6,9 +6,12 @@ clips use. Two sampling modes:
 - ``echonet`` (Ouyang et al. 2020): ``frames`` frames ``period`` apart from a start that is random in
   training; at test time one centred clip, ``test_clips`` evenly spaced clips, or (``test_clips = 0``)
   every possible start, predictions averaged per video.
-- ``mcsdr``: keep every ``frequency``-th frame, take a window of 90-100% of them (random; test: the
-  central 95%) and resample it linearly in time to ``frames`` frames. Output frame j blends the two
-  kept frames around its position, so only those are decoded.
+- ``mcsdr``: keep every ``frequency``-th frame, take a window of a share p of them (random, p drawn from
+  ``train_window``, 90-100% by default; test: the central ``test_window``, 95%) and resample it linearly in time
+  to ``frames`` frames, frame for frame as the reference's ``valid_crop_resize``: the window is floor(p m) of the
+  m kept frames (in training at least 16, or all there are, from a random start; at test from int((1 - p) m / 2)),
+  resampled as ``F.interpolate(align_corners=False)`` does. Output frame j blends the two kept frames around its
+  position, so only those are decoded.
 
 Then: resize to the encoder's size, grey to the encoder's channel count, training augmentation
 (random translation by zero-pad and crop, optional intensity and speckle jitter) and normalisation.
@@ -29,8 +32,7 @@ from benchmark.contracts import InputSpec, Item
 from benchmark.data.video import Video
 from benchmark.errors import ConfigError
 
-MCSDR_TRAIN_WINDOW = (0.9, 1.0)
-MCSDR_TEST_WINDOW = 0.95
+MCSDR_MIN_TRAIN_WINDOW = 16  # kept frames a training window has at least (all of them in a shorter video)
 TRANSLATION_FRACTION = 12 / 112  # EchoNet pads 112-pixel frames by 12 before the random crop
 
 
@@ -58,21 +60,27 @@ class ClipSampler:
     def __init__(self, config: ClipsConfig):
         if config.mode == "mcsdr" and config.test_clips != 1:
             raise ConfigError("clips.test_clips applies to mode \"echonet\"; mode \"mcsdr\" tests one clip "
-                              "(the central 95% window). Set clips.test_clips = 1 or clips.mode = \"echonet\".")
+                              "(the central `test_window`). Set clips.test_clips = 1 or clips.mode = \"echonet\".")
         self.config = config
 
     def train_plan(self, n: int, rng: np.random.Generator) -> ClipPlan:
         _require_frames(n)
         if self.config.mode == "echonet":
             return self._echonet(n, rng.integers(0, self._last_start(n) + 1))
-        fraction = rng.uniform(*MCSDR_TRAIN_WINDOW)
-        return self._mcsdr(n, fraction, rng.uniform())
+        kept = self._kept(n)
+        count, fraction = len(kept), rng.uniform(*self.config.train_window)
+        length = min(max(int(np.floor(count * fraction)), min(MCSDR_MIN_TRAIN_WINDOW, count)), count)
+        return self._mcsdr(kept, length, int(rng.integers(0, count - length + 1)))
 
     def central_plan(self, n: int) -> ClipPlan:
         """The one deterministic clip (validation, and testing with one clip): centred in the video."""
         _require_frames(n)
         if self.config.mode == "mcsdr":
-            return self._mcsdr(n, MCSDR_TEST_WINDOW, 0.5)
+            kept = self._kept(n)
+            # at least one frame: the reference's empty window of a one-frame video became an all-zero clip
+            share = self.config.test_window
+            length = max(int(np.floor(len(kept) * share)), 1)
+            return self._mcsdr(kept, length, int((1 - share) * len(kept) / 2))
         return self._echonet(n, self._last_start(n) // 2)
 
     def test_plans(self, n: int) -> list[ClipPlan]:
@@ -98,19 +106,18 @@ class ClipSampler:
         indices = start + self.config.period * np.arange(self.config.frames)
         return ClipPlan.exact(np.minimum(indices, n - 1))  # a video shorter than the span repeats its last frame
 
-    def _mcsdr(self, n: int, fraction: float, offset: float) -> ClipPlan:
-        """Window of ``fraction`` of the kept frames starting at ``offset`` (0..1) of the free room."""
-        kept = np.arange(0, n, self.config.frequency)
-        extent = len(kept) - 1  # positions run over [0, extent] in kept-frame units
-        width = fraction * extent
-        start = offset * (extent - width)
+    def _kept(self, n: int) -> np.ndarray:
+        return np.arange(0, n, self.config.frequency)
+
+    def _mcsdr(self, kept: np.ndarray, length: int, start: int) -> ClipPlan:
+        """The window of ``length`` kept frames from ``start``, resampled to ``frames`` as bilinear interpolation
+        without aligned corners: output j reads position (j + 1/2) length / frames - 1/2, at least 0."""
         frames = self.config.frames
-        positions = start + width * (np.arange(frames) / (frames - 1) if frames > 1 else np.array([0.5]))
-        below = np.clip(np.floor(positions).astype(np.int64), 0, extent)
+        positions = np.maximum((np.arange(frames) + 0.5) * length / frames - 0.5, 0.0)
+        below = np.floor(positions).astype(np.int64)
         weight = (positions - below).astype(np.float32)
-        above = np.minimum(below + 1, extent)
-        above = np.where(weight > 0, above, below)  # an exact position needs one frame, not two
-        return ClipPlan(kept[below], kept[above], weight)
+        above = np.where(weight > 0, np.minimum(below + 1, length - 1), below)  # an exact position needs one frame
+        return ClipPlan(kept[start + below], kept[start + above], weight)
 
 
 def _require_frames(n: int) -> None:

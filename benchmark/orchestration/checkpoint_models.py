@@ -3,7 +3,8 @@
 
 ``check_checkpoint_models`` runs before any work (by ``run`` and ``validate``): it loads every such
 checkpoint and refuses (exit 2) tabular inputs that cannot be the ones it was trained with, since a
-tabular encoder fed other columns of the same width gives wrong predictions without a sound.
+tabular encoder fed other columns of the same width gives wrong predictions without a sound, and clips
+other than those its config records, which its encoder would take as silently.
 ``checkpoint_inputs`` says which columns, and which transform, a checkpoint model is evaluated with.
 """
 from __future__ import annotations
@@ -32,13 +33,36 @@ class TabularInputs:
 
 
 def check_checkpoint_models(experiment: Experiment, registry: Registry) -> None:
-    """Load every checkpoint model and check its tabular inputs against the dataset's columns."""
+    """Load every checkpoint model and check its tabular inputs against the dataset's columns and the
+    experiment's clips against those it was trained on."""
     declared = declared_columns(registry.describe("dataset", experiment.dataset.name).factory)
     available = None if declared is None else list(declared)
     for model in experiment.models:
         if model.checkpoint:
-            checkpoint_inputs(experiment, model, load_checkpoint_model(experiment, model, registry), available,
-                              registry)
+            bundle = load_checkpoint_model(experiment, model, registry)
+            checkpoint_inputs(experiment, model, bundle, available, registry)
+            check_clips(experiment, model, bundle)
+
+
+def check_clips(experiment: Experiment, model: ModelConfig, bundle: ModelBundle) -> None:
+    """Raises ``ConfigError`` when the experiment's clips are not those the checkpoint's config records: the
+    reference's (mode ``mcsdr``) of ``data.frames`` frames at stride ``data.frequency``, tested on the central
+    ``p_interval_test`` of the kept frames where it records one."""
+    recorded, clips = bundle.source.get("clips"), experiment.clips
+    if not recorded:
+        return
+    wanted = {"mode": "mcsdr", **recorded}
+    if all(getattr(clips, key) == value for key, value in wanted.items()):
+        return
+    window = (f", tested on the central {recorded['test_window']:g} of the kept frames" if "test_window" in recorded
+              else "")
+    given = f" at frequency {clips.frequency}, tested on {clips.test_window:g}" if clips.mode == "mcsdr" else ""
+    settings = ", ".join(f"clips.{key} = {json.dumps(value)}" for key, value in wanted.items())
+    raise ConfigError(
+        f"{experiment.source}: `clips`: model {model.key!r} ({model.checkpoint}) was trained on clips of "
+        f"{recorded['frames']} frames at frequency {recorded['frequency']}{window} (mode \"mcsdr\", recorded in the "
+        f"checkpoint's config); the experiment makes {clips.mode} clips of {clips.frames} frames{given}, which its "
+        f"encoder would take without a sound. Set {settings}.")
 
 
 def load_checkpoint_model(experiment: Experiment, model: ModelConfig, registry: Registry) -> ModelBundle:

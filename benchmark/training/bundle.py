@@ -6,7 +6,8 @@ Bundle file (``save_bundle``/``load_bundle``), a ``torch.save`` dict of plain da
     {"format": "lvefbench.bundle/1",
      "target_scale": "raw" | "standardised",
      "source": {"path": str, "epoch": int | None, "metric": float | None,
-                "samples": int | None, "tabular_columns": [str] | None},   # K and inputs it was evaluated with
+                "samples": int | None, "tabular_columns": [str] | None,    # K and inputs it was evaluated with
+                "clips": {"frames": int, "frequency": int, "test_window"?: float} | None},
      "input_spec": {"frames", "size", "channels", "mean", "std"},     # what the encoder expects
      "encoder" | "fusion" | "head": {"name": str, "params": dict, "state_dict": {key: tensor}}}
 

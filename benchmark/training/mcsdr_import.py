@@ -11,7 +11,9 @@ normalisation, which the encoder's ``input_spec`` records.
 
 How the reference evaluated the model is read from the checkpoint's ``config`` where it has one (the
 reference saves its whole YAML config there): attention heads, sampler, DDIM steps and eta, K
-(``evaluation.inference_samples``) and the tabular columns in their order (``data.tabular_cols``).
+(``evaluation.inference_samples``), the tabular columns in their order (``data.tabular_cols``) and the clips
+(``data.frames``, ``data.frequency``, ``data.p_interval_test``), which ``checkpoint_models`` holds an
+experiment's clips to.
 Missing keys of a present config take the reference code's own defaults; without a config the
 published setting (8 heads, DDIM, 10 steps, eta 0) is used and K and the columns stay unknown.
 Explicit arguments override both.
@@ -40,6 +42,9 @@ MCSDR_INPUT = InputSpec(frames=None, size=112, mean=(0.0, 0.0, 0.0), std=(255.0,
 
 # The published evaluation (mcsdr.md), used when the checkpoint holds no config.
 PUBLISHED = {"heads": 8, "sampler": "ddim", "steps": 10, "eta": 0.0}
+# What the reference's dataset reads when its config's data table lacks them (src/data/dataset.py).
+REFERENCE_CLIPS = {"frames": 32, "frequency": 1}
+REFERENCE_TEST_WINDOW = [0.95]  # p_interval_test: one share, the central window of the test clip
 # The components an import builds, whatever the file: what its results depend on besides its bytes.
 BUILT = {"encoder": "uniformer_s", "fusion": "concat", "head": "mcsdr"}
 
@@ -89,7 +94,7 @@ def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None =
                              + "\n".join(failures))
     source = {"path": str(path), "epoch": _plain(checkpoint.get("epoch")),
               "metric": _plain(checkpoint.get("current_metric_val")), "samples": recorded["samples"],
-              "tabular_columns": recorded["tabular_columns"]}
+              "tabular_columns": recorded["tabular_columns"], "clips": recorded["clips"]}
     bundle = ModelBundle(encoder, fusion, head, target_scale=head.module.target_scale, source=source,
                          reports=tuple(reports))
     for part in bundle.parts().values():
@@ -98,12 +103,14 @@ def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None =
 
 
 def recorded_settings(config: Any) -> dict[str, Any]:
-    """Heads, sampler, steps, eta, K and tabular columns from the reference's saved config. A key its
+    """Heads, sampler, steps, eta, K, tabular columns and clips from the reference's saved config. A key its
     ``evaluation`` table lacks takes the reference code's default (``.get('sampler', 'ddpm')``,
     ``ddim_steps`` 1000, ``inference_samples`` 10), as the reference itself would have run; without the
-    table: ``PUBLISHED`` and K unknown. Columns only where ``data.use_tabular_data`` is on."""
+    table: ``PUBLISHED`` and K unknown. Columns only where ``data.use_tabular_data`` is on; clips (frames and
+    the stride ``frequency``, ``REFERENCE_CLIPS`` where the data table lacks them) where there is a data table
+    whose values are whole numbers, with the test window where ``p_interval_test`` is one share in (0, 1]."""
     config = config if isinstance(config, Mapping) else {}
-    settings = {**PUBLISHED, "samples": None, "tabular_columns": None}
+    settings = {**PUBLISHED, "samples": None, "tabular_columns": None, "clips": None}
     predictor = _table(_table(_table(_table(config, "model"), "regressor_head"), "diffusion"), "predictor_config")
     settings["heads"] = int(_table(predictor, "params").get("n_head", PUBLISHED["heads"]))
     if isinstance(evaluation := config.get("evaluation"), Mapping):
@@ -112,7 +119,17 @@ def recorded_settings(config: Any) -> dict[str, Any]:
     data = _table(config, "data")
     if data.get("use_tabular_data") and data.get("tabular_cols"):
         settings["tabular_columns"] = [str(column) for column in data["tabular_cols"]]
+    clips = {key: data.get(key, default) for key, default in REFERENCE_CLIPS.items()}
+    if data and all(isinstance(value, int) and not isinstance(value, bool) for value in clips.values()):
+        window = data.get("p_interval_test", REFERENCE_TEST_WINDOW)
+        if isinstance(window, (list, tuple)) and len(window) == 1 and _share(window[0]):
+            clips["test_window"] = float(window[0])
+        settings["clips"] = clips
     return settings
+
+
+def _share(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
 
 
 def _table(config: Mapping, key: str) -> Mapping:

@@ -228,6 +228,11 @@ SETTINGS = {
     "a million encoder-stage processes": (["encoder.workers=1000000"], ["`encoder.workers` must be at most 1024"]),
     "clip stride past any video": (["clips.frequency=100000"],
                                    ["`clips.frequency` must be at most 256 frames: a longer stride keeps one frame"]),
+    "clip window past the video": (["clips.train_window=[0.5, 1.5]"],
+                                   ["`clips.train_window` must be [low, high] with 0 < low <= high <= 1"]),
+    "empty test window": (["clips.test_window=0"], ["`clips.test_window` must be above 0 and at most 1"]),
+    "clip window in echonet mode": (['clips.mode="echonet"', "clips.test_window=1.0"],
+                                    ['`clips.test_window` applies to mode "mcsdr"']),
     "in-memory tuning storage": (['tune.storage="sqlite://"'],
                                  ["`tune.storage` = 'sqlite://': an in-memory database lives as long as one process"]),
     # accepted by validate: each stopped the run with an OverflowError or ValueError of Python's after stage 1 and
