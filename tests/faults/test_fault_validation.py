@@ -547,6 +547,11 @@ class NoGradient(Base):
         return (self.linear(condition)[:, 0] - target).detach().pow(2).mean()
 
 
+class DetachedCondition(Base):  # trains itself, but the fusion before it never learns (stays at its initialisation)
+    def loss(self, condition, target):
+        return super().loss(condition.detach(), target)
+
+
 class WrongMean(Base):
     def mean(self, condition):
         return self.linear(condition)  # (B, 1) instead of (B,)
@@ -555,7 +560,7 @@ class WrongMean(Base):
 @hookimpl
 def register_heads(registry):
     for name, head in (("transposed", Transposed), ("nan_loss", NaNLoss), ("no_gradient", NoGradient),
-                       ("wrong_mean", WrongMean)):
+                       ("detached_condition", DetachedCondition), ("wrong_mean", WrongMean)):
         registry.add(name, head)
     registry.add("plain", Base)  # sound, and without a search space
 '''
@@ -565,6 +570,7 @@ PREFLIGHT = {
                   "shape (5, 3), expected (3, 5)",
     "nan_loss": "fails the pre-flight at loss(condition, target): the loss of a random batch is nan",
     "no_gradient": "fails the pre-flight at loss.backward(): RuntimeError: element 0 of tensors does not require grad",
+    "detached_condition": "fails the pre-flight at loss.backward(): no parameter of the fusion received a gradient",
     "wrong_mean": "fails the pre-flight at mean(condition): head 'broken': mean(condition) returned shape (3, 1), "
                   "expected (3,)",
 }
