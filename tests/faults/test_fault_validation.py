@@ -513,6 +513,42 @@ def test_encoder_weights_that_do_not_fit_fail_the_preflight(tmp_path, experiment
     assert not (tmp_path / "run").exists()
 
 
+SPECLESS_ENCODER = '''
+from torch import nn
+from benchmark.api import load_weights_file
+from registry import hookimpl
+
+
+class Specless(nn.Module):  # forgets input_spec: what is wrong is its code, not a setting of the experiment
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.feature_dim = width
+        self.linear = nn.Linear(3, width)
+
+    def forward(self, clip):
+        return self.linear(clip.mean((2, 3, 4)))
+
+    def load_weights(self, path, strict=True):
+        return load_weights_file(self, path, strict=strict)
+
+
+@hookimpl
+def register_encoders(registry):
+    registry.add("specless", Specless)
+'''
+
+
+@pytest.mark.parametrize("params", ["{}", "{width = 8}"])
+def test_an_encoder_failing_at_its_own_defaults_is_named_by_encoder_name(experiment, write_plugin, params):
+    """Not `encoder.params` (the experiment gave none, or one without which it fails as well): no setting fixes it."""
+    plugin = write_plugin("specless_encoder", SPECLESS_ENCODER)
+    settings = sets([f'plugins=["{plugin}"]', "encoder.name=specless", f"encoder.params={params}",
+                     'encoder.pretrain.objective="none"'])
+    expected = ["`encoder.name`: encoder 'specless' fails the pre-flight at forward(one clip): AttributeError",
+                "no attribute 'input_spec'"]
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+
+
 # ----------------------------------------------------------------------------------------- pre-flight
 BROKEN_HEADS = '''
 import torch
