@@ -17,6 +17,8 @@ from benchmark.encoding.encoder_stage import load_encoder_weights, new_encoder, 
 from benchmark.errors import ConfigError
 from registry import Registry
 
+FRAMES_POINT = "its input_spec.frames"
+
 
 def preflight_encoder(experiment: Experiment, registry: Registry) -> str:
     """One line saying what passed; a ConfigError naming the file and key on the first failure. The random state
@@ -42,6 +44,8 @@ def _failure(experiment: Experiment, registry: Registry) -> tuple[str, str] | No
     point, message, sized = problem
     if point == "loading its weights":
         return "encoder.weights", f"{point}: {message}"
+    if point == FRAMES_POINT:
+        return "clips.frames", f"{point}: {message}"
     return _culprit(experiment, registry, point == BUDGET_POINT, sized), f"{point}: {message}"
 
 
@@ -85,7 +89,10 @@ def _budget(experiment: Experiment) -> Budget:
 
 def _forward_problem(encoder: Any, frames: int) -> tuple[str, str, bool] | None:
     spec = encoder.input_spec
-    clip = torch.rand(1, spec.channels, spec.frames or frames, spec.size, spec.size)
+    if spec.frames is not None and spec.frames != frames:  # the clip pipeline cuts clips.frames frames, whatever it says
+        return FRAMES_POINT, (f"it expects clips of {spec.frames} frames, but clips.frames gives {frames}; set "
+                              f"clips.frames = {spec.frames}"), False
+    clip = torch.rand(1, spec.channels, frames, spec.size, spec.size)
     encoder.eval()
     with torch.no_grad():
         feature = encoder(clip)
