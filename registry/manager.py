@@ -180,7 +180,8 @@ class Registry:
                 try:
                     impl.function(*[registrar for _ in impl.argnames])
                 except Exception as error:
-                    self._fail(name, origin, f"{hook_name} raised {_one_line(error)}")
+                    where = impl.function.__code__.co_filename
+                    self._fail(name, origin, f"{hook_name} raised {_one_line(error, where)}")
                     continue
                 for record in registrar.records:
                     existing = self._records[kind].get(record.name)
@@ -230,8 +231,12 @@ def _lifecycle_hooks() -> list[str]:
     return [name for name in dir(hookspecs) if name.startswith("on_")]
 
 
-def _one_line(error: BaseException) -> str:
-    where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+def _one_line(error: BaseException, plugin_file: str | None = None) -> str:
+    """The error in one line, with where it was raised: the innermost line of ``plugin_file`` when the traceback
+    passes through it (a registry.add that refuses a component raises in this module, but the line to fix is the
+    plugin's call), else the innermost line."""
+    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
+    where = ([frame for frame in frames if frame.filename == plugin_file] or frames)[-1:]
     location = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
     message = " ".join(str(error).split())
     return f"{type(error).__name__}: {message}{location}"

@@ -305,6 +305,14 @@ def test_a_metric_without_an_aggregate_is_refused_when_registered(write_plugin):
     assert "benchmark.api.add_metric" in failure.error
 
 
+def test_a_component_refused_when_registered_is_located_at_the_plugins_own_line(write_plugin):
+    """registry.add raises in registry/manager.py; the line to fix is the plugin's call, not the engine's raise."""
+    plugin = write_plugin("bare_metrics", BARE_METRIC)
+    line = next(number for number, text in enumerate(BARE_METRIC.splitlines(), 1) if 'registry.add("medae"' in text)
+    (failure,) = load_registry([str(plugin)], strict_extra=False).failures
+    assert failure.error.endswith(f"(at bare_metrics.py:{line})"), failure.error
+
+
 def test_check_encoder_catches_a_wrong_feature_dim():
     tiny = REGISTRY.describe("encoder", "tiny3d").factory
 
