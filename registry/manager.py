@@ -118,10 +118,8 @@ class Registry:
         With ``strict`` a plugin the experiment explicitly asked for that fails is an error.
         """
         for spec in specs:
-            if spec.endswith(".py") or "/" in spec or "\\" in spec:
-                path = Path(spec)
-                if not path.is_absolute() and base_dir is not None:
-                    path = base_dir / path
+            path = plugin_file(spec, base_dir)
+            if path is not None:
                 name, origin = path.stem, f"file {path}"
                 loader = lambda path=path: _import_file(path)
             else:
@@ -201,6 +199,14 @@ class Registry:
 
     def _fail(self, name: str, origin: str, error: str) -> None:
         self.failures.append(PluginFailure(plugin=name, origin=origin, error=error))
+
+
+def plugin_file(spec: str, base_dir: Path | None = None) -> Path | None:
+    """The file a ``plugins`` entry names (a relative path taken from ``base_dir``), or None for a module name."""
+    if not (spec.endswith(".py") or "/" in spec or "\\" in spec):
+        return None
+    path = Path(spec)
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
 
 
 def load_registry(extra: Iterable[str] = (), base_dir: Path | None = None, strict_extra: bool = True) -> Registry:
