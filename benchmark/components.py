@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import inspect
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -331,6 +332,7 @@ def resolve(experiment: Experiment) -> Resolved:
     loader = _format_loader(registry, dataset, experiment.dataset.params)
     experiment = _with_protocol(experiment, loader or dataset.factory)
     _check_view(experiment, loader or dataset.factory)
+    _check_unread_settings(experiment, loader or dataset.factory)
     root = Path(experiment.dataset.root)
     if not experiment.dataset.synthetic_if_missing and not root.exists():
         raise ConfigError(f"{source}: `dataset.root` = {experiment.dataset.root!r} does not exist ({root.resolve()}), "
@@ -509,6 +511,18 @@ def _check_view(experiment: Experiment, dataset: Callable[..., Any]) -> None:
     where it takes a view at all: another would stop the run only once the data are loaded or generated."""
     if "view" in accepted(dataset, dataset_offered(experiment.dataset)):
         _check_declared(experiment, "view", _declared_values(dataset, "views"), fold=str.casefold)
+
+
+def _check_unread_settings(experiment: Experiment, dataset: Callable[..., Any]) -> None:
+    """``dataset.view`` or ``dataset.strict`` given another value than its default while the dataset has no such
+    parameter (a plugin's may not): ``strict = true`` would be ignored unseen, every damaged item still excluded."""
+    config, defaults = experiment.dataset, DatasetConfig()
+    offered = dataset_offered(config)
+    taken = accepted(dataset, offered)
+    for key, value in offered.items():
+        if key not in taken and value != getattr(defaults, key):
+            raise ConfigError(f"{experiment.source}: `dataset.{key}` = {json.dumps(value)}, but dataset {config.name!r} "
+                              f"has no {key!r} parameter, so it would be ignored; leave it out")
 
 
 def _declared_values(dataset: Callable[..., Any], attribute: str) -> list[str]:

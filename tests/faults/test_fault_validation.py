@@ -568,6 +568,43 @@ def test_an_encoder_declaring_other_frames_than_clips_frames_is_refused_naming_c
     assert cli("validate", experiment, *settings, "--set", "clips.frames=4").code == 0
 
 
+MINIMAL_DATASET = '''
+from registry import hookimpl
+
+
+class Minimal:  # reads no view and has no strict mode
+    protocols = ("official",)
+    tabular_columns = {}
+
+    def __init__(self, root):
+        self.root = root
+
+    def load(self):
+        raise AssertionError("validate loads no data")
+
+    def splits(self, index, protocol, **options):
+        raise AssertionError("validate loads no data")
+
+
+@hookimpl
+def register_datasets(registry):
+    registry.add("minimal", Minimal)
+'''
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("dataset.strict=true", "`dataset.strict` = true, but dataset 'minimal' has no 'strict' parameter, so it would be "
+                            "ignored; leave it out"),
+    ('dataset.view="PSAX"', "`dataset.view` = \"PSAX\", but dataset 'minimal' has no 'view' parameter"),
+])
+def test_a_dataset_setting_the_dataset_would_not_read_is_refused(experiment, write_plugin, setting, expected):
+    """A plugin's dataset without `strict`: `dataset.strict = true` passed and every damaged item was still excluded."""
+    plugin = write_plugin("minimal_dataset", MINIMAL_DATASET)
+    settings = sets([f'plugins=["{plugin}"]', "dataset.name=minimal", 'dataset.root="/nonexistent"',
+                     "dataset.synthetic_if_missing=false", "models.0.fusion=none", "models.1.fusion=none", setting])
+    assert_refused(cli("validate", experiment, *settings), experiment, [expected])
+
+
 # ----------------------------------------------------------------------------------------- pre-flight
 BROKEN_HEADS = '''
 import torch
