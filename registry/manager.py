@@ -240,8 +240,10 @@ def _lifecycle_hooks() -> list[str]:
 def _one_line(error: BaseException, plugin_file: str | None = None) -> str:
     """The error in one line, with where it was raised: the innermost line of ``plugin_file`` when the traceback
     passes through it (a registry.add that refuses a component raises in this module, but the line to fix is the
-    plugin's call), else the innermost line."""
-    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
+    plugin's call), else the innermost line; none for a syntax error, whose message names the plugin's file and line
+    (its traceback holds only the import machinery's)."""
+    located = error.__traceback__ is not None and not isinstance(error, SyntaxError)
+    frames = traceback.extract_tb(error.__traceback__) if located else []
     where = ([frame for frame in frames if frame.filename == plugin_file] or frames)[-1:]
     location = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
     message = " ".join(str(error).split())
