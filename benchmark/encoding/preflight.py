@@ -10,14 +10,15 @@ from typing import Any
 import torch
 
 from benchmark.components import parameter_problems_of
-from benchmark.config import Experiment
+from benchmark.config import ClipsConfig, Experiment
 from benchmark.device import random_state_kept, resolve_device
 from benchmark.encoding.budget import BUDGET_POINT, Budget, OverBudget, estimate, limited, refused
 from benchmark.encoding.encoder_stage import load_encoder_weights, new_encoder, weights_path
 from benchmark.errors import ConfigError
 from registry import Registry
 
-FRAMES_POINT = "its input_spec.frames"
+# Where the encoder's declared input differs from the clips the run cuts, and the key that sets those.
+SPEC_POINTS = {"its input_spec.frames": "clips.frames", "its input_spec.size": "clips.size"}
 
 
 def preflight_encoder(experiment: Experiment, registry: Registry) -> str:
@@ -44,8 +45,8 @@ def _failure(experiment: Experiment, registry: Registry) -> tuple[str, str] | No
     point, message, sized = problem
     if point == "loading its weights":
         return "encoder.weights", f"{point}: {message}"
-    if point == FRAMES_POINT:
-        return "clips.frames", f"{point}: {message}"
+    if point in SPEC_POINTS:
+        return SPEC_POINTS[point], f"{point}: {message}"
     return _culprit(experiment, registry, point == BUDGET_POINT, sized), f"{point}: {message}"
 
 
@@ -63,7 +64,7 @@ def _problem(experiment: Experiment, registry: Registry) -> tuple[str, str, bool
                 point = "loading its weights"
                 load_encoder_weights(encoder, experiment)
             point = "forward(one clip)"
-            return _forward_problem(encoder, experiment.clips.frames)
+            return _forward_problem(encoder, experiment.clips)
         except Exception as error:  # the encoder's own error, whatever it is, at this point
             allocation = refused(error)
             return point, allocation or f"{type(error).__name__}: {error}", allocation is not None
@@ -87,12 +88,17 @@ def _budget(experiment: Experiment) -> Budget:
                        "Lower the sizes in encoder.params, clips.size or clips.frames.")
 
 
-def _forward_problem(encoder: Any, frames: int) -> tuple[str, str, bool] | None:
+def _forward_problem(encoder: Any, clips: ClipsConfig) -> tuple[str, str, bool] | None:
     spec = encoder.input_spec
-    if spec.frames is not None and spec.frames != frames:  # the clip pipeline cuts clips.frames frames, whatever it says
-        return FRAMES_POINT, (f"it expects clips of {spec.frames} frames, but clips.frames gives {frames}; set "
-                              f"clips.frames = {spec.frames}"), False
-    clip = torch.rand(1, spec.channels, frames, spec.size, spec.size)
+    # The clip pipeline cuts clips.frames frames at the encoder's size, and the leaderboard's protocol line states
+    # clips.size: an encoder that declares other values (one without a size parameter) would make that line false.
+    for point, declared, given, unit in (("its input_spec.frames", spec.frames, clips.frames, "frames"),
+                                         ("its input_spec.size", spec.size, clips.size, "px")):
+        if declared is not None and declared != given:
+            key = SPEC_POINTS[point]
+            return point, (f"it expects clips of {declared} {unit}, but {key} gives {given}; set {key} = {declared}"
+                           f"{' (or give the encoder a size parameter)' if unit == 'px' else ''}"), False
+    clip = torch.rand(1, spec.channels, clips.frames, spec.size, spec.size)
     encoder.eval()
     with torch.no_grad():
         feature = encoder(clip)

@@ -549,23 +549,31 @@ def test_an_encoder_failing_at_its_own_defaults_is_named_by_encoder_name(experim
     assert_refused(cli("validate", experiment, *settings), experiment, expected)
 
 
-FOUR_FRAME_ENCODER = SPECLESS_ENCODER.replace("self.feature_dim = width", """self.feature_dim = width
-        self.input_spec = InputSpec(frames=4, size=32)""").replace(
+FIXED_INPUT_ENCODER = SPECLESS_ENCODER.replace("self.feature_dim = width", """self.feature_dim = width
+        self.input_spec = InputSpec(frames=4, size=48)""").replace(
     "from benchmark.api import load_weights_file", "from benchmark.api import InputSpec, load_weights_file").replace(
-    "return self.linear(clip.mean((2, 3, 4)))", """assert clip.shape[2] == 4, f"4 frames, got {clip.shape[2]}"
+    "return self.linear(clip.mean((2, 3, 4)))", """assert clip.shape[2:] == (4, 48, 48), f"4 x 48 x 48, got {clip.shape}"
         return self.linear(clip.mean((2, 3, 4)))""")
 
 
-def test_an_encoder_declaring_other_frames_than_clips_frames_is_refused_naming_clips_frames(experiment, write_plugin):
-    """The clip pipeline cuts clips.frames frames whatever input_spec.frames says; the pre-flight encoded the declared
-    count, passed, and the run failed in stage 1, after the data were loaded."""
-    plugin = write_plugin("four_frame_encoder", FOUR_FRAME_ENCODER)
-    settings = sets([f'plugins=["{plugin}"]', "encoder.name=specless", "encoder.params={}", "clips.frames=8",
-                     'encoder.pretrain.objective="none"'])
-    expected = ["`clips.frames`: encoder 'specless' fails the pre-flight at its input_spec.frames: it expects clips of 4 "
-                "frames, but clips.frames gives 8; set clips.frames = 4"]
-    assert_refused(cli("validate", experiment, *settings), experiment, expected)
-    assert cli("validate", experiment, *settings, "--set", "clips.frames=4").code == 0
+@pytest.mark.parametrize("clips, expected", [
+    (["clips.frames=8", "clips.size=48"], "`clips.frames`: encoder 'specless' fails the pre-flight at its "
+                                          "input_spec.frames: it expects clips of 4 frames, but clips.frames gives 8; "
+                                          "set clips.frames = 4"),
+    (["clips.frames=4", "clips.size=32"], "`clips.size`: encoder 'specless' fails the pre-flight at its "
+                                          "input_spec.size: it expects clips of 48 px, but clips.size gives 32; set "
+                                          "clips.size = 48 (or give the encoder a size parameter)"),
+])
+def test_an_encoder_declaring_other_clips_than_the_clip_settings_is_refused_naming_them(experiment, write_plugin,
+                                                                                        clips, expected):
+    """The clip pipeline cuts clips.frames frames whatever input_spec.frames says: the pre-flight encoded the declared
+    count, passed, and the run failed in stage 1, after the data were loaded. It cuts them at input_spec.size, so an
+    encoder without a size parameter ran at its own size under a protocol line stating clips.size."""
+    plugin = write_plugin("fixed_input_encoder", FIXED_INPUT_ENCODER)
+    settings = sets([f'plugins=["{plugin}"]', "encoder.name=specless", "encoder.params={}",
+                     'encoder.pretrain.objective="none"', *clips])
+    assert_refused(cli("validate", experiment, *settings), experiment, [expected])
+    assert cli("validate", experiment, *sets([*settings[1::2], "clips.frames=4", "clips.size=48"])).code == 0
 
 
 MINIMAL_DATASET = '''
