@@ -19,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from benchmark.config import TRAINER_RULES, DatasetConfig, Experiment, ModelConfig, TrainConfig
 from benchmark.contracts import CLOSED_FORMS, unable_to_segment
@@ -185,6 +185,22 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
             _check_search_value(key, value, annotation, where)
             for problem in parameter_problems_of(component, {name: value}).values():
                 raise ConfigError(f"{where} can give {value!r}: {problem}")
+
+
+def _check_default_spaces(records: Sequence[ComponentRecord], index: int, source: str) -> None:
+    """Each key of a head's or fusion's own default search space (its registration's ``search_space``) must be what a
+    trial can hand it: a trainer setting or a head parameter, a parameter of the fusion. A plugin's misspelt key
+    would otherwise pass validate and fail every trial once stage 1 and the features are done."""
+    for record in records:
+        declared, open_ended = declared_parameters(record.factory)
+        allowed = [*(TRAINER_PARAMS if record.kind == "head" else ()),
+                   *(key for key in declared if key not in ENGINE_PARAMS[record.kind])]
+        for key in record.search_space:
+            if key not in allowed and not open_ended:
+                raise ConfigError(f"{source}: `models[{index}].{record.kind}`: {record.kind} {record.name!r} "
+                                  f"({record.origin}) declares the default search-space key {key!r}, which is "
+                                  f"{'neither a trainer setting nor ' if record.kind == 'head' else ''}a parameter "
+                                  f"of it.{did_you_mean(key, allowed)} Tunable: {', '.join(allowed)}.")
 
 
 def search_space(registry: Registry, model: ModelConfig) -> dict[str, Param]:
@@ -379,6 +395,8 @@ def resolve(experiment: Experiment) -> Resolved:
                                f"models[{index}].fusion_params", source)
         check_search_space(registry, model, index, source)
         trains = head.metadata.get("needs_training", True) and not model.checkpoint
+        if experiment.tune.trials and trains:
+            _check_default_spaces((head, fusion), index, source)
         space = search_space(registry, model) if experiment.tune.trials and trains else {}  # {}: not tuned
         check_parameters_read(head.factory, model, space, index, source)
         if experiment.tune.trials and trains and not space:
@@ -521,8 +539,8 @@ def _check_unread_settings(experiment: Experiment, dataset: Callable[..., Any]) 
     taken = accepted(dataset, offered)
     for key, value in offered.items():
         if key not in taken and value != getattr(defaults, key):
-            raise ConfigError(f"{experiment.source}: `dataset.{key}` = {json.dumps(value)}, but dataset {config.name!r} "
-                              f"has no {key!r} parameter, so it would be ignored; leave it out")
+            raise ConfigError(f"{experiment.source}: `dataset.{key}` = {json.dumps(value)}, but dataset "
+                              f"{config.name!r} has no {key!r} parameter, so it would be ignored; leave it out")
 
 
 def _declared_values(dataset: Callable[..., Any], attribute: str) -> list[str]:

@@ -552,7 +552,7 @@ def test_an_encoder_failing_at_its_own_defaults_is_named_by_encoder_name(experim
 FIXED_INPUT_ENCODER = SPECLESS_ENCODER.replace("self.feature_dim = width", """self.feature_dim = width
         self.input_spec = InputSpec(frames=4, size=48)""").replace(
     "from benchmark.api import load_weights_file", "from benchmark.api import InputSpec, load_weights_file").replace(
-    "return self.linear(clip.mean((2, 3, 4)))", """assert clip.shape[2:] == (4, 48, 48), f"4 x 48 x 48, got {clip.shape}"
+    "return self.linear(clip.mean((2, 3, 4)))", """assert clip.shape[2:] == (4, 48, 48), f"got {clip.shape}"
         return self.linear(clip.mean((2, 3, 4)))""")
 
 
@@ -674,6 +674,25 @@ PREFLIGHT = {
     "wrong_mean": "fails the pre-flight at mean(condition): head 'broken': mean(condition) returned shape (3, 1), "
                   "expected (3,)",
 }
+
+
+MISSPELT_SPACE_HEAD = BROKEN_HEADS.replace(
+    '    registry.add("plain", Base)',
+    '    registry.add("misspelt_space", Base, search_space={"widht": Categorical((8, 16))})\n'
+    '    registry.add("plain", Base)').replace("import hookimpl", "import Categorical, hookimpl")
+
+
+def test_a_heads_default_search_space_key_that_is_no_parameter_fails_validate_and_run(tmp_path, experiment,
+                                                                                       write_plugin):
+    """It passed, and every trial failed ('unexpected keyword argument') once stage 1 and the features were done."""
+    plugin = write_plugin("broken_heads", MISSPELT_SPACE_HEAD)
+    settings = sets([f'plugins=["{plugin}"]', "models.0.head=misspelt_space", "tune.trials=2"])
+    expected = ["`models[0].head`: head 'misspelt_space' (file", "declares the default search-space key 'widht', "
+                "which is neither a trainer setting nor a parameter of it."]
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists()
+    assert cli("validate", experiment, *settings[:-2], "--set", "tune.trials=0").code == 0  # unused: not its concern
 
 
 @pytest.mark.parametrize("head", PREFLIGHT)
