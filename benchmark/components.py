@@ -14,11 +14,12 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import inspect
+import json
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from benchmark.config import TRAINER_RULES, DatasetConfig, Experiment, ModelConfig, TrainConfig
 from benchmark.contracts import CLOSED_FORMS, unable_to_segment
@@ -186,6 +187,22 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
                 raise ConfigError(f"{where} can give {value!r}: {problem}")
 
 
+def _check_default_spaces(records: Sequence[ComponentRecord], index: int, source: str) -> None:
+    """Each key of a head's or fusion's own default search space (its registration's ``search_space``) must be what a
+    trial can hand it: a trainer setting or a head parameter, a parameter of the fusion. A plugin's misspelt key
+    would otherwise pass validate and fail every trial once stage 1 and the features are done."""
+    for record in records:
+        declared, open_ended = declared_parameters(record.factory)
+        allowed = [*(TRAINER_PARAMS if record.kind == "head" else ()),
+                   *(key for key in declared if key not in ENGINE_PARAMS[record.kind])]
+        for key in record.search_space:
+            if key not in allowed and not open_ended:
+                raise ConfigError(f"{source}: `models[{index}].{record.kind}`: {record.kind} {record.name!r} "
+                                  f"({record.origin}) declares the default search-space key {key!r}, which is "
+                                  f"{'neither a trainer setting nor ' if record.kind == 'head' else ''}a parameter "
+                                  f"of it.{did_you_mean(key, allowed)} Tunable: {', '.join(allowed)}.")
+
+
 def search_space(registry: Registry, model: ModelConfig) -> dict[str, Param]:
     """What tuning ``model`` searches: the head's and fusion's default spaces without the parameters the model
     fixes in ``params`` and ``fusion_params`` (a default range would otherwise replace the value it was given,
@@ -331,6 +348,7 @@ def resolve(experiment: Experiment) -> Resolved:
     loader = _format_loader(registry, dataset, experiment.dataset.params)
     experiment = _with_protocol(experiment, loader or dataset.factory)
     _check_view(experiment, loader or dataset.factory)
+    _check_unread_settings(experiment, loader or dataset.factory)
     root = Path(experiment.dataset.root)
     if not experiment.dataset.synthetic_if_missing and not root.exists():
         raise ConfigError(f"{source}: `dataset.root` = {experiment.dataset.root!r} does not exist ({root.resolve()}), "
@@ -377,6 +395,8 @@ def resolve(experiment: Experiment) -> Resolved:
                                f"models[{index}].fusion_params", source)
         check_search_space(registry, model, index, source)
         trains = head.metadata.get("needs_training", True) and not model.checkpoint
+        if experiment.tune.trials and trains:
+            _check_default_spaces((head, fusion), index, source)
         space = search_space(registry, model) if experiment.tune.trials and trains else {}  # {}: not tuned
         check_parameters_read(head.factory, model, space, index, source)
         if experiment.tune.trials and trains and not space:
@@ -509,6 +529,18 @@ def _check_view(experiment: Experiment, dataset: Callable[..., Any]) -> None:
     where it takes a view at all: another would stop the run only once the data are loaded or generated."""
     if "view" in accepted(dataset, dataset_offered(experiment.dataset)):
         _check_declared(experiment, "view", _declared_values(dataset, "views"), fold=str.casefold)
+
+
+def _check_unread_settings(experiment: Experiment, dataset: Callable[..., Any]) -> None:
+    """``dataset.view`` or ``dataset.strict`` given another value than its default while the dataset has no such
+    parameter (a plugin's may not): ``strict = true`` would be ignored unseen, every damaged item still excluded."""
+    config, defaults = experiment.dataset, DatasetConfig()
+    offered = dataset_offered(config)
+    taken = accepted(dataset, offered)
+    for key, value in offered.items():
+        if key not in taken and value != getattr(defaults, key):
+            raise ConfigError(f"{experiment.source}: `dataset.{key}` = {json.dumps(value)}, but dataset "
+                              f"{config.name!r} has no {key!r} parameter, so it would be ignored; leave it out")
 
 
 def _declared_values(dataset: Callable[..., Any], attribute: str) -> list[str]:

@@ -252,13 +252,19 @@ class Predictive:
 
 class Metric(Protocol):
     """A function ``(y (N,), Predictive) -> float``; the record's metadata holds ``direction``
-    ("min", "max" or "target", the last with a ``target`` value) and ``label`` (how the leaderboard names it).
-    ``add_metric`` registers a metric from a per-item aggregate and fills that metadata."""
+    ("min", "max" or "target", the last with a ``target`` value), ``label`` (how the leaderboard names it) and
+    ``aggregate``, the per-item form the tables compute it from (every seed, subgroup and bootstrap replicate
+    from the stored ``predictions.csv``). ``add_metric`` registers a metric from that aggregate and fills all three."""
 
     def __call__(self, y: np.ndarray, predictive: Predictive) -> float: ...
 
 
 METRIC_DIRECTIONS = ("min", "max", "target")
+# How to supply a required metadata key that a plugin cannot be expected to guess. A bare metric function would
+# otherwise be registered, tuned on, and left blank in every table, which are computed from the stored per-item
+# columns that only an aggregate reads.
+METADATA_HINTS = {("metric", "aggregate"): " (register the metric with benchmark.api.add_metric, from a per-item "
+                                           "aggregate)"}
 
 
 @dataclass(frozen=True)
@@ -284,7 +290,7 @@ CONTRACTS = {
     "fusion": _contract(Fusion),
     "head": _contract(Head),
     "served_head": _contract(ServedHead),
-    "metric": _contract(Metric, metadata=("label", "direction")),
+    "metric": _contract(Metric, metadata=("label", "direction", "aggregate")),
 }
 
 
@@ -302,7 +308,8 @@ def missing_members(kind: str, factory: Callable[..., Any], metadata: Mapping[st
     A factory function can only be checked once it has built something (``missing_from_instance``).
     """
     contract = contract_of(kind, metadata)
-    missing = [f"metadata {key!r}" for key in contract.metadata if key not in metadata]
+    missing = [f"metadata {key!r}{METADATA_HINTS.get((kind, key), '')}" for key in contract.metadata
+               if key not in metadata]
     if kind == "metric" and "direction" in metadata and metadata["direction"] not in METRIC_DIRECTIONS:
         missing.append(f"metadata 'direction' as one of {', '.join(METRIC_DIRECTIONS)} "
                        f"(got {metadata['direction']!r})")

@@ -104,8 +104,8 @@ def register_heads(registry: ComponentAdder) -> None:
 
 @hookspec
 def register_metrics(registry: ComponentAdder) -> None:
-    """Add metrics: functions ``(y, predictive) -> float`` with metadata ``label`` and ``direction``
-    (``benchmark.api.add_metric`` fills both from a per-item aggregate).
+    """Add metrics: functions ``(y, predictive) -> float`` with metadata ``label``, ``direction`` and the per-item
+    ``aggregate`` the tables compute them from (``benchmark.api.add_metric`` registers one from that aggregate).
 
     :param registry: adds components of kind ``metric`` for this plugin.
     """

@@ -118,10 +118,8 @@ class Registry:
         With ``strict`` a plugin the experiment explicitly asked for that fails is an error.
         """
         for spec in specs:
-            if spec.endswith(".py") or "/" in spec or "\\" in spec:
-                path = Path(spec)
-                if not path.is_absolute() and base_dir is not None:
-                    path = base_dir / path
+            path = plugin_file(spec, base_dir)
+            if path is not None:
                 name, origin = path.stem, f"file {path}"
                 loader = lambda path=path: _import_file(path)
             else:
@@ -180,7 +178,8 @@ class Registry:
                 try:
                     impl.function(*[registrar for _ in impl.argnames])
                 except Exception as error:
-                    self._fail(name, origin, f"{hook_name} raised {_one_line(error)}")
+                    where = impl.function.__code__.co_filename
+                    self._fail(name, origin, f"{hook_name} raised {_one_line(error, where)}")
                     continue
                 for record in registrar.records:
                     existing = self._records[kind].get(record.name)
@@ -200,6 +199,14 @@ class Registry:
 
     def _fail(self, name: str, origin: str, error: str) -> None:
         self.failures.append(PluginFailure(plugin=name, origin=origin, error=error))
+
+
+def plugin_file(spec: str, base_dir: Path | None = None) -> Path | None:
+    """The file a ``plugins`` entry names (a relative path taken from ``base_dir``), or None for a module name."""
+    if not (spec.endswith(".py") or "/" in spec or "\\" in spec):
+        return None
+    path = Path(spec)
+    return base_dir / path if not path.is_absolute() and base_dir is not None else path
 
 
 def load_registry(extra: Iterable[str] = (), base_dir: Path | None = None, strict_extra: bool = True) -> Registry:
@@ -230,8 +237,14 @@ def _lifecycle_hooks() -> list[str]:
     return [name for name in dir(hookspecs) if name.startswith("on_")]
 
 
-def _one_line(error: BaseException) -> str:
-    where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+def _one_line(error: BaseException, plugin_file: str | None = None) -> str:
+    """The error in one line, with where it was raised: the innermost line of ``plugin_file`` when the traceback
+    passes through it (a registry.add that refuses a component raises in this module, but the line to fix is the
+    plugin's call), else the innermost line; none for a syntax error, whose message names the plugin's file and line
+    (its traceback holds only the import machinery's)."""
+    located = error.__traceback__ is not None and not isinstance(error, SyntaxError)
+    frames = traceback.extract_tb(error.__traceback__) if located else []
+    where = ([frame for frame in frames if frame.filename == plugin_file] or frames)[-1:]
     location = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
     message = " ".join(str(error).split())
     return f"{type(error).__name__}: {message}{location}"

@@ -273,12 +273,44 @@ def test_check_fusion():
 
 
 def test_check_metric():
+    aggregate = REGISTRY.describe("metric", "mae").metadata["aggregate"]
     check_metric(lambda y, predictive: float(abs(predictive.point - y).mean()),
-                 metadata={"label": "MAE", "direction": "min"})
+                 metadata={"label": "MAE", "direction": "min", "aggregate": aggregate})
     with pytest.raises(ContractViolation, match="direction"):
-        check_metric(lambda y, predictive: 0.0, metadata={"label": "x"})
+        check_metric(lambda y, predictive: 0.0, metadata={"label": "x", "aggregate": aggregate})
     with pytest.raises(ContractViolation, match="finite float"):
-        check_metric(lambda y, predictive: abs(predictive.point - y), metadata={"label": "x", "direction": "min"})
+        check_metric(lambda y, predictive: abs(predictive.point - y),
+                     metadata={"label": "x", "direction": "min", "aggregate": aggregate})
+
+
+BARE_METRIC = textwrap.dedent('''
+    import numpy as np
+    from registry import hookimpl
+
+    def median_ae(y, predictive):
+        return float(np.median(np.abs(predictive.point - y)))
+
+    @hookimpl
+    def register_metrics(registry):
+        registry.add("medae", median_ae, metadata={"label": "MedAE", "direction": "min"})
+''')
+
+
+def test_a_metric_without_an_aggregate_is_refused_when_registered(write_plugin):
+    """The tables compute every metric from the stored per-item columns through its aggregate: a bare function
+    used to register, pass check_metric and validate, and then stand as n/a in every table of the run."""
+    plugin = write_plugin("bare_metrics", BARE_METRIC)
+    (failure,) = load_registry([str(plugin)], strict_extra=False).failures
+    assert "metric 'medae'" in failure.error and "lacks the required metadata 'aggregate'" in failure.error
+    assert "benchmark.api.add_metric" in failure.error
+
+
+def test_a_component_refused_when_registered_is_located_at_the_plugins_own_line(write_plugin):
+    """registry.add raises in registry/manager.py; the line to fix is the plugin's call, not the engine's raise."""
+    plugin = write_plugin("bare_metrics", BARE_METRIC)
+    line = next(number for number, text in enumerate(BARE_METRIC.splitlines(), 1) if 'registry.add("medae"' in text)
+    (failure,) = load_registry([str(plugin)], strict_extra=False).failures
+    assert failure.error.endswith(f"(at bare_metrics.py:{line})"), failure.error
 
 
 def test_check_encoder_catches_a_wrong_feature_dim():

@@ -38,6 +38,18 @@ def test_empty_role_is_an_error_naming_the_protocol_and_split():
         build_manifest(INDEX, [], "cv10")
 
 
+def test_a_role_that_is_none_of_train_val_test_is_an_error_naming_it():
+    """A plugin's splits() that says "validation" (or "TRAIN") used to leave those items in no role's data: only
+    an emptied role was named, and a role emptied only in part not at all."""
+    mislabelled = Split("hashed", {**SPLIT.roles, "a1": "validation", "a2": "validation"})
+    with pytest.raises(DataError, match=r"protocol 'hashed', split 'hashed': 2 item\(s\) \(a1, a2\) have the role "
+                                        r"'validation', which is none of train, val, test"):
+        build_manifest(INDEX, [mislabelled], "hashed")
+    upper_case = Split("official", {**SPLIT.roles, "b": "TRAIN"})
+    with pytest.raises(DataError, match=r"\(b\) have the role 'TRAIN', .* Did you mean 'train'\?"):
+        build_manifest(INDEX, [upper_case], "official")
+
+
 def test_hash_is_stable_under_row_order_and_changes_with_content():
     manifest = build_manifest(INDEX, [SPLIT], "official")
     shuffled = manifest.sample(frac=1, random_state=1)

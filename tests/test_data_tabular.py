@@ -94,3 +94,43 @@ def test_a_derived_attribute_is_missing_when_an_input_is_missing_or_not_positive
 def test_derived_attributes_need_their_inputs():
     with pytest.raises(ConfigError, match="no tabular column 'BMI'"):
         fit_tabular(["BMI"], {"Age": "numeric"}, [item("F", 2.0, 10.0)])
+
+
+LEAKY_DATASET = '''
+from registry import hookimpl
+
+
+class Leaky:  # offers its EDV column as an attribute: the EF label's own ingredient
+    protocols = ("official",)
+    tabular_columns = {"Age": "numeric", "EDV": "numeric"}
+
+    def __init__(self, root):
+        self.root = root
+
+    def load(self):
+        raise AssertionError("the check needs no data")
+
+    def splits(self, index, protocol):
+        raise AssertionError("the check needs no data")
+
+
+@hookimpl
+def register_datasets(registry):
+    registry.add("leaky", Leaky)
+'''
+
+
+def test_a_label_derived_column_of_a_dataset_is_refused_before_any_work_when_dataset_tabular_is_unset(write_plugin):
+    """With `dataset.tabular` unset (all of the dataset's columns), such a column passed validate and stopped the run
+    only when the tabular transform was fitted, after stage 1."""
+    from benchmark.config import from_dict
+    from benchmark.data.prepare import check_tabular
+    from registry import load_registry
+
+    registry = load_registry([str(write_plugin("leaky_dataset", LEAKY_DATASET))])
+    experiment = from_dict({"name": "x", "dataset": {"name": "leaky"}, "models": [{"head": "mse"}]}, "x.toml")
+    with pytest.raises(ConfigError, match=r"x.toml: `dataset.tabular` is unset, so all of leaky's columns \(Age, EDV\) "
+                                          r"would be used; list the others there instead: 'EDV' is derived from the EF"):
+        check_tabular(experiment, registry)
+    check_tabular(from_dict({"name": "x", "dataset": {"name": "leaky", "tabular": ["Age"]}, "models": [{"head": "mse"}]},
+                            "x.toml"), registry)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.api import add_metric, weighted_mean
 from benchmark.encoding.feature_set import FeatureSet
 from registry import Categorical, FloatParam, hookimpl
 
@@ -70,8 +71,8 @@ class ConcatFusion(nn.Module):
         return feature if tabular is None else torch.cat([feature, tabular], dim=1)
 
 
-def mae(y: np.ndarray, predictive) -> float:
-    return float(np.mean(np.abs(predictive.point - y)))
+def mae(items, weights: np.ndarray) -> np.ndarray:
+    return weighted_mean(items["abs_error"], weights)
 
 
 @hookimpl
@@ -87,7 +88,8 @@ def register_fusions(registry):
 
 @hookimpl
 def register_metrics(registry):
-    registry.add("mae_test", mae, metadata={"direction": "min", "label": "TestMAE"})
+    add_metric(registry, "mae_test", mae, label="TestMAE", direction="min", probabilistic=False, order=1000,
+               description="The tests' own MAE.")
 
 
 def linear_features(n: int, dim: int = 4, seed: int = 0, prefix: str = "item", clips: int = 1) -> FeatureSet:

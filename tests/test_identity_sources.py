@@ -85,3 +85,32 @@ def test_a_helper_imported_inside_a_function_is_part_of_the_source(tmp_path, mon
         assert str(helper) in _source_files(sys.modules[record.factory.__module__])
         helper.write_text("from torch.nn import functional as F\nloss = F.l1_loss\n")
         assert source_digest(record) != before, head
+
+
+METRIC_PLUGIN = '''
+from benchmark.api import add_metric, weighted_mean
+from registry import hookimpl
+
+
+def scaled_error(items, weights):
+    return weighted_mean(items["abs_error"], weights) * {scale}
+
+
+@hookimpl
+def register_metrics(registry):
+    add_metric(registry, "scaled", scaled_error, label="Scaled", direction="min", probabilistic=False, order=999,
+               description="MAE, scaled.")
+'''
+
+
+def test_a_metric_added_with_add_metric_is_hashed_by_its_plugins_source(tmp_path):
+    """add_metric wraps the aggregate in a function of benchmark/evaluation/scoring.py, which was what the digest
+    read: an edited metric left the report's inputs unchanged ('report unchanged, not rebuilt') and its old values
+    in the tables."""
+    plugin = tmp_path / "scaled_metric.py"
+    plugin.write_text(METRIC_PLUGIN.format(scale=1))
+    record = load_registry([str(plugin)]).describe("metric", "scaled")
+    assert {Path(path).name for path in _source_files(sys.modules[record.factory.__module__])} == {"scaled_metric.py"}
+    before = source_digest(record)
+    plugin.write_text(METRIC_PLUGIN.format(scale=100))
+    assert source_digest(record) != before

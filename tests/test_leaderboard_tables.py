@@ -254,12 +254,3 @@ def test_score_columns_are_the_columns_item_scores_gives():
     """What report checks every received predictions.csv for (``run_records.read_job_predictions``)."""
     y = np.array([40.0, 60.0])
     assert tuple(item_scores(y, Predictive(np.stack([y, y + 1], axis=1), y)).columns) == SCORE_COLUMNS
-
-
-def test_a_metric_without_aggregate_comes_from_the_jobs_whole_set_values(results, specs):
-    custom = MetricSpec("custom", "Custom", "min")
-    jobs = [JobResult(r.dataset, r.encoder, r.fusion, r.head, r.model, r.seed, r.status, r.error, r.items,
-                      r.notes, {"custom": 1.0 + r.seed}) for r in results if r.model == "mcsdr"]
-    board = build_leaderboard(jobs, [custom], n_boot=10)
-    assert board.loc[0, "custom"] == pytest.approx(1.5) and np.isnan(board.loc[0, "custom_ci_low"])
-    assert "custom" not in build_subgroups(jobs, [*specs[:1], custom]).columns

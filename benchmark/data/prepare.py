@@ -128,6 +128,10 @@ def _check_tabular(experiment: Experiment, kinds: Mapping[str, str]) -> None:
     config = experiment.dataset
     if config.tabular is not None:
         check_columns(config.tabular, with_derived(kinds), config.name, f"{experiment.source}: `dataset.tabular`")
+    else:  # every column the dataset gives: a label-derived one among them would stop the run once features are fitted
+        check_columns(list(kinds), with_derived(kinds), config.name,
+                      f"{experiment.source}: `dataset.tabular` is unset, so all of {config.name}'s columns "
+                      f"({', '.join(kinds)}) would be used; list the others there instead")
 
 
 def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:

@@ -14,6 +14,7 @@ from benchmark.contracts import ROLES, DatasetIndex, Split
 from benchmark.data.helpers import write_excluded
 from benchmark.errors import DataError
 from benchmark.store import atomic_write_text, csv_text, read_csv_table
+from registry.errors import did_you_mean
 
 COLUMNS = ["id", "patient", "split", "role"]
 
@@ -29,11 +30,22 @@ def build_manifest(index: DatasetIndex, splits: Sequence[Split], protocol: str) 
         if unknown:
             raise DataError(f"protocol {protocol!r}, split {split.name!r} assigns unknown id(s) "
                             f"{', '.join(unknown[:5])}")
+        _check_role_names(split, protocol)
         rows += [(item_id, patient_of[item_id], split.name, role) for item_id, role in split.roles.items()]
     manifest = pd.DataFrame(rows, columns=COLUMNS).sort_values(["split", "id"], kind="stable", ignore_index=True)
     check_roles(manifest, protocol, [split.name for split in splits])
     check_patients_disjoint(manifest, protocol)
     return manifest
+
+
+def _check_role_names(split: Split, protocol: str) -> None:
+    """Every role one of ``ROLES``: an item given another ("validation", "TRAIN") would be in the manifest and in no
+    role's data, left out of the benchmark without a word."""
+    for role in sorted(set(split.roles.values()) - set(ROLES), key=str):
+        ids = sorted(item_id for item_id, given in split.roles.items() if given == role)
+        raise DataError(f"protocol {protocol!r}, split {split.name!r}: {len(ids)} item(s) ({', '.join(ids[:3])}"
+                        f"{', ...' if len(ids) > 3 else ''}) have the role {role!r}, which is none of "
+                        f"{', '.join(ROLES)}.{did_you_mean(str(role), ROLES)} The dataset's splits() gives the roles.")
 
 
 def check_roles(manifest: pd.DataFrame, protocol: str, names: Sequence[str]) -> None:

@@ -99,7 +99,6 @@ def leaderboard_table(board: pd.DataFrame, specs: Sequence[MetricSpec]) -> Table
 
 def ci_table(board: pd.DataFrame, specs: Sequence[MetricSpec]) -> Table:
     """Mean over seeds and its 95% patient-bootstrap CI, per model and metric."""
-    specs = [spec for spec in specs if spec.aggregate is not None]
     rows = []
     for row in board[board["status"] != "failed"].to_dict("records"):
         cells = [_text(row["model"])]

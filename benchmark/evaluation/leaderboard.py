@@ -1,7 +1,7 @@
 """Leaderboard, subgroup table and paired tests from per-job results, and the files that hold them.
 
 Input: one ``JobResult`` per (model, seed) job with its per-item frame (``predictions.csv``). Every
-metric with an aggregate in its registry metadata is recomputed from the per-item columns, so the whole
+metric is recomputed from the per-item columns by the aggregate in its registry metadata, so the whole
 test set, subgroups and bootstrap replicates all come from the same stored numbers and ``report``
 rebuilds identical tables. Output file contract (run directory):
 
@@ -84,7 +84,6 @@ class JobResult:
     error: str = ""
     items: pd.DataFrame | None = None  # id, patient, item score columns, subgroup columns
     notes: Mapping[str, str] = field(default_factory=dict)  # ItemScores.notes
-    metrics: Mapping[str, float] = field(default_factory=dict)  # metrics without an aggregate
     samples: SampleRange | None = None  # None where no samples were stored (an external model)
 
     def keys(self) -> dict[str, str]:
@@ -96,7 +95,7 @@ class MetricSpec:
     name: str
     label: str
     direction: str  # "min", "max" or "target"
-    aggregate: Any = None  # (items, weights (B, N)) -> (B,), or None: value taken from JobResult.metrics
+    aggregate: Any = None  # (items, weights (B, N)) -> (B,); every registered metric has one (its contract)
     target: float | None = None
     ranked: bool = True
 
@@ -163,10 +162,7 @@ def build_leaderboard(results: Sequence[JobResult], specs: Sequence[MetricSpec],
         columns = [_columns(r.items) for r in with_items]
         bootstrap = PatientBootstrap([r.items["patient"] for r in with_items], n_boot=n_boot, seed=seed)
         for spec in specs:
-            if spec.aggregate is None:  # only the runner's whole-set values exist
-                values, interval = [r.metrics.get(spec.name, np.nan) for r in ok], (np.nan, np.nan)
-            else:
-                values, interval = [_value(spec, c) for c in columns], bootstrap.interval(columns, spec.aggregate)
+            values, interval = [_value(spec, c) for c in columns], bootstrap.interval(columns, spec.aggregate)
             row[spec.name], row[f"{spec.name}_std"] = seed_summary(values)
             extra[f"{spec.name}_ci_low"], extra[f"{spec.name}_ci_high"] = interval
         pooled = SampleRange.pooled([r.samples for r in ok if r.samples is not None])
@@ -187,12 +183,7 @@ def build_per_seed(results: Sequence[JobResult], specs: Sequence[MetricSpec]) ->
             ok = result.status == "ok"
             columns = _columns(result.items) if ok and result.items is not None else None
             for spec in specs:
-                if not ok:
-                    row[spec.name] = np.nan
-                elif spec.aggregate is None or columns is None:
-                    row[spec.name] = result.metrics.get(spec.name, np.nan)
-                else:
-                    row[spec.name] = _value(spec, columns)
+                row[spec.name] = _value(spec, columns) if columns is not None else np.nan
             row["samples_outside"] = result.samples.share if ok and result.samples is not None else np.nan
             rows.append(row)
     return pd.DataFrame(rows, columns=["model", "seed", "status", *(spec.name for spec in specs), "samples_outside"])
@@ -201,7 +192,6 @@ def build_per_seed(results: Sequence[JobResult], specs: Sequence[MetricSpec]) ->
 def build_subgroups(results: Sequence[JobResult], specs: Sequence[MetricSpec],
                     subgroups: Sequence[str] = SUBGROUPS) -> pd.DataFrame:
     """Metrics per subgroup value: one row per model x subgroup x group (mean and std over seeds)."""
-    specs = [spec for spec in specs if spec.aggregate is not None]
     rows = []
     for model, group in _by_model(results).items():
         ok = [result for result in group if result.status == "ok" and result.items is not None]

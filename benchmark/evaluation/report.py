@@ -36,6 +36,7 @@ from benchmark.evaluation.run_records import (
 from benchmark.identity import NOT_MADE_HERE
 from benchmark.store import RunDir, check_name, damage, open_regular, read_csv_table
 from registry import Registry, load_registry
+from registry.manager import plugin_file
 
 # An external model's predictions were scored against the test labels of the moment of ``score`` (its result.json
 # records their content, ``test data``): once the run's test data changed, its numbers are the old labels'.
@@ -92,7 +93,12 @@ def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: b
     directory); the plugins named in ``run``'s manifest only with ``trust_manifest``."""
     manifest = read_manifest(run)
     registry = load_registry(plugins, base_dir=Path.cwd())
-    named = [plugin for plugin in manifest["config"]["plugins"] if plugin not in plugins]
+    experiment_folder = Path(manifest["source"]).parent
+    given = {_plugin_identity(plugin, Path.cwd()) for plugin in plugins}
+    # A file the user names is the manifest's entry however either spells it: loading both would name its components
+    # twice.
+    named = [plugin for plugin in manifest["config"]["plugins"]
+             if _plugin_identity(plugin, experiment_folder) not in given]
     if named and trust_manifest:
         before = len(registry.failures)
         registry.load_extra(named, base_dir=Path(manifest["source"]).parent, strict=False)
@@ -102,6 +108,12 @@ def trusted_registry(run: RunDir, plugins: Sequence[str] = (), trust_manifest: b
         say(f"not loaded: plugin(s) {', '.join(named)} named in {run.manifest} (plugin code runs when "
             "imported; load them with --trust-plugins, or name a copy you trust with --plugins)")
     return registry
+
+
+def _plugin_identity(spec: str, base_dir: Path) -> str:
+    """A ``plugins`` entry as the same plugin is named however it is spelt: a file by its resolved path."""
+    path = plugin_file(spec, base_dir)
+    return spec if path is None else str(path.resolve())
 
 
 def write_report(run: RunDir, registry: Registry, say: Callable[[str], None] = print,

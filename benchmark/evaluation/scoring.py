@@ -185,6 +185,9 @@ def add_metric(registry, name: str, aggregate: Aggregate, *, label: str, directi
         return evaluate_aggregate(aggregate, y, predictive)
 
     metric.__name__ = name
+    # The metric's code is its aggregate's: its module is what a record's source digest reads (the report is redrawn
+    # and a study retuned when that file changes), not this one, which every metric would then share.
+    metric.__module__ = getattr(aggregate, "__module__", metric.__module__)
     registry.add(name, metric, description=description,
                  metadata={"label": label, "direction": direction, "probabilistic": probabilistic,
                            "order": order, "aggregate": aggregate, "target": target,

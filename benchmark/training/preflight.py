@@ -176,9 +176,13 @@ def _check_contract(model: ModelConfig, build: Callable[[], tuple[torch.nn.Modul
     if not torch.isfinite(loss):
         raise _Failure("loss(condition, target)", f"the loss of a random batch is {float(loss.detach())}")
     _step("loss.backward()", loss.backward)
+    # Each part on its own: a fusion whose output is cut from its parameters (a detach) would otherwise pass on
+    # the head's gradients and stay at its random initialisation through every job.
+    for part, module in (("fusion", fusion), ("head", head)):
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        if trainable and all(p.grad is None for p in trainable):
+            raise _Failure("loss.backward()", f"no parameter of the {part} received a gradient")
     parameters = [p for p in [*fusion.parameters(), *head.parameters()] if p.requires_grad]
-    if parameters and all(p.grad is None for p in parameters):
-        raise _Failure("loss.backward()", "no parameter of the fusion or head received a gradient")
     if any(p.grad is not None and not torch.isfinite(p.grad).all() for p in parameters):
         raise _Failure("loss.backward()", "non-finite gradients")
     head.eval()

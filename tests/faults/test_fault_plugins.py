@@ -155,6 +155,9 @@ NAMED_PLUGIN_FAULTS = {
     "raises in its hook": ("from registry import hookimpl\n\n@hookimpl\ndef register_heads(registry):\n"
                            "    raise RuntimeError('cannot find my weights')\n",
                            "register_heads raised RuntimeError: cannot find my weights (at bad_plugin.py:5)"),
+    # its message holds the line; its traceback only the import machinery's ('(at <frozen importlib._bootstrap>:241)')
+    "has a syntax error": ("def broken(:\n    pass\n",
+                           "import failed: SyntaxError: invalid syntax (bad_plugin.py, line 1)"),
     "misspells a hook": ("from registry import hookimpl\n\n@hookimpl\ndef register_head(registry):\n    pass\n",
                          "implements unknown hook(s) 'register_head': Did you mean 'register_heads'?"),
     "is not there": (None, "import failed: FileNotFoundError: no plugin file at"),
@@ -174,4 +177,5 @@ def test_named_plugin_that_cannot_load_stops_the_run(tmp_path, synthetic_root, c
     assert f"{experiment}: `plugins`:" in message
     assert "bad_plugin" in message and str(tmp_path / "bad_plugin.py") in message
     assert expected in message
+    assert "(at <frozen" not in message
     assert not (tmp_path / "run").exists()

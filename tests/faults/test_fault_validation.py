@@ -518,6 +518,106 @@ def test_encoder_weights_that_do_not_fit_fail_the_preflight(tmp_path, experiment
     assert not (tmp_path / "run").exists()
 
 
+SPECLESS_ENCODER = '''
+from torch import nn
+from benchmark.api import load_weights_file
+from registry import hookimpl
+
+
+class Specless(nn.Module):  # forgets input_spec: what is wrong is its code, not a setting of the experiment
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.feature_dim = width
+        self.linear = nn.Linear(3, width)
+
+    def forward(self, clip):
+        return self.linear(clip.mean((2, 3, 4)))
+
+    def load_weights(self, path, strict=True):
+        return load_weights_file(self, path, strict=strict)
+
+
+@hookimpl
+def register_encoders(registry):
+    registry.add("specless", Specless)
+'''
+
+
+@pytest.mark.parametrize("params", ["{}", "{width = 8}"])
+def test_an_encoder_failing_at_its_own_defaults_is_named_by_encoder_name(experiment, write_plugin, params):
+    """Not `encoder.params` (the experiment gave none, or one without which it fails as well): no setting fixes it."""
+    plugin = write_plugin("specless_encoder", SPECLESS_ENCODER)
+    settings = sets([f'plugins=["{plugin}"]', "encoder.name=specless", f"encoder.params={params}",
+                     'encoder.pretrain.objective="none"'])
+    expected = ["`encoder.name`: encoder 'specless' fails the pre-flight at forward(one clip): AttributeError",
+                "no attribute 'input_spec'"]
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+
+
+FIXED_INPUT_ENCODER = SPECLESS_ENCODER.replace("self.feature_dim = width", """self.feature_dim = width
+        self.input_spec = InputSpec(frames=4, size=48)""").replace(
+    "from benchmark.api import load_weights_file", "from benchmark.api import InputSpec, load_weights_file").replace(
+    "return self.linear(clip.mean((2, 3, 4)))", """assert clip.shape[2:] == (4, 48, 48), f"got {clip.shape}"
+        return self.linear(clip.mean((2, 3, 4)))""")
+
+
+@pytest.mark.parametrize("clips, expected", [
+    (["clips.frames=8", "clips.size=48"], "`clips.frames`: encoder 'specless' fails the pre-flight at its "
+                                          "input_spec.frames: it expects clips of 4 frames, but clips.frames gives 8; "
+                                          "set clips.frames = 4"),
+    (["clips.frames=4", "clips.size=32"], "`clips.size`: encoder 'specless' fails the pre-flight at its "
+                                          "input_spec.size: it expects clips of 48 px, but clips.size gives 32; set "
+                                          "clips.size = 48 (or give the encoder a size parameter)"),
+])
+def test_an_encoder_declaring_other_clips_than_the_clip_settings_is_refused_naming_them(experiment, write_plugin,
+                                                                                        clips, expected):
+    """The clip pipeline cuts clips.frames frames whatever input_spec.frames says: the pre-flight encoded the declared
+    count, passed, and the run failed in stage 1, after the data were loaded. It cuts them at input_spec.size, so an
+    encoder without a size parameter ran at its own size under a protocol line stating clips.size."""
+    plugin = write_plugin("fixed_input_encoder", FIXED_INPUT_ENCODER)
+    settings = sets([f'plugins=["{plugin}"]', "encoder.name=specless", "encoder.params={}",
+                     'encoder.pretrain.objective="none"', *clips])
+    assert_refused(cli("validate", experiment, *settings), experiment, [expected])
+    assert cli("validate", experiment, *sets([*settings[1::2], "clips.frames=4", "clips.size=48"])).code == 0
+
+
+MINIMAL_DATASET = '''
+from registry import hookimpl
+
+
+class Minimal:  # reads no view and has no strict mode
+    protocols = ("official",)
+    tabular_columns = {}
+
+    def __init__(self, root):
+        self.root = root
+
+    def load(self):
+        raise AssertionError("validate loads no data")
+
+    def splits(self, index, protocol, **options):
+        raise AssertionError("validate loads no data")
+
+
+@hookimpl
+def register_datasets(registry):
+    registry.add("minimal", Minimal)
+'''
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("dataset.strict=true", "`dataset.strict` = true, but dataset 'minimal' has no 'strict' parameter, so it would be "
+                            "ignored; leave it out"),
+    ('dataset.view="PSAX"', "`dataset.view` = \"PSAX\", but dataset 'minimal' has no 'view' parameter"),
+])
+def test_a_dataset_setting_the_dataset_would_not_read_is_refused(experiment, write_plugin, setting, expected):
+    """A plugin's dataset without `strict`: `dataset.strict = true` passed and every damaged item was still excluded."""
+    plugin = write_plugin("minimal_dataset", MINIMAL_DATASET)
+    settings = sets([f'plugins=["{plugin}"]', "dataset.name=minimal", 'dataset.root="/nonexistent"',
+                     "dataset.synthetic_if_missing=false", "models.0.fusion=none", "models.1.fusion=none", setting])
+    assert_refused(cli("validate", experiment, *settings), experiment, [expected])
+
+
 # ----------------------------------------------------------------------------------------- pre-flight
 BROKEN_HEADS = '''
 import torch
@@ -552,6 +652,11 @@ class NoGradient(Base):
         return (self.linear(condition)[:, 0] - target).detach().pow(2).mean()
 
 
+class DetachedCondition(Base):  # trains itself, but the fusion before it never learns (stays at its initialisation)
+    def loss(self, condition, target):
+        return super().loss(condition.detach(), target)
+
+
 class WrongMean(Base):
     def mean(self, condition):
         return self.linear(condition)  # (B, 1) instead of (B,)
@@ -560,7 +665,7 @@ class WrongMean(Base):
 @hookimpl
 def register_heads(registry):
     for name, head in (("transposed", Transposed), ("nan_loss", NaNLoss), ("no_gradient", NoGradient),
-                       ("wrong_mean", WrongMean)):
+                       ("detached_condition", DetachedCondition), ("wrong_mean", WrongMean)):
         registry.add(name, head)
     registry.add("plain", Base)  # sound, and without a search space
 '''
@@ -570,9 +675,29 @@ PREFLIGHT = {
                   "shape (5, 3), expected (3, 5)",
     "nan_loss": "fails the pre-flight at loss(condition, target): the loss of a random batch is nan",
     "no_gradient": "fails the pre-flight at loss.backward(): RuntimeError: element 0 of tensors does not require grad",
+    "detached_condition": "fails the pre-flight at loss.backward(): no parameter of the fusion received a gradient",
     "wrong_mean": "fails the pre-flight at mean(condition): head 'broken': mean(condition) returned shape (3, 1), "
                   "expected (3,)",
 }
+
+
+MISSPELT_SPACE_HEAD = BROKEN_HEADS.replace(
+    '    registry.add("plain", Base)',
+    '    registry.add("misspelt_space", Base, search_space={"widht": Categorical((8, 16))})\n'
+    '    registry.add("plain", Base)').replace("import hookimpl", "import Categorical, hookimpl")
+
+
+def test_a_heads_default_search_space_key_that_is_no_parameter_fails_validate_and_run(tmp_path, experiment,
+                                                                                       write_plugin):
+    """It passed, and every trial failed ('unexpected keyword argument') once stage 1 and the features were done."""
+    plugin = write_plugin("broken_heads", MISSPELT_SPACE_HEAD)
+    settings = sets([f'plugins=["{plugin}"]', "models.0.head=misspelt_space", "tune.trials=2"])
+    expected = ["`models[0].head`: head 'misspelt_space' (file", "declares the default search-space key 'widht', "
+                "which is neither a trainer setting nor a parameter of it."]
+    assert_refused(cli("validate", experiment, *settings), experiment, expected)
+    assert_refused(cli(*run_args(experiment, tmp_path / "run", *settings)), experiment, expected)
+    assert not (tmp_path / "run").exists()
+    assert cli("validate", experiment, *settings[:-2], "--set", "tune.trials=0").code == 0  # unused: not its concern
 
 
 @pytest.mark.parametrize("head", PREFLIGHT)

@@ -48,6 +48,31 @@ def test_report_imports_no_plugin_a_received_manifest_names(run_copy):
     assert proof.exists()  # the explicit opt-in loads it
 
 
+METRIC_PLUGIN = """
+from benchmark.api import add_metric, weighted_mean
+from registry import hookimpl
+
+
+@hookimpl
+def register_metrics(registry):
+    add_metric(registry, "mae_again", lambda items, weights: weighted_mean(items["abs_error"], weights),
+               label="MAE again", direction="min", probabilistic=False, order=999, description="MAE, twice.")
+"""
+
+
+def test_a_plugin_named_with_plugins_is_the_manifests_however_either_spells_its_path(run_copy, monkeypatch):
+    """The manifest names it relative to the experiment file, the user from the current directory: it was said to be
+    not loaded, and with --trust-plugins loaded twice ('metric ... is provided twice'), stopping the report."""
+    plugin = run_copy.parent / "my_metrics.py"
+    plugin.write_text(METRIC_PLUGIN)
+    _edit_manifest(run_copy, plugins=["my_metrics.py"], source=str(run_copy.parent / "experiment.toml"))
+    monkeypatch.chdir(run_copy)
+    for trust in ([], ["--trust-plugins"]):
+        outcome = cli("report", run_copy, "--plugins", "../my_metrics.py", *trust)
+        assert outcome.code == 0, outcome.text
+        assert "not loaded" not in outcome.out and "MAE again" in (run_copy / "leaderboard.md").read_text()
+
+
 def test_names_from_a_received_run_reach_the_terminal_without_their_control_characters(run_copy):
     """An ESC sequence in a manifest's plugin name would erase the warning line, print a fake reassurance and
     hide the rest (ESC[8m), or set the clipboard (OSC 52); a C1 CSI (0x9b) does the same on some terminals,
