@@ -102,5 +102,5 @@ def test_the_key_to_blame_is_sought_only_among_encoders_within_their_ranges(monk
     built = []
     monkeypatch.setattr(preflight, "_problem", lambda experiment, registry: built.append(
         dict(experiment.encoder.params)) or None)
-    assert preflight._culprit(experiment, registry.default()) == "encoder.params.width"
+    assert preflight._culprit(experiment, registry.default(), budget_only=False, sized=False) == "encoder.params.width"
     assert built == [{"depth": 1}]
