@@ -5,12 +5,21 @@ from pathlib import Path
 
 import pytest
 
-# Tests must not depend on how many threads the machine offers; 2 cores in CI.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 # The user's cache of file digests (``identity.user_cache``): one for the session, not the home folder's.
 os.environ["LVEFBENCH_CACHE"] = tempfile.mkdtemp(prefix="lvefbench-test-cache-")
 # The ledger of results made on this machine (``benchmark.ledger``): the session's, not the user's.
 os.environ["LVEFBENCH_STATE"] = tempfile.mkdtemp(prefix="lvefbench-test-state-")
+
+
+def pytest_configure(config):
+    """Tests must not depend on how many threads the machine offers (2 cores in CI): at most 2 per process, and
+    with pytest-xdist's workers (pyproject's addopts: one per core) each worker's share of the cores, since more
+    threads than cores leave torch's OpenMP threads spinning on one another. Set here, in the process that starts
+    the workers (they inherit it), before any test imports torch; a value the user set is kept."""
+    if hasattr(config, "workerinput"):  # a worker: the value came from the process that started it
+        return
+    workers = getattr(config.option, "numprocesses", None) or 1  # xdist has resolved "auto" to a count by now
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, (os.cpu_count() or 1) // workers))))
 
 
 class Blocked(BaseException):

@@ -132,7 +132,7 @@ def test_heads_from_plugin_files_are_checked_without_editing_this_file(tmp_path)
         plugins.append(tmp_path / f"{name}.py")
         plugins[-1].write_text(PLUGIN_FILE.format(name=name, transpose=transpose))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", str(Path(__file__)),
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-rfE", str(Path(__file__)),
          "-k", "test_head and laplace"],
         env={**os.environ, PLUGINS_VARIABLE: os.pathsep.join(map(str, plugins))},
         capture_output=True, text=True, timeout=300)
