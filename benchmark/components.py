@@ -430,6 +430,7 @@ def resolve(experiment: Experiment) -> Resolved:
     if not metric.metadata.get("ranked", True):
         raise ConfigError(f"{source}: `tune.metric`: {metric.name!r} is not ranked (only meaningful beside another "
                           "metric: tuning would shrink it for its own sake). Tune on a ranked metric such as CRPS.")
+    _check_needs_known(registry, metric, source)
     for index, head in tuned.items():
         lacking = [need for need in metric.metadata.get("needs", ()) if not has_capability(head, need)]
         if lacking:
@@ -438,6 +439,18 @@ def resolve(experiment: Experiment) -> Resolved:
                               f"{' and '.join(map(repr, lacking))}, which head {head.name!r} does not declare, so "
                               "every trial would fail. Tune on a metric every tuned model gives, such as CRPS.")
     return Resolved(experiment, registry, warnings)
+
+
+def _check_needs_known(registry: Registry, metric: ComponentRecord, source: str) -> None:
+    """A metric's ``needs`` entry that no registered head could have (a closed form, or a flag some head's metadata
+    sets) is the metric's misspelling: refused naming the metric, where every tuned head would be blamed for it."""
+    known = set(CLOSED_FORMS) | {key for head in registry.records("head") for key, value in head.metadata.items()
+                                 if value is True}
+    for need in metric.metadata.get("needs", ()):
+        if need not in known:
+            raise ConfigError(f"{source}: `tune.metric`: metric {metric.name!r} ({metric.origin}) needs {need!r}, "
+                              f"which is neither a closed form ({', '.join(CLOSED_FORMS)}) nor a flag any registered "
+                              f"head sets.{did_you_mean(str(need), sorted(known))} Its add_metric(needs=...) names it.")
 
 
 def has_capability(head: ComponentRecord, capability: str) -> bool:

@@ -884,3 +884,32 @@ def test_an_artifact_store_without_a_storage_is_named_as_unused(experiment, tmp_
     assert outcome.code == 0, outcome.text
     assert "`tune.artifacts` is used only by workers sharing a storage, and `tune.storage` is empty" in \
         " ".join(outcome.text.split()), outcome.text
+
+
+MISSPELT_NEED = '''
+from benchmark.api import add_metric
+from registry import hookimpl
+
+
+def sharpness(items, weights):
+    return weights @ items["std"] / weights.sum(axis=1)
+
+
+@hookimpl
+def register_metrics(registry):
+    add_metric(registry, "sharp", sharpness, label="Sharp", direction="min", probabilistic=True, order=90,
+               description="mean predictive std", needs=("log_porb",))
+'''
+
+
+def test_a_metrics_misspelt_need_is_named_as_the_metrics_not_the_heads(experiment, write_plugin):
+    """A plugin metric whose ``needs`` no head could have is refused naming the metric and the closest need, even
+    with nothing tuned: before, every tuned head was blamed for lacking it."""
+    plugin = write_plugin("sharp_metric", MISSPELT_NEED)
+    for settings in (["tune.trials=2"], []):
+        outcome = cli("validate", experiment, *sets([f'plugins=["{plugin}"]', 'tune.metric="sharp"', *settings]))
+        message = " ".join(outcome.err.split())
+        assert outcome.code == 2, outcome.text
+        assert (f"`tune.metric`: metric 'sharp' (file {plugin}) needs 'log_porb', which is neither a closed form"
+                in message), message
+        assert "Did you mean 'log_prob'?" in message and "does not declare" not in message, message
