@@ -147,6 +147,23 @@ def check_component_params(factory: Callable[..., Any], params: Mapping[str, Any
             raise ConfigError(f"{source}: `{key_path}.{key}`: {problem}")
 
 
+def _check_required_params(record: ComponentRecord, given: Mapping[str, Any], key_path: str, source: str) -> None:
+    """A parameter without a default that neither the experiment nor the engine gives: named here, where building
+    the component would stop the pre-flight with Python's ``missing 1 required argument``. Tuning does not give it:
+    the pre-flight, and a run without trials, build the component from its params alone."""
+    try:
+        parameters = inspect.signature(record.factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: nothing can be said
+        return
+    for parameter in parameters:
+        if (parameter.default is parameter.empty and parameter.name not in given
+                and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+                and parameter.name not in ENGINE_PARAMS.get(record.kind, ())):
+            raise ConfigError(f"{source}: `{key_path}.{parameter.name}`: {record.kind} {record.name!r} "
+                              f"({record.origin}) requires {parameter.name!r} (it has no default); set it in "
+                              f"`{key_path}`.")
+
+
 def parameter_problems_of(component: Any, params: Mapping[str, Any]) -> dict[str, str]:
     """What the component's own ``parameter_problems(params)`` says of ``params``; {} when it has none."""
     problems = getattr(component, "parameter_problems", None)
@@ -398,6 +415,9 @@ def resolve(experiment: Experiment) -> Resolved:
         if experiment.tune.trials and trains:
             _check_default_spaces((head, fusion), index, source)
         space = search_space(registry, model) if experiment.tune.trials and trains else {}  # {}: not tuned
+        if not model.checkpoint:  # a checkpoint's bundle records its own parameters
+            _check_required_params(head, model.params, f"models[{index}].params", source)
+            _check_required_params(fusion, model.fusion_params, f"models[{index}].fusion_params", source)
         check_parameters_read(head.factory, model, space, index, source)
         if experiment.tune.trials and trains and not space:
             warnings.append(f"{source}: `models[{index}]` ({model.key}): nothing to tune (neither head {model.head!r} "

@@ -913,3 +913,42 @@ def test_a_metrics_misspelt_need_is_named_as_the_metrics_not_the_heads(experimen
         assert (f"`tune.metric`: metric 'sharp' (file {plugin}) needs 'log_porb', which is neither a closed form"
                 in message), message
         assert "Did you mean 'log_prob'?" in message and "does not declare" not in message, message
+
+
+REQUIRED_PARAMETER = '''
+from torch import nn
+from registry import hookimpl
+
+
+class Scaled(nn.Module):
+    def __init__(self, condition_dim: int, scale: float):
+        super().__init__()
+        self.linear, self.scale = nn.Linear(condition_dim, 1), scale
+
+    def loss(self, condition, target):
+        return ((self.linear(condition)[:, 0] * self.scale - target) ** 2).mean()
+
+    def sample(self, condition, n):
+        return (self.linear(condition) * self.scale).expand(-1, n)
+
+
+@hookimpl
+def register_heads(registry):
+    registry.add("scaled", Scaled)
+'''
+
+
+def test_a_head_parameter_without_a_default_is_named_when_the_experiment_does_not_give_it(experiment, write_plugin):
+    """Named by its key, before the pre-flight would stop at Python's "missing 1 required positional argument";
+    given in params it passes, and tuned too."""
+    plugin = write_plugin("scaled_head", REQUIRED_PARAMETER)
+    model = ['models=[{head = "scaled", label = "scaled"}]', 'baseline="scaled"', f'plugins=["{plugin}"]']
+    outcome = cli("validate", experiment, *sets(model))
+    assert outcome.code == 2, outcome.text
+    assert (f"`models[0].params.scale`: head 'scaled' (file {plugin}) requires 'scale' (it has no default); set it "
+            "in `models[0].params`.") in " ".join(outcome.err.split()), outcome.err
+    given = ('models=[{head = "scaled", label = "scaled", params = {scale = 2.0}, '
+             'search_space = {lr = {float = [1e-4, 1e-2]}}}]')
+    for trials in (0, 2):
+        outcome = cli("validate", experiment, *sets([*model[1:], given, f"tune.trials={trials}"]))
+        assert outcome.code == 0, (trials, outcome.text)
