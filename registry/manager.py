@@ -243,7 +243,10 @@ def _one_line(error: BaseException, plugin_file: str | None = None) -> str:
     plugin's call), else the innermost line; none for a syntax error, whose message names the plugin's file and line
     (its traceback holds only the import machinery's)."""
     located = error.__traceback__ is not None and not isinstance(error, SyntaxError)
-    frames = traceback.extract_tb(error.__traceback__) if located else []
+    # Lines of this module and of Python's import machinery locate nothing a plugin's author could fix (a missing
+    # plugin file is raised here, a missing module inside importlib): the message names the file or module.
+    frames = [frame for frame in (traceback.extract_tb(error.__traceback__) if located else [])
+              if frame.filename != __file__ and not frame.filename.startswith("<frozen ")]
     where = ([frame for frame in frames if frame.filename == plugin_file] or frames)[-1:]
     location = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
     message = " ".join(str(error).split())
