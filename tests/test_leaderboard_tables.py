@@ -155,6 +155,23 @@ def test_subgroups_follow_the_requested_columns(results, specs):
     assert set(table["subgroup"]) == {"sex"}
 
 
+def test_a_plugin_datasets_own_subgroup_is_a_table_of_its_own_through_the_stored_file(tmp_path, specs):
+    """Every subgroup column of the stored predictions.csv is reported, a plugin dataset's ("scanner") too, after
+    the built-ins: adding a dataset is one file, with no list of subgroup names to edit elsewhere."""
+    results = []
+    for seed in (0, 1):
+        result = job("mcsdr", seed, noise=3, spread=3)
+        result.items["scanner"] = np.where(np.arange(N) < 20, "GE Vivid", "Philips")
+        write_predictions(tmp_path / f"seed{seed}.csv", result.items)
+        results.append(dataclasses.replace(result, items=read_predictions(tmp_path / f"seed{seed}.csv")))
+    table = build_subgroups(results, specs)
+    assert list(dict.fromkeys(table["subgroup"])) == ["sex", "view", "ambiguous", "scanner"]
+    scanner = table[table["subgroup"] == "scanner"].set_index("group")
+    assert scanner.loc["GE Vivid", "n_items"] == 20 and scanner.loc["Philips", "n_items"] == N - 20
+    expected = [result.items["abs_error"][:20].mean() for result in results]
+    assert scanner.loc["GE Vivid", "mae"] == pytest.approx(np.mean(expected))
+
+
 def test_paired_tests_against_the_baseline(tmp_path, results, specs):
     write_tables(tmp_path, results, PROTOCOL, baseline="mse", specs=specs, n_boot=200)
     paired = pd.read_csv(tmp_path / "paired_tests.csv")
@@ -254,3 +271,25 @@ def test_score_columns_are_the_columns_item_scores_gives():
     """What report checks every received predictions.csv for (``run_records.read_job_predictions``)."""
     y = np.array([40.0, 60.0])
     assert tuple(item_scores(y, Predictive(np.stack([y, y + 1], axis=1), y)).columns) == SCORE_COLUMNS
+
+
+def test_a_job_stores_every_subgroup_its_test_items_have_and_refuses_a_name_of_the_files_own_columns():
+    """A job's predictions.csv gets each subgroup of its items, built-ins first (in their order), then a plugin
+    dataset's in order of appearance; an item missing one is "unknown" there. A subgroup named as a column the file
+    already has (EF) would overwrite it: refused before any work, naming the item."""
+    from pathlib import Path
+
+    from benchmark.contracts import Item
+    from benchmark.errors import DataError
+    from benchmark.evaluation.predictions_file import check_subgroup_names
+    from benchmark.orchestration.jobs import _subgroups
+
+    def item(name, **subgroups):
+        return Item(id=name, patient=name, ef=55.0, video=Path(f"{name}.avi"), fold="TEST", subgroups=subgroups)
+
+    items = {"a": item("a", scanner="GE", sex="F"), "b": item("b", sex="M", probe="S5-1")}
+    assert _subgroups(["a", "b"], items) == {"sex": ["F", "M"], "scanner": ["GE", "unknown"],
+                                             "probe": ["unknown", "S5-1"]}
+    check_subgroup_names(list(items.values()), "clinic")
+    with pytest.raises(DataError, match=r"clinic: item 'c': subgroup 'EF' is not a name a subgroup may take"):
+        check_subgroup_names([item("c", EF="high")], "clinic")

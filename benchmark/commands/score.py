@@ -32,7 +32,7 @@ def run(args) -> int:
 
     from benchmark.contracts import Predictive
     from benchmark.errors import ConfigError, DataError
-    from benchmark.evaluation.predictions_file import item_frame, write_predictions
+    from benchmark.evaluation.predictions_file import item_frame, subgroup_columns, write_predictions
     from benchmark.evaluation.report import load_results, write_report
     from benchmark.evaluation.run_records import read_manifest, test_data
     from benchmark.evaluation.scoring import item_scores
@@ -71,8 +71,7 @@ def run(args) -> int:
                else np.repeat(point[:, None], 2, axis=1))
     y = truth["EF"].to_numpy(float)
     scores = item_scores(y, Predictive(samples=samples, point=point))
-    subgroups = {name: truth[name].tolist() for name in ("sex", "age_bin", "quality", "view", "ambiguous")
-                 if name in truth.columns}
+    subgroups = {name: truth[name].tolist() for name in subgroup_columns(truth)}
     frame = item_frame(list(truth.index), truth["patient"].astype(str).tolist(), scores, subgroups)
     slug = safe_name(args.name)
     directory = run.path("external", slug)

@@ -23,6 +23,7 @@ def run(args) -> int:
     # Imported here: they import torch (and pandas), which every other command's --help would otherwise wait for.
     from benchmark.data.prepare import check_tabular, load_data
     from benchmark.encoding.preflight import preflight_encoder
+    from benchmark.evaluation.predictions_file import check_subgroup_names
     from benchmark.orchestration.checkpoint_models import check_checkpoint_models
     from benchmark.orchestration.runner import check_machine
     from benchmark.training.preflight import preflight
@@ -38,7 +39,9 @@ def run(args) -> int:
     for line in preflight(experiment, resolved.registry):
         print(line)
     if args.data:
-        for line in load_data(experiment, resolved.registry, say=print).summary():
+        loaded = load_data(experiment, resolved.registry, say=print)
+        check_subgroup_names(loaded.index.items, experiment.dataset.name)
+        for line in loaded.summary():
             print(line)
     models = ", ".join(model.key for model in experiment.models)
     print(f"{args.experiment}: ok. {experiment.name}: dataset {experiment.dataset.name} "

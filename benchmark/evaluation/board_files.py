@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from benchmark.evaluation.display import Table, leaderboard_table, protocol_text, run_tables
-from benchmark.evaluation.leaderboard import SUBGROUPS, JobResult, MetricSpec, Tables, build_tables, metric_specs
+from benchmark.evaluation.leaderboard import JobResult, MetricSpec, Tables, build_tables, metric_specs
 from benchmark.store import atomic_write_text, csv_text
 
 
@@ -110,7 +110,7 @@ def leaderboard_json(tables: Tables) -> str:
 
 def write_tables(run_dir: str | Path, results: Sequence[JobResult], protocol: Mapping[str, Any],
                  baseline: str = "", specs: Sequence[MetricSpec] | None = None, n_boot: int = 1000,
-                 seed: int = 0, subgroups: Sequence[str] = SUBGROUPS) -> Tables:
+                 seed: int = 0, subgroups: Sequence[str] | None = None) -> Tables:
     """Write leaderboard.{md,csv,json,tex}, subgroups.csv and (with a baseline) paired_tests.csv; returns the
     tables they hold."""
     run_dir = Path(run_dir)

@@ -27,10 +27,10 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark.evaluation.predictions_file import subgroup_columns
 from benchmark.evaluation.stats import PatientBootstrap, holm, paired_test, seed_summary
 
 KEY_COLUMNS = ("dataset", "encoder", "fusion", "head")
-SUBGROUPS = ("sex", "age_bin", "quality", "view", "ambiguous")
 PAIRED_LOSSES = {"abs_error": "absolute error", "crps": "CRPS"}
 SCORE_NOTES = ("crps", "nll", "nll_kde", "pit")
 P_VALUES = ("wilcoxon_p", "bootstrap_p")  # each gets a Holm-adjusted column ``<name>_holm`` beside it
@@ -190,15 +190,17 @@ def build_per_seed(results: Sequence[JobResult], specs: Sequence[MetricSpec]) ->
 
 
 def build_subgroups(results: Sequence[JobResult], specs: Sequence[MetricSpec],
-                    subgroups: Sequence[str] = SUBGROUPS) -> pd.DataFrame:
-    """Metrics per subgroup value: one row per model x subgroup x group (mean and std over seeds)."""
+                    subgroups: Sequence[str] | None = None) -> pd.DataFrame:
+    """Metrics per subgroup value: one row per model x subgroup x group (mean and std over seeds). ``subgroups``:
+    the subgroup columns to read; by default every one the stored per-item frames have (a plugin dataset's too)."""
     rows = []
     for model, group in _by_model(results).items():
         ok = [result for result in group if result.status == "ok" and result.items is not None]
         if not ok:
             continue
         columns = [_columns(r.items) for r in ok]
-        for subgroup in [name for name in subgroups if name in ok[0].items.columns]:
+        names = subgroup_columns(ok[0].items) if subgroups is None else subgroups
+        for subgroup in [name for name in names if name in ok[0].items.columns]:
             labels = [r.items[subgroup].astype(str).where(r.items[subgroup].notna()).to_numpy() for r in ok]
             for value in sorted({label for run in labels for label in run if label is not None}):
                 masks = [run == value for run in labels]
@@ -262,7 +264,7 @@ class Tables:
 
 
 def build_tables(results: Sequence[JobResult], specs: Sequence[MetricSpec], baseline: str = "", n_boot: int = 1000,
-                 seed: int = 0, subgroups: Sequence[str] = SUBGROUPS) -> Tables:
+                 seed: int = 0, subgroups: Sequence[str] | None = None) -> Tables:
     notes = {model: {key: text for key, text in group[0].notes.items() if key in SCORE_NOTES}
              for model, group in _by_model([r for r in results if r.status == "ok"]).items()}
     return Tables(board=build_leaderboard(results, specs, n_boot=n_boot, seed=seed),

@@ -24,7 +24,7 @@ from benchmark.encoding.encoder_stage import EncoderStage
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.errors import ConfigError, StoreError
 from benchmark.evaluation.conformal import calibrated_stretch, stretched
-from benchmark.evaluation.predictions_file import item_frame, write_predictions
+from benchmark.evaluation.predictions_file import item_frame, subgroup_names, write_predictions
 from benchmark.evaluation.pooling import pool_by_visit
 from benchmark.evaluation.scoring import DENSITY_GRID, grid_density, item_scores
 from benchmark.identity import vouch_file
@@ -39,7 +39,6 @@ from benchmark.training.model import TrainedModel, build_model, build_served_hea
 from benchmark.training.scaling import FeatureScaler, TargetScaler, feature_scaler_for, wants_raw_targets
 from registry import Registry
 
-SUBGROUP_FIELDS = ("sex", "age_bin", "quality", "view", "ambiguous")
 # Every file a job writes in its folder (those the report reads are SCORED_FILES), result.json first.
 JOB_OUTPUTS = ("result.json", *SCORED_FILES, "model.pt", "traceback.txt")
 
@@ -229,7 +228,7 @@ def _finetuned_features(job: Job, context: JobContext, fusion, head, settings,
 
 
 def _subgroups(ids: list[str], items) -> dict[str, list[str]]:
-    present = [name for name in SUBGROUP_FIELDS if any(name in items[i].subgroups for i in ids)]
+    present = subgroup_names([items[i] for i in ids])
     return {name: [items[i].subgroups.get(name, "unknown") for i in ids] for name in present}
 
 

@@ -25,6 +25,7 @@ from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.preflight import preflight_encoder
 from benchmark.errors import ConfigError, StoreError
+from benchmark.evaluation.predictions_file import check_subgroup_names
 from benchmark.evaluation.run_records import read_manifest, read_result
 from benchmark.identity import (NOT_MADE_HERE, TUNING_ENGINE, engine_digests, file_digest, ledger_problem, made_here_file,
                                 vouch_file)
@@ -120,6 +121,7 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
     preflight(experiment, registry)
     with times.measure("data"):  # synthetic generation included, when the stand-in is generated now
         loaded = load_data(experiment, registry, say)
+    check_subgroup_names(loaded.index.items, experiment.dataset.name)
     try:
         run.root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
