@@ -134,3 +134,25 @@ def test_a_label_derived_column_of_a_dataset_is_refused_before_any_work_when_dat
         check_tabular(experiment, registry)
     check_tabular(from_dict({"name": "x", "dataset": {"name": "leaky", "tabular": ["Age"]}, "models": [{"head": "mse"}]},
                             "x.toml"), registry)
+
+
+def test_a_column_the_dataset_declares_label_derived_is_refused_whatever_its_name(write_plugin):
+    """A dataset's metadata ``label_derived`` names its own label-derived columns (``LVEDV_ml`` is no name the
+    generic list knows): refused in `dataset.tabular` and among all columns, before any data are read."""
+    from benchmark.config import from_dict
+    from benchmark.data.prepare import check_tabular
+    from registry import load_registry
+
+    source = (LEAKY_DATASET.replace('"EDV": "numeric"', '"LVEDV_ml": "numeric"')
+              .replace('registry.add("leaky", Leaky)',
+                       'registry.add("leaky", Leaky, metadata={"label_derived": ["LVEDV_ml"]})'))
+    registry = load_registry([str(write_plugin("leaky_dataset", source))])
+
+    def experiment(tabular):
+        return from_dict({"name": "x", "dataset": {"name": "leaky", "tabular": tabular}, "models": [{"head": "mse"}]},
+                         "x.toml")
+
+    for tabular in (["Age", "LVEDV_ml"], None):
+        with pytest.raises(ConfigError, match="'LVEDV_ml' is derived from the EF label"):
+            check_tabular(experiment(tabular), registry)
+    check_tabular(experiment(["Age"]), registry)

@@ -101,7 +101,7 @@ def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], N
     config = experiment.dataset
     dataset, root = _open(experiment, registry, say)
     index = dataset.load()
-    _check_tabular(experiment, index.tabular_columns)  # those of a dataset that declares none: before stage 1
+    _check_tabular(experiment, index.tabular_columns, registry)  # those of a dataset that declares none: before stage 1
     splits = dataset.splits(index, config.protocol, **accepted(dataset.splits, {"fold": config.fold}))
     index = with_split_exclusions(index, splits)
     for note in index.notes:
@@ -121,17 +121,19 @@ def check_tabular(experiment: Experiment, registry: Registry) -> None:
     once the data are loaded (the stand-in generated, the videos checked). Undeclared columns wait for the load."""
     declared = declared_columns(registry.describe("dataset", experiment.dataset.name).factory)
     if declared is not None:
-        _check_tabular(experiment, declared)
+        _check_tabular(experiment, declared, registry)
 
 
-def _check_tabular(experiment: Experiment, kinds: Mapping[str, str]) -> None:
+def _check_tabular(experiment: Experiment, kinds: Mapping[str, str], registry: Registry) -> None:
     config = experiment.dataset
+    label_derived = registry.describe("dataset", config.name).metadata.get("label_derived", ())
     if config.tabular is not None:
-        check_columns(config.tabular, with_derived(kinds), config.name, f"{experiment.source}: `dataset.tabular`")
+        check_columns(config.tabular, with_derived(kinds), config.name, f"{experiment.source}: `dataset.tabular`",
+                      label_derived)
     else:  # every column the dataset gives: a label-derived one among them would stop the run once features are fitted
         check_columns(list(kinds), with_derived(kinds), config.name,
                       f"{experiment.source}: `dataset.tabular` is unset, so all of {config.name}'s columns "
-                      f"({', '.join(kinds)}) would be used; list the others there instead")
+                      f"({', '.join(kinds)}) would be used; list the others there instead", label_derived)
 
 
 def store_data(loaded: LoadedData, run: RunDir) -> PreparedData:

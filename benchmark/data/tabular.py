@@ -85,11 +85,13 @@ def with_derived(kinds: Mapping[str, str]) -> dict[str, str]:
 
 
 def check_columns(columns: Sequence[str], available: Mapping[str, str], dataset: str,
-                  where: str = "dataset.tabular") -> None:
-    """Refuses label-derived columns (EF is computed from ESV/EDV: leakage) and unknown ones; ``where``
+                  where: str = "dataset.tabular", label_derived: Sequence[str] = ()) -> None:
+    """Refuses label-derived columns (EF is computed from ESV/EDV: leakage): those of ``LABEL_DERIVED`` and those the
+    dataset declares (``label_derived`` in its metadata, e.g. a plugin's ``LVEDV_ml``); and unknown ones. ``where``
     starts the message (the file and key path, when known)."""
+    derived = LABEL_DERIVED | {name.lower() for name in label_derived}
     for column in columns:
-        if column.lower() in LABEL_DERIVED:
+        if column.lower() in derived:
             raise ConfigError(f"{where}: {column!r} is derived from the EF label (EF = (EDV - ESV) / EDV) "
                               "and would leak it into the model; remove it")
         if column not in available:
