@@ -294,8 +294,7 @@ def _views(view: str) -> tuple[str, ...]:
 def register_datasets(registry):
     registry.add(NAME, Camus, metadata={
         "reference_tabular": ["Age", "Sex"],  # MCSDR's tabular_cols, in its order
-        "label_derived": ["LVedv", "LVesv", "LVef"], "subgroups": ["sex", "age_bin", "quality", "view"],
+        "label_derived": ["LVedv", "LVesv", "LVef"],
         "formats": {"2023": "database_nifti/*/patientNNNN_<view>_half_sequence.nii.gz",
                     "2019": "training/*/patientNNNN_<view>_sequence.mhd"},
-        "params": ["release"],
     })

@@ -71,5 +71,5 @@ class EchoNetDynamic:
 def register_datasets(registry):
     registry.add(NAME, EchoNetDynamic, metadata={
         "label_derived": ["ESV", "EDV"],
-        "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
+        "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"},
     })

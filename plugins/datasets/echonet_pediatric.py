@@ -103,5 +103,5 @@ def _fold(value, path: Path, row_number: int, file_name: str) -> int:
 def register_datasets(registry):
     registry.add(NAME, EchoNetPediatric, metadata={
         "reference_tabular": ["Age", "Sex", "Weight", "Height"],  # MCSDR's tabular_cols, in its order
-        "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"}, "params": ["min_traced_frames"],
+        "formats": {"FileList.csv": list(COLUMNS), "videos": ".avi"},
     })

@@ -109,5 +109,4 @@ def _unreadable(params: dict) -> dict[str, str]:
 
 @hookimpl
 def register_datasets(registry):
-    registry.add(NAME, SyntheticDataset, metadata={"formats": list(FORMATS), "synthetic": True,
-                                                   "subgroups": ["ambiguous"]})
+    registry.add(NAME, SyntheticDataset, metadata={"formats": list(FORMATS), "synthetic": True})
