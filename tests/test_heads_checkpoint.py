@@ -286,6 +286,30 @@ def test_a_bundle_whose_sizes_leave_their_ranges_is_refused_before_it_is_built(b
         load_bundle(tmp_path / "big.pt")
 
 
+@pytest.mark.parametrize("source, field, problem", [
+    (["a"], "`source`", "must be a table"),
+    ({"clips": [16, 1]}, "`clips`", "must be none or a table"),
+    ({"clips": {"frames": 16}}, "`clips.frequency`", "must be a whole number from 1 to 256, got None"),
+    ({"clips": {"frames": 16, "frequency": 1, "mode": "echonet"}}, "`clips.mode`", "is not a recorded clip setting"),
+    ({"clips": {"frames": "16", "frequency": 1}}, "`clips.frames`", "got '16'"),
+    ({"clips": {"frames": 10**12, "frequency": 1}}, "`clips.frames`", "from 1 to 256, got 1000000000000"),
+    ({"clips": {"frames": 16, "frequency": 1, "test_window": "x"}}, "`clips.test_window`", "a share above 0"),
+    ({"samples": "40"}, "`samples`", "a positive whole number, got '40'"),
+    ({"tabular_columns": "Age"}, "`tabular_columns`", "a list of column names"),
+])
+def test_a_bundle_whose_source_is_forged_is_refused_naming_the_field(best_pth, tmp_path, source, field, problem):
+    """A received bundle's `source` says which clips, K and columns the experiment is held to: a list there, a clips
+    table without `frequency`, with a key that is no clip setting or with a string stopped validate with an
+    AttributeError, KeyError or ValueError, and a billion frames asked for a setting validate refuses."""
+    assert main(["import-mcsdr", str(best_pth[0]), "--out", str(tmp_path / "out")]) == 0
+    content = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    content["source"] = {**content["source"], **source} if isinstance(source, dict) else source
+    torch.save(content, tmp_path / "forged.pt")
+    where = rf"forged\.pt: its (source has )?{re.escape(field)}: "
+    with pytest.raises(ConfigError, match=where + rf".*{re.escape(problem)}"):
+        load_bundle(tmp_path / "forged.pt")
+
+
 def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,
                                                                                        monkeypatch, capsys):
     """An import is evaluated with uniformer_s + concat + mcsdr whatever the experiment's encoder (tiny3d here) and

@@ -26,6 +26,7 @@ from torch import nn
 
 import registry as default_registry
 from benchmark.components import parameter_problems_of
+from benchmark.config import MAX_CLIP_FRAMES
 from benchmark.contracts import InputSpec, LoadReport
 from benchmark.encoding.weights import load_state, read_checkpoint
 from benchmark.errors import BenchmarkError, ConfigError
@@ -95,4 +96,50 @@ def load_bundle(path: str | Path, registry=None, head_params: Mapping[str, Any] 
         load_state(module, spec["state_dict"], f"{path}: {kind}", strict=True, drop_prefixes=())
         parts[kind] = Part(spec["name"], params, module.eval())
     parts["encoder"].module.input_spec = InputSpec(**content["input_spec"])
-    return ModelBundle(**parts, target_scale=content["target_scale"], source=content["source"])
+    source = content.get("source")
+    if not isinstance(source, Mapping):
+        raise ConfigError(f"{path}: its `source`: must be a table of how it was evaluated, got {_shown(source)}")
+    for key, problem in source_problems(source).items():
+        raise ConfigError(f"{path}: its source has `{key}`: {problem}")
+    return ModelBundle(**parts, target_scale=content["target_scale"], source=source)
+
+
+def source_problems(source: Mapping[str, Any]) -> dict[str, str]:
+    """What is wrong with the parts of a bundle's ``source`` that decide how it is evaluated (K, tabular columns,
+    clips), by key: a received bundle's values reach the experiment's checks and its evaluation as they are."""
+    problems = {}
+    samples, columns = source.get("samples"), source.get("tabular_columns")
+    # K past MAX_SAMPLES is refused where the model can override it (check_checkpoint_models), not here
+    if samples is not None and not (_whole(samples) and samples >= 1):
+        problems["samples"] = f"must be none or a positive whole number, got {_shown(samples)}"
+    if columns is not None and not (isinstance(columns, list) and all(isinstance(name, str) for name in columns)):
+        problems["tabular_columns"] = f"must be none or a list of column names, got {_shown(columns)}"
+    return {**problems, **clips_problems(source.get("clips"))}
+
+
+def clips_problems(clips: Any) -> dict[str, str]:
+    """What is wrong with recorded clips (None, or ``frames``, ``frequency`` and optionally ``test_window``), by
+    ``clips.`` + key."""
+    if clips is None:
+        return {}
+    if not isinstance(clips, Mapping):
+        return {"clips": f"must be none or a table of frames, frequency and test_window, got {_shown(clips)}"}
+    problems = {f"clips.{key}": "is not a recorded clip setting (frames, frequency, test_window)"
+                for key in clips if key not in ("frames", "frequency", "test_window")}
+    for key in ("frames", "frequency"):
+        value = clips.get(key)
+        if not (_whole(value) and 1 <= value <= MAX_CLIP_FRAMES):
+            problems[f"clips.{key}"] = f"must be a whole number from 1 to {MAX_CLIP_FRAMES}, got {_shown(value)}"
+    window = clips.get("test_window", 1.0)
+    if not (isinstance(window, (int, float)) and not isinstance(window, bool) and 0 < window <= 1):
+        problems["clips.test_window"] = f"must be a share above 0 and at most 1, got {_shown(window)}"
+    return problems
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
