@@ -310,6 +310,18 @@ def test_a_bundle_whose_source_is_forged_is_refused_naming_the_field(best_pth, t
         load_bundle(tmp_path / "forged.pt")
 
 
+@pytest.mark.parametrize("table, key, value", [("data", "frames", 0), ("data", "frames", 10**12),
+                                                ("data", "frequency", -2)])
+def test_a_checkpoint_config_out_of_range_is_refused_naming_its_key(best_pth, tmp_path, table, key, value):
+    """A best.pth's config says which clips the experiment is held to: data.frames = 10**12 was recorded and
+    the experiment told to set clips.frames = 1000000000000, which validate refuses; now the file's key is named."""
+    _, checkpoint = best_pth
+    config = {**REFERENCE_CONFIG, table: {**REFERENCE_CONFIG[table], key: value}}
+    torch.save({**checkpoint, "config": config}, tmp_path / "odd.pth")
+    with pytest.raises(BenchmarkError, match=rf"odd\.pth: its config's `{table}\.{key}`: must be .*got {value}"):
+        import_mcsdr(tmp_path / "odd.pth")
+
+
 def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,
                                                                                        monkeypatch, capsys):
     """An import is evaluated with uniformer_s + concat + mcsdr whatever the experiment's encoder (tiny3d here) and

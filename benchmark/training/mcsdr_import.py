@@ -33,7 +33,7 @@ import registry as default_registry
 from benchmark.contracts import InputSpec
 from benchmark.encoding.weights import HEAD_PREFIXES, extract_state_dict, load_state, read_checkpoint
 from benchmark.errors import BenchmarkError
-from benchmark.training.bundle import ModelBundle, Part
+from benchmark.training.bundle import ModelBundle, Part, clips_problems
 
 FUSION_PREFIX = "tabular_encoder."
 # The reference scales frames to 0-1 and does not normalise channels: mean 0, std 255 on the 0-255 scale.
@@ -45,6 +45,9 @@ PUBLISHED = {"heads": 8, "sampler": "ddim", "steps": 10, "eta": 0.0}
 # What the reference's dataset reads when its config's data table lacks them (src/data/dataset.py).
 REFERENCE_CLIPS = {"frames": 32, "frequency": 1}
 REFERENCE_TEST_WINDOW = [0.95]  # p_interval_test: one share, the central window of the test clip
+# Where in the reference's config each recorded clip setting is read
+CONFIG_KEYS = {"clips.frames": "data.frames", "clips.frequency": "data.frequency",
+               "clips.test_window": "data.p_interval_test"}
 # The components an import builds, whatever the file: what its results depend on besides its bytes.
 BUILT = {"encoder": "uniformer_s", "fusion": "concat", "head": "mcsdr"}
 
@@ -64,6 +67,9 @@ def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None =
     head_state = {k: v for k, v in regressor.items() if not k.startswith(FUSION_PREFIX)}
 
     recorded = recorded_settings(checkpoint.get("config"))
+    # a received file's clips become the settings the experiment is held to: held to their ranges here
+    for key, problem in clips_problems(recorded["clips"]).items():
+        raise BenchmarkError(f"{path}: its config's `{CONFIG_KEYS[key]}`: {problem}")
     explicit = {"heads": heads, "steps": steps, "eta": eta, "sampler": sampler}
     options = {key: value if value is not None else recorded[key] for key, value in explicit.items()}
     fusion_params = _fusion_params(fusion_state, head_state, path)
