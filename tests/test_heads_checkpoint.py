@@ -322,6 +322,24 @@ def test_a_checkpoint_config_out_of_range_is_refused_naming_its_key(best_pth, tm
         import_mcsdr(tmp_path / "odd.pth")
 
 
+def test_a_checkpoint_k_past_the_bound_is_refused_unless_the_model_sets_its_own(best_pth, tmp_path):
+    """A best.pth's config (or a bundle) records the K it is evaluated with: inference_samples = 10**9 was taken as it
+    is, past evaluate.samples' bound, and would exhaust memory in the job. The model's own `samples` overrides it."""
+    _, checkpoint = best_pth
+    config = {**REFERENCE_CONFIG, "evaluation": {**REFERENCE_CONFIG["evaluation"], "inference_samples": 10**9},
+              "data": {**REFERENCE_CONFIG["data"], "frames": 4}}  # the suite's clips
+    torch.save({**checkpoint, "config": config}, tmp_path / "huge_k.pth")
+    for extra, refused in (("", True), ("samples = 40\n", False)):
+        models = (f'[[models]]\nhead = "mcsdr"\nfusion = "concat"\nlabel = "p"\n'
+                  f'checkpoint = "{tmp_path / "huge_k.pth"}"\n{extra}')
+        experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data",
+                                      dataset_extra='tabular = ["Age", "Sex", "Weight", "Height"]', models=models)
+        outcome = cli("validate", experiment)
+        text = " ".join(outcome.text.split())
+        assert ("`models[0].samples`: model 'p'" in text and "records K = 1000000000" in text) == refused, text
+        assert outcome.code == (2 if refused else 0), text
+
+
 def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,
                                                                                        monkeypatch, capsys):
     """An import is evaluated with uniformer_s + concat + mcsdr whatever the experiment's encoder (tiny3d here) and
