@@ -340,6 +340,26 @@ def test_a_checkpoint_k_past_the_bound_is_refused_unless_the_model_sets_its_own(
         assert outcome.code == (2 if refused else 0), text
 
 
+@pytest.mark.parametrize("table, key, value, problem", [
+    ("evaluation", "inference_samples", "ten", "must be a whole number, got 'ten'"),
+    ("evaluation", "inference_samples", 2.7, "must be a whole number, got 2.7"),
+    ("evaluation", "ddim_eta", "x", "must be a number, got 'x'"),
+    ("evaluation", "sampler", 3, "must be a sampler's name, got 3"),
+    ("data", "frames", "16", "must be a whole number, got '16'"),
+    ("data", "tabular_cols", "Age", "must be a list of column names, got 'Age'"),
+])
+def test_a_checkpoint_config_of_the_wrong_type_is_refused_naming_its_key(best_pth, tmp_path, table, key, value,
+                                                                          problem):
+    """The reference's config is read from a received file: a string where a number belongs stopped the import with
+    Python's ValueError, 2.7 samples became 2, a string of column names one column per letter and frames = "16" left
+    the clips unchecked; each is now an error naming the file and the key."""
+    _, checkpoint = best_pth
+    config = {**REFERENCE_CONFIG, table: {**REFERENCE_CONFIG[table], key: value}}
+    torch.save({**checkpoint, "config": config}, tmp_path / "odd.pth")
+    with pytest.raises(BenchmarkError, match=rf"odd\.pth: its config's `{table}\.{key}`: {re.escape(problem)}"):
+        import_mcsdr(tmp_path / "odd.pth")
+
+
 def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,
                                                                                        monkeypatch, capsys):
     """An import is evaluated with uniformer_s + concat + mcsdr whatever the experiment's encoder (tiny3d here) and
