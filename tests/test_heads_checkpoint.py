@@ -360,6 +360,26 @@ def test_a_checkpoint_config_of_the_wrong_type_is_refused_naming_its_key(best_pt
         import_mcsdr(tmp_path / "odd.pth")
 
 
+@pytest.mark.parametrize("evaluation, params, problem", [
+    ({"sampler": "foo"}, {}, "unknown sampler 'foo'"),
+    ({"ddim_eta": -5.0}, {}, "eta must be between 0 and 1"),
+    ({}, {"n_head": 7}, "divisible by heads 7"),
+    ({"inference_samples": -3}, {}, "`evaluation.inference_samples`: must be at least 1, got -3"),
+])
+def test_a_checkpoint_config_the_head_refuses_is_an_error_naming_the_file(best_pth, tmp_path, evaluation, params,
+                                                                          problem):
+    """Sampling settings read from a received config that the mcsdr head refuses stopped validate with the head's
+    ValueError, naming no file (exit 1); K = -3 reached the job as it was."""
+    _, checkpoint = best_pth
+    predictor = REFERENCE_CONFIG["model"]["regressor_head"]["diffusion"]["predictor_config"]
+    config = {**REFERENCE_CONFIG, "evaluation": {**REFERENCE_CONFIG["evaluation"], **evaluation},
+              "model": {"regressor_head": {"diffusion": {"predictor_config": {
+                  **predictor, "params": {**predictor["params"], **params}}}}}}
+    torch.save({**checkpoint, "config": config}, tmp_path / "odd.pth")
+    with pytest.raises(BenchmarkError, match=rf"odd\.pth: .*{re.escape(problem)}"):
+        import_mcsdr(tmp_path / "odd.pth")
+
+
 def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,
                                                                                        monkeypatch, capsys):
     """An import is evaluated with uniformer_s + concat + mcsdr whatever the experiment's encoder (tiny3d here) and

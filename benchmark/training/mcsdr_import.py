@@ -74,6 +74,9 @@ def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None =
     # a received file's clips become the settings the experiment is held to: held to their ranges here
     for key, problem in clips_problems(recorded["clips"]).items():
         raise BenchmarkError(f"{path}: its config's `{CONFIG_KEYS[key]}`: {problem}")
+    if recorded["samples"] is not None and recorded["samples"] < 1:  # K = -3 would reach the job as it is
+        raise BenchmarkError(f"{path}: its config's `evaluation.inference_samples`: must be at least 1, got "
+                             f"{recorded['samples']}")
     explicit = {"heads": heads, "steps": steps, "eta": eta, "sampler": sampler}
     options = {key: value if value is not None else recorded[key] for key, value in explicit.items()}
     fusion_params = _fusion_params(fusion_state, head_state, path)
@@ -81,8 +84,13 @@ def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None =
     encoder = Part(BUILT["encoder"], {}, registry.build("encoder", BUILT["encoder"]))
     encoder.module.input_spec = MCSDR_INPUT
     fusion = Part(BUILT["fusion"], fusion_params, registry.build("fusion", BUILT["fusion"], **fusion_params))
-    head = Part(BUILT["head"], head_params,
-                registry.build("head", BUILT["head"], condition_dim=fusion.module.out_dim, **head_params))
+    try:
+        head = Part(BUILT["head"], head_params,
+                    registry.build("head", BUILT["head"], condition_dim=fusion.module.out_dim, **head_params))
+    except ValueError as error:  # the head's own refusal of a sampling setting ("unknown sampler 'foo'")
+        given = ", ".join(f"{key} = {value!r}" for key, value in options.items())
+        raise BenchmarkError(f"{path}: its mcsdr head cannot be built with {given} (from its config's evaluation "
+                             f"table and n_head, or the sampler settings given): {error}") from None
 
     loads = (
         (encoder, extract_state_dict(checkpoint, str(path)), "model_state_dict", HEAD_PREFIXES),
