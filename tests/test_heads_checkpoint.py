@@ -365,6 +365,8 @@ def test_a_checkpoint_config_of_the_wrong_type_is_refused_naming_its_key(best_pt
     ({"ddim_eta": -5.0}, {}, "eta must be between 0 and 1"),
     ({}, {"n_head": 7}, "divisible by heads 7"),
     ({"inference_samples": -3}, {}, "`evaluation.inference_samples`: must be at least 1, got -3"),
+    ({"ddim_steps": 5000}, {}, ("steps = 5000 (from its config or the sampler settings given): must be between 1 and "
+                                "timesteps (1000) for DDIM")),
 ])
 def test_a_checkpoint_config_the_head_refuses_is_an_error_naming_the_file(best_pth, tmp_path, evaluation, params,
                                                                           problem):
@@ -378,6 +380,24 @@ def test_a_checkpoint_config_the_head_refuses_is_an_error_naming_the_file(best_p
     torch.save({**checkpoint, "config": config}, tmp_path / "odd.pth")
     with pytest.raises(BenchmarkError, match=rf"odd\.pth: .*{re.escape(problem)}"):
         import_mcsdr(tmp_path / "odd.pth")
+
+
+def test_ddim_steps_past_a_checkpoints_timesteps_are_refused_at_validate(best_pth, tmp_path):
+    """A checkpoint model has no pre-flight: `params = {steps = 5000}` on its 1000 timesteps passed validate and
+    failed in its job, at sampling, once the run's other work was done."""
+    _, checkpoint = best_pth
+    checkpoint = {**checkpoint, "config": {**REFERENCE_CONFIG, "data": {**REFERENCE_CONFIG["data"], "frames": 4}}}
+    torch.save(checkpoint, tmp_path / "best.pth")
+    assert main(["import-mcsdr", str(tmp_path / "best.pth"), "--out", str(tmp_path / "out")]) == 0
+    for checkpoint_path in (tmp_path / "best.pth", tmp_path / "out" / "model.pt"):
+        models = (f'[[models]]\nhead = "mcsdr"\nfusion = "concat"\nlabel = "p"\ncheckpoint = "{checkpoint_path}"\n'
+                  "params = {steps = 5000}\n")
+        experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data",
+                                      dataset_extra='tabular = ["Age", "Sex", "Weight", "Height"]', models=models)
+        outcome = cli("validate", experiment)
+        text = " ".join(outcome.text.split())
+        assert outcome.code == 2, text
+        assert "`models[0].params.steps`: must be between 1 and timesteps (1000) for DDIM, got 5000" in text, text
 
 
 def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,

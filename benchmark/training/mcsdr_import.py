@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import torch
 
 import registry as default_registry
+from benchmark.components import parameter_problems_of
 from benchmark.contracts import InputSpec
 from benchmark.encoding.weights import HEAD_PREFIXES, extract_state_dict, load_state, read_checkpoint
 from benchmark.errors import BenchmarkError
@@ -81,6 +82,9 @@ def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None =
     options = {key: value if value is not None else recorded[key] for key, value in explicit.items()}
     fusion_params = _fusion_params(fusion_state, head_state, path)
     head_params = _head_params(head_state, path, **options)
+    for key, problem in parameter_problems_of(registry.describe("head", BUILT["head"]).factory, head_params).items():
+        raise BenchmarkError(f"{path}: its mcsdr head, with {key} = {head_params[key]!r} (from its config or the "
+                             f"sampler settings given): {problem}")
     encoder = Part(BUILT["encoder"], {}, registry.build("encoder", BUILT["encoder"]))
     encoder.module.input_spec = MCSDR_INPUT
     fusion = Part(BUILT["fusion"], fusion_params, registry.build("fusion", BUILT["fusion"], **fusion_params))
