@@ -400,6 +400,15 @@ def test_ddim_steps_past_a_checkpoints_timesteps_are_refused_at_validate(best_pt
         assert "`models[0].params.steps`: must be between 1 and timesteps (1000) for DDIM, got 5000" in text, text
 
 
+def test_a_sampler_a_bundles_head_refuses_is_an_error_naming_the_file(best_pth, tmp_path):
+    """`[[models]] params` (or the bundle itself) may set a sampling value the head refuses when built: it stopped
+    validate with the head's ValueError (exit 1), naming neither the file nor the setting."""
+    assert main(["import-mcsdr", str(best_pth[0]), "--out", str(tmp_path / "out")]) == 0
+    with pytest.raises(ConfigError, match=r"model\.pt: its head 'mcsdr' cannot be built with .*sampler = 'foo'.*"
+                                          r"unknown sampler 'foo'"):
+        load_bundle(tmp_path / "out" / "model.pt", head_params={"sampler": "foo"})
+
+
 def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,
                                                                                        monkeypatch, capsys):
     """An import is evaluated with uniformer_s + concat + mcsdr whatever the experiment's encoder (tiny3d here) and

@@ -92,7 +92,11 @@ def load_bundle(path: str | Path, registry=None, head_params: Mapping[str, Any] 
         # The file names the sizes: held to the component's ranges before building (depth = 1e9 would build for ever)
         for key, problem in parameter_problems_of(registry.describe(kind, spec["name"]).factory, params).items():
             raise ConfigError(f"{path}: its {kind} {spec['name']!r} has `{key}`: {problem}")
-        module = registry.build(kind, spec["name"], **extra, **params)
+        try:
+            module = registry.build(kind, spec["name"], **extra, **params)
+        except ValueError as error:  # the component's own refusal of a value (mcsdr's "unknown sampler 'foo'")
+            given = ", ".join(f"{key} = {value!r}" for key, value in params.items())
+            raise ConfigError(f"{path}: its {kind} {spec['name']!r} cannot be built with {given}: {error}") from None
         load_state(module, spec["state_dict"], f"{path}: {kind}", strict=True, drop_prefixes=())
         parts[kind] = Part(spec["name"], params, module.eval())
     parts["encoder"].module.input_spec = InputSpec(**content["input_spec"])
