@@ -409,6 +409,33 @@ def test_a_sampler_a_bundles_head_refuses_is_an_error_naming_the_file(best_pth, 
         load_bundle(tmp_path / "out" / "model.pt", head_params={"sampler": "foo"})
 
 
+@pytest.mark.parametrize("field, value, problem", [
+    ("head", None, "must be a table of name, params and state_dict, got None"),
+    ("head", "x", "must be a table of name, params and state_dict, got 'x'"),
+    ("head.params", [1], "must be a table, got [1]"),
+    ("head.name", 5, "must be a component's name, got 5"),
+    ("head.state_dict", "x", "must be a table of tensors, got 'x'"),
+    ("input_spec", {"bogus": 1}, "must be a table of frames, size, channels, mean, std"),
+    ("input_spec.size", 10**9, "must be what an encoder's InputSpec holds, got 1000000000"),
+    ("input_spec.mean", [0.0], "must be what an encoder's InputSpec holds, got [0.0]"),
+    ("target_scale", "weird", "must be \"raw\" or \"standardised\", got 'weird'"),
+])
+def test_a_bundle_whose_parts_are_forged_is_refused_naming_the_field(best_pth, tmp_path, field, value, problem):
+    """A received bundle's parts, input spec and target scale: a part that is no table, params or an input spec of
+    another shape stopped validate with a KeyError, TypeError or AttributeError, and target_scale = "weird" loaded."""
+    assert main(["import-mcsdr", str(best_pth[0]), "--out", str(tmp_path / "out")]) == 0
+    content = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    *tables, key = field.split(".")
+    target = content[tables[0]] if tables else content
+    if value is None:
+        del target[key]
+    else:
+        target[key] = value
+    torch.save(content, tmp_path / "forged.pt")
+    with pytest.raises(ConfigError, match=rf"forged\.pt: its `{re.escape(field)}`: {re.escape(problem)}"):
+        load_bundle(tmp_path / "forged.pt")
+
+
 def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,
                                                                                        monkeypatch, capsys):
     """An import is evaluated with uniformer_s + concat + mcsdr whatever the experiment's encoder (tiny3d here) and

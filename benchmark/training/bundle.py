@@ -26,7 +26,7 @@ from torch import nn
 
 import registry as default_registry
 from benchmark.components import parameter_problems_of
-from benchmark.config import MAX_CLIP_FRAMES
+from benchmark.config import MAX_CLIP_FRAMES, MAX_CLIP_SIZE
 from benchmark.contracts import InputSpec, LoadReport
 from benchmark.encoding.weights import load_state, read_checkpoint
 from benchmark.errors import BenchmarkError, ConfigError
@@ -84,6 +84,8 @@ def load_bundle(path: str | Path, registry=None, head_params: Mapping[str, Any] 
     if not isinstance(content, Mapping) or content.get("format") != BUNDLE_FORMAT:
         raise BenchmarkError(f"{path} is not a model bundle ({BUNDLE_FORMAT}); write one with "
                              "`python -m benchmark import-mcsdr`")
+    for key, problem in _content_problems(content).items():
+        raise ConfigError(f"{path}: its `{key}`: {problem}")
     parts = {}
     for kind in PARTS:
         spec = content[kind]
@@ -106,6 +108,41 @@ def load_bundle(path: str | Path, registry=None, head_params: Mapping[str, Any] 
     for key, problem in source_problems(source).items():
         raise ConfigError(f"{path}: its source has `{key}`: {problem}")
     return ModelBundle(**parts, target_scale=content["target_scale"], source=source)
+
+
+def _content_problems(content: Mapping[str, Any]) -> dict[str, str]:
+    """What is wrong with the parts, target scale and input spec of a bundle, by field: a received file's, read before
+    anything is built from it (a part that is no table, or an input spec with another key, stopped validate with a
+    KeyError or TypeError)."""
+    problems = {}
+    for kind in PARTS:
+        spec = content.get(kind)
+        if not isinstance(spec, Mapping):
+            problems[kind] = f"must be a table of name, params and state_dict, got {_shown(spec)}"
+            continue
+        for key, wanted, what in (("name", str, "a component's name"), ("params", Mapping, "a table"),
+                                  ("state_dict", Mapping, "a table of tensors")):
+            if not isinstance(spec.get(key), wanted):
+                problems[f"{kind}.{key}"] = f"must be {what}, got {_shown(spec.get(key))}"
+    if content.get("target_scale") not in ("raw", "standardised"):
+        problems["target_scale"] = f"must be \"raw\" or \"standardised\", got {_shown(content.get('target_scale'))}"
+    spec = content.get("input_spec")
+    fields = [field.name for field in dataclasses.fields(InputSpec)]
+    if not (isinstance(spec, Mapping) and set(spec) <= set(fields) and {"frames", "size"} <= set(spec)):
+        return {**problems, "input_spec": f"must be a table of {', '.join(fields)}, got {_shown(spec)}"}
+    frames, size, channels = spec["frames"], spec["size"], spec.get("channels", 3)
+    fits = {"frames": frames is None or _whole(frames) and 1 <= frames <= MAX_CLIP_FRAMES,
+            "size": _whole(size) and 1 <= size <= MAX_CLIP_SIZE,
+            "channels": _whole(channels) and channels >= 1,  # grey clips are repeated to any count
+            **{key: _per_channel(spec.get(key), channels) for key in ("mean", "std")}}
+    for key in (key for key, fit in fits.items() if not fit):
+        problems[f"input_spec.{key}"] = f"must be what an encoder's InputSpec holds, got {_shown(spec.get(key, 3))}"
+    return problems
+
+
+def _per_channel(value: Any, channels: Any) -> bool:
+    return value is None or (isinstance(value, (list, tuple)) and len(value) == channels
+                             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
 
 
 def source_problems(source: Mapping[str, Any]) -> dict[str, str]:
