@@ -464,8 +464,9 @@ def resolve(experiment: Experiment) -> Resolved:
 def _check_needs_known(registry: Registry, metric: ComponentRecord, source: str) -> None:
     """A metric's ``needs`` entry that no registered head could have (a closed form, or a flag some head's metadata
     sets) is the metric's misspelling: refused naming the metric, where every tuned head would be blamed for it."""
+    # a flag is set by any true value, as has_capability reads it
     known = set(CLOSED_FORMS) | {key for head in registry.records("head") for key, value in head.metadata.items()
-                                 if value is True}
+                                 if value}
     for need in metric.metadata.get("needs", ()):
         if need not in known:
             raise ConfigError(f"{source}: `tune.metric`: metric {metric.name!r} ({metric.origin}) needs {need!r}, "

@@ -286,6 +286,156 @@ def test_a_bundle_whose_sizes_leave_their_ranges_is_refused_before_it_is_built(b
         load_bundle(tmp_path / "big.pt")
 
 
+@pytest.mark.parametrize("source, field, problem", [
+    (["a"], "`source`", "must be a table"),
+    ({"clips": [16, 1]}, "`clips`", "must be none or a table"),
+    ({"clips": {"frames": 16}}, "`clips.frequency`", "must be a whole number from 1 to 256, got None"),
+    ({"clips": {"frames": 16, "frequency": 1, "mode": "echonet"}}, "`clips.mode`", "is not a recorded clip setting"),
+    ({"clips": {"frames": "16", "frequency": 1}}, "`clips.frames`", "got '16'"),
+    ({"clips": {"frames": 10**12, "frequency": 1}}, "`clips.frames`", "from 1 to 256, got 1000000000000"),
+    ({"clips": {"frames": 16, "frequency": 1, "test_window": "x"}}, "`clips.test_window`", "a share above 0"),
+    ({"samples": "40"}, "`samples`", "a positive whole number, got '40'"),
+    ({"tabular_columns": "Age"}, "`tabular_columns`", "a list of column names"),
+])
+def test_a_bundle_whose_source_is_forged_is_refused_naming_the_field(best_pth, tmp_path, source, field, problem):
+    """A received bundle's `source` says which clips, K and columns the experiment is held to: a list there, a clips
+    table without `frequency`, with a key that is no clip setting or with a string stopped validate with an
+    AttributeError, KeyError or ValueError, and a billion frames asked for a setting validate refuses."""
+    assert main(["import-mcsdr", str(best_pth[0]), "--out", str(tmp_path / "out")]) == 0
+    content = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    content["source"] = {**content["source"], **source} if isinstance(source, dict) else source
+    torch.save(content, tmp_path / "forged.pt")
+    where = rf"forged\.pt: its (source has )?{re.escape(field)}: "
+    with pytest.raises(ConfigError, match=where + rf".*{re.escape(problem)}"):
+        load_bundle(tmp_path / "forged.pt")
+
+
+@pytest.mark.parametrize("table, key, value", [("data", "frames", 0), ("data", "frames", 10**12),
+                                                ("data", "frequency", -2)])
+def test_a_checkpoint_config_out_of_range_is_refused_naming_its_key(best_pth, tmp_path, table, key, value):
+    """A best.pth's config says which clips the experiment is held to: data.frames = 10**12 was recorded and
+    the experiment told to set clips.frames = 1000000000000, which validate refuses; now the file's key is named."""
+    _, checkpoint = best_pth
+    config = {**REFERENCE_CONFIG, table: {**REFERENCE_CONFIG[table], key: value}}
+    torch.save({**checkpoint, "config": config}, tmp_path / "odd.pth")
+    with pytest.raises(BenchmarkError, match=rf"odd\.pth: its config's `{table}\.{key}`: must be .*got {value}"):
+        import_mcsdr(tmp_path / "odd.pth")
+
+
+def test_a_checkpoint_k_past_the_bound_is_refused_unless_the_model_sets_its_own(best_pth, tmp_path):
+    """A best.pth's config (or a bundle) records the K it is evaluated with: inference_samples = 10**9 was taken as it
+    is, past evaluate.samples' bound, and would exhaust memory in the job. The model's own `samples` overrides it."""
+    _, checkpoint = best_pth
+    config = {**REFERENCE_CONFIG, "evaluation": {**REFERENCE_CONFIG["evaluation"], "inference_samples": 10**9},
+              "data": {**REFERENCE_CONFIG["data"], "frames": 4}}  # the suite's clips
+    torch.save({**checkpoint, "config": config}, tmp_path / "huge_k.pth")
+    for extra, refused in (("", True), ("samples = 40\n", False)):
+        models = (f'[[models]]\nhead = "mcsdr"\nfusion = "concat"\nlabel = "p"\n'
+                  f'checkpoint = "{tmp_path / "huge_k.pth"}"\n{extra}')
+        experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data",
+                                      dataset_extra='tabular = ["Age", "Sex", "Weight", "Height"]', models=models)
+        outcome = cli("validate", experiment)
+        text = " ".join(outcome.text.split())
+        assert ("`models[0].samples`: model 'p'" in text and "records K = 1000000000" in text) == refused, text
+        assert outcome.code == (2 if refused else 0), text
+
+
+@pytest.mark.parametrize("table, key, value, problem", [
+    ("evaluation", "inference_samples", "ten", "must be a whole number, got 'ten'"),
+    ("evaluation", "inference_samples", 2.7, "must be a whole number, got 2.7"),
+    ("evaluation", "ddim_eta", "x", "must be a number, got 'x'"),
+    ("evaluation", "sampler", 3, "must be a sampler's name, got 3"),
+    ("data", "frames", "16", "must be a whole number, got '16'"),
+    ("data", "tabular_cols", "Age", "must be a list of column names, got 'Age'"),
+])
+def test_a_checkpoint_config_of_the_wrong_type_is_refused_naming_its_key(best_pth, tmp_path, table, key, value,
+                                                                          problem):
+    """The reference's config is read from a received file: a string where a number belongs stopped the import with
+    Python's ValueError, 2.7 samples became 2, a string of column names one column per letter and frames = "16" left
+    the clips unchecked; each is now an error naming the file and the key."""
+    _, checkpoint = best_pth
+    config = {**REFERENCE_CONFIG, table: {**REFERENCE_CONFIG[table], key: value}}
+    torch.save({**checkpoint, "config": config}, tmp_path / "odd.pth")
+    with pytest.raises(BenchmarkError, match=rf"odd\.pth: its config's `{table}\.{key}`: {re.escape(problem)}"):
+        import_mcsdr(tmp_path / "odd.pth")
+
+
+@pytest.mark.parametrize("evaluation, params, problem", [
+    ({"sampler": "foo"}, {}, "unknown sampler 'foo'"),
+    ({"ddim_eta": -5.0}, {}, "eta must be between 0 and 1"),
+    ({}, {"n_head": 7}, "divisible by heads 7"),
+    ({"inference_samples": -3}, {}, "`evaluation.inference_samples`: must be at least 1, got -3"),
+    ({"ddim_steps": 5000}, {}, ("steps = 5000 (from its config or the sampler settings given): must be between 1 and "
+                                "timesteps (1000) for DDIM")),
+])
+def test_a_checkpoint_config_the_head_refuses_is_an_error_naming_the_file(best_pth, tmp_path, evaluation, params,
+                                                                          problem):
+    """Sampling settings read from a received config that the mcsdr head refuses stopped validate with the head's
+    ValueError, naming no file (exit 1); K = -3 reached the job as it was."""
+    _, checkpoint = best_pth
+    predictor = REFERENCE_CONFIG["model"]["regressor_head"]["diffusion"]["predictor_config"]
+    config = {**REFERENCE_CONFIG, "evaluation": {**REFERENCE_CONFIG["evaluation"], **evaluation},
+              "model": {"regressor_head": {"diffusion": {"predictor_config": {
+                  **predictor, "params": {**predictor["params"], **params}}}}}}
+    torch.save({**checkpoint, "config": config}, tmp_path / "odd.pth")
+    with pytest.raises(BenchmarkError, match=rf"odd\.pth: .*{re.escape(problem)}"):
+        import_mcsdr(tmp_path / "odd.pth")
+
+
+def test_ddim_steps_past_a_checkpoints_timesteps_are_refused_at_validate(best_pth, tmp_path):
+    """A checkpoint model has no pre-flight: `params = {steps = 5000}` on its 1000 timesteps passed validate and
+    failed in its job, at sampling, once the run's other work was done."""
+    _, checkpoint = best_pth
+    checkpoint = {**checkpoint, "config": {**REFERENCE_CONFIG, "data": {**REFERENCE_CONFIG["data"], "frames": 4}}}
+    torch.save(checkpoint, tmp_path / "best.pth")
+    assert main(["import-mcsdr", str(tmp_path / "best.pth"), "--out", str(tmp_path / "out")]) == 0
+    for checkpoint_path in (tmp_path / "best.pth", tmp_path / "out" / "model.pt"):
+        models = (f'[[models]]\nhead = "mcsdr"\nfusion = "concat"\nlabel = "p"\ncheckpoint = "{checkpoint_path}"\n'
+                  "params = {steps = 5000}\n")
+        experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data",
+                                      dataset_extra='tabular = ["Age", "Sex", "Weight", "Height"]', models=models)
+        outcome = cli("validate", experiment)
+        text = " ".join(outcome.text.split())
+        assert outcome.code == 2, text
+        assert "`models[0].params.steps`: must be between 1 and timesteps (1000) for DDIM, got 5000" in text, text
+
+
+def test_a_sampler_a_bundles_head_refuses_is_an_error_naming_the_file(best_pth, tmp_path):
+    """`[[models]] params` (or the bundle itself) may set a sampling value the head refuses when built: it stopped
+    validate with the head's ValueError (exit 1), naming neither the file nor the setting."""
+    assert main(["import-mcsdr", str(best_pth[0]), "--out", str(tmp_path / "out")]) == 0
+    with pytest.raises(ConfigError, match=r"model\.pt: its head 'mcsdr' cannot be built with .*sampler = 'foo'.*"
+                                          r"unknown sampler 'foo'"):
+        load_bundle(tmp_path / "out" / "model.pt", head_params={"sampler": "foo"})
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("head", None, "must be a table of name, params and state_dict, got None"),
+    ("head", "x", "must be a table of name, params and state_dict, got 'x'"),
+    ("head.params", [1], "must be a table, got [1]"),
+    ("head.name", 5, "must be a component's name, got 5"),
+    ("head.state_dict", "x", "must be a table of tensors, got 'x'"),
+    ("input_spec", {"bogus": 1}, "must be a table of frames, size, channels, mean, std"),
+    ("input_spec.size", 10**9, "must be what an encoder's InputSpec holds, got 1000000000"),
+    ("input_spec.mean", [0.0], "must be what an encoder's InputSpec holds, got [0.0]"),
+    ("target_scale", "weird", "must be \"raw\" or \"standardised\", got 'weird'"),
+])
+def test_a_bundle_whose_parts_are_forged_is_refused_naming_the_field(best_pth, tmp_path, field, value, problem):
+    """A received bundle's parts, input spec and target scale: a part that is no table, params or an input spec of
+    another shape stopped validate with a KeyError, TypeError or AttributeError, and target_scale = "weird" loaded."""
+    assert main(["import-mcsdr", str(best_pth[0]), "--out", str(tmp_path / "out")]) == 0
+    content = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
+    *tables, key = field.split(".")
+    target = content[tables[0]] if tables else content
+    if value is None:
+        del target[key]
+    else:
+        target[key] = value
+    torch.save(content, tmp_path / "forged.pt")
+    with pytest.raises(ConfigError, match=rf"forged\.pt: its `{re.escape(field)}`: {re.escape(problem)}"):
+        load_bundle(tmp_path / "forged.pt")
+
+
 def test_a_checkpoint_model_is_named_by_the_code_it_builds_not_the_experiments_names(best_pth, tmp_path,
                                                                                        monkeypatch, capsys):
     """An import is evaluated with uniformer_s + concat + mcsdr whatever the experiment's encoder (tiny3d here) and

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmark.components import declared_columns
-from benchmark.config import Experiment, ModelConfig
+from benchmark.config import MAX_SAMPLES, Experiment, ModelConfig
 from benchmark.encoding.weights import read_checkpoint
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.training.bundle import BUNDLE_FORMAT, PARTS, ModelBundle, load_bundle
@@ -42,6 +42,18 @@ def check_checkpoint_models(experiment: Experiment, registry: Registry) -> None:
             bundle = load_checkpoint_model(experiment, model, registry)
             checkpoint_inputs(experiment, model, bundle, available, registry)
             check_clips(experiment, model, bundle)
+            check_samples(experiment, model, bundle)
+
+
+def check_samples(experiment: Experiment, model: ModelConfig, bundle: ModelBundle) -> None:
+    """Raises ``ConfigError`` when the model would be evaluated with the K its checkpoint records and that K is past
+    ``MAX_SAMPLES``, the bound ``evaluate.samples`` has: a received file's K = 10**9 would exhaust memory in the job."""
+    recorded = bundle.source.get("samples")
+    if not model.samples and recorded and recorded > MAX_SAMPLES:
+        key = f"models[{experiment.models.index(model)}].samples"
+        raise ConfigError(f"{experiment.source}: `{key}`: model {model.key!r} ({model.checkpoint}) records K = "
+                          f"{recorded} samples per item, which it would be evaluated with; at most {MAX_SAMPLES} are "
+                          f"held in memory. Set {key} (2 to {MAX_SAMPLES}).")
 
 
 def check_clips(experiment: Experiment, model: ModelConfig, bundle: ModelBundle) -> None:

@@ -23,6 +23,7 @@ the columns go into its ``source``.
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,10 +31,11 @@ from typing import Any, Mapping
 import torch
 
 import registry as default_registry
+from benchmark.components import parameter_problems_of
 from benchmark.contracts import InputSpec
 from benchmark.encoding.weights import HEAD_PREFIXES, extract_state_dict, load_state, read_checkpoint
 from benchmark.errors import BenchmarkError
-from benchmark.training.bundle import ModelBundle, Part
+from benchmark.training.bundle import ModelBundle, Part, clips_problems
 
 FUSION_PREFIX = "tabular_encoder."
 # The reference scales frames to 0-1 and does not normalise channels: mean 0, std 255 on the 0-255 scale.
@@ -45,6 +47,9 @@ PUBLISHED = {"heads": 8, "sampler": "ddim", "steps": 10, "eta": 0.0}
 # What the reference's dataset reads when its config's data table lacks them (src/data/dataset.py).
 REFERENCE_CLIPS = {"frames": 32, "frequency": 1}
 REFERENCE_TEST_WINDOW = [0.95]  # p_interval_test: one share, the central window of the test clip
+# Where in the reference's config each recorded clip setting is read
+CONFIG_KEYS = {"clips.frames": "data.frames", "clips.frequency": "data.frequency",
+               "clips.test_window": "data.p_interval_test"}
 # The components an import builds, whatever the file: what its results depend on besides its bytes.
 BUILT = {"encoder": "uniformer_s", "fusion": "concat", "head": "mcsdr"}
 
@@ -63,16 +68,33 @@ def import_mcsdr(path: str | Path, heads: int | None = None, steps: int | None =
     fusion_state = {k: v for k, v in regressor.items() if k.startswith(FUSION_PREFIX)}
     head_state = {k: v for k, v in regressor.items() if not k.startswith(FUSION_PREFIX)}
 
-    recorded = recorded_settings(checkpoint.get("config"))
+    try:
+        recorded = recorded_settings(checkpoint.get("config"))
+    except BenchmarkError as error:
+        raise BenchmarkError(f"{path}: {error}") from None
+    # a received file's clips become the settings the experiment is held to: held to their ranges here
+    for key, problem in clips_problems(recorded["clips"]).items():
+        raise BenchmarkError(f"{path}: its config's `{CONFIG_KEYS[key]}`: {problem}")
+    if recorded["samples"] is not None and recorded["samples"] < 1:  # K = -3 would reach the job as it is
+        raise BenchmarkError(f"{path}: its config's `evaluation.inference_samples`: must be at least 1, got "
+                             f"{recorded['samples']}")
     explicit = {"heads": heads, "steps": steps, "eta": eta, "sampler": sampler}
     options = {key: value if value is not None else recorded[key] for key, value in explicit.items()}
     fusion_params = _fusion_params(fusion_state, head_state, path)
     head_params = _head_params(head_state, path, **options)
+    for key, problem in parameter_problems_of(registry.describe("head", BUILT["head"]).factory, head_params).items():
+        raise BenchmarkError(f"{path}: its mcsdr head, with {key} = {head_params[key]!r} (from its config or the "
+                             f"sampler settings given): {problem}")
     encoder = Part(BUILT["encoder"], {}, registry.build("encoder", BUILT["encoder"]))
     encoder.module.input_spec = MCSDR_INPUT
     fusion = Part(BUILT["fusion"], fusion_params, registry.build("fusion", BUILT["fusion"], **fusion_params))
-    head = Part(BUILT["head"], head_params,
-                registry.build("head", BUILT["head"], condition_dim=fusion.module.out_dim, **head_params))
+    try:
+        head = Part(BUILT["head"], head_params,
+                    registry.build("head", BUILT["head"], condition_dim=fusion.module.out_dim, **head_params))
+    except ValueError as error:  # the head's own refusal of a sampling setting ("unknown sampler 'foo'")
+        given = ", ".join(f"{key} = {value!r}" for key, value in options.items())
+        raise BenchmarkError(f"{path}: its mcsdr head cannot be built with {given} (from its config's evaluation "
+                             f"table and n_head, or the sampler settings given): {error}") from None
 
     loads = (
         (encoder, extract_state_dict(checkpoint, str(path)), "model_state_dict", HEAD_PREFIXES),
@@ -107,25 +129,45 @@ def recorded_settings(config: Any) -> dict[str, Any]:
     ``evaluation`` table lacks takes the reference code's default (``.get('sampler', 'ddpm')``,
     ``ddim_steps`` 1000, ``inference_samples`` 10), as the reference itself would have run; without the
     table: ``PUBLISHED`` and K unknown. Columns only where ``data.use_tabular_data`` is on; clips (frames and
-    the stride ``frequency``, ``REFERENCE_CLIPS`` where the data table lacks them) where there is a data table
-    whose values are whole numbers, with the test window where ``p_interval_test`` is one share in (0, 1]."""
+    the stride ``frequency``, ``REFERENCE_CLIPS`` where the data table lacks them) where there is a data table,
+    with the test window where ``p_interval_test`` is one share in (0, 1]. A value of the wrong type is a
+    BenchmarkError naming its key."""
     config = config if isinstance(config, Mapping) else {}
     settings = {**PUBLISHED, "samples": None, "tabular_columns": None, "clips": None}
     predictor = _table(_table(_table(_table(config, "model"), "regressor_head"), "diffusion"), "predictor_config")
-    settings["heads"] = int(_table(predictor, "params").get("n_head", PUBLISHED["heads"]))
+    settings["heads"] = _number(_table(predictor, "params"), "model.regressor_head.diffusion.predictor_config.params",
+                                "n_head", PUBLISHED["heads"], int)
     if isinstance(evaluation := config.get("evaluation"), Mapping):
-        settings.update(sampler=str(evaluation.get("sampler", "ddpm")), steps=int(evaluation.get("ddim_steps", 1000)),
-                        eta=float(evaluation.get("ddim_eta", 0.0)), samples=int(evaluation.get("inference_samples", 10)))
+        sampler = evaluation.get("sampler", "ddpm")
+        if not isinstance(sampler, str):
+            raise BenchmarkError(f"its config's `evaluation.sampler`: must be a sampler's name, got {sampler!r}")
+        settings.update(sampler=sampler, steps=_number(evaluation, "evaluation", "ddim_steps", 1000, int),
+                        eta=_number(evaluation, "evaluation", "ddim_eta", 0.0, float),
+                        samples=_number(evaluation, "evaluation", "inference_samples", 10, int))
     data = _table(config, "data")
     if data.get("use_tabular_data") and data.get("tabular_cols"):
+        if not isinstance(data["tabular_cols"], (list, tuple)):  # a string would be read as one column per letter
+            raise BenchmarkError(f"its config's `data.tabular_cols`: must be a list of column names, got "
+                                 f"{data['tabular_cols']!r}")
         settings["tabular_columns"] = [str(column) for column in data["tabular_cols"]]
-    clips = {key: data.get(key, default) for key, default in REFERENCE_CLIPS.items()}
-    if data and all(isinstance(value, int) and not isinstance(value, bool) for value in clips.values()):
+    if data:
+        clips = {key: _number(data, "data", key, default, int) for key, default in REFERENCE_CLIPS.items()}
         window = data.get("p_interval_test", REFERENCE_TEST_WINDOW)
         if isinstance(window, (list, tuple)) and len(window) == 1 and _share(window[0]):
             clips["test_window"] = float(window[0])
         settings["clips"] = clips
     return settings
+
+
+def _number(table: Mapping, where: str, key: str, default: Any, kind: type) -> Any:
+    """``table[key]`` (or ``default``) as ``kind``: a number, whole for ``int``; a BenchmarkError naming ``where.key``
+    otherwise, where ``int()`` stopped the import with Python's ValueError or cut 2.7 to 2 unseen."""
+    value = table.get(key, default)
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy's scalars too
+    if not number or (kind is int and not (isinstance(value, numbers.Integral) or float(value).is_integer())):
+        raise BenchmarkError(f"its config's `{where}.{key}`: must be a {'whole ' if kind is int else ''}number, got "
+                             f"{value!r}")
+    return kind(value)
 
 
 def _share(value: Any) -> bool:

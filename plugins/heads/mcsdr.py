@@ -207,7 +207,14 @@ class MCSDRHead(Diffusion):
 
     @staticmethod
     def parameter_problems(params: dict) -> dict[str, str]:
-        return {**MLPTrunk.parameter_problems(params), **range_problems(params, RANGES)}
+        problems = {**MLPTrunk.parameter_problems(params), **range_problems(params, RANGES)}
+        # DDIM visits `steps` of the T timesteps: more fail only when sampling, after every job's work (a checkpoint
+        # model, which has no pre-flight, at its test items)
+        steps, timesteps = params.get("steps"), params.get("timesteps", 1000)
+        if (params.get("sampler", "ddim") == "ddim" and isinstance(steps, int) and isinstance(timesteps, int)
+                and "timesteps" not in problems and not 1 <= steps <= timesteps):
+            problems["steps"] = f"must be between 1 and timesteps ({timesteps}) for DDIM, got {steps!r}"
+        return problems
 
     def loss(self, condition: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         memory = self.noise_predictor.prepare(condition)

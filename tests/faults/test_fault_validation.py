@@ -952,3 +952,36 @@ def test_a_head_parameter_without_a_default_is_named_when_the_experiment_does_no
     for trials in (0, 2):
         outcome = cli("validate", experiment, *sets([*model[1:], given, f"tune.trials={trials}"]))
         assert outcome.code == 0, (trials, outcome.text)
+
+
+FLAG_NEED = '''
+from benchmark.api import add_metric
+from plugins.heads.gaussian import GaussianHead
+from registry import hookimpl
+
+
+def spread(items, weights):
+    return weights @ items["std"] / weights.sum(axis=1)
+
+
+@hookimpl
+def register_heads(registry):
+    registry.add("calibrated_gaussian", GaussianHead, metadata={"probabilistic": True, "calibrated": 1})
+
+
+@hookimpl
+def register_metrics(registry):
+    add_metric(registry, "spread", spread, label="Spread", direction="min", probabilistic=True, order=90,
+               description="mean predictive std", needs=("calibrated",))
+'''
+
+
+def test_a_metrics_need_that_a_head_flags_with_a_truthy_value_is_known(experiment, write_plugin):
+    """A head flags a capability by a true value in its metadata (`calibrated = 1` is a head that has it, as tuning
+    tests it): a metric needing it is not a misspelling. The need check counted only `True` and refused the
+    experiment, naming a need a registered head has."""
+    plugin = write_plugin("calibrated", FLAG_NEED)
+    settings = [f'plugins=["{plugin}"]', 'tune.metric="spread"', "tune.trials=2",
+                *(f'models.{index}.head="calibrated_gaussian"' for index in (0, 1))]
+    outcome = cli("validate", experiment, *sets(settings))
+    assert outcome.code == 0 and "neither a closed form" not in outcome.text, outcome.text
