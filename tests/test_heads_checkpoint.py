@@ -322,22 +322,24 @@ def test_a_checkpoint_config_out_of_range_is_refused_naming_its_key(best_pth, tm
         import_mcsdr(tmp_path / "odd.pth")
 
 
-def test_a_checkpoint_k_past_the_bound_is_refused_unless_the_model_sets_its_own(best_pth, tmp_path):
+def test_a_checkpoint_k_outside_the_bounds_is_refused_unless_the_model_sets_its_own(best_pth, tmp_path):
     """A best.pth's config (or a bundle) records the K it is evaluated with: inference_samples = 10**9 was taken as it
-    is, past evaluate.samples' bound, and would exhaust memory in the job. The model's own `samples` overrides it."""
+    is, past evaluate.samples' bound, and would exhaust memory in the job; K = 1 scores no fair CRPS. The model's own
+    `samples` overrides it."""
     _, checkpoint = best_pth
-    config = {**REFERENCE_CONFIG, "evaluation": {**REFERENCE_CONFIG["evaluation"], "inference_samples": 10**9},
-              "data": {**REFERENCE_CONFIG["data"], "frames": 4}}  # the suite's clips
-    torch.save({**checkpoint, "config": config}, tmp_path / "huge_k.pth")
-    for extra, refused in (("", True), ("samples = 40\n", False)):
-        models = (f'[[models]]\nhead = "mcsdr"\nfusion = "concat"\nlabel = "p"\n'
-                  f'checkpoint = "{tmp_path / "huge_k.pth"}"\n{extra}')
-        experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data",
-                                      dataset_extra='tabular = ["Age", "Sex", "Weight", "Height"]', models=models)
-        outcome = cli("validate", experiment)
-        text = " ".join(outcome.text.split())
-        assert ("`models[0].samples`: model 'p'" in text and "records K = 1000000000" in text) == refused, text
-        assert outcome.code == (2 if refused else 0), text
+    for k in (10**9, 1):  # K = 1: no fair CRPS, which compares two samples
+        config = {**REFERENCE_CONFIG, "evaluation": {**REFERENCE_CONFIG["evaluation"], "inference_samples": k},
+                  "data": {**REFERENCE_CONFIG["data"], "frames": 4}}  # the suite's clips
+        torch.save({**checkpoint, "config": config}, tmp_path / "odd_k.pth")
+        for extra, refused in (("", True), ("samples = 40\n", False)):
+            models = (f'[[models]]\nhead = "mcsdr"\nfusion = "concat"\nlabel = "p"\n'
+                      f'checkpoint = "{tmp_path / "odd_k.pth"}"\n{extra}')
+            experiment = write_experiment(tmp_path / "e.toml", synthetic_root=tmp_path / "data",
+                                          dataset_extra='tabular = ["Age", "Sex", "Weight", "Height"]', models=models)
+            outcome = cli("validate", experiment)
+            text = " ".join(outcome.text.split())
+            assert ("`models[0].samples`: model 'p'" in text and f"records K = {k} samples" in text) == refused, text
+            assert outcome.code == (2 if refused else 0), text
 
 
 @pytest.mark.parametrize("table, key, value, problem", [
@@ -418,6 +420,9 @@ def test_a_sampler_a_bundles_head_refuses_is_an_error_naming_the_file(best_pth, 
     ("input_spec", {"bogus": 1}, "must be a table of frames, size, channels, mean, std"),
     ("input_spec.size", 10**9, "must be what an encoder's InputSpec holds, got 1000000000"),
     ("input_spec.mean", [0.0], "must be what an encoder's InputSpec holds, got [0.0]"),
+    ("input_spec.std", [255.0, 0.0, 255.0], "must be what an encoder's InputSpec holds, got [255.0, 0.0, 255.0]"),
+    ("input_spec.mean", [0.0, float("nan"), 0.0], "must be what an encoder's InputSpec holds, got [0.0, nan, 0.0]"),
+    ("head.name", "mcsdrr", "unknown head 'mcsdrr'"),
     ("target_scale", "weird", "must be \"raw\" or \"standardised\", got 'weird'"),
 ])
 def test_a_bundle_whose_parts_are_forged_is_refused_naming_the_field(best_pth, tmp_path, field, value, problem):

@@ -46,14 +46,16 @@ def check_checkpoint_models(experiment: Experiment, registry: Registry) -> None:
 
 
 def check_samples(experiment: Experiment, model: ModelConfig, bundle: ModelBundle) -> None:
-    """Raises ``ConfigError`` when the model would be evaluated with the K its checkpoint records and that K is past
-    ``MAX_SAMPLES``, the bound ``evaluate.samples`` has: a received file's K = 10**9 would exhaust memory in the job."""
+    """Raises ``ConfigError`` when the model would be evaluated with the K its checkpoint records and that K is outside
+    the bounds ``evaluate.samples`` has: a received file's K = 10**9 would exhaust memory in the job, and K = 1 gives
+    no fair CRPS (it compares two samples) and no interval."""
     recorded = bundle.source.get("samples")
-    if not model.samples and recorded and recorded > MAX_SAMPLES:
+    if not model.samples and recorded and not 2 <= recorded <= MAX_SAMPLES:
         key = f"models[{experiment.models.index(model)}].samples"
         raise ConfigError(f"{experiment.source}: `{key}`: model {model.key!r} ({model.checkpoint}) records K = "
-                          f"{recorded} samples per item, which it would be evaluated with; at most {MAX_SAMPLES} are "
-                          f"held in memory. Set {key} (2 to {MAX_SAMPLES}).")
+                          f"{recorded} samples per item, which it would be evaluated with; from 2 (the fair CRPS "
+                          f"compares two) to {MAX_SAMPLES} (held in memory) are scored. Set {key} (2 to "
+                          f"{MAX_SAMPLES}).")
 
 
 def check_clips(experiment: Experiment, model: ModelConfig, bundle: ModelBundle) -> None:

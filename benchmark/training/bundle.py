@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -91,8 +92,12 @@ def load_bundle(path: str | Path, registry=None, head_params: Mapping[str, Any] 
         spec = content[kind]
         params = {**spec["params"], **(head_params or {})} if kind == "head" else dict(spec["params"])
         extra = {"condition_dim": parts["fusion"].module.out_dim} if kind == "head" else {}
+        try:
+            record = registry.describe(kind, spec["name"])
+        except default_registry.RegistryError as error:  # a name no plugin of this experiment registers
+            raise ConfigError(f"{path}: its `{kind}.name`: {error}") from None
         # The file names the sizes: held to the component's ranges before building (depth = 1e9 would build for ever)
-        for key, problem in parameter_problems_of(registry.describe(kind, spec["name"]).factory, params).items():
+        for key, problem in parameter_problems_of(record.factory, params).items():
             raise ConfigError(f"{path}: its {kind} {spec['name']!r} has `{key}`: {problem}")
         try:
             module = registry.build(kind, spec["name"], **extra, **params)
@@ -134,15 +139,17 @@ def _content_problems(content: Mapping[str, Any]) -> dict[str, str]:
     fits = {"frames": frames is None or _whole(frames) and 1 <= frames <= MAX_CLIP_FRAMES,
             "size": _whole(size) and 1 <= size <= MAX_CLIP_SIZE,
             "channels": _whole(channels) and channels >= 1,  # grey clips are repeated to any count
-            **{key: _per_channel(spec.get(key), channels) for key in ("mean", "std")}}
+            "mean": _per_channel(spec.get("mean"), channels),
+            "std": _per_channel(spec.get("std"), channels, positive=True)}  # clips are divided by it
     for key in (key for key, fit in fits.items() if not fit):
         problems[f"input_spec.{key}"] = f"must be what an encoder's InputSpec holds, got {_shown(spec.get(key, 3))}"
     return problems
 
 
-def _per_channel(value: Any, channels: Any) -> bool:
+def _per_channel(value: Any, channels: Any, positive: bool = False) -> bool:
     return value is None or (isinstance(value, (list, tuple)) and len(value) == channels
-                             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+                             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                     and (v > 0 or not positive) for v in value))
 
 
 def source_problems(source: Mapping[str, Any]) -> dict[str, str]:
