@@ -196,12 +196,33 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
         annotation = (typing.get_type_hints(TrainConfig)[key] if key in TRAINER_PARAMS
                       else fusion.get(key[len(FUSION_PREFIX):], Any) if key.startswith(FUSION_PREFIX)
                       else head.get(key, Any))
-        component, name = ((None, key) if key in TRAINER_PARAMS else (fusion_factory, key[len(FUSION_PREFIX):])
-                           if key.startswith(FUSION_PREFIX) else (head_factory, key))
+        component, name, fixed = ((None, key, {}) if key in TRAINER_PARAMS
+                                  else (fusion_factory, key[len(FUSION_PREFIX):], model.fusion_params)
+                                  if key.startswith(FUSION_PREFIX) else (head_factory, key, model.params))
         for value in range_values(param):
             _check_search_value(key, value, annotation, where)
-            for problem in parameter_problems_of(component, {name: value}).values():
+            # with the parameters the model fixes: a rule may join two (mcsdr's steps at most its timesteps)
+            for problem in parameter_problems_of(component, {**fixed, name: value}).values():
                 raise ConfigError(f"{where} can give {value!r}: {problem}")
+
+
+def _check_default_space_values(head: ComponentRecord, fusion: ComponentRecord, model: ModelConfig,
+                                space: Mapping[str, Param], index: int, source: str) -> None:
+    """Each value a head's or fusion's default search space gives must suit the parameters the model fixes
+    (``timesteps = 20`` fixed, mcsdr's default ``steps`` up to 50): such a trial would fail after stage 1 and the
+    features. The model's own ``search_space`` entries are held to this by ``check_search_space``."""
+    for key, param in space.items():
+        if key in model.search_space or key in TRAINER_PARAMS:
+            continue
+        record, name, fixed, key_path = ((fusion, key[len(FUSION_PREFIX):], model.fusion_params, "fusion_params")
+                                         if key.startswith(FUSION_PREFIX) else (head, key, model.params, "params"))
+        for value in range_values(param):
+            for problem in parameter_problems_of(record.factory, {**fixed, name: value}).values():
+                raise ConfigError(f"{source}: `models[{index}].{key_path}`: tuning searches the default range of "
+                                  f"{record.kind} {record.name!r} for {name!r}, which can give {value!r} with "
+                                  f"{json.dumps(dict(fixed), sort_keys=True)}: {problem}. Give "
+                                  f"`models[{index}].search_space.{key}` a range that fits, or fix {name!r} in "
+                                  f"`models[{index}].{key_path}`.")
 
 
 def _check_default_spaces(records: Sequence[ComponentRecord], index: int, source: str) -> None:
@@ -415,6 +436,7 @@ def resolve(experiment: Experiment) -> Resolved:
         if experiment.tune.trials and trains:
             _check_default_spaces((head, fusion), index, source)
         space = search_space(registry, model) if experiment.tune.trials and trains else {}  # {}: not tuned
+        _check_default_space_values(head, fusion, model, space, index, source)
         if not model.checkpoint:  # a checkpoint's bundle records its own parameters
             _check_required_params(head, model.params, f"models[{index}].params", source)
             _check_required_params(fusion, model.fusion_params, f"models[{index}].fusion_params", source)

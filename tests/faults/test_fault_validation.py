@@ -985,3 +985,21 @@ def test_a_metrics_need_that_a_head_flags_with_a_truthy_value_is_known(experimen
                 *(f'models.{index}.head="calibrated_gaussian"' for index in (0, 1))]
     outcome = cli("validate", experiment, *sets(settings))
     assert outcome.code == 0 and "neither a closed form" not in outcome.text, outcome.text
+
+
+def test_a_default_search_range_that_does_not_suit_the_models_fixed_params_fails_validate(experiment):
+    """mcsdr's default `steps` range (up to 50) with `timesteps = 20` fixed: trials past 20 steps would fail after
+    stage 1 and the features. A range of the model's own that fits, or tuning off, passes; one that does not fit is
+    named under its search_space key."""
+    model = 'models=[{head = "mcsdr", label = "m", params = {timesteps = 20}%s}]'
+    outcome = cli("validate", experiment, *sets([model % "", 'baseline="m"', "tune.trials=2"]))
+    message = " ".join(outcome.err.split())
+    assert outcome.code == 2, outcome.text
+    assert ("`models[0].params`: tuning searches the default range of head 'mcsdr' for 'steps', which can give 50 "
+            'with {"timesteps": 20}: must be between 1 and timesteps (20) for DDIM, got 50.') in message, message
+    for extra, trials, code in ((", search_space = {steps = {int = [5, 20]}}", 2, 0), ("", 0, 0),
+                                (", search_space = {steps = {int = [5, 30]}}", 2, 2)):
+        outcome = cli("validate", experiment, *sets([model % extra, 'baseline="m"', f"tune.trials={trials}"]))
+        assert outcome.code == code, (extra, outcome.text)
+    assert "`models[0].search_space.steps` can give 30: must be between 1 and timesteps (20)" in " ".join(
+        outcome.err.split()), outcome.err
