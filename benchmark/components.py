@@ -201,9 +201,18 @@ def check_search_space(registry: Registry, model, index: int, source: str) -> No
                                   if key.startswith(FUSION_PREFIX) else (head_factory, key, model.params))
         for value in range_values(param):
             _check_search_value(key, value, annotation, where)
-            # with the parameters the model fixes: a rule may join two (mcsdr's steps at most its timesteps)
-            for problem in parameter_problems_of(component, {**fixed, name: value}).values():
-                raise ConfigError(f"{where} can give {value!r}: {problem}")
+        refused = _range_problem(component, fixed, name, param)
+        if refused:
+            raise ConfigError(f"{where} can give {refused[0]!r}: {refused[1]}")
+
+
+def _range_problem(component: Any, fixed: Mapping[str, Any], name: str, param: Param) -> tuple[Any, str] | None:
+    """(value, problem) for the first value of ``param``'s range that ``component``'s ``parameter_problems`` refuses
+    as ``name`` beside the parameters the model fixes (a rule may join two: mcsdr's steps at most its timesteps)."""
+    for value in range_values(param):
+        for problem in parameter_problems_of(component, {**fixed, name: value}).values():
+            return value, problem
+    return None
 
 
 def _check_default_space_values(head: ComponentRecord, fusion: ComponentRecord, model: ModelConfig,
@@ -216,13 +225,13 @@ def _check_default_space_values(head: ComponentRecord, fusion: ComponentRecord, 
             continue
         record, name, fixed, key_path = ((fusion, key[len(FUSION_PREFIX):], model.fusion_params, "fusion_params")
                                          if key.startswith(FUSION_PREFIX) else (head, key, model.params, "params"))
-        for value in range_values(param):
-            for problem in parameter_problems_of(record.factory, {**fixed, name: value}).values():
-                raise ConfigError(f"{source}: `models[{index}].{key_path}`: tuning searches the default range of "
-                                  f"{record.kind} {record.name!r} for {name!r}, which can give {value!r} with "
-                                  f"{json.dumps(dict(fixed), sort_keys=True)}: {problem}. Give "
-                                  f"`models[{index}].search_space.{key}` a range that fits, or fix {name!r} in "
-                                  f"`models[{index}].{key_path}`.")
+        refused = _range_problem(record.factory, fixed, name, param)
+        if refused:
+            raise ConfigError(f"{source}: `models[{index}].{key_path}`: tuning searches the default range of "
+                              f"{record.kind} {record.name!r} for {name!r}, which can give {refused[0]!r} with "
+                              f"{json.dumps(dict(fixed), sort_keys=True)}: {refused[1]}. Give "
+                              f"`models[{index}].search_space.{key}` a range that fits, or fix {name!r} in "
+                              f"`models[{index}].{key_path}`.")
 
 
 def _check_default_spaces(records: Sequence[ComponentRecord], index: int, source: str) -> None:

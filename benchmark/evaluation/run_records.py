@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config import from_dict
-from benchmark.errors import ConfigError, StoreError
+from benchmark.errors import ConfigError, StoreError, shown
 from benchmark.evaluation.predictions_file import read_predictions
 from benchmark.evaluation.scoring import SCORE_COLUMNS
 from benchmark.identity import made_here_file
@@ -83,7 +83,7 @@ def read_result(path: Path) -> dict[str, Any]:
     for field, kind in RESULT_FIELDS.items():
         value = record.get(field)
         _require(isinstance(value, kind) and not isinstance(value, bool), path, field,
-                 f"is {_shown(value)}, not {TYPE_WORDS[kind]}" if field in record else "is missing")
+                 f"is {shown(value, width=40)}, not {TYPE_WORDS[kind]}" if field in record else "is missing")
     _require(record["status"] in STATUSES, path, "status", f"is {record['status']!r}, not one of {', '.join(STATUSES)}")
     if record["status"] == "failed":
         _require(isinstance(record.get("error"), str), path, "error", "is missing from a failed result")
@@ -114,7 +114,8 @@ def read_job_predictions(path: Path) -> pd.DataFrame:
     for column in SCORE_COLUMNS:
         text = pd.to_numeric(frame[column], errors="coerce").isna() & frame[column].notna()
         if text.any():
-            _refuse(path, column, f"is {_shown(frame[column][text].iloc[0])} in row {_row(text)}, not a number")
+            value = shown(frame[column][text].iloc[0], width=40)
+            _refuse(path, column, f"is {value} in row {_row(text)}, not a number")
     return frame
 
 
@@ -140,7 +141,7 @@ def read_job_samples(path: Path, ids: pd.Index) -> dict[str, np.ndarray]:
     arrays = read_job_arrays(path, ("ids", "samples"), ("density", "density_grid"))
     unknown = [str(item) for item in arrays["ids"] if str(item) not in ids]
     if unknown:
-        _refuse(path, "ids", f"names {_shown(unknown[0])}, which its predictions.csv does not hold")
+        _refuse(path, "ids", f"names {shown(unknown[0], width=40)}, which its predictions.csv does not hold")
     rows = len(arrays["ids"])
     _require(_numbers(arrays["samples"], 2) and len(arrays["samples"]) == rows, path, "samples",
              "is not one row of numbers per id")
@@ -183,8 +184,3 @@ def _refuse(path: Path, field: str, problem: str) -> NoReturn:
     where = f"`{field}` " if field else ""
     raise StoreError(f"{path}: {where}{problem}; no run of the benchmark wrote it so (damaged, or edited by hand): "
                      "delete it to recompute that step")
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

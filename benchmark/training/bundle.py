@@ -30,7 +30,7 @@ from benchmark.components import parameter_problems_of
 from benchmark.config import MAX_CLIP_FRAMES, MAX_CLIP_SIZE
 from benchmark.contracts import InputSpec, LoadReport
 from benchmark.encoding.weights import load_state, read_checkpoint
-from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.errors import BenchmarkError, ConfigError, shown
 from benchmark.store import atomic_write_bytes
 
 BUNDLE_FORMAT = "lvefbench.bundle/1"
@@ -109,7 +109,7 @@ def load_bundle(path: str | Path, registry=None, head_params: Mapping[str, Any] 
     parts["encoder"].module.input_spec = InputSpec(**content["input_spec"])
     source = content.get("source")
     if not isinstance(source, Mapping):
-        raise ConfigError(f"{path}: its `source`: must be a table of how it was evaluated, got {_shown(source)}")
+        raise ConfigError(f"{path}: its `source`: must be a table of how it was evaluated, got {shown(source)}")
     for key, problem in source_problems(source).items():
         raise ConfigError(f"{path}: its source has `{key}`: {problem}")
     return ModelBundle(**parts, target_scale=content["target_scale"], source=source)
@@ -123,18 +123,18 @@ def _content_problems(content: Mapping[str, Any]) -> dict[str, str]:
     for kind in PARTS:
         spec = content.get(kind)
         if not isinstance(spec, Mapping):
-            problems[kind] = f"must be a table of name, params and state_dict, got {_shown(spec)}"
+            problems[kind] = f"must be a table of name, params and state_dict, got {shown(spec)}"
             continue
         for key, wanted, what in (("name", str, "a component's name"), ("params", Mapping, "a table"),
                                   ("state_dict", Mapping, "a table of tensors")):
             if not isinstance(spec.get(key), wanted):
-                problems[f"{kind}.{key}"] = f"must be {what}, got {_shown(spec.get(key))}"
+                problems[f"{kind}.{key}"] = f"must be {what}, got {shown(spec.get(key))}"
     if content.get("target_scale") not in ("raw", "standardised"):
-        problems["target_scale"] = f"must be \"raw\" or \"standardised\", got {_shown(content.get('target_scale'))}"
+        problems["target_scale"] = f"must be \"raw\" or \"standardised\", got {shown(content.get('target_scale'))}"
     spec = content.get("input_spec")
     fields = [field.name for field in dataclasses.fields(InputSpec)]
     if not (isinstance(spec, Mapping) and set(spec) <= set(fields) and {"frames", "size"} <= set(spec)):
-        return {**problems, "input_spec": f"must be a table of {', '.join(fields)}, got {_shown(spec)}"}
+        return {**problems, "input_spec": f"must be a table of {', '.join(fields)}, got {shown(spec)}"}
     frames, size, channels = spec["frames"], spec["size"], spec.get("channels", 3)
     fits = {"frames": frames is None or _whole(frames) and 1 <= frames <= MAX_CLIP_FRAMES,
             "size": _whole(size) and 1 <= size <= MAX_CLIP_SIZE,
@@ -142,7 +142,7 @@ def _content_problems(content: Mapping[str, Any]) -> dict[str, str]:
             "mean": _per_channel(spec.get("mean"), channels),
             "std": _per_channel(spec.get("std"), channels, positive=True)}  # clips are divided by it
     for key in (key for key, fit in fits.items() if not fit):
-        problems[f"input_spec.{key}"] = f"must be what an encoder's InputSpec holds, got {_shown(spec.get(key, 3))}"
+        problems[f"input_spec.{key}"] = f"must be what an encoder's InputSpec holds, got {shown(spec.get(key, 3))}"
     return problems
 
 
@@ -159,9 +159,9 @@ def source_problems(source: Mapping[str, Any]) -> dict[str, str]:
     samples, columns = source.get("samples"), source.get("tabular_columns")
     # K past MAX_SAMPLES is refused where the model can override it (check_checkpoint_models), not here
     if samples is not None and not (_whole(samples) and samples >= 1):
-        problems["samples"] = f"must be none or a positive whole number, got {_shown(samples)}"
+        problems["samples"] = f"must be none or a positive whole number, got {shown(samples)}"
     if columns is not None and not (isinstance(columns, list) and all(isinstance(name, str) for name in columns)):
-        problems["tabular_columns"] = f"must be none or a list of column names, got {_shown(columns)}"
+        problems["tabular_columns"] = f"must be none or a list of column names, got {shown(columns)}"
     return {**problems, **clips_problems(source.get("clips"))}
 
 
@@ -171,23 +171,23 @@ def clips_problems(clips: Any) -> dict[str, str]:
     if clips is None:
         return {}
     if not isinstance(clips, Mapping):
-        return {"clips": f"must be none or a table of frames, frequency and test_window, got {_shown(clips)}"}
+        return {"clips": f"must be none or a table of frames, frequency and test_window, got {shown(clips)}"}
     problems = {f"clips.{key}": "is not a recorded clip setting (frames, frequency, test_window)"
                 for key in clips if key not in ("frames", "frequency", "test_window")}
     for key in ("frames", "frequency"):
         value = clips.get(key)
         if not (_whole(value) and 1 <= value <= MAX_CLIP_FRAMES):
-            problems[f"clips.{key}"] = f"must be a whole number from 1 to {MAX_CLIP_FRAMES}, got {_shown(value)}"
+            problems[f"clips.{key}"] = f"must be a whole number from 1 to {MAX_CLIP_FRAMES}, got {shown(value)}"
     window = clips.get("test_window", 1.0)
-    if not (isinstance(window, (int, float)) and not isinstance(window, bool) and 0 < window <= 1):
-        problems["clips.test_window"] = f"must be a share above 0 and at most 1, got {_shown(window)}"
+    if not is_share(window):
+        problems["clips.test_window"] = f"must be a share above 0 and at most 1, got {shown(window)}"
     return problems
+
+
+def is_share(value: Any) -> bool:
+    """A number above 0 and at most 1 (a window's share of a video's frames)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
 
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -35,7 +35,7 @@ from benchmark.components import parameter_problems_of
 from benchmark.contracts import InputSpec
 from benchmark.encoding.weights import HEAD_PREFIXES, extract_state_dict, load_state, read_checkpoint
 from benchmark.errors import BenchmarkError
-from benchmark.training.bundle import ModelBundle, Part, clips_problems
+from benchmark.training.bundle import ModelBundle, Part, clips_problems, is_share
 
 FUSION_PREFIX = "tabular_encoder."
 # The reference scales frames to 0-1 and does not normalise channels: mean 0, std 255 on the 0-255 scale.
@@ -153,7 +153,7 @@ def recorded_settings(config: Any) -> dict[str, Any]:
     if data:
         clips = {key: _number(data, "data", key, default, int) for key, default in REFERENCE_CLIPS.items()}
         window = data.get("p_interval_test", REFERENCE_TEST_WINDOW)
-        if isinstance(window, (list, tuple)) and len(window) == 1 and _share(window[0]):
+        if isinstance(window, (list, tuple)) and len(window) == 1 and is_share(window[0]):
             clips["test_window"] = float(window[0])
         settings["clips"] = clips
     return settings
@@ -168,10 +168,6 @@ def _number(table: Mapping, where: str, key: str, default: Any, kind: type) -> A
         raise BenchmarkError(f"its config's `{where}.{key}`: must be a {'whole ' if kind is int else ''}number, got "
                              f"{value!r}")
     return kind(value)
-
-
-def _share(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
 
 
 def _table(config: Mapping, key: str) -> Mapping:
