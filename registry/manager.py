@@ -144,7 +144,6 @@ class Registry:
         except Exception as error:  # a broken plugin is reported, the others still load
             self._fail(name, origin, f"import failed: {_one_line(error)}")
             return
-        self._warn_undecorated(plugin, name, origin)
         try:
             self.plugin_manager.register(plugin, name=name)
         except pluggy.PluginValidationError as error:
@@ -153,6 +152,7 @@ class Registry:
         except ValueError as error:  # the same object registered twice under another name
             self._fail(name, origin, _one_line(error))
             return
+        self._warn_uncollected(plugin, name, origin)
         unknown = [
             caller.name
             for caller in self.plugin_manager.get_hookcallers(plugin) or []
@@ -187,15 +187,22 @@ class Registry:
                         raise DuplicateComponentError(kind, record.name, existing.origin, record.origin)
                     self._records[kind][record.name] = record
 
-    def _warn_undecorated(self, plugin: Any, name: str, origin: str) -> None:
-        # pluggy calls only functions marked with @hookimpl: a plugin whose register_heads lacks the marker
-        # loads without error and registers nothing, which is hard to see without this hint.
+    def _warn_uncollected(self, plugin: Any, name: str, origin: str) -> None:
+        # pluggy calls only functions marked with @hookimpl and skips anything else without a word: a plugin whose
+        # register_heads lacks the marker, or is wrapped by a decorator written in C (functools.lru_cache, whose
+        # wrapper is no Python function), loads without error and registers nothing, which is hard to see.
         marker = f"{hookspecs.PROJECT}_impl"
+        collected = {caller.name for caller in self.plugin_manager.get_hookcallers(plugin) or []}
         for hook in sorted(hookspecs.COMPONENT_HOOKS.values()) + _lifecycle_hooks():
             function = getattr(plugin, hook, None)
-            if callable(function) and not hasattr(function, marker):
-                self.warnings.append(f"plugin {name!r} ({origin}) defines {hook}() without @hookimpl, so it is "
-                                     "never called: decorate it (from registry import hookimpl)")
+            if not callable(function) or hook in collected:
+                continue
+            if hasattr(function, marker):
+                why = (f"as a {type(function).__name__}, not a function, so pluggy never calls it: define it with "
+                       "def (a decorator written in C, such as functools.lru_cache, hides it)")
+            else:
+                why = "without @hookimpl, so it is never called: decorate it (from registry import hookimpl)"
+            self.warnings.append(f"plugin {name!r} ({origin}) defines {hook}() {why}")
 
     def _fail(self, name: str, origin: str, error: str) -> None:
         self.failures.append(PluginFailure(plugin=name, origin=origin, error=error))

@@ -91,6 +91,25 @@ def test_plugin_raising_in_hook_is_contained(write_plugin):
     assert "register_heads raised RuntimeError: boom" in reg.failures[0].error
 
 
+def test_a_hook_pluggy_cannot_call_is_named_in_a_warning(write_plugin):
+    """pluggy collects only functions: one wrapped by a decorator written in C (functools.lru_cache) keeps its
+    @hookimpl mark, is skipped without a word, and its plugin registers nothing."""
+    path = write_plugin("cached", textwrap.dedent('''
+        import functools
+        from registry import hookimpl
+
+        @hookimpl
+        @functools.lru_cache
+        def register_heads(registry):
+            registry.add("never_registered", lambda condition_dim: None)
+    '''))
+    reg = load_registry([str(path)])
+    assert "never_registered" not in reg.names("head")
+    assert reg.warnings == [f"plugin 'cached' (file {path}) defines register_heads() as a _lru_cache_wrapper, not a "
+                            "function, so pluggy never calls it: define it with def (a decorator written in C, "
+                            "such as functools.lru_cache, hides it)"]
+
+
 def test_wrong_hook_signature_names_the_plugin(write_plugin):
     path = write_plugin("wrongsig", textwrap.dedent('''
         from registry import hookimpl
