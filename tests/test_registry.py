@@ -105,9 +105,10 @@ def test_a_hook_pluggy_cannot_call_is_named_in_a_warning(write_plugin):
     '''))
     reg = load_registry([str(path)])
     assert "never_registered" not in reg.names("head")
-    assert reg.warnings == [f"plugin 'cached' (file {path}) defines register_heads() as a _lru_cache_wrapper, not a "
-                            "function, so pluggy never calls it: define it with def (a decorator written in C, "
-                            "such as functools.lru_cache, hides it)"]
+    expected = (f"plugin 'cached' (file {path}) defines register_heads() as a _lru_cache_wrapper, not a function, so "
+                "pluggy never calls it: define it with def (a decorator written in C, such as functools.lru_cache, "
+                "hides it)")
+    assert reg.warnings == [expected]
 
 
 def test_wrong_hook_signature_names_the_plugin(write_plugin):
