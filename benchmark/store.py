@@ -240,13 +240,13 @@ def read_json(path: str | Path) -> Any:
 
 def file_records(directory: str | Path, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """``{name: {"sha256", "rows"}}`` for each of ``names`` present in ``directory``. Each must be a regular file
-    (``check_regular``): a link planted in a received job folder under a name the job does not write would
+    (``open_regular``): a link planted in a received job folder under a name the job does not write would
     otherwise have the digest of what it points at recorded, and vouched for."""
     records = {}
     for name in names:
         path = Path(directory) / name
         if os.path.lexists(path):
-            data = read_regular(check_regular(path, f"record {name} in result.json"))
+            data = read_regular(path, f"record {name} in result.json")
             records[name] = {"sha256": hashlib.sha256(data).hexdigest(), "rows": _rows(name, data)}
     return records
 
@@ -256,21 +256,32 @@ def file_stamp(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
 
 
-def open_regular(path: str | Path) -> BinaryIO:
+def open_regular(path: str | Path, doing: str = "") -> BinaryIO:
     """``path`` opened for reading, refused with a StoreError unless it is a regular file. Whoever shares a
     folder can put anything under a name: a symbolic link is not followed (it could lead to any file, or to
     /dev/zero, which reads without end) and a FIFO is not waited on (opening one blocks until a writer
-    comes). Other failures (a missing file, no permission) raise OSError."""
+    comes). Other failures (a missing file, no permission) raise OSError.
+
+    ``doing``: what the file is opened for, where the tool is about to hand it on (to a shared storage, an artifact
+    store, a result's records): a link planted in a received run directory would hand on what it points at
+    (``model.pt -> ~/.ssh/id_rsa``), and the error says ``refused to {doing}: ...``. What is handed on is read
+    from this one opening, so nothing put in the file's place after the check is read instead."""
     try:
-        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as error:
-        if error.errno == errno.ELOOP:  # what O_NOFOLLOW gives for a link
-            raise StoreError(f"{path} is a symbolic link, not a regular file") from None
-        raise
-    mode = os.fstat(handle).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(handle)
-        raise StoreError(f"{path} is {_kind(mode)}, not a regular file")
+        try:
+            handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as error:
+            if error.errno == errno.ELOOP:  # what O_NOFOLLOW gives for a link
+                raise StoreError(f"{path} is a symbolic link, not a regular file") from None
+            raise
+        mode = os.fstat(handle).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(handle)
+            raise StoreError(f"{path} is {_kind(mode)}, not a regular file")
+    except StoreError as error:
+        if not doing:
+            raise
+        raise StoreError(f"refused to {doing}: {error}; the tool makes only regular files in a run directory, so "
+                         "this one was put there: remove it to go on") from None
     return os.fdopen(handle, "rb")  # O_NONBLOCK changes nothing for a regular file
 
 
@@ -282,22 +293,9 @@ def is_regular(path: str | Path) -> bool:
         return False
 
 
-def check_regular(path: str | Path, doing: str) -> Path:
-    """``path`` if it is a regular file (``open_regular``: a link is not followed, a FIFO not waited on), else a
-    StoreError that says what was refused: ``refused to {doing}: ...``. For a file the tool is about to hand on
-    (to a shared storage, an artifact store): a link planted in a received run directory would hand on what it
-    points at (``model.pt -> ~/.ssh/id_rsa``). A missing file raises OSError."""
-    try:
-        open_regular(path).close()
-    except StoreError as error:
-        raise StoreError(f"refused to {doing}: {error}; the tool makes only regular files in a run directory, so "
-                         "this one was put there: remove it to go on") from None
-    return Path(path)
-
-
-def read_regular(path: str | Path) -> bytes:
+def read_regular(path: str | Path, doing: str = "") -> bytes:
     """The bytes of ``path``, refused (StoreError) unless it is a regular file (``open_regular``)."""
-    with open_regular(path) as stream:
+    with open_regular(path, doing) as stream:
         return stream.read()
 
 

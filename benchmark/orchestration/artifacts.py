@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +34,6 @@ from benchmark.identity import file_digest
 from benchmark.store import (
     atomic_writer,
     check_name,
-    check_regular,
     folder_problem,
     inside,
     is_regular,
@@ -176,15 +176,26 @@ def _s3_store(spec: str):
 
 def upload(artifacts: Artifacts, trial, path: Path) -> dict[str, Any]:
     """Store the file ``path`` as an artifact of ``trial``; returns its record for the trial's attributes. It
-    must be a regular file (``check_regular``): a link planted in a received run directory would upload what it
-    points at."""
+    must be a regular file (``open_regular``): a link planted in a received run directory would upload what it
+    points at. The file is opened once: its bytes are copied, and hashed on the way, to a private file that is
+    what Optuna uploads, so a link put in its place after the check uploads nothing else (Optuna opens the path
+    it is given)."""
     from optuna.artifacts import upload_artifact
 
-    sha256 = file_digest(check_regular(path, f"store {path.name} in the artifact store"))
     if "folder" in artifacts.where:
         Path(artifacts.where["folder"]).mkdir(parents=True, exist_ok=True)
-    artifact = upload_artifact(artifact_store=artifacts.store, file_path=str(path), study_or_trial=trial)
-    return {"artifact": artifact, "sha256": sha256, "size": path.stat().st_size, **artifacts.where}
+    # The system's temporary folder is sticky, and mkdtemp's folder is the user's own (0700): no one else can
+    # rename or replace what is in it. The copy keeps the name, which Optuna records as the artifact's file name.
+    doing = f"store {path.name} in the artifact store"
+    with tempfile.TemporaryDirectory(prefix="lvefbench-upload-") as private, open_regular(path, doing) as source:
+        copy, digest, size = Path(private) / path.name, hashlib.sha256(), 0
+        with copy.open("wb") as written:
+            while chunk := source.read(CHUNK):
+                digest.update(chunk)
+                written.write(chunk)
+                size += len(chunk)
+        artifact = upload_artifact(artifact_store=artifacts.store, file_path=str(copy), study_or_trial=trial)
+    return {"artifact": artifact, "sha256": digest.hexdigest(), "size": size, **artifacts.where}
 
 
 def download(record: dict[str, Any], mine: Artifacts, what: str, path: Path) -> bool:

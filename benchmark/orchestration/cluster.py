@@ -47,7 +47,7 @@ from benchmark.evaluation.run_records import read_manifest
 from benchmark.identity import vouch_file
 from benchmark.orchestration.artifacts import Artifacts, describe, download, upload
 from benchmark.orchestration.storage import GRACE_BEATS, MAX_RETRY, optuna_module, worker_name
-from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, check_regular, read_regular
+from benchmark.store import RunDir, atomic_write_bytes, atomic_write_json, read_regular
 
 JOB = "job"                  # user attr: the job id a jobs-study trial stands for
 WORKER = "worker"            # user attr: host:pid of the worker that claimed the trial
@@ -689,9 +689,9 @@ def job_files(directory: Path) -> dict[str, bytes]:
     """The files of a finished job that other machines need for the report. Each must be a regular file: the job
     writes some of them only (``trajectories.npz`` for some heads, ``traceback.txt`` when it fails), and a link
     planted under another name in a received run directory (``traceback.txt -> ~/.ssh/id_rsa``) would send what
-    it points at to every machine that shares the storage; such a file, or a FIFO, is refused (``check_regular``)."""
+    it points at to every machine that shares the storage; such a file, or a FIFO, is refused (``open_regular``)."""
     doing = f"store the files of job {directory.name} in the storage"
-    return {name: read_regular(check_regular(directory / name, doing))
+    return {name: read_regular(directory / name, doing)
             for name in STORED_FILES if os.path.lexists(directory / name)}
 
 

@@ -244,6 +244,29 @@ def test_an_artifact_is_uploaded_from_no_link(tmp_path):
     assert not (run.root / "artifacts").exists() or not any((run.root / "artifacts").iterdir())
 
 
+def test_an_artifact_uploads_the_bytes_it_checked_when_a_link_replaces_the_file_meanwhile(tmp_path, monkeypatch):
+    # Whoever can write into the run directory swaps the checked file for a link while the upload runs (here at the
+    # moment Optuna is handed the file): the bytes stored, and the SHA-256 and size recorded, are the file's.
+    import optuna.artifacts
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text(SECRET)
+    run, board = _worker(tmp_path)
+    weights = atomic_write_text(run.root / "encoders" / "fold0-seed0-abc.pt", "weights")
+    real_upload = optuna.artifacts.upload_artifact
+
+    def swapped_meanwhile(**arguments):
+        weights.unlink()
+        weights.symlink_to(secret)
+        return real_upload(**arguments)
+
+    monkeypatch.setattr(optuna.artifacts, "upload_artifact", swapped_meanwhile)
+    record = upload(board.artifacts, board.study.ask(), weights)
+    with board.artifacts.store.open_reader(record["artifact"]) as stored:
+        assert stored.read() == b"weights"
+    assert record["sha256"] == hashlib.sha256(b"weights").hexdigest() and record["size"] == len(b"weights")
+
+
 def test_a_run_loads_no_stage_one_weights_through_a_link(run_copy, tmp_path):
     # A received run directory whose stage-1 weights are a link to a file elsewhere: a run would load it (and a
     # worker would upload it to the artifact store). It is trained again instead, and the link replaced.
