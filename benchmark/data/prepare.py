@@ -15,7 +15,7 @@ import pandas as pd
 
 from benchmark.components import accepted, check_parameters, dataset_offered, declared_columns
 from benchmark.config import Experiment
-from benchmark.contracts import DatasetIndex, Item, Split
+from benchmark.contracts import DatasetIndex, Item, Split, index_problems
 from benchmark.data.helpers import summarise_exclusions, summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
 from benchmark.data.tabular import check_columns, with_derived
@@ -101,6 +101,7 @@ def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], N
     config = experiment.dataset
     dataset, root = _open(experiment, registry, say)
     index = dataset.load()
+    _check_index(index, experiment, registry)
     _check_tabular(experiment, index.tabular_columns, registry)  # those of a dataset that declares none: before stage 1
     splits = dataset.splits(index, config.protocol, **accepted(dataset.splits, {"fold": config.fold}))
     index = with_split_exclusions(index, splits)
@@ -113,6 +114,17 @@ def load_data(experiment: Experiment, registry: Registry, say: Callable[[str], N
                                                                         if summary else ""))
     return LoadedData(index, splits, build_manifest(index, splits, config.protocol), root,
                       _item_digests(index, config.name, say))
+
+
+def _check_index(index: DatasetIndex, experiment: Experiment, registry: Registry) -> None:
+    """The dataset's items as the contract has them (``index_problems``): a plugin's load() that breaks it is refused
+    naming the items and fields, before anything reads them."""
+    problems = index_problems(index)
+    if problems:
+        name = experiment.dataset.name
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise DataError(f"dataset {name!r} ({registry.describe('dataset', name).origin}): load() broke the dataset "
+                        f"contract (benchmark/contracts.py): {shown}")
 
 
 def check_tabular(experiment: Experiment, registry: Registry) -> None:

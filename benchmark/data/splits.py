@@ -26,10 +26,10 @@ def build_manifest(index: DatasetIndex, splits: Sequence[Split], protocol: str) 
     patient_of = {item.id: item.patient for item in index.items}
     rows = []
     for split in splits:
-        unknown = sorted(set(split.roles) - set(patient_of))
+        unknown = sorted(set(split.roles) - set(patient_of), key=repr)  # a plugin's splits() may give any key
         if unknown:
-            raise DataError(f"protocol {protocol!r}, split {split.name!r} assigns unknown id(s) "
-                            f"{', '.join(unknown[:5])}")
+            raise DataError(f"protocol {protocol!r}, split {split.name!r} assigns id(s) load() did not give: "
+                            f"{', '.join(map(repr, unknown[:5]))}{', ...' if len(unknown) > 5 else ''}")
         _check_role_names(split, protocol)
         rows += [(item_id, patient_of[item_id], split.name, role) for item_id, role in split.roles.items()]
     manifest = pd.DataFrame(rows, columns=COLUMNS).sort_values(["split", "id"], kind="stable", ignore_index=True)

@@ -775,6 +775,72 @@ def test_tabular_column_of_an_undeclaring_dataset_fails_at_the_data_before_the_r
     assert not (tmp_path / "run").exists()
 
 
+HAND_MADE_DATASET = '''
+from pathlib import Path
+
+from benchmark.contracts import DatasetIndex, Item, Split
+from registry import hookimpl
+
+FAULTS = {
+    "repeated id": lambda number: {"id": "v1.avi"} if number == 2 else {},
+    "number id": lambda number: {"id": number},
+    "EF as a fraction": lambda number: {"ef": 0.3 + number / 100},
+    "NaN EF": lambda number: {"ef": float("nan")} if number == 3 else {},
+    "number subgroup": lambda number: {"subgroups": {"scanner": number}},
+}
+
+
+class HandMade:
+    """Items listed by hand, one fault in them."""
+    protocols = ("official",)
+    tabular_columns = {}
+
+    def __init__(self, root, fault):
+        self.root, self.fault = Path(root), fault
+
+    def load(self):
+        for number in range(6):  # bytes to name the results by: only the items are wrong
+            (self.root / f"v{number}.avi").write_bytes(bytes([number]))
+        items = [Item(**{"id": f"v{number}.avi", "patient": f"p{number}", "ef": 50.0 + number,
+                         "video": self.root / f"v{number}.avi", "fold": "", **FAULTS[self.fault](number)})
+                 for number in range(6)]
+        return DatasetIndex(items=tuple(items))
+
+    def splits(self, index, protocol, **options):
+        roles = ("train", "train", "train", "train", "val", "test")
+        return [Split("official", {item.id: role for item, role in zip(index.items, roles)})]
+
+
+@hookimpl
+def register_datasets(registry):
+    registry.add("hand_made", HandMade)
+'''
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ("repeated id", "item 'v1.avi' appears twice (ids must be unique)"),
+    ("number id", "items[0].id 0 is not a non-empty str"),
+    ("EF as a fraction", "every ef is at most 1 (the largest is 0.35): EF is in percent (55, not 0.55)"),
+    ("NaN EF", "item 'v3.avi': ef nan is not a number in [0, 100] (EF is in percent)"),
+    ("number subgroup", "item 'v0.avi': subgroups['scanner'] = 0: subgroup names and values are str"),
+])
+def test_a_plugin_datasets_items_that_break_the_contract_are_refused_naming_item_and_field(
+        tmp_path, experiment, write_plugin, fault, expected):
+    """A plugin's load() is held to the contract: a repeated id kept one of its items without a word (items are looked
+    up by id), a number id stopped the run with a TypeError, and EF given as a fraction was trained and scored."""
+    plugin = write_plugin("hand_made_dataset", HAND_MADE_DATASET)
+    settings = sets([f'plugins=["{plugin}"]', "dataset.name=hand_made", f'dataset.root="{tmp_path}"',
+                     "dataset.synthetic_if_missing=false", f'dataset.params={{fault = "{fault}"}}',
+                     "models.0.fusion=none", "models.1.fusion=none"])
+    for outcome in (cli("validate", experiment, "--data", *settings),
+                    cli(*run_args(experiment, tmp_path / "run", *settings))):
+        message = " ".join(outcome.err.split())
+        assert outcome.code == 1, outcome.text
+        assert f"dataset 'hand_made' (file {plugin}): load() broke the dataset contract" in message, message
+        assert expected in message, message
+    assert not (tmp_path / "run").exists()
+
+
 def test_nll_tunes_models_that_give_it_and_is_free_while_nothing_is_tuned(experiment, write_plugin):
     """tune.metric is held to the models tuning would score with it, and only to them."""
     plugin = write_plugin("broken_heads", BROKEN_HEADS)  # its "plain" head is a point head with nothing to tune
