@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
+import signal
 import sys
 import textwrap
 import traceback
@@ -76,7 +78,11 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        return modules[args.command].run(args)
+        code = modules[args.command].run(args)
+        sys.stdout.flush()  # here, not at exit: a reader that has gone is then seen below
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt:
         print("interrupted; finished jobs are kept and a rerun resumes", file=sys.stderr)
         return 130
@@ -92,3 +98,11 @@ def _main(argv: list[str] | None) -> int:
         print(textwrap.fill(f"{label}: {message}", width=100, break_long_words=False, break_on_hyphens=False,
                             replace_whitespace=False), file=sys.stderr)
         return code
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed the pipe (``list | head -1``): nothing went wrong in the command and nothing more can be
+    shown, so no error paragraph; the exit code is a command's that SIGPIPE stopped, as ``git log | head`` gives."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # what is left in stdout's buffer would fail again as the interpreter exits
+    return 128 + signal.SIGPIPE

@@ -543,12 +543,19 @@ def _check_stand_in_format(experiment: Experiment, stand_in: ComponentRecord | N
 def _check_stand_in_loader(experiment: Experiment, stand_in: ComponentRecord) -> None:
     """The stand-in hands ``synthetic.params`` and then ``dataset.params`` to the loader that reads its generation;
     given the format, its ``parameter_problems`` names a setting the generation cannot meet (CAMUS ``release =
-    "2019"``: it writes 2023), which would otherwise stop the run only after generating."""
+    "2019"``: it writes 2023; Pediatric ``dataset.view = "PSAX"``: it writes A4C), which would otherwise stop the run
+    only after generating."""
     config = experiment.dataset
-    handed = {**experiment.synthetic.params, **config.params}
+    handed = {**experiment.synthetic.params, **config.params, "view": config.view}
     for key, problem in parameter_problems_of(stand_in.factory, {"format": config.name, **handed}).items():
-        raise ConfigError(f"{experiment.source}: `{'dataset' if key in config.params else 'synthetic'}.params.{key}`: "
-                          f"{problem}")
+        raise ConfigError(f"{experiment.source}: `{_handed_key(key, config)}`: {problem}")
+
+
+def _handed_key(parameter: str, config: DatasetConfig) -> str:
+    """The experiment key that handed the stand-in's loader ``parameter``."""
+    if parameter == "view":
+        return "dataset.view"
+    return f"{'dataset' if parameter in config.params else 'synthetic'}.params.{parameter}"
 
 
 def _check_folders(experiment: Experiment) -> None:

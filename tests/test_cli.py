@@ -87,3 +87,13 @@ def test_import_mcsdr_of_a_missing_file_is_a_usage_error_naming_the_argument(tmp
     err = capsys.readouterr().err
     assert str(missing) in err and "import-mcsdr" in err and "encoder.weights" not in err
     assert not (tmp_path / "imported").exists()
+
+
+def test_a_reader_that_stops_reading_gets_no_error_paragraph():
+    # `list | head -1`: the reader leaves before the table is written; the command itself did nothing wrong
+    process = subprocess.Popen([sys.executable, "-m", "benchmark", "list"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141  # 128 + SIGPIPE, as a command the pipe stopped
+    assert err == ""

@@ -70,3 +70,24 @@ def test_status_of_a_jobs_study_whose_manifest_is_not_stored_yet(tmp_path, capsy
     cluster.JobBoard(open_storage(url, tmp_path), "quick/jobs/1234abcd")
     assert main(["status", url]) == 0
     assert "jobs study 'quick/jobs/1234abcd': a worker is starting this run" in capsys.readouterr().out
+
+
+def test_status_of_a_worker_given_storage_on_the_command_line_asks_for_it(tmp_path, monkeypatch, capsys):
+    """README's recipe starts workers with --storage, not tune.storage: its run directory records the storage, so
+    `status RUN_DIR` says which the run shares and asks for it, instead of showing its own files as a one-process
+    run (it said "one process" and none of the other workers' jobs)."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    seen = {}
+
+    def before_stages(board):  # the manifest is written; the worker has yet to compute anything
+        capsys.readouterr()
+        seen["code"] = main(["status", str(tmp_path / "run")])
+        seen["said"] = " ".join(capsys.readouterr().err.split())
+        raise Stop
+
+    monkeypatch.setattr(StageBoard, "compute_waiting", before_stages)
+    with pytest.raises(Stop):
+        run_experiment(load_experiment(EXPERIMENT, tiny(tmp_path / "data")), out=tmp_path / "run", storage=url,
+                       quiet=True, say=lambda _: None)
+    assert seen["code"] == 2, seen
+    assert f"shared the storage {url}" in seen["said"] and "--storage URL" in seen["said"], seen

@@ -53,19 +53,21 @@ def machine() -> dict[str, Any]:
     return summary
 
 
-def recorded_config(experiment: Experiment) -> dict[str, Any]:
-    """The resolved config as run directories and storages record it: the storage URL without its password."""
+def recorded_config(experiment: Experiment, storage: str = "") -> dict[str, Any]:
+    """The resolved config as run directories and storages record it: the storage URL without its password.
+    ``storage`` (``--storage``) stands for ``tune.storage`` as it does in the run: ``status RUN_DIR`` reads the
+    storage a run's workers share from here, and a worker given one on the command line was shown as a run alone."""
     config = experiment.to_dict()
-    config["tune"]["storage"] = safe_url(config["tune"]["storage"])
+    config["tune"]["storage"] = safe_url(storage or config["tune"]["storage"])
     return config
 
 
-def build_manifest(experiment: Experiment, **sections: Any) -> dict[str, Any]:
+def build_manifest(experiment: Experiment, storage: str = "", **sections: Any) -> dict[str, Any]:
     return {
         "experiment": experiment.name,
         # Absolute, so that ``report`` finds the experiment's plugin files from any working directory.
         "source": str(Path(experiment.source).resolve()) if Path(experiment.source).is_file() else experiment.source,
-        "config": recorded_config(experiment),
+        "config": recorded_config(experiment, storage),
         "config_hash": experiment.hash(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "packages": package_versions(),

@@ -172,7 +172,7 @@ def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, 
     stages = {stage_name(experiment, registry, data, split, seed): (split, seed)
               for split in data.splits for seed in _stage_seeds(experiment)}
     manifest = build_manifest(
-        experiment, protocol=protocol(experiment, data), split_hash=data.split_hash,
+        experiment, storage=storage, protocol=protocol(experiment, data), split_hash=data.split_hash,
         data_root=str(data.root.resolve()), synthetic=data.synthetic,
         oracle=str(data.index.oracle_path.resolve()) if data.index.oracle_path else "",
         excluded=len(data.index.excluded_items), dataset_notes=list(data.index.notes),

@@ -12,8 +12,9 @@ NAME = "synthetic"
 FORMATS = ("echonet_dynamic", "echonet_pediatric", "camus")
 VIDEO_CHECKS = ".video_checks.json"
 # The loader settings a generation can be read with, per format: the generator writes CAMUS in the 2023 layout
-# only, and a loader told to read the 2019 one would find none of it, and only after generating it.
-READABLE_AS = {"camus": {"release": ("auto", "2023")}}
+# only, and Pediatric's A4C folder only (no PSAX), and a loader told to read the 2019 layout or the PSAX view found
+# none of it, and only after generating it. Compared ignoring case, as the loaders read them.
+READABLE_AS = {"camus": {"release": ("auto", "2023")}, "echonet_pediatric": {"view": ("A4C",)}}
 # It traces two frames of each video (ED and ES, writers.py): a loader keeping only videos with more excluded every
 # one, and only after generating them.
 TRACED_FRAMES = 2
@@ -98,7 +99,8 @@ def _unreadable(params: dict) -> dict[str, str]:
     problems = {key: f"the synthetic stand-in writes {form} as {key} {allowed[-1]!r} only, so {params[key]!r} would "
                      f"find none of its files; use {' or '.join(map(repr, allowed))}, or point dataset.root at real "
                      f"{form} data"
-                for key, allowed in READABLE_AS.get(form, {}).items() if key in params and params[key] not in allowed}
+                for key, allowed in READABLE_AS.get(form, {}).items()
+                if key in params and str(params[key]).casefold() not in {value.casefold() for value in allowed}}
     traced = params.get("min_traced_frames")
     if form is not None and isinstance(traced, int) and traced > TRACED_FRAMES:
         problems["min_traced_frames"] = (f"the synthetic stand-in traces {TRACED_FRAMES} frames of each video (ED and "

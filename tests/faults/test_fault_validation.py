@@ -200,6 +200,11 @@ SETTINGS = {
     "CAMUS release the stand-in does not write, in synthetic.params": (
         ["dataset.name=camus", 'synthetic.params={size = 32, workers = 1, release = "2019"}'],
         ["`synthetic.params.release`: the synthetic stand-in writes camus as release '2023' only"]),
+    # the stand-in writes Pediatric's A4C folder only: PSAX or both stopped the run after generating, telling the
+    # user to point dataset.root at the folder they downloaded
+    "Pediatric view the stand-in does not write": (['dataset.view="both"'],
+                                                   [("`dataset.view`: the synthetic stand-in writes echonet_pediatric as "
+                                                     "view 'A4C' only, so 'both' would find none of its files")]),
     "label-derived tabular column": (["dataset.name=echonet_dynamic", 'dataset.tabular=["ESV"]', "models.0.fusion=none",
                                       "models.1.fusion=none"],
                                      ["`dataset.tabular`: 'ESV' is derived from the EF label"]),
