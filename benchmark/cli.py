@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import select
 import signal
 import sys
 import textwrap
@@ -81,28 +82,44 @@ def _main(argv: list[str] | None) -> int:
         code = modules[args.command].run(args)
         sys.stdout.flush()  # here, not at exit: a reader that has gone is then seen below
         return code
-    except BrokenPipeError:
-        return _reader_gone()
     except KeyboardInterrupt:
         print("interrupted; finished jobs are kept and a rerun resumes", file=sys.stderr)
         return 130
+    except BrokenPipeError as error:
+        return _reader_gone() if _stdout_unread() else _failed(error, args.debug)
     except Exception as error:  # every error ends as one paragraph and an exit code
-        code = getattr(error, "exit_code", 1)
-        if args.debug:
-            traceback.print_exc()
-        label = "error" if code == 2 else "failed"
-        message = str(error) or type(error).__name__
-        if not hasattr(error, "exit_code"):
-            message = f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
-        # Paths and keys stay whole (no breaks inside words or at hyphens) so they can be copied.
-        print(textwrap.fill(f"{label}: {message}", width=100, break_long_words=False, break_on_hyphens=False,
-                            replace_whitespace=False), file=sys.stderr)
-        return code
+        return _failed(error, args.debug)
+
+
+def _failed(error: Exception, debug: bool) -> int:
+    """The error as one paragraph on stderr; its exit code."""
+    code = getattr(error, "exit_code", 1)
+    if debug:
+        traceback.print_exc()
+    label = "error" if code == 2 else "failed"
+    message = str(error) or type(error).__name__
+    if not hasattr(error, "exit_code"):
+        message = f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
+    # Paths and keys stay whole (no breaks inside words or at hyphens) so they can be copied.
+    print(textwrap.fill(f"{label}: {message}", width=100, break_long_words=False, break_on_hyphens=False,
+                        replace_whitespace=False), file=sys.stderr)
+    return code
+
+
+def _stdout_unread() -> bool:
+    """Whether stdout is a pipe whose reader has gone: then a BrokenPipeError is that reader's doing (``list | head
+    -1``); another (a worker's pipe) is a failure like any other."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured output), no poll (Windows)
+        return False
 
 
 def _reader_gone() -> int:
-    """stdout's reader closed the pipe (``list | head -1``): nothing went wrong in the command and nothing more can be
-    shown, so no error paragraph; the exit code is a command's that SIGPIPE stopped, as ``git log | head`` gives."""
+    """stdout's reader closed the pipe: nothing went wrong in the command and nothing more can be shown, so no error
+    paragraph; the exit code is a command's that SIGPIPE stopped, as ``git log | head`` gives."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())  # what is left in stdout's buffer would fail again as the interpreter exits
     return 128 + signal.SIGPIPE

@@ -97,3 +97,16 @@ def test_a_reader_that_stops_reading_gets_no_error_paragraph():
     err = process.stderr.read()
     assert process.wait(timeout=120) == 141  # 128 + SIGPIPE, as a command the pipe stopped
     assert err == ""
+
+
+def test_a_broken_pipe_other_than_the_readers_is_a_failure_like_any_other():
+    # A worker's or a child's pipe breaking is no reader leaving: stdout here is read to the end
+    script = ("import sys, benchmark.commands.list as listing\n"
+              "from benchmark.cli import main\n"
+              "def broken(args):\n"
+              "    raise BrokenPipeError(32, 'a child process went away')\n"
+              "listing.run = broken\n"
+              "sys.exit(main(['list']))\n")
+    outcome = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert outcome.returncode == 1, outcome
+    assert "failed: BrokenPipeError: [Errno 32] a child process went away" in outcome.stderr, outcome.stderr
