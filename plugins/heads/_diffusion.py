@@ -8,13 +8,16 @@ the head builds after doing its condition-only work once (see ``plugins/heads/mc
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Literal, get_args
 
 import torch
 from torch import nn
 
-SCHEDULES = ("linear", "cosine")
-SAMPLERS = ("ddim", "ddpm")
+# As parameter annotations, these let validate refuse a misspelt value by its key, with "did you mean".
+Schedule = Literal["linear", "cosine"]
+Sampler = Literal["ddim", "ddpm"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 # eps(x_t (B, K), t) -> predicted noise (B, K); t is one integer timestep shared by the whole batch.
 Denoiser = Callable[[torch.Tensor, int], torch.Tensor]
@@ -56,7 +59,7 @@ class SinusoidalEmbedding(nn.Module):
 class Diffusion(nn.Module):
     """Forward process, epsilon loss and DDPM/DDIM samplers over (B, K) scalar samples."""
 
-    def __init__(self, timesteps: int = 1000, schedule: str = "linear", beta_start: float = 1e-4,
+    def __init__(self, timesteps: int = 1000, schedule: Schedule = "linear", beta_start: float = 1e-4,
                  beta_end: float = 0.02):
         super().__init__()
         betas = make_betas(schedule, timesteps, beta_start, beta_end)

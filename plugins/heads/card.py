@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmark.api import MLPTrunk, range_problems
-from plugins.heads._diffusion import SAMPLERS, Diffusion
+from plugins.heads._diffusion import SAMPLERS, Diffusion, Sampler
 from registry import Categorical, FloatParam, IntParam, hookimpl
 
 # CARD uses 100 (UCI) and 1000 (toy) timesteps: its linear schedule up to beta_end 0.175 drives the cumulative alpha
@@ -54,7 +54,7 @@ class CARDHead(Diffusion):
     read_only_with: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {"steps": ("sampler", ("ddim",))}
 
     def __init__(self, condition_dim: int, width: int = 128, depth: int = 2, timesteps: int = 100,
-                 beta_start: float = 1e-3, beta_end: float = 0.175, sampler: str = "ddpm", steps: int = 10):
+                 beta_start: float = 1e-3, beta_end: float = 0.175, sampler: Sampler = "ddpm", steps: int = 10):
         if not 0 < beta_start < beta_end < 1:
             raise ValueError(f"card: need 0 < beta_start < beta_end < 1, got {beta_start}, {beta_end}")
         if sampler not in SAMPLERS:

@@ -14,14 +14,14 @@ time part is computed once per step and broadcast, never on a (B*K, 1+E) concate
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from benchmark.api import MLPTrunk, range_problems
-from plugins.heads._diffusion import SAMPLERS, SCHEDULES, Diffusion, SinusoidalEmbedding
+from plugins.heads._diffusion import SAMPLERS, SCHEDULES, Diffusion, Sampler, Schedule, SinusoidalEmbedding
 from registry import Categorical, FloatParam, IntParam, hookimpl
 
 
@@ -145,7 +145,8 @@ class MLPPredictor(NoisePredictor):
         return self.final_layer(self.trunk(F.gelu(self.query(y_t, time) + memory)))[..., 0]
 
 
-PREDICTORS = {"legacy_attention": LegacyAttention, "deep_attention": DeepAttention, "mlp": MLPPredictor}
+Predictor = Literal["legacy_attention", "deep_attention", "mlp"]  # annotated so that validate names a misspelt one
+PREDICTORS = dict(zip(get_args(Predictor), (LegacyAttention, DeepAttention, MLPPredictor)))
 # Sizes besides ``width`` and ``depth`` (the trunk's ranges: width is 256 in the reference, searched up to 512).
 # The reference: 8 heads, time_dim 64 (or 32), T = 1000. Heads: 64-dimensional ones at width 2048 are 32, GPT-3
 # has 96. time_dim: the sinusoidal embedding needs an even dimension >= 4; a width's worth is plenty. timesteps:
@@ -178,9 +179,9 @@ class MCSDRHead(Diffusion):
         "tokens": ("predictor", ("deep_attention",)), "depth": ("predictor", ("mlp",)),
         "dropout": ("predictor", ("mlp",)), "steps": ("sampler", ("ddim",)), "eta": ("sampler", ("ddim",))}
 
-    def __init__(self, condition_dim: int, predictor: str = "legacy_attention", width: int = 256,
-                 heads: int = 8, time_dim: int = 64, timesteps: int = 1000, schedule: str = "linear",
-                 sampler: str = "ddim", steps: int = 10, eta: float = 0.0,
+    def __init__(self, condition_dim: int, predictor: Predictor = "legacy_attention", width: int = 256,
+                 heads: int = 8, time_dim: int = 64, timesteps: int = 1000, schedule: Schedule = "linear",
+                 sampler: Sampler = "ddim", steps: int = 10, eta: float = 0.0,
                  clip_x0: tuple[float, float] | list[float] | None = None,
                  faithful: bool = False, depth: int = 2, layers: int = 4, tokens: int = 4,
                  dropout: float = 0.0):

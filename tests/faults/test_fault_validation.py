@@ -122,6 +122,18 @@ SETTINGS = {
                                                ["`dataset.params.video_cache`: nothing can be created in /proc"]),
     "storage folder that cannot be made": (['tune.storage="/proc/nope/x.db"'],
                                            ["`tune.storage` = '/proc/nope/x.db': nothing can be created in /proc"]),
+    "misspelt mcsdr sampler beside its steps": (["models.1.head=mcsdr", 'models.1.params={sampler = "ddimm", steps = 5}'],
+                                                ["`models[1].params.sampler` must be one of 'ddim', 'ddpm', got "
+                                                 "'ddimm'. Did you mean 'ddim'?"]),
+    "misspelt mcsdr predictor": (["models.1.head=mcsdr", 'models.1.params={predictor = "mpl"}'],
+                                 ["`models[1].params.predictor` must be one of 'legacy_attention', 'deep_attention', "
+                                  "'mlp', got 'mpl'. Did you mean 'mlp'?"]),
+    "misspelt mcsdr schedule": (["models.1.head=mcsdr", 'models.1.params={schedule = "cosin"}'],
+                                ["`models[1].params.schedule` must be one of 'linear', 'cosine', got 'cosin'. Did you "
+                                 "mean 'cosine'?"]),
+    "misspelt card sampler": (["models.1.head=card", 'models.1.params={sampler = "ddmp"}'],
+                              ["`models[1].params.sampler` must be one of 'ddim', 'ddpm', got 'ddmp'. Did you mean "
+                               "'ddpm'?"]),
     "DDIM eta outside [0, 1]": (["models.1.head=mcsdr", "models.1.params={eta = 5.0}"],
                                 ["`models[1].params.eta`: model 'gaussian' (head 'mcsdr', fusion 'concat') fails the "
                                  "pre-flight at building the fusion and head: ValueError: mcsdr: eta must be between 0 "
