@@ -31,8 +31,7 @@ def run(args) -> int:
     resolved = resolve(load_experiment(args.experiment, args.overrides))
     check_tabular(resolved.experiment, resolved.registry)
     check_checkpoint_models(resolved.experiment, resolved.registry)
-    check_machine(resolved.experiment)
-    for warning in resolved.warnings:
+    for warning in resolved.warnings + check_machine(resolved.experiment):
         print(f"warning: {warning}", file=sys.stderr)
     experiment = resolved.experiment
     print(preflight_encoder(experiment, resolved.registry))

@@ -20,7 +20,7 @@ from benchmark.components import PRIOR, resolve, search_space
 from benchmark.config import Experiment, ModelConfig, artifacts_problem
 from benchmark.contracts import Split
 from benchmark.data.prepare import LoadedData, PreparedData, check_tabular, load_data, store_data
-from benchmark.device import resolve_device, resolve_precision
+from benchmark.device import amp_dtype, resolve_device, resolve_precision
 from benchmark.encoding.encoder_stage import EncoderStage, encoder_identity
 from benchmark.encoding.feature_set import FeatureSet
 from benchmark.encoding.preflight import preflight_encoder
@@ -109,7 +109,8 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
         say(f"warning: {warning}")
     check_tabular(experiment, registry)
     check_checkpoint_models(experiment, registry)
-    check_machine(experiment, storage, artifacts)
+    for warning in check_machine(experiment, storage, artifacts):
+        say(f"warning: {warning}")
     run = RunDir(out or Path("runs") / experiment.name)
     check_out(run, "--out" if out else f"{experiment.source}: `name` (the run directory runs/{experiment.name})")
     if fresh:
@@ -134,12 +135,17 @@ def run_experiment(experiment: Experiment, out: str | Path | None = None, fresh:
         return _run_locked(experiment, registry, loaded, run, storage, quiet, say, heartbeat, artifacts, times)
 
 
-def check_machine(experiment: Experiment, storage: str = "", artifacts: str = "") -> None:
+def check_machine(experiment: Experiment, storage: str = "", artifacts: str = "") -> list[str]:
     """What only this machine can say about the settings, said before any work: that ``train.device`` exists here,
     that the tuning storage (``--storage``, else ``tune.storage``) opens, and that the artifact store its workers
-    share (``--artifacts``, else ``tune.artifacts``) takes files."""
+    share (``--artifacts``, else ``tune.artifacts``) takes files. Returns the warnings: settings that this machine
+    would leave without effect."""
     source = experiment.source
-    resolve_device(experiment.train.device, f"{source}: `train.device`")
+    device = resolve_device(experiment.train.device, f"{source}: `train.device`")
+    warnings = []
+    if experiment.train.amp and amp_dtype(device, enabled=True) is None:  # `device = "cpu"` itself is refused
+        warnings.append(f"{source}: `train.amp` is mixed precision on CUDA, and `train.device` = "
+                        f"\"{experiment.train.device}\" is the {device.type.upper()} on this machine: it is off here")
     check_storage(storage or experiment.tune.storage, "--storage" if storage else f"{source}: `tune.storage`")
     if storage or experiment.tune.storage:  # the store is used only with a shared storage
         problem = artifacts_machine_problem(artifacts or experiment.tune.artifacts)
@@ -148,6 +154,7 @@ def check_machine(experiment: Experiment, storage: str = "", artifacts: str = ""
     problem = ledger_problem()
     if problem:
         raise ConfigError(problem)
+    return warnings
 
 
 def _run_locked(experiment: Experiment, registry: Registry, loaded: LoadedData, run: RunDir, storage: str,

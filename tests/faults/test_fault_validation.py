@@ -858,6 +858,22 @@ def test_a_plugin_datasets_items_that_break_the_contract_are_refused_naming_item
     assert not (tmp_path / "run").exists()
 
 
+def test_mixed_precision_that_this_machine_leaves_off_is_named_in_a_warning(tmp_path, experiment, monkeypatch):
+    """`amp = true` with `device = "auto"` on a machine without CUDA trained in float32 without a word."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    warning = ('warning: {}: `train.amp` is mixed precision on CUDA, and `train.device` = "auto" is the CPU on this '
+               "machine: it is off here").format(experiment)
+    outcome = cli("validate", experiment, "--set", "train.amp=true")
+    assert outcome.code == 0 and warning in " ".join(outcome.err.split()), outcome.text
+    taken = tmp_path / "taken"
+    taken.write_text("a file where the run directory would go")  # stops the run right after the machine's checks
+    outcome = cli(*run_args(experiment, taken, "--set", "train.amp=true"))
+    assert outcome.code == 2 and warning in " ".join(outcome.text.split()), outcome.text
+    assert warning not in " ".join(cli("validate", experiment).err.split())
+
+
 def test_nll_tunes_models_that_give_it_and_is_free_while_nothing_is_tuned(experiment, write_plugin):
     """tune.metric is held to the models tuning would score with it, and only to them."""
     plugin = write_plugin("broken_heads", BROKEN_HEADS)  # its "plain" head is a point head with nothing to tune
