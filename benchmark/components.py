@@ -396,6 +396,7 @@ def resolve(experiment: Experiment) -> Resolved:
     experiment = _with_protocol(experiment, loader or dataset.factory)
     _check_view(experiment, loader or dataset.factory)
     _check_unread_settings(experiment, loader or dataset.factory)
+    _check_fold_read(experiment, loader or dataset.factory)
     root = Path(experiment.dataset.root)
     if not experiment.dataset.synthetic_if_missing and not root.exists():
         raise ConfigError(f"{source}: `dataset.root` = {experiment.dataset.root!r} does not exist ({root.resolve()}), "
@@ -613,6 +614,24 @@ def _check_unread_settings(experiment: Experiment, dataset: Callable[..., Any]) 
         if key not in taken and value != getattr(defaults, key):
             raise ConfigError(f"{experiment.source}: `dataset.{key}` = {json.dumps(value)}, but dataset "
                               f"{config.name!r} has no {key!r} parameter, so it would be ignored; leave it out")
+
+
+def _check_fold_read(experiment: Experiment, dataset: Callable[..., Any]) -> None:
+    """``dataset.fold`` given another value than 0 where the data's splits do not read it: a protocol outside the
+    ``fold_protocols`` the dataset's class declares (none for EchoNet-Dynamic and CAMUS; Pediatric's ``fold0`` and
+    ``cv10``), or a dataset whose ``splits`` cannot take a ``fold`` at all. The run went on with the split it always
+    deals, under a config that records fold 3. A dataset that declares nothing and takes ``**options`` may read it."""
+    config = experiment.dataset
+    if config.fold == DatasetConfig().fold:
+        return
+    readers = getattr(dataset, "fold_protocols", None)
+    if not isinstance(readers, (list, tuple)):
+        readers = None if accepted(getattr(dataset, "splits", lambda: None), {"fold": config.fold}) else ()
+    if readers is not None and config.protocol not in readers:
+        which = f"only {' and '.join(map(repr, readers))} of its protocols" if readers else "none of its protocols"
+        raise ConfigError(f"{experiment.source}: `dataset.fold` = {config.fold}, but dataset {config.name!r} reads it "
+                          f"in {which}, and `dataset.protocol` is {config.protocol!r}, so it would be ignored; leave "
+                          "it out" + (", or choose that protocol" if readers else ""))
 
 
 def _declared_values(dataset: Callable[..., Any], attribute: str) -> list[str]:

@@ -56,6 +56,7 @@ class Camus:
     """CAMUS 2019 (MetaImage) or 2023 (NIfTI) release, official 400/50/50 split or 10 balanced folds."""
 
     protocols = PROTOCOLS
+    fold_protocols = ()  # dataset.fold chooses no split of this dataset; validate refuses it
     views = (*VIEWS, "both")  # A2C and A4C name the same planes
     tabular_columns = TABULAR  # what load() gives; validate checks dataset.tabular against it
 

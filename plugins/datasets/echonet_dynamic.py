@@ -32,6 +32,7 @@ class EchoNetDynamic:
     """EchoNet-Dynamic (FileList.csv, VolumeTracings.csv, Videos/*.avi), official split."""
 
     protocols = PROTOCOLS
+    fold_protocols = ()  # dataset.fold chooses no split of this dataset; validate refuses it
     views = VIEWS  # the official release is apical 4-chamber only
     tabular_columns = TABULAR  # what load() gives; validate checks dataset.tabular against it
     parameter_problems = staticmethod(IndexBuilder.parameter_problems)

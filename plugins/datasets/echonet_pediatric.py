@@ -40,6 +40,7 @@ class EchoNetPediatric:
     """EchoNet-Pediatric (A4C/ and PSAX/ each with FileList.csv and Videos/), integer folds 0-9."""
 
     protocols = PROTOCOLS
+    fold_protocols = ("fold",)  # the protocols whose split dataset.fold chooses; validate refuses it for the others
     views = (*VIEWS, "both")
     tabular_columns = TABULAR  # what load() gives; validate checks dataset.tabular against it
     parameter_problems = staticmethod(IndexBuilder.parameter_problems)

@@ -23,6 +23,12 @@ SETTINGS = {
     "timm weights to download": (["encoder.name=timm", "encoder.params={timm_args = {pretrained = true}}"],
                                  ["`encoder.params.timm_args`: pretrained: nothing is downloaded; give a local "
                                   "checkpoint as encoder.weights"]),
+    "fold the protocol does not read": (["dataset.fold=3", 'dataset.protocol="fold0"'],
+                                        ["`dataset.fold` = 3, but dataset 'echonet_pediatric' reads it in only 'fold' "
+                                         "of its protocols, and `dataset.protocol` is 'fold0', so it would be ignored"]),
+    "fold of a dataset without folds": (["dataset.name=echonet_dynamic", "dataset.fold=3"],
+                                        ["`dataset.fold` = 3, but dataset 'echonet_dynamic' reads it in none of its "
+                                         "protocols, and `dataset.protocol` is 'official', so it would be ignored"]),
     "pooling that does not exist": (["encoder.name=timm", 'encoder.params={pooling = "max"}'],
                                     ["`encoder.params.pooling` must be one of 'mean', 'attention', got 'max'"]),
     "unknown encoder parameter": (["encoder.params.widht=4"],
