@@ -527,7 +527,11 @@ def _check_semantics(experiment: Experiment, source: str) -> None:
     if duplicated:
         _fail(source, "models", f"has two models called {duplicated[0]!r}: give one a distinct `label`")
     if experiment.baseline and experiment.baseline not in keys:
-        _fail(source, "baseline", f"names no model.{did_you_mean(experiment.baseline, keys)} Models: {', '.join(keys)}")
+        # A model with conformal = true is labelled "<label> (conformal)": the plain label no longer names its row.
+        conformal = f"{experiment.baseline} (conformal)"
+        hint = (f" Its model sets conformal = true, so its row is {conformal!r}: name that." if conformal in keys
+                else did_you_mean(experiment.baseline, keys))
+        _fail(source, "baseline", f"names no model.{hint} Models: {', '.join(keys)}")
 
 
 def artifacts_problem(spec: str) -> str | None:

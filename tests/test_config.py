@@ -40,6 +40,8 @@ def test_minimal_experiment_gets_documented_defaults(tmp_path):
     (MINIMAL + "[[models]]\nhead = \"mse\"\n", "two models called 'mse+concat'"),
     (MINIMAL.replace("seeds = [0, 1]", "seeds = []"), "`seeds` must list at least one seed"),
     ("baseline = \"mse+concta\"\n" + MINIMAL, "Did you mean 'mse+concat'?"),
+    ("baseline = \"plain\"\n" + MINIMAL.replace('head = "mse"', 'head = "gaussian"\nlabel = "plain"\nconformal = true'),
+     "`baseline` names no model. Its model sets conformal = true, so its row is 'plain (conformal)': name that."),
     ("name = \"t\"\n", "`models` needs at least one"),
     ("dataset = 3\n", "`dataset` expected a table"),
     (MINIMAL + "[train]\nema = 1.0\n", "`train.ema` must be at least 0 (off) and below 1"),
