@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import socket
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 from benchmark.errors import ConfigError, StoreError
-from benchmark.store import RunDir, file_problem
+from benchmark.identity import user_cache
+from benchmark.store import RunDir, atomic_write_json, file_problem
 from registry.errors import did_you_mean
 
 JOURNAL_SUFFIXES = (".log", ".journal")
@@ -51,6 +52,9 @@ def local_storage(url: str):
     return optuna.storages.RDBStorage(url, engine_kwargs=_engine_settings(url))
 
 
+SCHEMA_QUERY = "SELECT type, name, sql FROM sqlite_master"
+
+
 def check_sqlite_schema(url: str) -> None:
     """Refuse (StoreError) an existing sqlite storage file whose schema is not the one Optuna creates. An
     ``optuna.db`` can arrive with a run directory, and SQLite keeps triggers and views in the file itself: a
@@ -71,17 +75,33 @@ def _sqlite_schema(uri: str) -> frozenset[tuple[str, str, str]]:
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-        return frozenset(db.execute("SELECT type, name, sql FROM sqlite_master"))
+        return frozenset(db.execute(SCHEMA_QUERY))
 
 
 @functools.cache
 def _optuna_schema() -> frozenset[tuple[str, str, str]]:
-    """The schema of a new sqlite storage, as this Optuna makes it (once per process)."""
-    optuna = optuna_module()
-    with tempfile.TemporaryDirectory(prefix="lvefbench-schema-") as folder:
-        path = Path(folder) / "reference.db"
-        optuna.storages.RDBStorage(f"sqlite:///{path}").engine.dispose()
-        return _sqlite_schema(f"file:{path}?mode=ro")
+    """The schema of a new sqlite storage, as this Optuna makes it: made in memory once per Optuna and SQLAlchemy
+    version and kept in the user's cache (``identity.user_cache``), since making it took a second of every run's
+    start, a rerun with nothing to do included. Optuna's schema holds tables and indexes only: a kept one that
+    holds a trigger or a view (which would let such a thing in a received optuna.db through) is made again."""
+    from importlib.metadata import version
+
+    kept = user_cache() / f"optuna-schema-{version('optuna')}-sqlalchemy-{version('sqlalchemy')}.json"
+    try:
+        rows = frozenset(tuple(row) for row in json.loads(kept.read_text()))
+        if rows and all(len(row) == 3 and row[0] in ("table", "index") for row in rows):
+            return rows
+    except (OSError, ValueError, TypeError):  # not made yet, or damaged: made again
+        pass
+    engine = optuna_module().storages.RDBStorage("sqlite:///:memory:").engine
+    try:  # SQLAlchemy keeps one connection to an in-memory database per thread: the storage's tables are read back
+        with engine.connect() as connection:
+            rows = frozenset(tuple(row) for row in connection.exec_driver_sql(SCHEMA_QUERY))
+    finally:
+        engine.dispose()
+    with contextlib.suppress(OSError, StoreError):  # only a cache: without it the schema is made each time
+        atomic_write_json(kept, sorted(rows, key=lambda row: [str(part) for part in row]))
+    return rows
 
 
 def _engine_settings(url: str) -> dict:

@@ -276,6 +276,35 @@ def test_an_optuna_db_with_a_trigger_is_refused_before_any_work(tuned_run, tmp_p
     assert not (out / "jobs").exists()
 
 
+def test_a_kept_optuna_schema_that_would_let_a_trigger_in_is_made_again(tmp_path, monkeypatch):
+    """The schema Optuna makes is kept in the user's cache (making it took a second of every start). A kept one
+    forged to list a received optuna.db's trigger would let that trigger in: Optuna's schema holds tables and
+    indexes only, so such a kept schema is made again, and the trigger refused."""
+    import optuna
+
+    from benchmark.errors import StoreError
+    from benchmark.orchestration import storage
+
+    monkeypatch.setenv("LVEFBENCH_CACHE", str(tmp_path / "cache"))
+    storage._optuna_schema.cache_clear()
+    honest = storage._optuna_schema()
+    kept = next((tmp_path / "cache").glob("optuna-schema-*.json"))
+    received = tmp_path / "optuna.db"
+    optuna.storages.RDBStorage(f"sqlite:///{received}").engine.dispose()
+    with sqlite3.connect(received) as connection:
+        connection.execute("CREATE TRIGGER flip AFTER INSERT ON trial_values BEGIN UPDATE trial_values "
+                           "SET value = -NEW.value WHERE trial_value_id = NEW.trial_value_id; END")
+        trigger = connection.execute("SELECT type, name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    kept.write_text(json.dumps(sorted(honest, key=str) + [list(row) for row in trigger]))
+    storage._optuna_schema.cache_clear()
+    try:
+        with pytest.raises(StoreError, match="trigger flip"):
+            storage.check_sqlite_schema(f"sqlite:///{received}")
+        assert storage._optuna_schema() == honest
+    finally:
+        storage._optuna_schema.cache_clear()  # the next test's process-wide schema is made from its own cache
+
+
 def test_a_feature_cache_entry_under_another_key_is_not_reused(run_copy, reference_run):
     """Made here, every byte, but for another role: renamed to the test role's key, it would pass the
     training features off as the test features."""
