@@ -626,7 +626,7 @@ def _check_fold_read(experiment: Experiment, dataset: Callable[..., Any]) -> Non
         return
     readers = getattr(dataset, "fold_protocols", None)
     if not isinstance(readers, (list, tuple)):
-        readers = None if accepted(getattr(dataset, "splits", lambda: None), {"fold": config.fold}) else ()
+        readers = None if accepted(dataset.splits, {"fold": config.fold}) else ()
     if readers is not None and config.protocol not in readers:
         which = f"only {' and '.join(map(repr, readers))} of its protocols" if readers else "none of its protocols"
         raise ConfigError(f"{experiment.source}: `dataset.fold` = {config.fold}, but dataset {config.name!r} reads it "

@@ -152,12 +152,9 @@ class Registry:
         except ValueError as error:  # the same object registered twice under another name
             self._fail(name, origin, _one_line(error))
             return
-        self._warn_uncollected(plugin, name, origin)
-        unknown = [
-            caller.name
-            for caller in self.plugin_manager.get_hookcallers(plugin) or []
-            if not caller.has_spec()
-        ]
+        callers = self.plugin_manager.get_hookcallers(plugin) or []
+        self._warn_uncollected(plugin, name, origin, {caller.name for caller in callers})
+        unknown = [caller.name for caller in callers if not caller.has_spec()]
         if unknown:
             self.plugin_manager.unregister(plugin)
             hooks = sorted(hookspecs.COMPONENT_HOOKS.values()) + _lifecycle_hooks()
@@ -187,12 +184,12 @@ class Registry:
                         raise DuplicateComponentError(kind, record.name, existing.origin, record.origin)
                     self._records[kind][record.name] = record
 
-    def _warn_uncollected(self, plugin: Any, name: str, origin: str) -> None:
+    def _warn_uncollected(self, plugin: Any, name: str, origin: str, collected: set[str]) -> None:
         # pluggy calls only functions marked with @hookimpl and skips anything else without a word: a plugin whose
         # register_heads lacks the marker, or is wrapped by a decorator written in C (functools.lru_cache, whose
         # wrapper is no Python function), loads without error and registers nothing, which is hard to see.
+        # ``collected``: the hooks pluggy did take from the plugin.
         marker = f"{hookspecs.PROJECT}_impl"
-        collected = {caller.name for caller in self.plugin_manager.get_hookcallers(plugin) or []}
         for hook in sorted(hookspecs.COMPONENT_HOOKS.values()) + _lifecycle_hooks():
             function = getattr(plugin, hook, None)
             if not callable(function) or hook in collected:

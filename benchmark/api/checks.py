@@ -34,10 +34,10 @@ from benchmark.contracts import (
     ServedHead,
     Split,
     contract_of,
-    index_problems,
     missing_from_instance,
     missing_members,
 )
+from benchmark.data.helpers import index_problems
 from benchmark.predictive import mixture_predictive
 from registry import ComponentRecord
 

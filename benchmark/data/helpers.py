@@ -132,6 +132,48 @@ def ef_problem(ef: float) -> str | None:
     return None
 
 
+def index_problems(index: Any) -> list[str]:
+    """What in a dataset's ``load()`` result breaks the ``Item`` contract, each naming the item and field; [] if
+    nothing. Asked of every load, not only by ``check_dataset``: a repeated id would silently drop an item (items
+    are looked up by id), and an EF given as a fraction (0.55) or a number id would run, and be scored, wrong."""
+    if not isinstance(index, DatasetIndex):
+        return [f"load() returned {type(index).__name__}, not a DatasetIndex"]
+    problems, seen = [], set()
+    for position, item in enumerate(index.items):
+        if not isinstance(item, Item):
+            problems.append(f"items[{position}] is {type(item).__name__}, not an Item")
+            continue
+        name = f"item {item.id!r}"
+        if not isinstance(item.id, str) or not item.id:
+            problems.append(f"items[{position}].id {item.id!r} is not a non-empty str")
+        elif item.id in seen:
+            problems.append(f"{name} appears twice (ids must be unique)")
+        seen.add(item.id)
+        for key in ("patient", "fold", "visit"):
+            value = getattr(item, key)
+            if not isinstance(value, str) or (key == "patient" and not value):
+                problems.append(f"{name}: {key} {value!r} is not a{' non-empty' if key == 'patient' else ''} str")
+        if not _is_real(item.ef) or ef_problem(float(item.ef)):  # the range the loaders exclude by, too
+            problems.append(f"{name}: ef {item.ef!r} is not a number in [0, 100] (EF is in percent)")
+        for key, value in item.subgroups.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                problems.append(f"{name}: subgroups[{key!r}] = {value!r}: subgroup names and values are str")
+        for key, value in item.tabular.items():
+            if not isinstance(key, str) or not (value is None or isinstance(value, str) or _is_real(value)):
+                problems.append(f"{name}: tabular[{key!r}] = {value!r}: a value is a finite number, a str or None "
+                                "(missing)")
+    efs = [item.ef for item in index.items if isinstance(item, Item) and _is_real(item.ef)]
+    if efs and max(efs) <= 1:  # no heart ejects at most 1%: these are fractions
+        problems.append(f"every ef is at most 1 (the largest is {max(efs)!r}): EF is in percent (55, not 0.55)")
+    return problems
+
+
+def _is_real(value: Any) -> bool:
+    """A real number, not a bool (True is 1 to Python, never an EF), NaN or an infinity."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and bool(np.isfinite(value))
+
+
 def as_ef(value) -> float:
     """EF as a float; NaN when empty or not a number (then ``ef_problem`` excludes the item)."""
     number = number_or_none(value)

@@ -15,8 +15,8 @@ import pandas as pd
 
 from benchmark.components import accepted, check_parameters, dataset_offered, declared_columns
 from benchmark.config import Experiment
-from benchmark.contracts import DatasetIndex, Item, Split, index_problems
-from benchmark.data.helpers import summarise_exclusions, summarise_reasons
+from benchmark.contracts import DatasetIndex, Item, Split
+from benchmark.data.helpers import index_problems, summarise_exclusions, summarise_reasons
 from benchmark.data.splits import build_manifest, write_split_files
 from benchmark.data.tabular import check_columns, with_derived
 from benchmark.data.video import video_files
