@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -170,8 +171,7 @@ def index_problems(index: Any) -> list[str]:
 
 def _is_real(value: Any) -> bool:
     """A real number, not a bool (True is 1 to Python, never an EF), NaN or an infinity."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-        and bool(np.isfinite(value))
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)  # numpy's too
 
 
 def as_ef(value) -> float:
